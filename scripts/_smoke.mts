@@ -1,0 +1,17 @@
+import { startServer, Client } from '/work/main/test/helpers/server.ts';
+import { referenceBackend } from '/work/main/src/engine/reference.ts';
+const srv = await startServer({}, referenceBackend);
+const c = await Client.open(srv.url, { seed: 42 });
+console.log(await c.expr('x = nd.arange(4).reshape((4, 1))', { fetch: ['x'] }));
+console.log((await c.post('/arrays/x/attach-grad', {})).body);
+console.log(await c.expr('y = 2 * nd.dot(x.T, x)', { record: true }));
+console.log((await c.post('/arrays/y/backward', {})).body);
+console.log((await c.get('/arrays/x/grad')).body);
+console.log(await c.expr('(x.grad - 4 * x).norm().asscalar()'));
+console.log((await c.get('/autograd')).body);
+console.log((await c.post('/autograd/record')).body);
+console.log((await c.get('/autograd')).body);
+console.log((await c.post('/autograd/exit')).body);
+console.log((await c.post('/autograd/exit')).body);
+console.log((await c.get('')).body);
+await srv.close();

@@ -1,0 +1,85 @@
+/**
+ * buildApp: the fastify instance with its plugins, services and routes, without listening, so
+ * tests can inject requests or listen on a port of their own.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Config } from './config.js';
+import type { Backend } from './engine/backend.js';
+import { SessionStore } from './session/store.js';
+import { registerProblems } from './http/problem.js';
+import { sessionRoutes } from './http/routes/sessions.js';
+import { arrayRoutes } from './http/routes/arrays.js';
+import { opsRoutes } from './http/routes/ops.js';
+import { autogradRoutes } from './http/routes/autograd.js';
+import { tapeRoutes } from './http/routes/tapes.js';
+import { metaRoutes } from './http/routes/meta.js';
+import './ops/index.js';
+
+export interface Services {
+  config: Config;
+  store: SessionStore;
+  state: { draining: boolean };
+}
+
+export interface AppOptions {
+  config: Config;
+  backend: Backend;
+  /** A pino logger or fastify logger options; false for silence (tests). */
+  logger?: boolean | object;
+}
+
+export const API_VERSION = '1.0.0';
+
+export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; services: Services }> {
+  const app = Fastify({
+    logger: o.logger ?? false,
+    bodyLimit: o.config.limits.maxBodyBytes,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  // Bodies whose fields are all optional may be empty, with or without a JSON content type.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = (body as string).trim();
+    if (text === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (e) {
+      const err = e as Error & { statusCode?: number };
+      err.statusCode = 400;
+      done(err, undefined);
+    }
+  });
+  app.addContentTypeParser(['application/x-npy', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  const store = new SessionStore(o.backend, o.config.limits);
+  store.startCulling(o.config.sweepIntervalMs);
+  const services: Services = { config: o.config, store, state: { draining: false } };
+
+  registerProblems(app);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'gradserve',
+        version: API_VERSION,
+        description: 'Autograd as a service: MXNet-style NDArrays, gradients and tapes held by the server.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, metaRoutes]) {
+    await app.register(routes(services));
+  }
+  app.addHook('onClose', async () => store.closeAll());
+  await app.ready();
+  return { app, services };
+}

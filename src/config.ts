@@ -1,0 +1,91 @@
+/**
+ * Configuration from the environment, validated once at start-up. Every limit lives here, with its
+ * default; the README's configuration table lists the same variables.
+ */
+import { z } from 'zod';
+
+const int = (d: number) => z.coerce.number().int().min(0).default(d);
+const MiB = 1024 * 1024;
+
+export const ConfigSchema = z.object({
+  GRADSERVE_HOST: z.string().default('127.0.0.1'),
+  GRADSERVE_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  GRADSERVE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  GRADSERVE_BACKEND: z.enum(['native', 'reference']).default('native'),
+  /** Comma-separated API keys; when set, creating a session needs one in X-API-Key. */
+  GRADSERVE_API_KEYS: z.string().default(''),
+  GRADSERVE_MAX_BODY_BYTES: int(64 * MiB),
+  GRADSERVE_MAX_SESSIONS: int(1000),
+  GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
+  GRADSERVE_SESSION_TTL_SECONDS: int(3600),
+  GRADSERVE_MAX_TTL_SECONDS: int(24 * 3600),
+  GRADSERVE_MAX_SESSION_BYTES: int(1024 * MiB),
+  GRADSERVE_MAX_TOTAL_BYTES: int(8 * 1024 * MiB),
+  GRADSERVE_MAX_ARRAY_ELEMENTS: int(64 * MiB),
+  GRADSERVE_MAX_STATEMENTS: int(10000),
+  GRADSERVE_MAX_EXPR_LENGTH: int(100000),
+  GRADSERVE_MAX_EXPR_DEPTH: int(64),
+  GRADSERVE_MAX_TAPE_NODES: int(100000),
+  GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
+  GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
+});
+
+export type Env = z.infer<typeof ConfigSchema>;
+
+export interface Limits {
+  maxBodyBytes: number;
+  maxSessions: number;
+  maxSessionsPerKey: number;
+  defaultTtlSeconds: number;
+  maxTtlSeconds: number;
+  maxSessionBytes: number;
+  maxTotalBytes: number;
+  maxArrayElements: number;
+  maxStatements: number;
+  maxExprLength: number;
+  maxExprDepth: number;
+  maxTapeNodes: number;
+  requestTimeoutMs: number;
+}
+
+export interface Config {
+  host: string;
+  port: number;
+  logLevel: Env['GRADSERVE_LOG_LEVEL'];
+  backend: Env['GRADSERVE_BACKEND'];
+  apiKeys: string[];
+  sweepIntervalMs: number;
+  limits: Limits;
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const r = ConfigSchema.safeParse(env);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid configuration: ${msg}`);
+  }
+  const e = r.data;
+  return {
+    host: e.GRADSERVE_HOST,
+    port: e.GRADSERVE_PORT,
+    logLevel: e.GRADSERVE_LOG_LEVEL,
+    backend: e.GRADSERVE_BACKEND,
+    apiKeys: e.GRADSERVE_API_KEYS.split(',').map((s) => s.trim()).filter(Boolean),
+    sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
+    limits: {
+      maxBodyBytes: e.GRADSERVE_MAX_BODY_BYTES,
+      maxSessions: e.GRADSERVE_MAX_SESSIONS,
+      maxSessionsPerKey: e.GRADSERVE_MAX_SESSIONS_PER_KEY,
+      defaultTtlSeconds: e.GRADSERVE_SESSION_TTL_SECONDS,
+      maxTtlSeconds: e.GRADSERVE_MAX_TTL_SECONDS,
+      maxSessionBytes: e.GRADSERVE_MAX_SESSION_BYTES,
+      maxTotalBytes: e.GRADSERVE_MAX_TOTAL_BYTES,
+      maxArrayElements: e.GRADSERVE_MAX_ARRAY_ELEMENTS,
+      maxStatements: e.GRADSERVE_MAX_STATEMENTS,
+      maxExprLength: e.GRADSERVE_MAX_EXPR_LENGTH,
+      maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
+      maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,
+      requestTimeoutMs: e.GRADSERVE_REQUEST_TIMEOUT_MS,
+    },
+  };
+}

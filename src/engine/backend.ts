@@ -1,0 +1,128 @@
+/**
+ * The flat kernel ABI between TypeScript and a compute backend.
+ *
+ * A backend owns buffers (float32 or float64, contiguous, row-major) and runs kernels over them.
+ * It knows nothing of sessions, names, tapes or JSON. Every kernel writes into an `out` buffer that
+ * the caller allocated with the right length; shapes and strides are plain number arrays. Callers
+ * (src/engine/kernels.ts) validate everything first; a backend re-checks what could corrupt memory
+ * (lengths, indices, strides in range) and throws a plain Error when handed something inconsistent.
+ *
+ * Two implementations: `reference.ts` (pure TypeScript, the living definition of every kernel and
+ * the test oracle) and `native.ts` (the C++ addon in src/native).
+ */
+
+export type DType = 'float32' | 'float64';
+export const DTYPES: readonly DType[] = ['float32', 'float64'];
+export const itemSize = (d: DType): number => (d === 'float32' ? 4 : 8);
+
+/** An opaque buffer handle. `length` is in elements. */
+export interface Storage {
+  readonly dtype: DType;
+  readonly length: number;
+  /** False once freed: any later use is a bug, and the backend throws. */
+  readonly alive: boolean;
+}
+
+/** Elementwise unary kernels: out[i] = f(x[i]). */
+export const UNARY_KERNELS = [
+  'neg', 'abs', 'sign', 'square', 'sqrt', 'rsqrt', 'reciprocal',
+  'exp', 'expm1', 'log', 'log1p',
+  'sin', 'cos', 'tan', 'arcsin', 'arccos', 'arctan',
+  'sinh', 'cosh', 'tanh', 'arcsinh', 'arccosh', 'arctanh',
+  'relu', 'sigmoid', 'softrelu', 'floor', 'ceil', 'round',
+  /** 1 where x > 0 else 0: the derivative of relu. */
+  'step',
+] as const;
+export type UnaryKernel = (typeof UNARY_KERNELS)[number];
+
+/** Elementwise binary kernels with broadcasting: out[i] = f(a[..], b[..]). Comparisons give 0 or 1. */
+export const BINARY_KERNELS = [
+  'add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum',
+  'eq', 'ne', 'lt', 'le', 'gt', 'ge',
+] as const;
+export type BinaryKernel = (typeof BINARY_KERNELS)[number];
+
+export const REDUCE_KERNELS = ['sum', 'prod', 'max', 'min'] as const;
+export type ReduceKernel = (typeof REDUCE_KERNELS)[number];
+
+/**
+ * A strided view of a buffer: element `idx` (a multi-index over `shape`) lives at
+ * `offset + sum_k idx[k] * strides[k]`. Strides may be 0 (broadcast) or negative (flip).
+ */
+export interface View {
+  shape: readonly number[];
+  strides: readonly number[];
+  offset: number;
+}
+
+export interface Backend {
+  readonly name: 'reference' | 'native';
+
+  /** A zero-filled buffer. */
+  alloc(dtype: DType, length: number): Storage;
+  /** Releases the memory now; idempotent. */
+  free(s: Storage): void;
+  /** Copies little-endian bytes (length must be length * itemSize) into s. */
+  writeBytes(s: Storage, bytes: Uint8Array): void;
+  /** A copy of the buffer's little-endian bytes. */
+  readBytes(s: Storage): Uint8Array;
+  /** Copies numbers into s (rounded to its dtype); data.length must equal s.length. */
+  writeNumbers(s: Storage, data: ArrayLike<number>): void;
+  /** A copy of the buffer as float64 numbers. */
+  readNumbers(s: Storage): Float64Array;
+
+  /** out[i] = value. */
+  fill(out: Storage, value: number): void;
+  /** out[i] = start + i * step (arange and linspace). */
+  arange(out: Storage, start: number, step: number): void;
+  /** out is rows x cols; out[i][j] = 1 where j - i == k, else 0. */
+  eye(out: Storage, rows: number, cols: number, k: number): void;
+  /**
+   * Counter-based random numbers: element i is a pure function of (seed, counter + i), so
+   * results do not depend on the backend or the thread count. The generator is specified in
+   * reference.ts (`randomBits`); both backends must produce identical bits.
+   * uniform: low + (high - low) * u with u in [0, 1); normal: loc + scale * z (Box-Muller).
+   */
+  randomUniform(out: Storage, seed: number, counter: number, low: number, high: number): void;
+  randomNormal(out: Storage, seed: number, counter: number, loc: number, scale: number): void;
+
+  /** out[i] = f(x[i]); x and out have the same length and dtype (out may be x). */
+  unary(op: UnaryKernel, x: Storage, out: Storage): void;
+  /**
+   * out (contiguous, shape `shape`) = f(a[view a], b[view b]). Views give a and b's strides over
+   * the output shape (0 where broadcast).
+   */
+  binary(op: BinaryKernel, a: Storage, av: View, b: Storage, bv: View, out: Storage): void;
+  /** out[i] = f(x[i], scalar) or, with scalarFirst, f(scalar, x[i]). */
+  binaryScalar(op: BinaryKernel, x: Storage, scalar: number, scalarFirst: boolean, out: Storage): void;
+  /** out[i] = cond[i] != 0 ? a[i] : b[i], all over the output shape through views. */
+  where(cond: Storage, cv: View, a: Storage, av: View, b: Storage, bv: View, out: Storage): void;
+
+  /** Gathers a strided view of x into contiguous out (transpose, broadcast, slice, flip). */
+  copyStrided(x: Storage, xv: View, out: Storage): void;
+  /** out[view] += x, x contiguous over view.shape (the adjoint of copyStrided; slice's gradient). */
+  scatterAddStrided(x: Storage, out: Storage, ov: View): void;
+
+  /**
+   * Reduces x (contiguous, `shape`) over the axes set in `axes` (sorted, unique); out holds the
+   * remaining dims in order. An empty reduction gives the op's identity (0, 1, -inf, +inf).
+   * NaN propagates through max and min.
+   */
+  reduce(op: ReduceKernel, x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void;
+  /** Index (as a float) of the first max (or min) along `axis` of x; out drops that axis. */
+  argReduce(op: 'argmax' | 'argmin', x: Storage, shape: readonly number[], axis: number, out: Storage): void;
+
+  /**
+   * Batched GEMM: for each p < batch, C_p (m x n) = op(A_p) @ op(B_p), where op transposes when
+   * asked. A_p starts at p * strideA (0 broadcasts one matrix), B_p at p * strideB, C_p at p * m * n.
+   * Untransposed A_p is m x k row-major; transposed, it is stored k x m. Likewise B_p: k x n or n x k.
+   */
+  gemm(
+    a: Storage, b: Storage, out: Storage,
+    batch: number, m: number, n: number, k: number,
+    transA: boolean, transB: boolean, strideA: number, strideB: number,
+  ): void;
+
+  /** Copies x into out, converting dtype (astype). Same length. */
+  cast(x: Storage, out: Storage): void;
+}

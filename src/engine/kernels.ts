@@ -1,0 +1,170 @@
+/**
+ * NDArray-level kernels: shape checks, broadcasting and output allocation around the flat backend
+ * ABI. Op forwards (src/ops) call these; nothing here knows about autograd.
+ */
+import type { Backend, BinaryKernel, DType, ReduceKernel, UnaryKernel, View } from './backend.js';
+import { contiguousStrides } from './reference.js';
+import { NDArray, sizeOf, shapeStr } from './ndarray.js';
+import { fail } from '../errors.js';
+
+/** Where new arrays come from: the session, which counts their bytes against its quota. */
+export interface Allocator {
+  readonly backend: Backend;
+  alloc(dtype: DType, shape: readonly number[]): NDArray;
+  /** A new NDArray over an existing array's storage (reshape is a view, not a copy). */
+  view(of: NDArray, shape: readonly number[]): NDArray;
+}
+
+/** Where an error should point: "`rhs` of `dot`". */
+export interface Site {
+  op: string;
+  arg?: string;
+}
+
+const where = (s: Site): string => (s.arg ? `\`${s.arg}\` of \`${s.op}\`` : `\`${s.op}\``);
+
+/** NumPy broadcasting of two shapes, or a 422 naming the op. */
+export function broadcastShapes(a: readonly number[], b: readonly number[], site: Site): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out = new Array<number>(rank);
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw fail('shape_mismatch', `shapes ${shapeStr(a)} and ${shapeStr(b)} of ${where(site)} do not broadcast (axis ${i}: ${da} vs ${db})`);
+    }
+    out[i] = da === 1 ? db : da;
+  }
+  return out;
+}
+
+/** The view that reads `shape` as if broadcast to `to` (stride 0 on broadcast axes). */
+export function broadcastView(shape: readonly number[], to: readonly number[]): View {
+  const st = contiguousStrides(shape);
+  const strides = to.map((_, i) => {
+    const j = shape.length - to.length + i;
+    return j < 0 || shape[j] === 1 ? 0 : st[j];
+  });
+  return { shape: to, strides, offset: 0 };
+}
+
+export function contiguousView(shape: readonly number[]): View {
+  return { shape, strides: contiguousStrides(shape), offset: 0 };
+}
+
+export function sameDtype(a: NDArray, b: NDArray, site: Site): void {
+  if (a.dtype !== b.dtype) {
+    throw fail('dtype_mismatch', `${where(site)} got ${a.dtype} and ${b.dtype}; convert one with astype`);
+  }
+}
+
+/** Normalises an axis (negative counts from the end) against a rank, or a 422 naming it. */
+export function normAxis(axis: number, rank: number, site: Site): number {
+  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
+    throw fail('invalid_attribute', `axis ${axis} of ${where(site)} is out of range for an array of rank ${rank}`);
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+export function makeKernels(m: Allocator) {
+  const be = m.backend;
+  return {
+    unary(op: UnaryKernel, x: NDArray): NDArray {
+      const out = m.alloc(x.dtype, x.shape);
+      be.unary(op, x.storage, out.storage);
+      return out;
+    },
+
+    binary(op: BinaryKernel, a: NDArray | number, b: NDArray | number, site: Site): NDArray {
+      if (typeof a === 'number' && typeof b === 'number') {
+        throw fail('invalid_argument', `${where(site)} needs at least one array argument`);
+      }
+      if (typeof a === 'number' || typeof b === 'number') {
+        const x = (typeof a === 'number' ? b : a) as NDArray;
+        const s = (typeof a === 'number' ? a : b) as number;
+        const out = m.alloc(x.dtype, x.shape);
+        be.binaryScalar(op, x.storage, s, typeof a === 'number', out.storage);
+        return out;
+      }
+      sameDtype(a, b, site);
+      const shape = broadcastShapes(a.shape, b.shape, site);
+      const out = m.alloc(a.dtype, shape);
+      be.binary(op, a.storage, broadcastView(a.shape, shape), b.storage, broadcastView(b.shape, shape), out.storage);
+      return out;
+    },
+
+    where(c: NDArray, a: NDArray, b: NDArray, site: Site): NDArray {
+      sameDtype(a, b, { ...site, arg: 'x' });
+      sameDtype(c, a, { ...site, arg: 'condition' });
+      const shape = broadcastShapes(broadcastShapes(c.shape, a.shape, site), b.shape, site);
+      const out = m.alloc(a.dtype, shape);
+      be.where(c.storage, broadcastView(c.shape, shape), a.storage, broadcastView(a.shape, shape),
+        b.storage, broadcastView(b.shape, shape), out.storage);
+      return out;
+    },
+
+    /** Materialises a strided view of x (transpose, broadcast_to, slice, flip). */
+    gather(x: NDArray, v: View): NDArray {
+      const out = m.alloc(x.dtype, v.shape);
+      be.copyStrided(x.storage, v, out.storage);
+      return out;
+    },
+
+    /** zeros(shape) with x added at the view: the adjoint of gather. */
+    scatter(x: NDArray, shape: readonly number[], v: View): NDArray {
+      const out = m.alloc(x.dtype, shape);
+      be.scatterAddStrided(x.storage, out.storage, v);
+      return out;
+    },
+
+    reduce(op: ReduceKernel, x: NDArray, axes: readonly number[], keepdims: boolean): NDArray {
+      const sorted = [...new Set(axes)].sort((p, q) => p - q);
+      const kept = x.shape.filter((_, d) => !sorted.includes(d));
+      const out = m.alloc(x.dtype, kept);
+      be.reduce(op, x.storage, x.shape, sorted, out.storage);
+      const shape = keepdims ? x.shape.map((d, i) => (sorted.includes(i) ? 1 : d)) : kept;
+      // No 0-d arrays: a full reduction has shape [1], as in MXNet 1.x.
+      return m.view(out, shape.length === 0 ? [1] : shape);
+    },
+
+    argReduce(op: 'argmax' | 'argmin', x: NDArray, axis: number, keepdims: boolean): NDArray {
+      const kept = x.shape.filter((_, d) => d !== axis);
+      const out = m.alloc(x.dtype, kept);
+      be.argReduce(op, x.storage, x.shape, axis, out.storage);
+      const shape = keepdims ? x.shape.map((d, i) => (i === axis ? 1 : d)) : kept;
+      return m.view(out, shape.length === 0 ? [1] : shape);
+    },
+
+    /** Batched matmul of [batch, m, k] by [batch, k, n] (batch strides of 0 broadcast). */
+    gemm(a: NDArray, b: NDArray, dims: { batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean; strideA: number; strideB: number }, shape: readonly number[]): NDArray {
+      const out = m.alloc(a.dtype, shape);
+      if (sizeOf(shape) !== dims.batch * dims.m * dims.n) throw new Error('gemm: output shape disagrees with dims');
+      be.gemm(a.storage, b.storage, out.storage, dims.batch, dims.m, dims.n, dims.k, dims.transA, dims.transB, dims.strideA, dims.strideB);
+      return out;
+    },
+
+    cast(x: NDArray, dtype: DType): NDArray {
+      const out = m.alloc(dtype, x.shape);
+      be.cast(x.storage, out.storage);
+      return out;
+    },
+
+    copy(x: NDArray): NDArray {
+      const out = m.alloc(x.dtype, x.shape);
+      be.cast(x.storage, out.storage);
+      return out;
+    },
+
+    full(dtype: DType, shape: readonly number[], value: number): NDArray {
+      const out = m.alloc(dtype, shape);
+      if (value !== 0) be.fill(out.storage, value);
+      return out;
+    },
+
+    view: (x: NDArray, shape: readonly number[]) => m.view(x, shape),
+    alloc: (dtype: DType, shape: readonly number[]) => m.alloc(dtype, shape),
+    backend: be,
+  };
+}
+
+export type Kernels = ReturnType<typeof makeKernels>;

@@ -1,0 +1,553 @@
+/**
+ * AST -> program statements (the same ones JSON clients send). Nested expressions are flattened
+ * in evaluation order; each intermediate gets a temporary name `%1`, `%2`, ... that no user name
+ * can collide with (the executor drops temporaries at the end of the request).
+ */
+import { fail } from '../errors.js';
+import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement } from '../http/schemas/program.js';
+import { syntaxError, type Pos } from './lexer.js';
+import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
+
+/** What an expression evaluates to at compile time: an array reference or a JSON-able constant. */
+type Value =
+  | { t: 'ref'; ref: string }
+  | { t: 'num'; v: number; isInt: boolean }
+  | { t: 'str'; v: string }
+  | { t: 'lit'; v: boolean | null }
+  | { t: 'list'; items: Value[] }
+  /** backward() and attach_grad(): statements with no value. */
+  | { t: 'void' };
+
+type Json = number | string | boolean | null | Json[];
+
+const BINARY_OPS: Record<string, string> = {
+  '+': 'add', '-': 'subtract', '*': 'multiply', '/': 'divide', '**': 'power', '@': 'dot',
+  '==': 'equal', '!=': 'not_equal', '<': 'lesser', '<=': 'lesser_equal', '>': 'greater', '>=': 'greater_equal',
+};
+/** A leading name from this set starts an op path (`nd.random.normal`), never an array. */
+const NAMESPACES = new Set(['mx', 'nd', 'ndarray', 'random', 'linalg', 'contrib', 'autograd']);
+/** Prefixes that name the op library itself and are dropped from op names. */
+const ROOTS = new Set(['mx', 'nd', 'ndarray']);
+const SCOPES = new Set<ScopeKind>(['record', 'pause', 'train_mode', 'predict_mode']);
+const TEMP = '%';
+
+export interface CompileLimits { maxStatements: number }
+
+export function compileProgram(stmts: Stmt[], limits: CompileLimits): { statements: Statement[]; result?: string } {
+  return new Compiler(limits).program(stmts);
+}
+
+class Compiler {
+  private temps = 0;
+  private count = 0;
+  /** Where statements go: the program, or the body of the innermost with. */
+  private out: Statement[] = [];
+  /** Names bound to constants (`lr = 0.1`): substituted where used, as Python would. */
+  private readonly constants = new Map<string, Value>();
+
+  constructor(private readonly limits: CompileLimits) {}
+
+  program(stmts: Stmt[]): { statements: Statement[]; result?: string } {
+    let result: string | undefined;
+    stmts.forEach((s, i) => {
+      const v = this.statement(s);
+      if (i === stmts.length - 1 && v !== undefined) result = v;
+    });
+    return result === undefined ? { statements: this.out } : { statements: this.out, result };
+  }
+
+  private emit<S extends Statement>(s: S): S {
+    if (++this.count > this.limits.maxStatements) {
+      throw fail('quota_exceeded', `the expression compiles to more than ${this.limits.maxStatements} statements`, {
+        limit: 'statements',
+        value: this.count,
+      });
+    }
+    this.out.push(s);
+    return s;
+  }
+
+  private emitOp(op: string, args: Arg[], attrs: Record<string, unknown>, into?: string): Value {
+    const s: OpStatement = { op, args };
+    if (Object.keys(attrs).length) s.attrs = attrs;
+    if (into !== undefined) s.into = into;
+    else s.out = `${TEMP}${++this.temps}`;
+    this.emit(s);
+    return { t: 'ref', ref: into ?? (s.out as string) };
+  }
+
+  /** The op statement that produced `v`, if `v` is a temporary just computed: it can be retargeted. */
+  private producer(v: Value): OpStatement | undefined {
+    if (v.t !== 'ref' || !v.ref.startsWith(TEMP)) return undefined;
+    const last = this.out[this.out.length - 1] as OpStatement | undefined;
+    return last && last.out === v.ref ? last : undefined;
+  }
+
+  // --- statements ---
+
+  /** Compiles one statement; answers the reference a bare array expression evaluates to. */
+  private statement(s: Stmt): string | undefined {
+    switch (s.k) {
+      case 'expr': {
+        const v = this.expr(s.expr, true);
+        if (v.t === 'void') return undefined;
+        if (v.t !== 'ref') throw syntaxError('a bare expression must compute an array; this one is a constant', s.pos);
+        return v.ref;
+      }
+      case 'assign':
+        this.assign(s.targets, s.value);
+        return undefined;
+      case 'aug':
+        this.augmented(s.target, s.op, s.value, s.pos);
+        return undefined;
+      case 'with':
+        this.with(s);
+        return undefined;
+    }
+  }
+
+  private assign(targets: Expr[], valueExpr: Expr): void {
+    for (const t of targets) this.checkTarget(t);
+    const value = this.expr(valueExpr);
+    if (value.t === 'void') throw syntaxError('this call is a statement and has no value to assign', valueExpr.pos);
+    // Python binds every target to the same object: after the first, the others get what it holds.
+    let current: Value = value;
+    for (const t of targets) {
+      if (current.t === 'void') throw syntaxError('nothing is left to assign after unpacking', t.pos);
+      if (t.k === 'name') {
+        current = this.bindName(t.id, current);
+      } else if (t.k === 'seq') {
+        const producer = this.producer(current);
+        if (!producer) throw syntaxError('unpacking into several names needs an op with several outputs on the right', t.pos);
+        producer.out = t.items.map((e) => (e as { id: string }).id);
+        for (const n of producer.out) this.constants.delete(n);
+        current = { t: 'void' };
+      } else {
+        const ref = this.inPlaceRef(t);
+        this.writeInPlace(ref, current, t.pos);
+        current = { t: 'ref', ref };
+      }
+    }
+  }
+
+  /** Binds `name`: an array by retargeting its producer or by `_alias`, a constant at compile time. */
+  private bindName(name: string, value: Value): Value {
+    if (value.t !== 'ref') {
+      this.constants.set(name, value);
+      return value;
+    }
+    this.constants.delete(name);
+    const producer = this.producer(value);
+    if (producer) producer.out = name;
+    else this.emit({ op: '_alias', args: [value.ref], out: name });
+    return { t: 'ref', ref: name };
+  }
+
+  private checkTarget(t: Expr): void {
+    if (t.k === 'name') return;
+    if (t.k === 'seq' && t.items.length && t.items.every((e) => e.k === 'name')) return;
+    if (t.k === 'postfix') {
+      this.inPlaceRef(t);
+      return;
+    }
+    throw syntaxError('cannot assign to this expression: assign to a name, or write in place with name[:] = ...', t.pos);
+  }
+
+  /** `w[:]` or `w.grad[:]` as an assignment target: answers `w` / `w.grad`. */
+  private inPlaceRef(t: Expr): string {
+    if (t.k !== 'postfix') throw syntaxError('cannot assign to this expression', t.pos);
+    const last = t.trailers[t.trailers.length - 1]!;
+    const ref = this.plainRef({ ...t, trailers: t.trailers.slice(0, -1) });
+    if (last.t === 'attr' && last.name === 'grad') {
+      throw syntaxError('.grad cannot be rebound: write into it with name.grad[:] = ...', last.pos);
+    }
+    if (last.t !== 'index' || ref === undefined) {
+      throw syntaxError('cannot assign to this expression: assign to a name, or write in place with name[:] = ...', t.pos);
+    }
+    const full = last.key.length === 1 && last.key[0]!.k === 'slice' && !last.key[0]!.start && !last.key[0]!.stop && !last.key[0]!.step;
+    if (!full) {
+      throw syntaxError('writing into part of an array is not supported yet: only name[:] = ... writes in place', last.pos);
+    }
+    return ref;
+  }
+
+  /** `w` or `w.grad` written as an expression, or undefined. */
+  private plainRef(e: Expr): string | undefined {
+    const base = e.k === 'postfix' ? e.base : e;
+    const trailers = e.k === 'postfix' ? e.trailers : [];
+    if (base.k !== 'name' || NAMESPACES.has(base.id)) return undefined;
+    if (trailers.length === 0) return base.id;
+    const only = trailers[0]!;
+    if (trailers.length === 1 && only.t === 'attr' && only.name === 'grad') return `${base.id}.grad`;
+    return undefined;
+  }
+
+  private writeInPlace(target: string, value: Value, at: Pos): void {
+    const producer = this.producer(value);
+    if (producer) {
+      delete producer.out;
+      producer.into = target;
+    } else if (value.t === 'ref') {
+      this.emit({ op: 'copy', args: [value.ref], into: target });
+    } else if (value.t === 'num') {
+      this.emit({ op: '_fill', args: [], attrs: { value: value.v }, into: target });
+    } else if (value.t === 'list') {
+      this.emit({ op: 'copy', args: [this.arg(value, at)], into: target });
+    } else {
+      throw syntaxError('only an array, a number or a list of numbers can be written into an array', at);
+    }
+  }
+
+  /** `w += e` writes in place, as NDArray's += does in MXNet. */
+  private augmented(target: Expr, op: string, valueExpr: Expr, at: Pos): void {
+    const constant = target.k === 'name' ? this.constants.get(target.id) : undefined;
+    if (constant && target.k === 'name') {
+      this.bindName(target.id, this.binary(op, constant, this.expr(valueExpr), at));
+      return;
+    }
+    const ref = this.plainRef(target);
+    if (ref === undefined) throw syntaxError(`'${op}=' needs a name or name.grad on its left`, target.pos);
+    const value = this.expr(valueExpr);
+    this.emitOp(BINARY_OPS[op]!, [ref, this.arg(value, valueExpr.pos)], {}, ref);
+  }
+
+  private with(s: Extract<Stmt, { k: 'with' }>): void {
+    const scopes = s.items.map((item) => this.scopeOf(item));
+    const outer = this.out;
+    // `with a(), b():` nests b's scope inside a's, as Python enters them left to right.
+    for (const scope of scopes) {
+      this.emit(scope);
+      this.out = scope.body;
+    }
+    for (const st of s.body) this.statement(st);
+    this.out = outer;
+  }
+
+  /** `autograd.record(train_mode=False)`, `pause()`, ... -> an empty scope statement. */
+  private scopeOf(item: Expr): ScopeStatement {
+    const bad = () => syntaxError('with supports autograd.record(), pause(), train_mode() and predict_mode() only', item.pos);
+    if (item.k !== 'postfix' || item.base.k !== 'name') throw bad();
+    const path = [item.base.id];
+    const trailers = item.trailers;
+    let i = 0;
+    while (trailers[i]?.t === 'attr') path.push((trailers[i++] as { name: string }).name);
+    const call = trailers[i];
+    if (!call || call.t !== 'call' || i !== trailers.length - 1) throw bad();
+    while (path.length > 1 && ROOTS.has(path[0]!)) path.shift();
+    if (path.length === 2 && path[0] === 'autograd') path.shift();
+    const kind = path[0] as ScopeKind;
+    if (path.length !== 1 || !SCOPES.has(kind)) throw bad();
+    const takesMode = kind === 'record' || kind === 'pause';
+    const named = this.bindArgs(call, takesMode ? ['train_mode'] : [], `${kind}()`);
+    const mode = named.get('train_mode');
+    if (!mode) return { op: 'scope', kind, body: [] };
+    const v = this.expr(mode);
+    if (v.t !== 'lit' || typeof v.v !== 'boolean') throw syntaxError('train_mode must be True or False', mode.pos);
+    return { op: 'scope', kind, train_mode: v.v, body: [] };
+  }
+
+  /** Matches a call's arguments to a fixed parameter list, Python style. */
+  private bindArgs(call: Extract<Trailer, { t: 'call' }>, params: string[], what: string): Map<string, Expr> {
+    const named = new Map<string, Expr>();
+    if (call.args.length > params.length) {
+      throw syntaxError(`${what} takes at most ${params.length} positional argument${params.length === 1 ? '' : 's'}`, call.args[params.length]!.pos);
+    }
+    call.args.forEach((a, i) => named.set(params[i]!, a));
+    for (const kw of call.kwargs) {
+      if (!params.includes(kw.name)) {
+        const allowed = params.length ? `it takes ${params.join(', ')}` : 'it takes no arguments';
+        throw syntaxError(`${what} has no argument '${kw.name}': ${allowed}`, kw.pos);
+      }
+      if (named.has(kw.name)) throw syntaxError(`${what} got '${kw.name}' twice`, kw.pos);
+      named.set(kw.name, kw.value);
+    }
+    return named;
+  }
+
+  // --- expressions ---
+
+  /** `statement` allows the value-less calls backward() and attach_grad() at the top of it. */
+  private expr(e: Expr, statement = false): Value {
+    switch (e.k) {
+      case 'num': return { t: 'num', v: e.v, isInt: e.isInt };
+      case 'str': return { t: 'str', v: e.v };
+      case 'lit': return { t: 'lit', v: e.v };
+      case 'name': return this.name(e.id, e.pos);
+      case 'seq': return { t: 'list', items: e.items.map((x) => this.expr(x)) };
+      case 'unary': {
+        const v = this.expr(e.operand);
+        if (e.op === '+') return this.numeric(v, e.pos, 'unary +');
+        if (v.t === 'num') return { t: 'num', v: -v.v, isInt: v.isInt };
+        return this.emitOp('negative', [this.arg(this.numeric(v, e.pos, 'unary -'), e.pos)], {});
+      }
+      case 'binary': {
+        // A loop, not recursion, along the chain: `a + b + c + ...` may be long.
+        let acc = this.expr(e.first);
+        for (const step of e.rest) acc = this.binary(step.op, acc, this.expr(step.rhs), step.pos);
+        return acc;
+      }
+      case 'postfix': return this.postfix(e.base, e.trailers, statement);
+    }
+  }
+
+  private name(id: string, at: Pos): Value {
+    const c = this.constants.get(id);
+    if (c) return c;
+    if (NAMESPACES.has(id)) throw syntaxError(`'${id}' is a namespace of ops, not an array: call one of its ops`, at);
+    return { t: 'ref', ref: id };
+  }
+
+  private numeric(v: Value, at: Pos, what: string): Value {
+    if (v.t === 'ref' || v.t === 'num') return v;
+    throw syntaxError(`${what} needs an array or a number`, at);
+  }
+
+  private binary(op: string, l: Value, r: Value, at: Pos): Value {
+    const name = BINARY_OPS[op]!;
+    this.numeric(l, at, `operator '${op}'`);
+    this.numeric(r, at, `operator '${op}'`);
+    if (l.t === 'num' && r.t === 'num') {
+      const folded = fold(op, l.v, r.v);
+      if (folded === undefined) throw syntaxError(`operator '${op}' needs an array on one side`, at);
+      if (!Number.isFinite(folded)) throw syntaxError(`${l.v} ${op} ${r.v} is not a finite number`, at);
+      const isInt = l.isInt && r.isInt && (op === '+' || op === '-' || op === '*' || (op === '**' && r.v >= 0));
+      return { t: 'num', v: folded, isInt };
+    }
+    return this.emitOp(name, [this.arg(l, at), this.arg(r, at)], {});
+  }
+
+  private postfix(base: Expr, trailers: Trailer[], statement: boolean): Value {
+    let i = 0;
+    let cur: Value;
+    if (base.k === 'name' && !this.constants.has(base.id) && (NAMESPACES.has(base.id) || trailers[0]?.t === 'call')) {
+      // An op path: `nd.random.normal(...)`, `mx.nd.dot(...)`, or a bare `dot(...)`.
+      const path = [base.id];
+      while (trailers[i]?.t === 'attr') path.push((trailers[i++] as { name: string }).name);
+      const call = trailers[i];
+      if (!call || call.t !== 'call') throw syntaxError(`'${path.join('.')}' is a namespace path: expected a call of one of its ops`, base.pos);
+      i++;
+      while (path.length > 1 && ROOTS.has(path[0]!)) path.shift();
+      cur = this.opCall(path, call, statement && i === trailers.length);
+    } else {
+      cur = this.expr(base);
+    }
+    for (; i < trailers.length; i++) {
+      const t = trailers[i]!;
+      if (t.t === 'attr') {
+        const call = trailers[i + 1];
+        if (call?.t === 'call') {
+          cur = this.method(cur, t.name, t.pos, call, statement && i + 1 === trailers.length - 1);
+          i++;
+        } else if (t.name === 'grad') {
+          if (cur.t !== 'ref' || cur.ref.startsWith(TEMP) || cur.ref.endsWith('.grad')) {
+            throw syntaxError('.grad is read from a name only: assign the expression to a name first', t.pos);
+          }
+          cur = { t: 'ref', ref: `${cur.ref}.grad` };
+        } else if (t.name === 'T') {
+          cur = this.emitOp('transpose', [this.arrayRef(cur, t.pos, '.T')], {});
+        } else {
+          throw syntaxError(`attribute '.${t.name}' is not supported: only .grad, .T and method calls`, t.pos);
+        }
+      } else if (t.t === 'index') {
+        cur = this.emitOp('getitem', [this.arrayRef(cur, t.pos, 'indexing')], { key: t.key.map((k) => this.keyItem(k)) });
+      } else {
+        throw syntaxError('only ops and methods can be called', t.pos);
+      }
+    }
+    return cur;
+  }
+
+  /** A call of an op path (`['random', 'normal']`), with the specials of autograd. */
+  private opCall(path: string[], call: Extract<Trailer, { t: 'call' }>, statement: boolean): Value {
+    const op = path.join('.');
+    if (op === 'autograd.backward') {
+      if (!statement) throw syntaxError('autograd.backward() is a statement: it has no value', call.pos);
+      return this.autogradBackward(call);
+    }
+    if (op === 'autograd.grad') {
+      throw syntaxError('autograd.grad is not available in expressions: use POST /v1/sessions/{sid}/grad', call.pos);
+    }
+    const last = path[path.length - 1]! as ScopeKind;
+    if (SCOPES.has(last) && (path.length === 1 || path[0] === 'autograd')) {
+      throw syntaxError(`${op}() opens a scope: write 'with ${op}():' and indent its body`, call.pos);
+    }
+    return this.callOp(op, [], call);
+  }
+
+  private method(obj: Value, name: string, at: Pos, call: Extract<Trailer, { t: 'call' }>, statement: boolean): Value {
+    if (name === 'backward' || name === 'attach_grad') {
+      if (!statement) throw syntaxError(`.${name}() is a statement: it has no value to use in an expression`, at);
+      return name === 'backward' ? this.backward(obj, at, call) : this.attachGrad(obj, at, call);
+    }
+    if (name === 'grad') throw syntaxError('.grad is an array, not a method', at);
+    return this.callOp(name, [this.arrayRef(obj, at, `.${name}()`)], call);
+  }
+
+  /** Positional arguments become args, keywords attrs, and `out=w` the in-place target. */
+  private callOp(op: string, lead: Arg[], call: Extract<Trailer, { t: 'call' }>): Value {
+    const args = [...lead];
+    for (const a of call.args) args.push(this.arg(this.expr(a), a.pos));
+    const attrs: Record<string, unknown> = {};
+    let into: string | undefined;
+    for (const kw of call.kwargs) {
+      const v = this.expr(kw.value);
+      if (kw.name === 'out') {
+        if (v.t !== 'ref' || v.ref.startsWith(TEMP)) throw syntaxError('out= takes the name of an existing array', kw.value.pos);
+        into = v.ref;
+      } else {
+        attrs[kw.name] = this.json(v, kw.value.pos);
+      }
+    }
+    return this.emitOp(op, args, attrs, into);
+  }
+
+  /** `y.backward(out_grad=None, retain_graph=False, train_mode=True)`, MXNet's signature. */
+  private backward(obj: Value, at: Pos, call: Extract<Trailer, { t: 'call' }>): Value {
+    const head = this.arrayRef(obj, at, '.backward()');
+    const named = this.bindArgs(call, ['out_grad', 'retain_graph', 'train_mode'], 'backward()');
+    const attrs: NonNullable<BackwardStatement['attrs']> = {};
+    const g = named.get('out_grad');
+    if (g) {
+      const v = this.expr(g);
+      if (!(v.t === 'lit' && v.v === null)) attrs.head_grads = [this.arg(v, g.pos)];
+    }
+    this.flags(named, attrs);
+    this.emitBackward([head], attrs);
+    return { t: 'void' };
+  }
+
+  /** `autograd.backward(heads, head_grads=None, retain_graph=False, train_mode=True)`. */
+  private autogradBackward(call: Extract<Trailer, { t: 'call' }>): Value {
+    const named = this.bindArgs(call, ['heads', 'head_grads', 'retain_graph', 'train_mode'], 'autograd.backward()');
+    const headsExpr = named.get('heads');
+    if (!headsExpr) throw syntaxError('autograd.backward() needs heads', call.pos);
+    const hv = this.expr(headsExpr);
+    const heads = (hv.t === 'list' ? hv.items : [hv]).map((h) => this.arrayRef(h, headsExpr.pos, 'a head of backward'));
+    const attrs: NonNullable<BackwardStatement['attrs']> = {};
+    const gExpr = named.get('head_grads');
+    if (gExpr) {
+      const gv = this.expr(gExpr);
+      if (!(gv.t === 'lit' && gv.v === null)) {
+        // As in MXNet, a list is aligned with the heads; a single array goes with a single head.
+        const grads = gv.t === 'list' ? gv.items : [gv];
+        if (grads.length !== heads.length) {
+          throw syntaxError(`head_grads has ${grads.length} entries for ${heads.length} heads`, gExpr.pos);
+        }
+        attrs.head_grads = grads.map((x) => (x.t === 'lit' && x.v === null ? null : this.arg(x, gExpr.pos)));
+      }
+    }
+    this.flags(named, attrs);
+    this.emitBackward(heads, attrs);
+    return { t: 'void' };
+  }
+
+  private flags(named: Map<string, Expr>, attrs: NonNullable<BackwardStatement['attrs']>): void {
+    for (const flag of ['retain_graph', 'train_mode'] as const) {
+      const e = named.get(flag);
+      if (!e) continue;
+      const v = this.expr(e);
+      if (v.t !== 'lit' || typeof v.v !== 'boolean') throw syntaxError(`${flag} must be True or False`, e.pos);
+      attrs[flag] = v.v;
+    }
+  }
+
+  private emitBackward(heads: string[], attrs: NonNullable<BackwardStatement['attrs']>): void {
+    const s: BackwardStatement = { op: 'backward', args: heads };
+    if (Object.keys(attrs).length) s.attrs = attrs;
+    this.emit(s);
+  }
+
+  /** `x.attach_grad(grad_req='write', stype=None)`, on a plain name only. */
+  private attachGrad(obj: Value, at: Pos, call: Extract<Trailer, { t: 'call' }>): Value {
+    if (obj.t !== 'ref' || obj.ref.startsWith(TEMP) || obj.ref.includes('.')) {
+      throw syntaxError('attach_grad() applies to a name: assign the expression to a name first', at);
+    }
+    const named = this.bindArgs(call, ['grad_req', 'stype'], 'attach_grad()');
+    const stype = named.get('stype');
+    if (stype && !(stype.k === 'lit' && stype.v === null)) throw syntaxError('stype is not supported: arrays are dense', stype.pos);
+    const req = named.get('grad_req');
+    if (!req) {
+      this.emit({ op: 'attach_grad', args: [obj.ref] });
+      return { t: 'void' };
+    }
+    const v = this.expr(req);
+    if (v.t !== 'str' || (v.v !== 'write' && v.v !== 'add' && v.v !== 'null')) {
+      throw syntaxError("grad_req must be 'write', 'add' or 'null'", req.pos);
+    }
+    this.emit({ op: 'attach_grad', args: [obj.ref], attrs: { grad_req: v.v } });
+    return { t: 'void' };
+  }
+
+  // --- values to JSON ---
+
+  private arrayRef(v: Value, at: Pos, what: string): string {
+    if (v.t === 'ref') return v.ref;
+    throw syntaxError(`${what} needs an array, not a ${v.t === 'num' ? 'number' : 'constant'}`, at);
+  }
+
+  /**
+   * A positional argument. Strings, booleans and None pass through as they are: the executor
+   * matches positional arguments past an op's inputs to its positional attributes
+   * (`x.astype('float64')`).
+   */
+  private arg(v: Value, at: Pos): Arg {
+    switch (v.t) {
+      case 'ref': return v.ref;
+      case 'num': return v.v;
+      case 'list': return this.numbers(v, at) as Arg;
+      case 'str': return v.v;
+      case 'lit': return v.v as unknown as Arg;
+      case 'void': throw syntaxError('this call has no value', at);
+    }
+  }
+
+  private numbers(v: Value, at: Pos): Json {
+    if (v.t === 'num') return v.v;
+    if (v.t === 'list') return v.items.map((x) => this.numbers(x, at));
+    throw syntaxError('a list given positionally holds numbers only: pass arrays as separate arguments', at);
+  }
+
+  /** A keyword value: JSON, with arrays as their names (`head_grads=[None, g]`). */
+  private json(v: Value, at: Pos): Json {
+    switch (v.t) {
+      case 'ref': return v.ref;
+      case 'num': return v.v;
+      case 'str': return v.v;
+      case 'lit': return v.v;
+      case 'list': return v.items.map((x) => this.json(x, at));
+      case 'void': throw syntaxError('this call has no value', at);
+    }
+  }
+
+  /** An index: an integer, or a slice with null for omitted parts. */
+  private keyItem(k: KeyItem): number | { start: number | null; stop: number | null; step: number | null } {
+    const int = (e: Expr | undefined): number | null => {
+      if (e === undefined) return null;
+      const v = this.expr(e);
+      if (v.t === 'lit' && v.v === null) return null;
+      if (v.t !== 'num' || !v.isInt) {
+        throw syntaxError('an index must be an integer or a slice (indexing by an array is not supported: use take or pick)', e.pos);
+      }
+      return v.v;
+    };
+    if (k.k === 'slice') {
+      const step = int(k.step);
+      if (step === 0) throw syntaxError('a slice step cannot be zero', k.step!.pos);
+      return { start: int(k.start), stop: int(k.stop), step };
+    }
+    const index = int(k);
+    if (index === null) throw syntaxError('None (newaxis) is not supported as an index: use expand_dims', k.pos);
+    return index;
+  }
+}
+
+function fold(op: string, a: number, b: number): number | undefined {
+  switch (op) {
+    case '+': return a + b;
+    case '-': return a - b;
+    case '*': return a * b;
+    case '/': return a / b;
+    case '**': return a ** b;
+    default: return undefined; // comparisons and @ of two numbers have no array to produce
+  }
+}

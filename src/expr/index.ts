@@ -1,0 +1,33 @@
+/**
+ * The expression language: MXNet-flavoured Python source -> the program statements of POST /ops.
+ * Parsed, never evaluated by the host language.
+ */
+import { fail } from '../errors.js';
+import type { Statement } from '../http/schemas/program.js';
+import { compileProgram } from './compile.js';
+import { tokenize } from './lexer.js';
+import { parse } from './parser.js';
+
+/**
+ * The parser recurses once per nesting level; about 800 levels fit in Node's default stack, so a
+ * configured maxDepth above this is clamped, leaving room for the caller's own frames.
+ */
+const MAX_SAFE_DEPTH = 256;
+
+export interface ExprLimits { maxLength: number; maxDepth: number; maxStatements: number }
+
+/** `result` names the array holding the value of a last bare expression, if there is one. */
+export interface CompiledExpr { statements: Statement[]; result?: string }
+
+/** Compiles `src`; throws invalid_expression (with line and column) or quota_exceeded. */
+export function compileExpression(src: string, limits: ExprLimits): CompiledExpr {
+  if (src.length > limits.maxLength) {
+    throw fail('quota_exceeded', `expression is ${src.length} characters; the limit is ${limits.maxLength}`, {
+      limit: 'expr_length',
+      value: src.length,
+    });
+  }
+  const maxDepth = Math.min(limits.maxDepth, MAX_SAFE_DEPTH);
+  const ast = parse(tokenize(src, maxDepth), maxDepth);
+  return compileProgram(ast, { maxStatements: limits.maxStatements });
+}

@@ -1,0 +1,51 @@
+/**
+ * Every error leaves as RFC 9457 problem+json with a code from the catalogue: our ApiErrors,
+ * fastify's own errors (bad JSON, body too large, unsupported media type) and zod validation
+ * failures, which name the field. Anything else is a 500 that logs the cause, not the data.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { ApiError, toProblem, type ErrorCode } from '../errors.js';
+
+function fromFastify(err: FastifyError): ApiError | null {
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const issue = err.validation[0];
+    const where = err.validationContext ?? 'body';
+    const path = issue.instancePath.replace(/^\//, '').replace(/\//g, '.');
+    const field = path ? `\`${path}\` of the ${where}` : `the ${where}`;
+    return new ApiError('invalid_request', `${field}: ${issue.message}`, { field: path || where });
+  }
+  const byCode: Record<string, [ErrorCode, string]> = {
+    FST_ERR_CTP_BODY_TOO_LARGE: ['payload_too_large', 'the request body is larger than the limit (GRADSERVE_MAX_BODY_BYTES)'],
+    FST_ERR_CTP_INVALID_MEDIA_TYPE: ['unsupported_media_type', 'send application/json (or application/x-npy for array uploads)'],
+    FST_ERR_CTP_INVALID_CONTENT_LENGTH: ['invalid_request', 'the Content-Length does not match the body'],
+    FST_ERR_CTP_EMPTY_JSON_BODY: ['invalid_request', 'the JSON body is empty'],
+    FST_ERR_CTP_INVALID_JSON_BODY: ['invalid_request', 'the body is not valid JSON'],
+  };
+  const hit = err.code ? byCode[err.code] : undefined;
+  if (hit) return new ApiError(hit[0], hit[1]);
+  if (err instanceof SyntaxError || err.statusCode === 400) return new ApiError('invalid_request', `the body is not valid JSON: ${err.message}`);
+  if (err.statusCode === 413) return new ApiError('payload_too_large', 'the request body is larger than the limit (GRADSERVE_MAX_BODY_BYTES)');
+  if (err.statusCode === 415) return new ApiError('unsupported_media_type', err.message);
+  if (err.statusCode === 429) return new ApiError('rate_limited', err.message);
+  if (err.statusCode === 503) return new ApiError('unavailable', err.message);
+  return null;
+}
+
+export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyRequest): FastifyReply {
+  const problem = toProblem(err, req?.url);
+  if (err.status === 429 || err.status === 503) reply.header('Retry-After', String(err.extra.retry_after ?? 1));
+  return reply.code(err.status).type('application/problem+json').send(JSON.stringify(problem));
+}
+
+export function registerProblems(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    let err = error instanceof ApiError ? error : fromFastify(error);
+    if (!err) {
+      req.log.error({ err: { message: error.message, stack: error.stack, code: error.code } }, 'unhandled error');
+      err = new ApiError('internal', 'the server failed on this request; it has been logged');
+    }
+    return sendProblem(reply, err, req);
+  });
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, new ApiError('not_found', `there is no route ${req.method} ${req.url.split('?')[0]}`), req));
+}

@@ -1,0 +1,124 @@
+/** Arrays of a session: create, list, read (JSON or .npy), overwrite, delete, gradients, backward. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import {
+  ArrayBackwardBody, ArrayBody, ArrayDescriptor, ArrayList, ArrayParams, AttachGradBody, Grads, NpyQuery,
+  Problem, PutArrayBody, ReadQuery, SessionParams,
+} from '../schemas/api.js';
+import { sessionOf } from '../auth.js';
+import * as svc from '../../session/service.js';
+import type { Services } from '../../app.js';
+import { fail } from '../../errors.js';
+import type { FastifyRequest } from 'fastify';
+
+const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 422: Problem, 429: Problem };
+
+const wantsNpy = (req: FastifyRequest) => /application\/x-npy/.test(req.headers.accept ?? '');
+const isNpy = (req: FastifyRequest) => Buffer.isBuffer(req.body);
+
+export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
+  app.post('/v1/sessions/:sid/arrays', {
+    schema: {
+      summary: 'Create (bind) an array from JSON, base64 or a .npy body (?name=)',
+      tags: ['arrays'],
+      params: SessionParams,
+      querystring: NpyQuery,
+      body: z.union([ArrayBody, z.any().describe('a .npy file (Content-Type: application/x-npy)')]),
+      response: { 201: ArrayDescriptor, ...errors },
+    },
+  }, async (req, reply) => {
+    const s = sessionOf(S.store, req);
+    const d = await s.run(() => {
+      let name: string;
+      let a;
+      if (isNpy(req)) {
+        if (!req.query.name) throw fail('invalid_request', 'a .npy upload needs the array name in the query: ?name=x', { arg: 'name' });
+        name = req.query.name;
+        a = svc.arrayFromNpy(s, req.body as Buffer, req.query.dtype);
+      } else {
+        const body = ArrayBody.parse(req.body);
+        name = body.name;
+        a = svc.arrayFromBody(s, body);
+      }
+      svc.bindArray(s, name, a);
+      return svc.describe(s, name, a);
+    });
+    return reply.code(201).send(d);
+  });
+
+  app.get('/v1/sessions/:sid/arrays', {
+    schema: { summary: 'List the bound arrays', tags: ['arrays'], params: SessionParams, response: { 200: ArrayList, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => ({ arrays: svc.listArrays(s) }));
+  });
+
+  const read = (grad: boolean) => async (req: FastifyRequest<{ Params: { sid: string; name: string }; Querystring: { format?: svc.Format } }>, reply: import('fastify').FastifyReply) => {
+    const s = sessionOf(S.store, req);
+    const { name } = req.params;
+    if (wantsNpy(req)) {
+      const buf = await s.run(() => svc.toNpy(s, s.resolve(grad ? `${name}.grad` : name)));
+      return reply.type('application/x-npy').send(buf);
+    }
+    const format = req.query.format ?? 'nested';
+    return s.run(() => (grad ? svc.readGrad(s, name, format) : svc.describe(s, name, s.resolve(name), format)));
+  };
+
+  app.get('/v1/sessions/:sid/arrays/:name', {
+    schema: { summary: 'Read an array (JSON, or .npy with Accept: application/x-npy)', tags: ['arrays'], params: ArrayParams, querystring: ReadQuery, response: { 200: ArrayDescriptor, ...errors } },
+  }, read(false));
+
+  app.get('/v1/sessions/:sid/arrays/:name/grad', {
+    schema: { summary: 'Read the gradient buffer of an array', tags: ['arrays'], params: ArrayParams, querystring: ReadQuery, response: { 200: ArrayDescriptor, ...errors } },
+  }, read(true));
+
+  app.put('/v1/sessions/:sid/arrays/:name', {
+    schema: {
+      summary: 'Rebind a name to new data (201 when the name was unbound)',
+      tags: ['arrays'],
+      params: ArrayParams,
+      querystring: NpyQuery,
+      body: z.union([PutArrayBody, z.any().describe('a .npy file')]),
+      response: { 200: ArrayDescriptor, 201: ArrayDescriptor, ...errors },
+    },
+  }, async (req, reply) => {
+    const s = sessionOf(S.store, req);
+    const { name } = req.params;
+    const [existed, d] = await s.run(() => {
+      const a = isNpy(req) ? svc.arrayFromNpy(s, req.body as Buffer, req.query.dtype) : svc.arrayFromBody(s, PutArrayBody.parse(req.body));
+      const had = svc.bindArray(s, name, a);
+      return [had, svc.describe(s, name, a)] as const;
+    });
+    return reply.code(existed ? 200 : 201).send(d);
+  });
+
+  app.delete('/v1/sessions/:sid/arrays/:name', {
+    schema: { summary: 'Unbind a name (its memory is freed when nothing else holds it)', tags: ['arrays'], params: ArrayParams, response: { 204: z.null(), ...errors } },
+  }, async (req, reply) => {
+    const s = sessionOf(S.store, req);
+    await s.run(() => svc.deleteArray(s, req.params.name));
+    return reply.code(204).send(null);
+  });
+
+  app.post('/v1/sessions/:sid/arrays/:name/attach-grad', {
+    schema: { summary: 'Attach a gradient buffer (MXNet attach_grad)', tags: ['autograd'], params: ArrayParams, body: AttachGradBody.nullish(), response: { 200: ArrayDescriptor, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => svc.attachGrad(s, req.params.name, req.body?.grad_req ?? 'write'));
+  });
+
+  app.post('/v1/sessions/:sid/arrays/:name/backward', {
+    schema: { summary: 'Backward from one array (MXNet y.backward())', tags: ['autograd'], params: ArrayParams, body: ArrayBackwardBody.nullish(), response: { 200: Grads, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    const b = req.body ?? {};
+    return s.run(() => ({
+      grads: svc.backwardHeads(s, {
+        heads: [req.params.name],
+        head_grads: [b.head_grad ?? null],
+        retain_graph: b.retain_graph,
+        train_mode: b.train_mode,
+      }),
+    }));
+  });
+};

@@ -1,0 +1,64 @@
+/** The scope endpoints (record, pause, train-mode, predict-mode, exit), backward and grad. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { AutogradState, BackwardBody, GradBody, Grads, Problem, ScopeBody, SessionParams } from '../schemas/api.js';
+import { sessionOf } from '../auth.js';
+import { autogradState, backwardHeads, gradOf } from '../../session/service.js';
+import type { Services } from '../../app.js';
+import type { ScopeKind } from '../schemas/program.js';
+
+const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 422: Problem, 429: Problem };
+const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
+
+export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
+  app.get('/v1/sessions/:sid/autograd', {
+    schema: { summary: 'is_recording, is_training and the open scopes', tags: ['autograd'], params: SessionParams, response: { 200: AutogradState, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => autogradState(s));
+  });
+
+  const scopes: [string, ScopeKind, string][] = [
+    ['record', 'record', 'Open a record scope (with autograd.record(train_mode=True))'],
+    ['pause', 'pause', 'Open a pause scope (with autograd.pause(train_mode=False))'],
+    ['train-mode', 'train_mode', 'Open a train_mode() scope: training on, recording untouched'],
+    ['predict-mode', 'predict_mode', 'Open a predict_mode() scope: training off, recording untouched'],
+  ];
+  for (const [path, kind, summary] of scopes) {
+    app.post(`/v1/sessions/:sid/autograd/${path}`, {
+      schema: { summary, tags: ['autograd'], params: SessionParams, body: ScopeBody.nullish(), response: { 200: AutogradState, ...errors } },
+    }, async (req) => {
+      const s = sessionOf(S.store, req);
+      return s.run(() => {
+        const trainMode = kind === 'record' || kind === 'pause' ? req.body?.train_mode : undefined;
+        const scope = s.scopes.push(kind, trainMode, () => s.newTape());
+        return { ...autogradState(s), tape: scope.tape?.id ?? null };
+      });
+    });
+  }
+
+  app.post('/v1/sessions/:sid/autograd/exit', {
+    schema: { summary: 'Close the innermost scope, restoring the flags it changed (409 scope_empty if none)', tags: ['autograd'], params: SessionParams, response: { 200: AutogradState, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => {
+      s.scopes.pop();
+      return autogradState(s);
+    });
+  });
+
+  app.post('/v1/sessions/:sid/backward', {
+    schema: { summary: 'autograd.backward over several heads (their gradients summed)', tags: ['autograd'], params: SessionParams, body: BackwardBody, response: { 200: Grads, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    const b = req.body;
+    return s.run(() => ({ grads: backwardHeads(s, { ...b, heads: list(b.heads) }) }));
+  });
+
+  app.post('/v1/sessions/:sid/grad', {
+    schema: { summary: 'autograd.grad: gradients as new arrays; .grad untouched; create_graph records them', tags: ['autograd'], params: SessionParams, body: GradBody, response: { 200: Grads, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    const b = req.body;
+    return s.run(() => ({ grads: gradOf(s, { ...b, heads: list(b.heads), variables: list(b.variables) }) }));
+  });
+};

@@ -1,0 +1,46 @@
+/** POST /v1/sessions/{sid}/ops (programs and expressions) and GET /v1/ops (the op table). */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { OpList, OpsAnswer, OpsBody, Problem, SessionParams } from '../schemas/api.js';
+import { sessionOf } from '../auth.js';
+import { autogradState, runOps } from '../../session/service.js';
+import { allOps } from '../../ops/index.js';
+import type { Services } from '../../app.js';
+
+const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 422: Problem, 429: Problem };
+
+function opListing() {
+  return allOps().filter((d) => !d.internal).map((d) => ({
+    name: d.name,
+    aliases: d.aliases,
+    doc: d.doc,
+    inputs: d.inputs,
+    variadic: !!d.variadic,
+    positional: d.positional,
+    attrs: z.toJSONSchema(d.attrs, { io: 'input', unrepresentable: 'any' }),
+    differentiable: d.differentiable,
+    mode_dependent: d.modeDependent,
+    scalar_inputs: d.scalarInputs,
+  }));
+}
+
+export const opsRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
+  let listing: ReturnType<typeof opListing> | null = null;
+
+  app.get('/v1/ops', {
+    schema: { summary: 'Every op: arguments, attributes (JSON Schema), aliases, differentiability', tags: ['ops'], response: { 200: OpList } },
+  }, async () => ({ ops: (listing ??= opListing()) }));
+
+  app.post('/v1/sessions/:sid/ops', {
+    schema: {
+      summary: 'Run a program: JSON ops or an expression, under the session\'s current scope',
+      tags: ['ops'],
+      params: SessionParams,
+      body: OpsBody,
+      response: { 200: OpsAnswer, ...errors },
+    },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => ({ ...runOps(s, req.body), autograd: autogradState(s) }));
+  });
+};

@@ -1,0 +1,60 @@
+/** POST /v1/sessions, GET and DELETE /v1/sessions/{sid}. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { CreateSession, Problem, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
+import { sessionOf } from '../auth.js';
+import { sessionInfo } from '../../session/service.js';
+import type { Services } from '../../app.js';
+import { fail } from '../../errors.js';
+import { timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+
+const errors = { 400: Problem, 401: Problem, 404: Problem, 429: Problem };
+
+function matchKey(keys: string[], given: string | undefined): string | null {
+  if (!given) return null;
+  const g = Buffer.from(given);
+  for (const k of keys) {
+    const kb = Buffer.from(k);
+    if (kb.length === g.length && timingSafeEqual(kb, g)) return k;
+  }
+  return null;
+}
+
+export const sessionRoutes = (svc: Services): FastifyPluginAsyncZod => async (app) => {
+  app.post('/v1/sessions', {
+    schema: {
+      summary: 'Create a session',
+      tags: ['sessions'],
+      body: CreateSession.nullish(),
+      response: { 201: SessionCreated, ...errors },
+    },
+  }, async (req, reply) => {
+    let apiKey: string | null = null;
+    if (svc.config.apiKeys.length) {
+      apiKey = matchKey(svc.config.apiKeys, req.headers['x-api-key'] as string | undefined);
+      if (!apiKey) throw fail('unauthorized', 'creating a session needs a valid API key in the X-API-Key header');
+    }
+    const minted = req.headers['x-gradserve-session-id'];
+    const id = typeof minted === 'string' && /^[A-Za-z0-9_-]{8,64}$/.test(minted) ? minted : undefined;
+    const { session, token } = svc.store.create({ ...(req.body ?? {}), id, apiKey });
+    const info = sessionInfo(session);
+    reply.code(201).header('Location', `/v1/sessions/${session.id}`);
+    return { id: info.id, created_at: info.created_at, expires_at: info.expires_at, ttl_seconds: info.ttl_seconds, seed: info.seed, default_dtype: info.default_dtype, token };
+  });
+
+  app.get('/v1/sessions/:sid', {
+    schema: { summary: 'Describe a session', tags: ['sessions'], params: SessionParams, response: { 200: SessionInfo, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(svc.store, req);
+    return s.run(() => sessionInfo(s));
+  });
+
+  app.delete('/v1/sessions/:sid', {
+    schema: { summary: 'Delete a session and free its memory', tags: ['sessions'], params: SessionParams, response: { 204: z.null(), ...errors } },
+  }, async (req, reply) => {
+    const s = sessionOf(svc.store, req);
+    await s.run(() => undefined);
+    svc.store.delete(s);
+    return reply.code(204).send(null);
+  });
+};

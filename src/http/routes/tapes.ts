@@ -1,0 +1,36 @@
+/** The recorded tapes of a session: listed, read as JSON or DOT, deleted. */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { Problem, SessionParams, TapeList, TapeParams, TapeQuery } from '../schemas/api.js';
+import { sessionOf } from '../auth.js';
+import { deleteTape, getTape, listTapes } from '../../session/service.js';
+import type { Services } from '../../app.js';
+
+const errors = { 400: Problem, 401: Problem, 404: Problem };
+
+export const tapeRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
+  app.get('/v1/sessions/:sid/tapes', {
+    schema: { summary: 'The live tapes of the session', tags: ['tapes'], params: SessionParams, response: { 200: TapeList, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => ({ tapes: listTapes(s) }));
+  });
+
+  app.get('/v1/sessions/:sid/tapes/:tid', {
+    schema: { summary: 'A tape\'s nodes as JSON, or Graphviz DOT with ?format=dot', tags: ['tapes'], params: TapeParams, querystring: TapeQuery, response: { 200: z.any(), ...errors } },
+  }, async (req, reply) => {
+    const s = sessionOf(S.store, req);
+    const format = req.query.format ?? 'json';
+    const body = await s.run(() => getTape(s, req.params.tid, format));
+    if (format === 'dot') return reply.type('text/vnd.graphviz').send(body);
+    return body;
+  });
+
+  app.delete('/v1/sessions/:sid/tapes/:tid', {
+    schema: { summary: 'Free a tape\'s saved values', tags: ['tapes'], params: TapeParams, response: { 204: z.null(), ...errors } },
+  }, async (req, reply) => {
+    const s = sessionOf(S.store, req);
+    await s.run(() => deleteTape(s, req.params.tid));
+    return reply.code(204).send(null);
+  });
+};

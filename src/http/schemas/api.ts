@@ -1,0 +1,171 @@
+/**
+ * The wire format of every endpoint, in zod: requests are validated with these, answers typed by
+ * them, and openapi.yaml and schemas/*.json are generated from them (scripts/generate-spec.ts).
+ */
+import { z } from 'zod';
+import { Arg, Name, NestedNums, Ref, Statement, GradReq, ScopeKind } from './program.js';
+
+export const DTypeSchema = z.enum(['float32', 'float64']);
+const Shape = z.array(z.number().int().min(0).max(2 ** 31 - 1)).max(32);
+
+export const Problem = z.object({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  code: z.string().describe('stable machine-readable error code'),
+  instance: z.string().optional(),
+}).catchall(z.unknown()).meta({ id: 'Problem' });
+
+export const SessionParams = z.object({ sid: z.string().min(1).max(128) });
+export const ArrayParams = SessionParams.extend({ name: Name });
+export const TapeParams = SessionParams.extend({ tid: z.string().min(1).max(64) });
+
+export const CreateSession = z.object({
+  ttl_seconds: z.number().int().min(1).optional().describe('idle time before the session expires; each request renews it'),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).optional().describe('seed of the session\'s random stream (random when absent)'),
+  default_dtype: DTypeSchema.optional().describe('dtype of created arrays unless an op says otherwise (float32)'),
+}).strict().meta({ id: 'CreateSession' });
+
+const SessionBase = z.object({
+  id: z.string(),
+  created_at: z.string(),
+  expires_at: z.string(),
+  ttl_seconds: z.number(),
+  seed: z.number(),
+  default_dtype: DTypeSchema,
+});
+
+export const SessionCreated = SessionBase.extend({
+  token: z.string().describe('send as `Authorization: Bearer <token>` on every request of this session'),
+}).meta({ id: 'SessionCreated' });
+
+export const SessionInfo = SessionBase.extend({
+  arrays: z.number().int().describe('number of bound names'),
+  bytes: z.number().int().describe('native bytes held: arrays, gradients and saved tape values'),
+  buffers: z.number().int(),
+  tapes: z.number().int(),
+  tape_nodes: z.number().int(),
+  is_recording: z.boolean(),
+  is_training: z.boolean(),
+  limits: z.object({ bytes: z.number(), array_elements: z.number(), tape_nodes: z.number(), statements: z.number() }),
+}).meta({ id: 'SessionInfo' });
+
+export const Format = z.enum(['nested', 'flat', 'base64']);
+
+export const ArrayDescriptor = z.object({
+  name: z.string(),
+  shape: z.array(z.number()),
+  dtype: DTypeSchema,
+  grad_req: GradReq.nullable().describe('null when the array has no gradient buffer'),
+  recorded: z.boolean().describe('the array has autograd history that backward can walk'),
+  data: z.any().optional().describe('nested lists (default), a flat list, or base64 little-endian bytes; non-finite numbers as "NaN", "Infinity", "-Infinity"'),
+  format: Format.optional(),
+}).meta({ id: 'ArrayDescriptor' });
+
+export const ArrayBody = z.union([
+  z.object({
+    name: Name,
+    data: z.union([NestedNums, z.array(z.any())]).describe('nested lists, or a flat list with `shape`'),
+    shape: Shape.optional(),
+    dtype: DTypeSchema.optional(),
+  }).strict(),
+  z.object({
+    name: Name,
+    data_base64: z.string().describe('little-endian bytes of the array, row-major'),
+    shape: Shape,
+    dtype: DTypeSchema.optional(),
+  }).strict(),
+]).meta({ id: 'ArrayBody' });
+
+export const PutArrayBody = z.union([
+  z.object({ data: z.union([NestedNums, z.array(z.any())]), shape: Shape.optional(), dtype: DTypeSchema.optional(), name: Name.optional() }).strict(),
+  z.object({ data_base64: z.string(), shape: Shape, dtype: DTypeSchema.optional(), name: Name.optional() }).strict(),
+]).meta({ id: 'PutArrayBody' });
+
+export const NpyQuery = z.object({ name: Name.optional(), dtype: DTypeSchema.optional() });
+
+export const ReadQuery = z.object({ format: Format.optional() });
+
+export const ArrayList = z.object({ arrays: z.array(ArrayDescriptor) });
+
+export const AttachGradBody = z.object({ grad_req: GradReq.optional() }).strict().meta({ id: 'AttachGrad' });
+
+const HeadGrad = z.union([Arg, z.null()]);
+
+export const ArrayBackwardBody = z.object({
+  head_grad: HeadGrad.optional().describe('gradient of the head (its exact shape); default ones'),
+  retain_graph: z.boolean().optional(),
+  train_mode: z.boolean().optional(),
+}).strict().meta({ id: 'ArrayBackward' });
+
+export const Grads = z.object({ grads: z.record(z.string(), ArrayDescriptor) }).meta({ id: 'Grads' });
+
+const Heads = z.union([Ref, z.array(Ref).min(1).max(256)]);
+
+export const BackwardBody = z.object({
+  heads: Heads,
+  head_grads: z.array(HeadGrad).optional(),
+  retain_graph: z.boolean().optional(),
+  train_mode: z.boolean().optional(),
+}).strict().meta({ id: 'Backward' });
+
+export const GradBody = z.object({
+  heads: Heads,
+  variables: z.union([Name, z.array(Name).min(1).max(256)]),
+  head_grads: z.array(HeadGrad).optional(),
+  retain_graph: z.boolean().optional(),
+  create_graph: z.boolean().optional(),
+  train_mode: z.boolean().optional(),
+  out: z.array(Name).optional().describe('names to bind the gradients to, aligned with variables'),
+}).strict().meta({ id: 'Grad' });
+
+export const AutogradState = z.object({
+  is_recording: z.boolean(),
+  is_training: z.boolean(),
+  scopes: z.array(z.object({ kind: ScopeKind, tape: z.string().nullable(), is_recording: z.boolean(), is_training: z.boolean() })).optional(),
+  tape: z.string().nullable().optional(),
+}).meta({ id: 'AutogradState' });
+
+export const ScopeBody = z.object({ train_mode: z.boolean().optional() }).strict();
+
+export const OpsBody = z.object({
+  ops: z.array(Statement).max(100000).optional(),
+  expr: z.string().optional().describe('the same program written as MXNet Python (see the contract\'s grammar)'),
+  record: z.boolean().optional().describe('run inside a record scope that closes at the end of the request'),
+  train_mode: z.boolean().optional(),
+  fetch: z.union([z.boolean(), z.array(Ref)]).optional().describe('names whose data the answer carries (true: all bound names)'),
+  format: Format.optional(),
+}).strict().meta({ id: 'Ops' });
+
+export const OpsAnswer = z.object({
+  outputs: z.record(z.string(), ArrayDescriptor),
+  result: z.union([z.number(), z.string(), ArrayDescriptor]).optional(),
+  autograd: AutogradState,
+}).meta({ id: 'OpsAnswer' });
+
+export const OpInfo = z.object({
+  name: z.string(),
+  aliases: z.array(z.string()),
+  doc: z.string(),
+  inputs: z.array(z.string()),
+  variadic: z.boolean(),
+  positional: z.array(z.string()),
+  attrs: z.any().describe('JSON Schema of the attributes, with types and defaults'),
+  differentiable: z.boolean(),
+  mode_dependent: z.boolean(),
+  scalar_inputs: z.boolean(),
+});
+
+export const OpList = z.object({ ops: z.array(OpInfo) }).meta({ id: 'OpList' });
+
+export const TapeSummary = z.object({
+  id: z.string(),
+  created_at: z.string(),
+  open: z.boolean(),
+  nodes: z.number().int(),
+  saved_bytes: z.number().int(),
+});
+
+export const TapeList = z.object({ tapes: z.array(TapeSummary) });
+export const TapeQuery = z.object({ format: z.enum(['json', 'dot']).optional() });

@@ -1,0 +1,26 @@
+// Reading JS arguments into kernel types. Every reader names the argument it rejects and throws
+// a JS Error (never reads past what it was handed).
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/common.h"
+
+namespace gs {
+
+[[noreturn]] void throw_type(const Napi::Env& env, const std::string& msg);
+
+double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name);
+// An integer-valued number in [lo, hi].
+int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi);
+bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::string arg_string(const Napi::CallbackInfo& info, size_t i, const char* name);
+// An array of integers in [lo, hi], at most kMaxRank long.
+std::vector<int64_t> arg_int_array(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi);
+// {shape, strides, offset} as in backend.ts.
+View arg_view(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+}  // namespace gs

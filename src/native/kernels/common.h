@@ -1,0 +1,53 @@
+// Types shared by every kernel. Kernels know buffers, shapes and strides only; the addon has
+// already resolved JS handles into live Bufs before calling them.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace gs {
+
+enum class DType : int { F32 = 0, F64 = 1 };
+inline int64_t item_size(DType d) { return d == DType::F32 ? 4 : 8; }
+inline const char* dtype_name(DType d) { return d == DType::F32 ? "float32" : "float64"; }
+
+// A live buffer: `length` elements of `dtype` at `data` (null when length is 0).
+struct Buf {
+  void* data;
+  int64_t length;
+  DType dtype;
+  template <class T> T* as() const { return static_cast<T*>(data); }
+};
+
+// Thrown for any inconsistent argument; the addon turns it into a JS Error.
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+[[noreturn]] inline void fail(const std::string& msg) { throw KernelError("native backend: " + msg); }
+
+// Largest element count or |stride| accepted: keeps every offset product inside int64 and
+// every count exactly representable as a JS number.
+constexpr int64_t kMaxIndex = (int64_t(1) << 53) - 1;
+constexpr int kMaxRank = 32;
+
+// A strided view, as in backend.ts: element idx sits at offset + sum idx[d] * strides[d].
+struct View {
+  int rank = 0;
+  int64_t shape[kMaxRank];
+  int64_t strides[kMaxRank];
+  int64_t offset = 0;
+};
+
+inline void same_dtype(const Buf& a, const Buf& b, const char* what) {
+  if (a.dtype != b.dtype) fail(std::string(what) + ": dtype mismatch (" + dtype_name(a.dtype) + " vs " + dtype_name(b.dtype) + ")");
+}
+inline void same_length(const Buf& a, const Buf& b, const char* what) {
+  if (a.length != b.length) fail(std::string(what) + ": length mismatch (" + std::to_string(a.length) + " vs " + std::to_string(b.length) + ")");
+}
+
+// Calls f(T{}) with T the C++ type of d, so one template body serves both dtypes.
+template <class F> inline void with_dtype(DType d, F&& f) {
+  if (d == DType::F32) f(float{}); else f(double{});
+}
+
+}  // namespace gs

@@ -1,0 +1,288 @@
+// Cache-blocked GEMM in the BLIS layout: B is packed into kc x nc panels (L3), A into mc x kc
+// blocks (L2), and a register-tiled micro-kernel streams nr-wide slivers of B (L1) against
+// mr-high slivers of A. Packing zero-pads partial panels so the micro-kernel never branches.
+#include "kernels/gemm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "kernels/gemm_ukernel.h"
+#include "kernels/threads.h"
+
+namespace gs {
+namespace {
+
+enum Level { kSse2 = 0, kAvx2 = 1, kAvx512 = 2 };
+const char* kLevelNames[] = {"sse2", "avx2", "avx512f"};
+
+Level detect() {
+  __builtin_cpu_init();
+  // libgcc's checks include the OS (XCR0) having enabled the wider register state.
+  if (__builtin_cpu_supports("avx512f")) return kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return kAvx2;
+  return kSse2;
+}
+
+const Level g_hw = detect();
+std::atomic<int> g_level{g_hw};
+
+MicroKernels kernels_for(Level l) {
+  static const MicroKernels table[] = {micro_kernels_sse2(), micro_kernels_avx2(), micro_kernels_avx512()};
+  return table[l];
+}
+
+template <class T> MicroKernel<T> pick(const MicroKernels& k);
+template <> MicroKernel<float> pick<float>(const MicroKernels& k) { return k.f32; }
+template <> MicroKernel<double> pick<double>(const MicroKernels& k) { return k.f64; }
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+template <class T>
+std::unique_ptr<T[], FreeDeleter> scratch(int64_t count) {
+  size_t bytes = (static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T) + 63) & ~size_t(63);
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
+}
+
+// One matrix product C (m x n, row stride n) = op(A) op(B), with A and B as in backend.ts.
+template <class T>
+struct Problem {
+  const T* a;
+  const T* b;
+  T* c;
+  int64_t m, n, k;
+  bool ta, tb;
+};
+
+// Rows [i0, i0+mc) and depth [p0, p0+kc) of op(A), as mr-high slivers (p-major inside).
+template <class T>
+void pack_a(const Problem<T>& P, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr, T* dst) {
+  for (int64_t ir = 0; ir < mc; ir += mr, dst += mr * kc) {
+    const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
+    if (P.ta) {
+      for (int64_t p = 0; p < kc; p++) {
+        const T* src = P.a + (p0 + p) * P.m + i0 + ir;
+        T* d = dst + p * mr;
+        for (int r = 0; r < rows; r++) d[r] = src[r];
+        for (int r = rows; r < mr; r++) d[r] = T(0);
+      }
+    } else {
+      for (int r = 0; r < rows; r++) {
+        const T* src = P.a + (i0 + ir + r) * P.k + p0;
+        for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = src[p];
+      }
+      for (int r = rows; r < mr; r++)
+        for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = T(0);
+    }
+  }
+}
+
+// Columns [j0+jr_lo*nr, ...) of op(B) for slivers [jr_lo, jr_hi), depth [p0, p0+kc).
+template <class T>
+void pack_b(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc, int nr, int64_t jr_lo,
+            int64_t jr_hi, T* panel) {
+  for (int64_t s = jr_lo; s < jr_hi; s++) {
+    const int64_t jr = s * nr;
+    T* dst = panel + s * nr * kc;
+    const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
+    if (!P.tb) {
+      for (int64_t p = 0; p < kc; p++) {
+        const T* src = P.b + (p0 + p) * P.n + j0 + jr;
+        T* d = dst + p * nr;
+        for (int c = 0; c < cols; c++) d[c] = src[c];
+        for (int c = cols; c < nr; c++) d[c] = T(0);
+      }
+    } else {
+      for (int c = 0; c < cols; c++) {
+        const T* src = P.b + (j0 + jr + c) * P.k + p0;
+        for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = src[p];
+      }
+      for (int c = cols; c < nr; c++)
+        for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = T(0);
+    }
+  }
+}
+
+// The tiles of one packed A block against B slivers [jr_lo, jr_hi). Edge tiles go through a
+// scratch tile so the micro-kernel always writes a full mr x nr block.
+template <class T>
+void macro_kernel(const MicroKernel<T>& uk, const Problem<T>& P, const T* ablock, const T* bpanel, int64_t i0,
+                  int64_t mc, int64_t j0, int64_t nc, int64_t kc, bool accumulate, int64_t jr_lo, int64_t jr_hi) {
+  const int mr = uk.mr, nr = uk.nr;
+  alignas(64) T tile[16 * 64];
+  for (int64_t s = jr_lo; s < jr_hi; s++) {
+    const int64_t jr = s * nr;
+    const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+      const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
+      T* c = P.c + (i0 + ir) * P.n + j0 + jr;
+      const T* ap = ablock + ir * kc;
+      const T* bp = bpanel + jr * kc;
+      if (rows == mr && cols == nr) {
+        uk.run(kc, ap, bp, c, P.n, accumulate);
+      } else {
+        uk.run(kc, ap, bp, tile, nr, false);
+        for (int r = 0; r < rows; r++)
+          for (int q = 0; q < cols; q++) c[r * P.n + q] = (accumulate ? c[r * P.n + q] : T(0)) + tile[r * nr + q];
+      }
+    }
+  }
+}
+
+template <class T> struct Blocking;
+template <> struct Blocking<double> { static constexpr int64_t MC = 96, KC = 256, NC = 4080; };
+template <> struct Blocking<float> { static constexpr int64_t MC = 192, KC = 256, NC = 4080; };
+
+template <class T>
+void gemm_blocked(const MicroKernel<T>& uk, const Problem<T>& P, int threads) {
+  const int mr = uk.mr, nr = uk.nr;
+  static const int64_t eMC = getenv("GS_MC") ? atoll(getenv("GS_MC")) : Blocking<T>::MC;
+  static const int64_t eKC = getenv("GS_KC") ? atoll(getenv("GS_KC")) : Blocking<T>::KC;
+  static const int64_t eNC = getenv("GS_NC") ? atoll(getenv("GS_NC")) : Blocking<T>::NC;
+  const int64_t MC = eMC / mr * mr;
+  const int64_t KC = eKC;
+  const int64_t NC = eNC / nr * nr;
+  const int64_t nc_max = std::min(NC, (P.n + nr - 1) / nr * nr);
+  const int64_t mc_max = std::min(MC, (P.m + mr - 1) / mr * mr);
+  const int64_t kc_max = std::min(KC, P.k);
+  auto bpanel = scratch<T>(nc_max * kc_max);
+  auto ablocks = scratch<T>(mc_max * kc_max * threads);
+
+  for (int64_t j0 = 0; j0 < P.n; j0 += NC) {
+    const int64_t nc = std::min(NC, P.n - j0);
+    const int64_t slivers = (nc + nr - 1) / nr;
+    for (int64_t p0 = 0; p0 < P.k; p0 += KC) {
+      const int64_t kc = std::min(KC, P.k - p0);
+      const bool acc = p0 > 0;
+      const int tb = static_cast<int>(std::min<int64_t>(threads, slivers));
+      run_tasks(tb, [&](int t) {
+        pack_b(P, j0, nc, p0, kc, nr, slivers * t / tb, slivers * (t + 1) / tb, bpanel.get());
+      });
+      const int64_t blocks = (P.m + MC - 1) / MC;
+      if (blocks >= threads) {
+        // Enough row blocks: each task packs and multiplies its own blocks of A.
+        run_tasks(threads, [&](int t) {
+          T* ab = ablocks.get() + t * mc_max * kc_max;
+          for (int64_t blk = t; blk < blocks; blk += threads) {
+            const int64_t i0 = blk * MC, mc = std::min(MC, P.m - i0);
+            pack_a(P, i0, mc, p0, kc, mr, ab);
+            macro_kernel(uk, P, ab, bpanel.get(), i0, mc, j0, nc, kc, acc, 0, slivers);
+          }
+        });
+      } else {
+        // Few rows: share each packed A block and split the B slivers instead.
+        for (int64_t i0 = 0; i0 < P.m; i0 += MC) {
+          const int64_t mc = std::min(MC, P.m - i0);
+          pack_a(P, i0, mc, p0, kc, mr, ablocks.get());
+          const int ts = static_cast<int>(std::min<int64_t>(threads, slivers));
+          run_tasks(ts, [&](int t) {
+            macro_kernel(uk, P, ablocks.get(), bpanel.get(), i0, mc, j0, nc, kc, acc, slivers * t / ts,
+                         slivers * (t + 1) / ts);
+          });
+        }
+      }
+    }
+  }
+}
+
+// Tiny products: packing costs more than it saves. Accumulates in double, in the reference's
+// order, so small float32 products match it exactly.
+template <class T>
+void gemm_naive(const Problem<T>& P) {
+  for (int64_t i = 0; i < P.m; i++)
+    for (int64_t j = 0; j < P.n; j++) {
+      double acc = 0;
+      for (int64_t q = 0; q < P.k; q++) {
+        const T av = P.ta ? P.a[q * P.m + i] : P.a[i * P.k + q];
+        const T bv = P.tb ? P.b[j * P.k + q] : P.b[q * P.n + j];
+        acc += static_cast<double>(av) * static_cast<double>(bv);
+      }
+      P.c[i * P.n + j] = static_cast<T>(acc);
+    }
+}
+
+constexpr int64_t kNaiveFlops = 1 << 15;   // m*n*k below which the naive loop wins
+constexpr int64_t kThreadFlops = 1 << 18;  // m*n*k above which one product is split over threads
+
+template <class T>
+void gemm_one(const Problem<T>& P, int threads) {
+  if (P.m == 0 || P.n == 0) return;
+  if (P.k == 0) {
+    std::fill(P.c, P.c + P.m * P.n, T(0));
+    return;
+  }
+  const int64_t work = P.m * P.n * P.k;
+  if (work <= kNaiveFlops) {
+    gemm_naive(P);
+    return;
+  }
+  const MicroKernel<T> uk = pick<T>(kernels_for(static_cast<Level>(g_level.load())));
+  gemm_blocked(uk, P, work >= kThreadFlops ? threads : 1);
+}
+
+template <class T>
+void gemm_t(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+            int64_t sa, int64_t sb) {
+  auto problem = [&](int64_t p) { return Problem<T>{a + p * sa, b + p * sb, c + p * m * n, m, n, k, ta, tb}; };
+  const int threads = num_threads();
+  const int64_t work = m * n * k;
+  if (batch > 1 && threads > 1 && work < kThreadFlops * 8) {
+    // Many small products: one task per slice of the batch, each product single-threaded.
+    const int tasks = static_cast<int>(std::min<int64_t>(threads, batch));
+    run_tasks(tasks, [&](int t) {
+      for (int64_t p = batch * t / tasks; p < batch * (t + 1) / tasks; p++) gemm_one(problem(p), 1);
+    });
+  } else {
+    for (int64_t p = 0; p < batch; p++) gemm_one(problem(p), threads);
+  }
+}
+
+}  // namespace
+
+void gemm(const Buf& a, const Buf& b, const Buf& out, int64_t batch, int64_t m, int64_t n, int64_t k,
+          bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b) {
+  same_dtype(a, out, "gemm");
+  same_dtype(b, out, "gemm");
+  if (batch < 0 || m < 0 || n < 0 || k < 0) fail("gemm: negative dimension");
+  if (stride_a < 0 || stride_b < 0) fail("gemm: negative batch stride");
+  using I = __int128;
+  if (I(batch) * m * n != out.length) fail("gemm: out length does not match batch * m * n");
+  if (batch > 0 && (I(batch - 1) * stride_a + I(m) * k > a.length || I(batch - 1) * stride_b + I(k) * n > b.length))
+    fail("gemm: operand out of bounds");
+  if (I(m) * n * k > I(kMaxIndex)) fail("gemm: problem too large");
+  if (out.length == 0) return;
+  with_dtype(out.dtype, [&](auto t) {
+    using T = decltype(t);
+    T* c = out.as<T>();
+    // The output must not alias an operand that packing still reads: go through a copy.
+    const bool alias = out.data == a.data || out.data == b.data;
+    std::unique_ptr<T[], FreeDeleter> tmp;
+    if (alias) {
+      tmp = scratch<T>(out.length);
+      c = tmp.get();
+    }
+    gemm_t<T>(a.as<T>(), b.as<T>(), c, batch, m, n, k, trans_a, trans_b, stride_a, stride_b);
+    if (alias) std::memcpy(out.data, c, static_cast<size_t>(out.length) * sizeof(T));
+  });
+}
+
+const char* simd_level() { return kLevelNames[g_level.load()]; }
+
+const char* set_simd_cap(const char* level) {
+  int want = -1;
+  for (int l = 0; l <= kAvx512; l++)
+    if (std::strcmp(level, kLevelNames[l]) == 0) want = l;
+  if (want < 0) fail(std::string("unknown SIMD level ") + level);
+  g_level.store(std::min<int>(want, g_hw));
+  return simd_level();
+}
+
+}  // namespace gs

@@ -1,0 +1,15 @@
+// Batched GEMM, as specified in backend.ts: C_p = op(A_p) @ op(B_p).
+#pragma once
+#include "kernels/common.h"
+
+namespace gs {
+
+void gemm(const Buf& a, const Buf& b, const Buf& out, int64_t batch, int64_t m, int64_t n, int64_t k,
+          bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b);
+
+// The instruction set the GEMM micro-kernels use: "avx512f", "avx2" or "sse2". Capping it (for
+// tests and benchmarks) never raises it above what the CPU supports; returns the level in force.
+const char* simd_level();
+const char* set_simd_cap(const char* level);
+
+}  // namespace gs

@@ -1,0 +1,10 @@
+// Gather a strided view into a contiguous buffer, and its adjoint (scatter-add).
+#pragma once
+#include "kernels/common.h"
+
+namespace gs {
+
+void copy_strided(const Buf& x, const View& xv, const Buf& out);
+void scatter_add_strided(const Buf& x, const Buf& out, const View& ov);
+
+}  // namespace gs

@@ -1,0 +1,69 @@
+/**
+ * Elementwise binary ops with NumPy broadcasting; either argument may be a scalar. Gradients come
+ * back in the broadcast shape: the backward driver sums them down to each input's shape.
+ */
+import { defineOp, type Value } from './registry.js';
+import { F } from '../autograd/apply.js';
+import type { BinaryKernel } from '../engine/backend.js';
+import { NDArray } from '../engine/ndarray.js';
+
+type Grads = (g: NDArray, a: Value, b: Value, y: NDArray) => (NDArray | null)[];
+
+interface BinaryRow {
+  name: string;
+  aliases: string[];
+  kernel: BinaryKernel;
+  doc: string;
+  save: { inputs?: boolean; outputs?: boolean };
+  vjp?: Grads;
+  domain?: [number, number];
+}
+
+const { multiply: mul, divide: div, negative: neg } = F;
+
+/** The log of a value that may be a scalar (power's gradient with respect to its exponent). */
+const logOf = (v: Value): Value => (typeof v === 'number' ? Math.log(v) : F.log(v));
+
+const ROWS: BinaryRow[] = [
+  { name: 'add', aliases: ['broadcast_add', 'elemwise_add', 'plus', '_plus'], kernel: 'add', doc: 'Elementwise a + b.', save: {},
+    vjp: (g) => [g, g] },
+  { name: 'subtract', aliases: ['broadcast_sub', 'elemwise_sub', 'sub', 'minus', '_minus'], kernel: 'sub', doc: 'Elementwise a - b.', save: {},
+    vjp: (g) => [g, neg(g)] },
+  { name: 'multiply', aliases: ['broadcast_mul', 'elemwise_mul', 'mul', '_mul'], kernel: 'mul', doc: 'Elementwise a * b.', save: { inputs: true },
+    vjp: (g, a, b) => [mul(g, b), mul(g, a)] },
+  { name: 'divide', aliases: ['broadcast_div', 'elemwise_div', 'div', 'true_divide', '_div'], kernel: 'div', doc: 'Elementwise a / b.', save: { inputs: true },
+    vjp: (g, a, b) => [div(g, b), typeof b === 'number' ? null : neg(div(mul(g, a), mul(b, b)))], domain: [0.5, 2] },
+  { name: 'power', aliases: ['broadcast_power', 'pow', '_power'], kernel: 'pow', doc: 'Elementwise a ** b.', save: { inputs: true, outputs: true },
+    vjp: (g, a, b, y) => [
+      typeof a === 'number' ? null : mul(g, mul(b, F.power(a, typeof b === 'number' ? b - 1 : F.subtract(b, 1)))),
+      typeof b === 'number' ? null : mul(g, mul(y, logOf(a))),
+    ], domain: [0.5, 2] },
+  { name: 'maximum', aliases: ['broadcast_maximum', '_maximum'], kernel: 'maximum', doc: 'Elementwise max(a, b); ties send the gradient to a.', save: { inputs: true },
+    vjp: (g, a, b) => [mul(g, F.greater_equal(a, b)), mul(g, F.lesser(a, b))] },
+  { name: 'minimum', aliases: ['broadcast_minimum', '_minimum'], kernel: 'minimum', doc: 'Elementwise min(a, b); ties send the gradient to a.', save: { inputs: true },
+    vjp: (g, a, b) => [mul(g, F.lesser_equal(a, b)), mul(g, F.greater(a, b))] },
+  { name: 'equal', aliases: ['broadcast_equal', '_equal'], kernel: 'eq', doc: '1 where a == b, else 0.', save: {} },
+  { name: 'not_equal', aliases: ['broadcast_not_equal', '_not_equal'], kernel: 'ne', doc: '1 where a != b, else 0.', save: {} },
+  { name: 'lesser', aliases: ['broadcast_lesser', 'less', '_lesser'], kernel: 'lt', doc: '1 where a < b, else 0.', save: {} },
+  { name: 'lesser_equal', aliases: ['broadcast_lesser_equal', 'less_equal', '_lesser_equal'], kernel: 'le', doc: '1 where a <= b, else 0.', save: {} },
+  { name: 'greater', aliases: ['broadcast_greater', '_greater'], kernel: 'gt', doc: '1 where a > b, else 0.', save: {} },
+  { name: 'greater_equal', aliases: ['broadcast_greater_equal', '_greater_equal'], kernel: 'ge', doc: '1 where a >= b, else 0.', save: {} },
+];
+
+for (const row of ROWS) {
+  defineOp({
+    name: row.name,
+    aliases: row.aliases,
+    doc: row.doc,
+    inputs: ['lhs', 'rhs'],
+    scalarInputs: true,
+    domain: row.domain,
+    save: row.save,
+    examples: [
+      { shapes: [[3, 4], [3, 4]] }, { shapes: [[3, 4], [4]] }, { shapes: [[2, 1, 4], [3, 1]] },
+      { shapes: [[3, 4], null] }, { shapes: [null, [3, 4]] },
+    ],
+    forward: (ctx, [a, b]) => ctx.k.binary(row.kernel, a as Value, b as Value, { op: row.name }),
+    vjp: row.vjp && (({ g, x, y }) => row.vjp!(g[0], x[0] as Value, x[1] as Value, y[0] as NDArray)),
+  });
+}

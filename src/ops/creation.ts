@@ -1,0 +1,132 @@
+/** Creation ops: arrays from nothing but attributes (and the session's seed). None is differentiable. */
+import { z } from 'zod';
+import { defineOp, type OpContext } from './registry.js';
+import { OptDType, Shape } from './attrs.js';
+import { NDArray } from '../engine/ndarray.js';
+import { fail } from '../errors.js';
+
+const dt = (ctx: OpContext, d?: 'float32' | 'float64') => d ?? ctx.defaultDtype;
+
+for (const [name, value] of [['zeros', 0], ['ones', 1]] as const) {
+  defineOp({
+    name,
+    doc: `An array of ${value === 0 ? 'zeros' : 'ones'} of the given shape.`,
+    creation: true,
+    positional: ['shape'],
+    attrs: z.object({ shape: Shape, dtype: OptDType }).strict(),
+    forward: (ctx, _x, a) => ctx.k.full(dt(ctx, a.dtype), a.shape, value),
+  });
+}
+
+defineOp({
+  name: 'full',
+  doc: 'An array of the given shape filled with `val`.',
+  creation: true,
+  positional: ['shape', 'val'],
+  attrs: z.object({ shape: Shape, val: z.number(), dtype: OptDType }).strict(),
+  forward: (ctx, _x, a) => ctx.k.full(dt(ctx, a.dtype), a.shape, a.val),
+});
+
+defineOp({
+  name: 'arange',
+  doc: 'Evenly spaced values in [start, stop) with `step`; with one argument, [0, start).',
+  creation: true,
+  positional: ['start', 'stop', 'step'],
+  attrs: z.object({
+    start: z.number(),
+    stop: z.number().nullable().default(null),
+    step: z.number().default(1),
+    repeat: z.number().int().min(1).default(1),
+    dtype: OptDType,
+  }).strict(),
+  forward(ctx, _x, a) {
+    const [start, stop] = a.stop === null ? [0, a.start] : [a.start, a.stop];
+    if (a.step === 0 || !Number.isFinite(a.step)) throw fail('invalid_attribute', '`step` of `arange` must be a finite non-zero number', { attribute: 'step' });
+    const n = Math.max(0, Math.ceil((stop - start) / a.step));
+    if (!Number.isFinite(n)) throw fail('invalid_attribute', '`start` and `stop` of `arange` must be finite', { attribute: 'stop' });
+    const base = ctx.k.alloc(dt(ctx, a.dtype), [n]);
+    ctx.k.backend.arange(base.storage, start, a.step);
+    if (a.repeat === 1) return base;
+    // repeat each value `repeat` times, as MXNet does: a broadcast along a new trailing axis.
+    return reshapeFlat(ctx, base, n, a.repeat);
+  },
+});
+
+function reshapeFlat(ctx: OpContext, base: NDArray, n: number, r: number): NDArray {
+  const g = ctx.k.gather(base, { shape: [n, r], strides: [1, 0], offset: 0 });
+  return ctx.k.view(g, [n * r]);
+}
+
+defineOp({
+  name: 'linspace',
+  doc: '`num` evenly spaced values from start to stop (stop included unless endpoint is false).',
+  creation: true,
+  positional: ['start', 'stop', 'num'],
+  attrs: z.object({
+    start: z.number(), stop: z.number(), num: z.number().int().min(0),
+    endpoint: z.boolean().default(true), dtype: OptDType,
+  }).strict(),
+  forward(ctx, _x, a) {
+    const div = a.endpoint ? a.num - 1 : a.num;
+    const step = div > 0 ? (a.stop - a.start) / div : 0;
+    const out = ctx.k.alloc(dt(ctx, a.dtype), [a.num]);
+    ctx.k.backend.arange(out.storage, a.start, step);
+    return out;
+  },
+});
+
+defineOp({
+  name: 'eye',
+  doc: 'A 2-D array with ones on the k-th diagonal.',
+  creation: true,
+  positional: ['N', 'M', 'k'],
+  attrs: z.object({
+    N: z.number().int().min(0), M: z.number().int().min(0).default(0), k: z.number().int().default(0), dtype: OptDType,
+  }).strict(),
+  forward(ctx, _x, a) {
+    const cols = a.M || a.N;
+    const out = ctx.k.alloc(dt(ctx, a.dtype), [a.N, cols]);
+    ctx.k.backend.eye(out.storage, a.N, cols, a.k);
+    return out;
+  },
+});
+
+defineOp({
+  name: 'random.normal',
+  aliases: ['random_normal', 'normal'],
+  doc: 'Samples of a normal distribution N(loc, scale²), from the session\'s seeded stream.',
+  creation: true,
+  positional: ['loc', 'scale', 'shape'],
+  attrs: z.object({ loc: z.number().default(0), scale: z.number().min(0).default(1), shape: Shape.default([1]), dtype: OptDType }).strict(),
+  forward(ctx, _x, a) {
+    const out = ctx.k.alloc(dt(ctx, a.dtype), a.shape);
+    const { seed, counter } = ctx.random(out.size);
+    ctx.k.backend.randomNormal(out.storage, seed, counter, a.loc, a.scale);
+    return out;
+  },
+});
+
+defineOp({
+  name: 'random.uniform',
+  aliases: ['random_uniform', 'uniform'],
+  doc: 'Samples of a uniform distribution on [low, high), from the session\'s seeded stream.',
+  creation: true,
+  positional: ['low', 'high', 'shape'],
+  attrs: z.object({ low: z.number().default(0), high: z.number().default(1), shape: Shape.default([1]), dtype: OptDType }).strict(),
+  forward(ctx, _x, a) {
+    if (!(a.high >= a.low)) throw fail('invalid_attribute', '`high` of `random.uniform` must be at least `low`', { attribute: 'high' });
+    const out = ctx.k.alloc(dt(ctx, a.dtype), a.shape);
+    const { seed, counter } = ctx.random(out.size);
+    ctx.k.backend.randomUniform(out.storage, seed, counter, a.low, a.high);
+    return out;
+  },
+});
+
+for (const [name, value] of [['zeros_like', 0], ['ones_like', 1]] as const) {
+  defineOp({
+    name,
+    doc: `An array of ${value === 0 ? 'zeros' : 'ones'} with the shape and dtype of \`data\`.`,
+    inputs: ['data'],
+    forward: (ctx, [x]) => ctx.k.full(x.dtype, x.shape, value),
+  });
+}

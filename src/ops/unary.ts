@@ -1,0 +1,69 @@
+/**
+ * Elementwise unary ops. Each row: MXNet name, aliases, kernel, what the vjp reads, the vjp written
+ * with table ops (so it differentiates again), and the domain the generated tests sample from.
+ */
+import { defineOp, type VjpArgs } from './registry.js';
+import { F } from '../autograd/apply.js';
+import type { UnaryKernel } from '../engine/backend.js';
+import type { NDArray } from '../engine/ndarray.js';
+
+type Rule = (g: NDArray, x: NDArray, y: NDArray) => NDArray;
+
+interface UnaryRow {
+  name: string;
+  aliases?: string[];
+  kernel: UnaryKernel;
+  doc: string;
+  /** 'x': the vjp reads the input; 'y': the output; 'none': neither. */
+  saves: 'x' | 'y' | 'none';
+  vjp: Rule;
+  domain?: [number, number];
+}
+
+const { multiply: mul, divide: div, subtract: sub, add } = F;
+const zero: Rule = (g) => F.zeros_like(g);
+
+const ROWS: UnaryRow[] = [
+  { name: 'negative', aliases: ['neg'], kernel: 'neg', doc: 'Elementwise -x.', saves: 'none', vjp: (g) => F.negative(g) },
+  { name: 'abs', kernel: 'abs', doc: 'Elementwise |x|.', saves: 'x', vjp: (g, x) => mul(g, F.sign(x)), domain: [0.1, 2] },
+  { name: 'sign', kernel: 'sign', doc: 'Elementwise sign: -1, 0 or 1 (zero gradient).', saves: 'none', vjp: zero },
+  { name: 'square', kernel: 'square', doc: 'Elementwise x².', saves: 'x', vjp: (g, x) => mul(g, mul(2, x)) },
+  { name: 'sqrt', kernel: 'sqrt', doc: 'Elementwise square root.', saves: 'y', vjp: (g, _x, y) => div(g, mul(2, y)), domain: [0.2, 3] },
+  { name: 'rsqrt', kernel: 'rsqrt', doc: 'Elementwise 1/sqrt(x).', saves: 'y', vjp: (g, _x, y) => mul(g, mul(-0.5, F.power(y, 3))), domain: [0.2, 3] },
+  { name: 'reciprocal', kernel: 'reciprocal', doc: 'Elementwise 1/x.', saves: 'y', vjp: (g, _x, y) => mul(g, F.negative(F.square(y))), domain: [0.3, 3] },
+  { name: 'exp', kernel: 'exp', doc: 'Elementwise e^x.', saves: 'y', vjp: (g, _x, y) => mul(g, y) },
+  { name: 'expm1', kernel: 'expm1', doc: 'Elementwise e^x - 1, accurate near 0.', saves: 'y', vjp: (g, _x, y) => mul(g, add(y, 1)) },
+  { name: 'log', kernel: 'log', doc: 'Elementwise natural logarithm.', saves: 'x', vjp: (g, x) => div(g, x), domain: [0.2, 3] },
+  { name: 'log1p', kernel: 'log1p', doc: 'Elementwise log(1 + x), accurate near 0.', saves: 'x', vjp: (g, x) => div(g, add(x, 1)), domain: [-0.5, 2] },
+  { name: 'sin', kernel: 'sin', doc: 'Elementwise sine.', saves: 'x', vjp: (g, x) => mul(g, F.cos(x)) },
+  { name: 'cos', kernel: 'cos', doc: 'Elementwise cosine.', saves: 'x', vjp: (g, x) => mul(g, F.negative(F.sin(x))) },
+  { name: 'tan', kernel: 'tan', doc: 'Elementwise tangent.', saves: 'y', vjp: (g, _x, y) => mul(g, add(F.square(y), 1)), domain: [-1.2, 1.2] },
+  { name: 'arcsin', kernel: 'arcsin', doc: 'Elementwise inverse sine.', saves: 'x', vjp: (g, x) => div(g, F.sqrt(sub(1, F.square(x)))), domain: [-0.9, 0.9] },
+  { name: 'arccos', kernel: 'arccos', doc: 'Elementwise inverse cosine.', saves: 'x', vjp: (g, x) => F.negative(div(g, F.sqrt(sub(1, F.square(x))))), domain: [-0.9, 0.9] },
+  { name: 'arctan', kernel: 'arctan', doc: 'Elementwise inverse tangent.', saves: 'x', vjp: (g, x) => div(g, add(F.square(x), 1)) },
+  { name: 'sinh', kernel: 'sinh', doc: 'Elementwise hyperbolic sine.', saves: 'x', vjp: (g, x) => mul(g, F.cosh(x)) },
+  { name: 'cosh', kernel: 'cosh', doc: 'Elementwise hyperbolic cosine.', saves: 'x', vjp: (g, x) => mul(g, F.sinh(x)) },
+  { name: 'tanh', kernel: 'tanh', doc: 'Elementwise hyperbolic tangent.', saves: 'y', vjp: (g, _x, y) => mul(g, sub(1, F.square(y))) },
+  { name: 'arcsinh', kernel: 'arcsinh', doc: 'Elementwise inverse hyperbolic sine.', saves: 'x', vjp: (g, x) => div(g, F.sqrt(add(F.square(x), 1))) },
+  { name: 'arccosh', kernel: 'arccosh', doc: 'Elementwise inverse hyperbolic cosine.', saves: 'x', vjp: (g, x) => div(g, F.sqrt(sub(F.square(x), 1))), domain: [1.2, 3] },
+  { name: 'arctanh', kernel: 'arctanh', doc: 'Elementwise inverse hyperbolic tangent.', saves: 'x', vjp: (g, x) => div(g, sub(1, F.square(x))), domain: [-0.8, 0.8] },
+  { name: 'relu', kernel: 'relu', doc: 'Elementwise max(x, 0).', saves: 'x', vjp: (g, x) => mul(g, F.greater(x, 0)), domain: [0.1, 2] },
+  { name: 'sigmoid', kernel: 'sigmoid', doc: 'Elementwise 1 / (1 + e^-x).', saves: 'y', vjp: (g, _x, y) => mul(g, mul(y, sub(1, y))) },
+  { name: 'softrelu', aliases: ['softplus'], kernel: 'softrelu', doc: 'Elementwise log(1 + e^x).', saves: 'x', vjp: (g, x) => mul(g, F.sigmoid(x)) },
+  { name: 'floor', kernel: 'floor', doc: 'Elementwise floor (zero gradient).', saves: 'none', vjp: zero },
+  { name: 'ceil', kernel: 'ceil', doc: 'Elementwise ceiling (zero gradient).', saves: 'none', vjp: zero },
+  { name: 'round', kernel: 'round', doc: 'Elementwise rounding, halves away from zero (zero gradient).', saves: 'none', vjp: zero },
+];
+
+for (const row of ROWS) {
+  defineOp({
+    name: row.name,
+    aliases: row.aliases,
+    doc: row.doc,
+    inputs: ['data'],
+    domain: row.domain ?? [-2, 2],
+    save: { inputs: row.saves === 'x', outputs: row.saves === 'y' },
+    forward: (ctx, [x]) => ctx.k.unary(row.kernel, x),
+    vjp: ({ g, x, y }: VjpArgs<unknown>) => [row.vjp(g[0], x[0] as NDArray, y[0] as NDArray)],
+  });
+}

@@ -1,0 +1,27 @@
+/** The only file that listens: configuration, logger, backend, graceful shutdown on SIGTERM. */
+import closeWithGrace from 'close-with-grace';
+import { loadConfig } from './config.js';
+import { buildApp } from './app.js';
+import { selectBackend } from './engine/select.js';
+
+const config = loadConfig();
+const backend = await selectBackend(config.backend);
+const { app, services } = await buildApp({
+  config,
+  backend,
+  logger: {
+    level: config.logLevel,
+    // Never log bearer tokens or API keys.
+    redact: ['req.headers.authorization', 'req.headers["x-api-key"]'],
+  },
+});
+
+closeWithGrace({ delay: 10000 }, async ({ signal, err }) => {
+  if (err) app.log.error({ err }, 'shutting down after an error');
+  else app.log.info({ signal }, 'draining and shutting down');
+  services.state.draining = true;
+  await app.close();
+});
+
+await app.listen({ host: config.host, port: config.port });
+app.log.info({ backend: backend.name, host: config.host, port: config.port }, 'gradserve is listening');

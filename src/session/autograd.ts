@@ -1,0 +1,76 @@
+/**
+ * backward and grad as a session runs them: resolving heads, writing gradient buffers per grad_req,
+ * and choosing what the walk itself records (nothing, unless create_graph).
+ */
+import { backward } from '../autograd/backward.js';
+import { F } from '../autograd/apply.js';
+import { NDArray, sameShape, shapeStr } from '../engine/ndarray.js';
+import type { Session } from './session.js';
+import { fail } from '../errors.js';
+
+export interface BackwardOptions {
+  heads: NDArray[];
+  headGrads: (NDArray | null)[];
+  retainGraph: boolean;
+  trainMode: boolean;
+}
+
+function checkHeadGrads(heads: NDArray[], headGrads: (NDArray | null)[]): void {
+  if (headGrads.length !== heads.length) {
+    throw fail('invalid_argument', `head_grads has ${headGrads.length} entries for ${heads.length} heads; give one per head (null for ones)`, { arg: 'head_grads' });
+  }
+}
+
+/** autograd.backward: writes into the buffers of every variable reached; returns them. */
+export function runBackward(s: Session, o: BackwardOptions): NDArray[] {
+  checkHeadGrads(o.heads, o.headGrads);
+  // The walk's own ops are never recorded here, even inside an open record scope.
+  const { grads } = s.scopes.within('pause', o.trainMode, () => s.newTape(), () =>
+    backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph }));
+  const written: NDArray[] = [];
+  for (const [leaf, g] of grads) {
+    if (!leaf.grad || (leaf.gradReq !== 'write' && leaf.gradReq !== 'add')) continue;
+    const be = s.memory.backend;
+    if (leaf.gradReq === 'write') be.cast(g.storage, leaf.grad.storage);
+    else {
+      const sum = s.k.binary('add', leaf.grad, g, { op: 'backward' });
+      be.cast(sum.storage, leaf.grad.storage);
+    }
+    written.push(leaf);
+  }
+  return written;
+}
+
+export interface GradOptions extends BackwardOptions {
+  variables: NDArray[];
+  variableNames: string[];
+  createGraph: boolean;
+}
+
+/** autograd.grad: new arrays, one per variable; `.grad` buffers are left alone. */
+export function runGrad(s: Session, o: GradOptions): NDArray[] {
+  checkHeadGrads(o.heads, o.headGrads);
+  o.variables.forEach((v, i) => {
+    if (!v.isVariable) {
+      throw fail('no_grad', `variable \`${o.variableNames[i]}\` has no gradient buffer; call attach-grad on it before recording`, { arg: 'variables' });
+    }
+  });
+  const kind = o.createGraph ? 'record' : 'pause';
+  return s.scopes.within(kind, o.trainMode, () => s.newTape(), () => {
+    const { grads } = backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, variables: o.variables });
+    return o.variables.map((v) => {
+      const g = grads.get(v) ?? F.zeros_like(v);
+      if (!o.createGraph || g.recorded) return g;
+      // A gradient that does not depend on the variables still gets history, so that
+      // differentiating it again answers zeros rather than no_graph.
+      return F.add(g, F.multiply(v, 0));
+    });
+  });
+}
+
+/** A head gradient given as an array must have the head's exact shape (checked again in the walk). */
+export function checkHeadShape(head: NDArray, g: NDArray, i: number): void {
+  if (!sameShape(head.shape, g.shape)) {
+    throw fail('shape_mismatch', `head_grads[${i}] has shape ${shapeStr(g.shape)} but the head has shape ${shapeStr(head.shape)}`, { arg: 'head_grads' });
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * Array data on the wire: nested or flat JSON lists (non-finite numbers as the strings "NaN",
+ * "Infinity", "-Infinity"), little-endian base64, and NumPy's .npy format.
+ */
+import { itemSize, type DType } from '../engine/backend.js';
+import { sizeOf, shapeStr } from '../engine/ndarray.js';
+import { fail } from '../errors.js';
+
+export type JsonNum = number | 'NaN' | 'Infinity' | '-Infinity';
+export type Nested = JsonNum | Nested[];
+
+const MAX_RANK = 32;
+
+function toNumber(v: unknown, where: string): number {
+  if (typeof v === 'number') return v;
+  if (v === 'NaN') return NaN;
+  if (v === 'Infinity') return Infinity;
+  if (v === '-Infinity') return -Infinity;
+  throw fail('invalid_request', `${where} holds ${JSON.stringify(v)?.slice(0, 40)}; expected a number or "NaN", "Infinity", "-Infinity"`);
+}
+
+/** The shape of nested lists, checking they are rectangular. */
+function inferShape(data: unknown): number[] {
+  const shape: number[] = [];
+  let cur = data;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    if (shape.length > MAX_RANK) throw fail('invalid_request', `\`data\` is nested deeper than ${MAX_RANK} levels`);
+    if (cur.length === 0) break;
+    cur = cur[0];
+  }
+  return shape;
+}
+
+/** Flattens nested lists (row-major) after checking they match `shape`. */
+export function parseNested(data: unknown, shape?: readonly number[]): { values: Float64Array; shape: number[] } {
+  if (!Array.isArray(data)) {
+    // A bare number is a one-element array (there are no 0-d arrays).
+    const v = toNumber(data, '`data`');
+    if (shape && sizeOf(shape) !== 1) throw fail('shape_mismatch', `\`data\` is one number but \`shape\` is ${shapeStr(shape)}`);
+    return { values: Float64Array.of(v), shape: shape ? [...shape] : [1] };
+  }
+  const inferred = inferShape(data);
+  const isFlat = shape && inferred.length === 1 && shape.length !== 1;
+  if (isFlat) {
+    if (data.length !== sizeOf(shape)) throw fail('shape_mismatch', `flat \`data\` has ${data.length} values but \`shape\` ${shapeStr(shape)} needs ${sizeOf(shape)}`);
+    const values = new Float64Array(data.length);
+    for (let i = 0; i < data.length; i++) values[i] = toNumber(data[i], `\`data[${i}]\``);
+    return { values, shape: [...shape] };
+  }
+  if (shape && (shape.length !== inferred.length || shape.some((d, i) => d !== inferred[i]))) {
+    throw fail('shape_mismatch', `nested \`data\` has shape ${shapeStr(inferred)} but \`shape\` is ${shapeStr(shape)}`);
+  }
+  const n = sizeOf(inferred);
+  const values = new Float64Array(n);
+  let k = 0;
+  // Iterative walk: arrays may be large, and every row must have the inferred length.
+  const walk = (node: unknown, depth: number, path: string): void => {
+    if (depth === inferred.length) {
+      values[k++] = toNumber(node, `\`data${path}\``);
+      return;
+    }
+    if (!Array.isArray(node) || node.length !== inferred[depth]) {
+      throw fail('invalid_request', `\`data${path}\` should be a list of ${inferred[depth]} items (the lists are not rectangular)`);
+    }
+    for (let i = 0; i < node.length; i++) walk(node[i], depth + 1, depth < 4 ? `${path}[${i}]` : path);
+  };
+  walk(data, 0, '');
+  return { values, shape: inferred.length ? inferred : [0] };
+}
+
+/** The shortest decimal that reads back as the same float32. */
+function shortestF32(v: number): number {
+  for (let p = 1; p <= 9; p++) {
+    const s = Number(v.toPrecision(p));
+    if (Math.fround(s) === v) return s;
+  }
+  return v;
+}
+
+function jsonValue(v: number, dtype: DType): JsonNum {
+  if (Number.isNaN(v)) return 'NaN';
+  if (v === Infinity) return 'Infinity';
+  if (v === -Infinity) return '-Infinity';
+  if (Object.is(v, -0)) return 0;
+  return dtype === 'float32' ? shortestF32(v) : v;
+}
+
+export function toFlat(values: Float64Array, dtype: DType): JsonNum[] {
+  const out = new Array<JsonNum>(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = jsonValue(values[i], dtype);
+  return out;
+}
+
+export function toNested(values: Float64Array, shape: readonly number[], dtype: DType): Nested {
+  const flat = toFlat(values, dtype);
+  const build = (depth: number, offset: number): Nested => {
+    if (depth === shape.length) return flat[offset];
+    const stride = sizeOf(shape.slice(depth + 1));
+    const out: Nested[] = new Array(shape[depth]);
+    for (let i = 0; i < shape[depth]; i++) out[i] = build(depth + 1, offset + i * stride);
+    return out;
+  };
+  return build(0, 0);
+}
+
+export function decodeBase64(b64: string, shape: readonly number[], dtype: DType): Uint8Array {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw fail('invalid_request', '`data_base64` is not valid base64');
+  const bytes = Buffer.from(b64, 'base64');
+  const want = sizeOf(shape) * itemSize(dtype);
+  if (bytes.length !== want) {
+    throw fail('shape_mismatch', `\`data_base64\` holds ${bytes.length} bytes but shape ${shapeStr(shape)} of ${dtype} needs ${want}`);
+  }
+  return bytes;
+}
+
+// .npy: magic, version, little-endian header length, then a Python dict literal padded to 64 bytes.
+const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);
+
+const NPY_TYPES: Record<string, { size: number; read: (b: Buffer, o: number) => number; float?: DType }> = {
+  '<f4': { size: 4, read: (b, o) => b.readFloatLE(o), float: 'float32' },
+  '<f8': { size: 8, read: (b, o) => b.readDoubleLE(o), float: 'float64' },
+  '>f4': { size: 4, read: (b, o) => b.readFloatBE(o) },
+  '>f8': { size: 8, read: (b, o) => b.readDoubleBE(o) },
+  '|u1': { size: 1, read: (b, o) => b.readUInt8(o) },
+  '|i1': { size: 1, read: (b, o) => b.readInt8(o) },
+  '<i4': { size: 4, read: (b, o) => b.readInt32LE(o) },
+  '<u4': { size: 4, read: (b, o) => b.readUInt32LE(o) },
+  '<i8': { size: 8, read: (b, o) => Number(b.readBigInt64LE(o)) },
+  '<i2': { size: 2, read: (b, o) => b.readInt16LE(o) },
+  '<u2': { size: 2, read: (b, o) => b.readUInt16LE(o) },
+};
+
+export interface NpyArray {
+  shape: number[];
+  /** The file's own float dtype, when it has one. */
+  dtype: DType | null;
+  /** Raw little-endian bytes when the file's dtype is the one asked for; otherwise values. */
+  bytesFor(dtype: DType): Uint8Array | Float64Array;
+}
+
+export function parseNpy(buf: Buffer): NpyArray {
+  const bad = (why: string) => fail('invalid_request', `the .npy body is malformed: ${why}`);
+  if (buf.length < 10 || !buf.subarray(0, 6).equals(MAGIC)) throw bad('it does not start with \\x93NUMPY');
+  const major = buf[6];
+  if (major < 1 || major > 3) throw bad(`version ${major} is not 1, 2 or 3`);
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  if (start + headerLen > buf.length) throw bad('the header runs past the end of the body');
+  const header = buf.subarray(start, start + headerLen).toString('latin1');
+  const descr = /'descr'\s*:\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || !fortran || shapeText === undefined) throw bad('the header lacks descr, fortran_order or shape');
+  const type = NPY_TYPES[descr];
+  if (!type) throw fail('unsupported_media_type', `.npy dtype ${descr} is not supported; send float32 (<f4), float64 (<f8) or an integer type`);
+  if (fortran === 'True') throw fail('invalid_request', '.npy arrays in Fortran order are not supported; save a C-contiguous array');
+  const dims = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (dims.some((d) => !Number.isSafeInteger(d) || d < 0) || dims.length > MAX_RANK) throw bad(`shape (${shapeText}) is not a tuple of sizes`);
+  const shape = dims.length ? dims : [1];
+  const n = sizeOf(shape);
+  const data = buf.subarray(start + headerLen);
+  if (data.length !== n * type.size) throw bad(`shape ${shapeStr(shape)} of ${descr} needs ${n * type.size} bytes of data, the body has ${data.length}`);
+  return {
+    shape,
+    dtype: type.float ?? null,
+    bytesFor(dtype) {
+      if (type.float === dtype) return data;
+      const out = new Float64Array(n);
+      for (let i = 0; i < n; i++) out[i] = type.read(data, i * type.size);
+      return out;
+    },
+  };
+}
+
+export function writeNpy(bytes: Uint8Array, shape: readonly number[], dtype: DType): Buffer {
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
+  let header = `{'descr': '${dtype === 'float32' ? '<f4' : '<f8'}', 'fortran_order': False, 'shape': (${dims}), }`;
+  const total = 10 + header.length + 1;
+  header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
+  const head = Buffer.alloc(10);
+  MAGIC.copy(head, 0);
+  head[6] = 1;
+  head[7] = 0;
+  head.writeUInt16LE(header.length, 8);
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), bytes]);
+}

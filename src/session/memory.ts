@@ -1,0 +1,73 @@
+/**
+ * A session's native memory: every buffer it allocates is counted against its quota and the
+ * process's, and freed deterministically by a mark-and-sweep from the session's roots (names,
+ * gradient buffers, and the tapes they reach) at the end of each request. Reference counting
+ * would free earlier, but one sweep per request cannot get a count wrong.
+ */
+import { itemSize, type Backend, type DType, type Storage } from '../engine/backend.js';
+import { NDArray, sizeOf, shapeStr } from '../engine/ndarray.js';
+import type { Allocator } from '../engine/kernels.js';
+import { fail } from '../errors.js';
+
+/** Bytes held by all sessions of the process, against GRADSERVE_MAX_TOTAL_BYTES. */
+export class ProcessMemory {
+  bytes = 0;
+  constructor(readonly maxBytes: number) {}
+}
+
+export class SessionMemory implements Allocator {
+  private readonly held = new Map<Storage, number>();
+  bytes = 0;
+
+  constructor(
+    readonly backend: Backend,
+    private readonly proc: ProcessMemory,
+    private readonly maxBytes: number,
+    private readonly maxElements: number,
+  ) {}
+
+  alloc(dtype: DType, shape: readonly number[]): NDArray {
+    for (const d of shape) {
+      if (!Number.isSafeInteger(d) || d < 0) throw fail('invalid_argument', `shape ${shapeStr(shape)} has a dimension that is not a non-negative integer`);
+    }
+    const n = sizeOf(shape);
+    if (n > this.maxElements) {
+      throw fail('array_too_large', `an array of shape ${shapeStr(shape)} has ${n} elements; the limit is ${this.maxElements} (GRADSERVE_MAX_ARRAY_ELEMENTS)`, { limit: 'array_elements', value: n });
+    }
+    const b = n * itemSize(dtype);
+    if (this.bytes + b > this.maxBytes) {
+      throw fail('quota_exceeded', `this session would hold ${this.bytes + b} bytes; its limit is ${this.maxBytes} (GRADSERVE_MAX_SESSION_BYTES). Delete arrays or tapes you no longer need`, { limit: 'session_bytes', value: this.bytes + b });
+    }
+    if (this.proc.bytes + b > this.proc.maxBytes) {
+      throw fail('quota_exceeded', `the server holds ${this.proc.bytes} bytes and its limit is ${this.proc.maxBytes} (GRADSERVE_MAX_TOTAL_BYTES); try again later`, { limit: 'total_bytes', value: this.proc.bytes + b });
+    }
+    const s = this.backend.alloc(dtype, n);
+    this.held.set(s, b);
+    this.bytes += b;
+    this.proc.bytes += b;
+    return new NDArray(s, [...shape], dtype);
+  }
+
+  view(of: NDArray, shape: readonly number[]): NDArray {
+    return new NDArray(of.storage, [...shape], of.dtype);
+  }
+
+  /** Frees every buffer not in `live`. */
+  sweep(live: Set<Storage>): void {
+    for (const [s, b] of this.held) {
+      if (live.has(s)) continue;
+      this.backend.free(s);
+      this.held.delete(s);
+      this.bytes -= b;
+      this.proc.bytes -= b;
+    }
+  }
+
+  freeAll(): void {
+    this.sweep(new Set());
+  }
+
+  get buffers(): number {
+    return this.held.size;
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * Runs a program (the statements of POST /ops, from JSON or compiled from an expression) in a
+ * session. Every statement is checked before the first one runs (op names, attributes, argument
+ * kinds); a statement that fails at run time stops the program, and the error says which one and
+ * which names the earlier ones bound.
+ */
+import { NDArray } from '../engine/ndarray.js';
+import { applyParsed, parseAttrs } from '../autograd/apply.js';
+import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
+import type { Value } from '../ops/registry.js';
+import type { Arg, Statement, OpStatement, ScopeStatement, BackwardStatement, AttachGradStatement } from '../http/schemas/program.js';
+import { ApiError, fail } from '../errors.js';
+import { parseNested } from './codec.js';
+import { runBackward } from './autograd.js';
+import type { Session } from './session.js';
+import { sameShape, shapeStr } from '../engine/ndarray.js';
+
+/** Executor-level statements: not ops of the table, because they are about bindings. */
+const ALIAS = '_alias';
+const FILL = '_fill';
+
+interface Prepared {
+  st: OpStatement;
+  def: OpDef | null;
+  inputs: Arg[];
+  attrs: unknown;
+}
+
+export interface ProgramOutcome {
+  /** Names bound or written by the program, in order of first binding. */
+  bound: string[];
+  /** The value of a last bare expression (`result`), when asked for. */
+  result?: { array: NDArray; scalar: boolean };
+}
+
+type Path = (number | string)[];
+
+function pathStr(p: Path): string {
+  return p.map(String).join('.');
+}
+
+/** Checks and prepares every statement; throws before anything runs. */
+function prepare(body: Statement[], path: Path, out: Map<OpStatement, Prepared>, count: { n: number; max: number }): void {
+  body.forEach((st, i) => {
+    const here = [...path, i];
+    if (++count.n > count.max) {
+      throw fail('quota_exceeded', `the program has more than ${count.max} statements (GRADSERVE_MAX_STATEMENTS)`, { limit: 'statements', value: count.n });
+    }
+    if (st.op === 'scope') return prepare((st as { body: Statement[] }).body, [...here, 'body'], out, count);
+    if (st.op === 'backward' || st.op === 'attach_grad') return;
+    const os = st as OpStatement;
+    if (os.op === ALIAS || os.op === FILL) {
+      out.set(os, { st: os, def: null, inputs: os.args ?? [], attrs: os.attrs ?? {} });
+      return;
+    }
+    const def = lookupOp(os.op);
+    const at = { statement: pathStr(here), op: os.op };
+    if (!def || def.internal && !os.op.startsWith('_')) {
+      const near = suggestOps(os.op);
+      throw fail('unknown_op', `statement ${pathStr(here)}: there is no op \`${os.op}\`${near.length ? `; did you mean ${near.map((n) => `\`${n}\``).join(', ')}?` : ''} (GET /v1/ops lists them)`, at);
+    }
+    const args = os.args ?? [];
+    const nIn = def.variadic ? args.length : Math.min(args.length, def.inputs.length);
+    const extra = args.slice(nIn);
+    if (extra.length > def.positional.length) {
+      throw fail('invalid_argument', `statement ${pathStr(here)}: \`${def.name}\` takes ${def.inputs.length} array argument(s)${def.positional.length ? ` and then ${def.positional.join(', ')}` : ''}; got ${args.length} positional arguments`, at);
+    }
+    const attrs: Record<string, unknown> = { ...(os.attrs ?? {}) };
+    extra.forEach((v, j) => {
+      const key = def.positional[j];
+      if (key in attrs) throw fail('invalid_argument', `statement ${pathStr(here)}: \`${key}\` of \`${def.name}\` is given both positionally and as a keyword`, at);
+      attrs[key] = v;
+    });
+    if (!def.variadic && nIn < def.inputs.length) {
+      throw fail('invalid_argument', `statement ${pathStr(here)}: \`${def.name}\` needs ${def.inputs.length} array argument(s) (${def.inputs.join(', ')}); got ${nIn}`, at);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseAttrs(def, attrs);
+    } catch (e) {
+      if (e instanceof ApiError) throw new ApiError(e.code, `statement ${pathStr(here)}: ${e.message}`, { ...e.extra, ...at });
+      throw e;
+    }
+    out.set(os, { st: os, def, inputs: args.slice(0, nIn), attrs: parsed });
+  });
+}
+
+export class ProgramRunner {
+  private readonly temps = new Map<string, NDArray>();
+  private readonly scalars = new Set<NDArray>();
+  private readonly bound: string[] = [];
+  private readonly prepared = new Map<OpStatement, Prepared>();
+
+  constructor(private readonly s: Session) {}
+
+  run(program: Statement[], resultName?: string): ProgramOutcome {
+    prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements });
+    this.runBody(program, []);
+    const outcome: ProgramOutcome = { bound: [...new Set(this.bound)] };
+    if (resultName) {
+      const array = this.lookup(resultName);
+      outcome.result = { array, scalar: this.scalars.has(array) };
+    }
+    return outcome;
+  }
+
+  private runBody(body: Statement[], path: Path): void {
+    body.forEach((st, i) => {
+      const here = [...path, i];
+      try {
+        this.runStatement(st, here);
+      } catch (e) {
+        if (e instanceof ApiError && e.extra.statement === undefined) {
+          throw new ApiError(e.code, `statement ${pathStr(here)} (\`${st.op}\`): ${e.message}`, {
+            ...e.extra, statement: pathStr(here), op: st.op, changed: [...new Set(this.bound)],
+          });
+        }
+        throw e;
+      }
+    });
+  }
+
+  private runStatement(st: Statement, here: Path): void {
+    const s = this.s;
+    if (st.op === 'scope') {
+      const sc = st as ScopeStatement;
+      s.scopes.within(sc.kind, sc.train_mode, () => s.newTape(), () => this.runBody(sc.body, [...here, 'body']));
+    } else if (st.op === 'backward') {
+      const b = st as BackwardStatement;
+      const heads = b.args.map((a) => this.arrayArg(a, 'heads'));
+      const hg = b.attrs?.head_grads ?? heads.map(() => null);
+      const headGrads = hg.map((g, i) => (g === null ? null : this.arrayArg(g, 'head_grads', heads[i])));
+      runBackward(s, { heads, headGrads, retainGraph: b.attrs?.retain_graph ?? false, trainMode: b.attrs?.train_mode ?? true });
+    } else if (st.op === 'attach_grad') {
+      const a = st as AttachGradStatement;
+      s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');
+      this.bound.push(a.args[0]);
+    } else {
+      this.runOp(this.prepared.get(st as OpStatement)!);
+    }
+  }
+
+  private runOp(p: Prepared): void {
+    const { st } = p;
+    if (st.op === ALIAS) {
+      const src = this.arrayArg(p.inputs[0], 'data');
+      this.bind(this.outNames(st, 1)[0], src);
+      return;
+    }
+    if (st.op === FILL) {
+      if (!st.into) throw fail('invalid_argument', '`_fill` writes in place: give `into`');
+      const target = this.s.resolve(st.into);
+      this.checkInPlace(target, st.into);
+      const value = Number((p.attrs as { value?: unknown }).value);
+      if (!Number.isFinite(value) && !Number.isNaN(value)) throw fail('invalid_attribute', '`value` of `_fill` must be a number');
+      this.s.memory.backend.fill(target.storage, value);
+      this.bound.push(st.into.replace(/\.grad$/, ''));
+      return;
+    }
+    const def = p.def!;
+    const dtypeHint = p.inputs.map((a) => (typeof a === 'string' ? this.lookup(a) : null)).find((a) => a)?.dtype;
+    const inputs: Value[] = p.inputs.map((a, i) => {
+      const name = def.variadic ? `${def.inputs[0] ?? 'data'}[${i}]` : def.inputs[i];
+      if (typeof a === 'number') {
+        if (!def.scalarInputs) throw fail('invalid_argument', `\`${name}\` of \`${def.name}\` must be an array, got the number ${a}`, { arg: name });
+        return a;
+      }
+      return this.arrayArg(a, name, undefined, dtypeHint);
+    });
+    const outs = applyParsed(def, inputs, p.attrs);
+    if (def.name === 'asscalar') this.scalars.add(outs[0]);
+    if (st.into) {
+      this.writeInto(st.into, outs[0]);
+      return;
+    }
+    const names = this.outNames(st, outs.length);
+    names.forEach((n, i) => this.bind(n, outs[i]));
+  }
+
+  private outNames(st: OpStatement, n: number): string[] {
+    const out = st.out === undefined ? [] : Array.isArray(st.out) ? st.out : [st.out];
+    if (out.length > n) throw fail('invalid_argument', `\`out\` names ${out.length} outputs but \`${st.op}\` has ${n}`, { arg: 'out' });
+    while (out.length < n) out.push(this.s.autoName());
+    return out;
+  }
+
+  private bind(name: string, a: NDArray): void {
+    if (name.startsWith('%')) {
+      this.temps.set(name, a);
+      return;
+    }
+    this.s.names.set(name, a);
+    this.bound.push(name);
+  }
+
+  private checkInPlace(target: NDArray, ref: string): void {
+    if (this.s.scopes.isRecording && this.s.neededByTape(target)) {
+      throw fail('inplace_on_recorded', `\`${ref}\` is needed by a live tape; writing it in place while recording would corrupt the gradient. Bind a new name instead, or write after backward`, { arg: ref });
+    }
+  }
+
+  private writeInto(ref: string, value: NDArray): void {
+    const target = this.s.resolve(ref);
+    if (!sameShape(target.shape, value.shape)) {
+      throw fail('shape_mismatch', `cannot write a result of shape ${shapeStr(value.shape)} into \`${ref}\` of shape ${shapeStr(target.shape)}`, { arg: 'into' });
+    }
+    if (target.dtype !== value.dtype) throw fail('dtype_mismatch', `cannot write a ${value.dtype} result into \`${ref}\` (${target.dtype})`, { arg: 'into' });
+    this.checkInPlace(target, ref);
+    if (value.storage !== target.storage) this.s.memory.backend.cast(value.storage, target.storage);
+    // The array keeps its identity and gradient buffer; it takes the result's history, if any.
+    if (value.recorded) {
+      target.node = value.node;
+      target.outputIndex = value.outputIndex;
+    } else if (!target.isVariable) {
+      target.node = null;
+    }
+    this.bound.push(ref.replace(/\.grad$/, ''));
+  }
+
+  private lookup(ref: string): NDArray {
+    if (ref.startsWith('%')) {
+      const t = this.temps.get(ref);
+      if (!t) throw new Error(`internal: temporary ${ref} used before it was bound`);
+      return t;
+    }
+    return this.s.resolve(ref);
+  }
+
+  /** An argument that must be an array: a reference, or an inline constant. */
+  private arrayArg(a: Arg | null, name: string, like?: NDArray, dtypeHint?: NDArray['dtype']): NDArray {
+    if (typeof a === 'string') return this.lookup(a);
+    if (a === null) throw fail('invalid_argument', `\`${name}\` must be an array`, { arg: name });
+    const { values, shape } = parseNested(a);
+    const arr = this.s.k.alloc(like?.dtype ?? dtypeHint ?? this.s.defaultDtype, shape);
+    this.s.memory.backend.writeNumbers(arr.storage, values);
+    return arr;
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * One client's session: its names, scope stack, tapes, random stream and memory. Requests of a
+ * session run one at a time in arrival order (`run`); each ends with a sweep that frees what no
+ * name or live tape reaches.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Backend, DType, Storage } from '../engine/backend.js';
+import { makeKernels, type Kernels } from '../engine/kernels.js';
+import { NDArray, type GradReq } from '../engine/ndarray.js';
+import { ScopeStack } from '../autograd/scopes.js';
+import { Tape, type Node } from '../autograd/tape.js';
+import { runWith, type ExecEnv } from '../autograd/apply.js';
+import { SessionMemory, type ProcessMemory } from './memory.js';
+import type { Limits } from '../config.js';
+import { fail } from '../errors.js';
+
+export interface SessionOptions {
+  id: string;
+  tokenHash: Buffer;
+  ttlSeconds: number;
+  seed: number;
+  defaultDtype: DType;
+  apiKey: string | null;
+}
+
+export class Session {
+  readonly id: string;
+  readonly tokenHash: Buffer;
+  readonly createdAt = new Date();
+  readonly ttlMs: number;
+  expiresAt: Date;
+  readonly seed: number;
+  readonly defaultDtype: DType;
+  readonly apiKey: string | null;
+  /** Draws taken from the random stream so far. */
+  private counter = 0;
+  private nextTape = 1;
+  private nextAuto = 1;
+  readonly names = new Map<string, NDArray>();
+  readonly scopes = new ScopeStack();
+  readonly tapes = new Map<string, Tape>();
+  readonly memory: SessionMemory;
+  readonly k: Kernels;
+  readonly env: ExecEnv;
+  private queue: Promise<unknown> = Promise.resolve();
+  closed = false;
+
+  constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits) {
+    this.id = o.id;
+    this.tokenHash = o.tokenHash;
+    this.ttlMs = o.ttlSeconds * 1000;
+    this.expiresAt = new Date(Date.now() + this.ttlMs);
+    this.seed = o.seed >>> 0;
+    this.defaultDtype = o.defaultDtype;
+    this.apiKey = o.apiKey;
+    this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements);
+    this.k = makeKernels(this.memory);
+    this.env = {
+      k: this.k,
+      scopes: this.scopes,
+      defaultDtype: this.defaultDtype,
+      random: (n) => {
+        const counter = this.counter;
+        this.counter += n;
+        return { seed: this.seed, counter };
+      },
+      fallbackTape: () => this.newTape(),
+      onRecord: () => {
+        if (this.liveNodeCount() >= this.limits.maxTapeNodes) {
+          throw fail('quota_exceeded', `this session's tapes hold ${this.limits.maxTapeNodes} nodes, the limit (GRADSERVE_MAX_TAPE_NODES); run backward or delete tapes first`, { limit: 'tape_nodes', value: this.limits.maxTapeNodes });
+        }
+      },
+    };
+  }
+
+  newTape(): Tape {
+    const t = new Tape(`t${this.nextTape++}`);
+    this.tapes.set(t.id, t);
+    return t;
+  }
+
+  autoName(): string {
+    let n: string;
+    do n = `_out${this.nextAuto++}`; while (this.names.has(n));
+    return n;
+  }
+
+  liveNodeCount(): number {
+    let n = 0;
+    for (const t of this.tapes.values()) for (const node of t.nodes) if (!node.freed) n++;
+    return n;
+  }
+
+  touch(): void {
+    this.expiresAt = new Date(Date.now() + this.ttlMs);
+  }
+
+  /**
+   * Runs fn as the session's next request: after every earlier one, with the session's op
+   * environment, followed by a sweep of unreachable memory.
+   */
+  run<T>(fn: () => T | Promise<T>): Promise<T> {
+    const next = this.queue.then(async () => {
+      if (this.closed) throw fail('not_found', `session ${this.id} was deleted`);
+      this.touch();
+      try {
+        return await runWith(this.env, () => fn());
+      } finally {
+        if (!this.closed) this.sweep();
+      }
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Resolves a name (or `name.grad`) to its array, or a 404/409 naming it. */
+  resolve(ref: string): NDArray {
+    const isGrad = ref.endsWith('.grad');
+    const name = isGrad ? ref.slice(0, -5) : ref;
+    const a = this.names.get(name);
+    if (!a) throw fail('not_found', `array \`${name}\` is not bound in this session`, { array: name });
+    if (!isGrad) return a;
+    if (!a.grad) throw fail('no_grad', `array \`${name}\` has no gradient buffer; call attach-grad on it before recording`, { array: name });
+    return a.grad;
+  }
+
+  /** A name bound to this array (for answers keyed by variable), preferring `hint`. */
+  nameOf(a: NDArray, hint?: string): string | null {
+    if (hint && this.names.get(hint) === a) return hint;
+    for (const [n, v] of this.names) if (v === a) return n;
+    return null;
+  }
+
+  attachGrad(a: NDArray, req: GradReq): void {
+    // MXNet 1.x: attaching to an array with history cuts it; the array becomes a fresh leaf.
+    a.node = null;
+    a.gradReq = req;
+    a.grad = this.k.full(a.dtype, a.shape, 0);
+  }
+
+  /** True when some live tape node still needs this array's current value. */
+  neededByTape(a: NDArray): boolean {
+    if (a.recorded) return true;
+    for (const t of this.tapes.values()) {
+      for (const n of t.nodes) {
+        if (n.freed) continue;
+        if (n.x.some((v) => v instanceof NDArray && v.storage === a.storage)) return true;
+        if (n.y.some((v) => v !== undefined && v.storage === a.storage)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Marks everything the session's names reach; frees the rest, and tapes left empty. */
+  sweep(extraRoots: NDArray[] = []): void {
+    const live = new Set<Storage>();
+    const nodes = new Set<Node>();
+    const stack: NDArray[] = [...this.names.values(), ...extraRoots];
+    const seenArrays = new Set<NDArray>();
+    const visitNode = (n: Node) => {
+      if (nodes.has(n) || n.freed) return;
+      nodes.add(n);
+      for (const v of n.x) if (v instanceof NDArray) stack.push(v);
+      for (const v of n.y) if (v) stack.push(v);
+      for (const e of n.inputs) {
+        if (!e) continue;
+        if ('leaf' in e) stack.push(e.leaf);
+        else visitNode(e.node);
+      }
+    };
+    while (stack.length) {
+      const a = stack.pop()!;
+      if (seenArrays.has(a)) continue;
+      seenArrays.add(a);
+      live.add(a.storage);
+      if (a.grad) stack.push(a.grad);
+      if (a.node) visitNode(a.node);
+    }
+    for (const [id, t] of this.tapes) {
+      for (const n of t.nodes) if (!n.freed && !nodes.has(n)) n.free();
+      const kept = t.nodes.filter((n) => !n.freed);
+      t.nodes.length = 0;
+      t.nodes.push(...kept);
+      if (!t.open && kept.length === 0) this.tapes.delete(id);
+    }
+    this.memory.sweep(live);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.names.clear();
+    this.tapes.clear();
+    this.memory.freeAll();
+  }
+}
+
+export function newSessionId(): string {
+  return randomUUID();
+}

@@ -1,0 +1,104 @@
+/**
+ * The live sessions of the process: creation with quotas, lookup with constant-time token checks,
+ * deletion, and culling of idle sessions on a timer.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Backend, DType } from '../engine/backend.js';
+import { Session, newSessionId } from './session.js';
+import { ProcessMemory } from './memory.js';
+import type { Limits } from '../config.js';
+import { fail } from '../errors.js';
+
+export interface CreateSessionInput {
+  ttl_seconds?: number;
+  seed?: number;
+  default_dtype?: DType;
+  /** An id minted upstream (a load balancer's request id), when it is well-formed and unused. */
+  id?: string;
+  apiKey: string | null;
+}
+
+const hash = (token: string): Buffer => createHash('sha256').update(token).digest();
+
+export class SessionStore {
+  private readonly sessions = new Map<string, Session>();
+  readonly memory: ProcessMemory;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(readonly backend: Backend, readonly limits: Limits) {
+    this.memory = new ProcessMemory(limits.maxTotalBytes);
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  create(input: CreateSessionInput): { session: Session; token: string } {
+    const l = this.limits;
+    if (this.sessions.size >= l.maxSessions) {
+      throw fail('quota_exceeded', `the server holds ${this.sessions.size} sessions, its limit (GRADSERVE_MAX_SESSIONS); delete idle sessions or try later`, { limit: 'sessions', value: this.sessions.size });
+    }
+    if (input.apiKey !== null) {
+      let n = 0;
+      for (const s of this.sessions.values()) if (s.apiKey === input.apiKey) n++;
+      if (n >= l.maxSessionsPerKey) {
+        throw fail('quota_exceeded', `this API key holds ${n} sessions, its limit (GRADSERVE_MAX_SESSIONS_PER_KEY); delete some first`, { limit: 'sessions_per_key', value: n });
+      }
+    }
+    const ttl = input.ttl_seconds ?? l.defaultTtlSeconds;
+    if (ttl > l.maxTtlSeconds) {
+      throw fail('invalid_request', `\`ttl_seconds\` is ${ttl}; the limit is ${l.maxTtlSeconds}`, { arg: 'ttl_seconds' });
+    }
+    const id = input.id && !this.sessions.has(input.id) ? input.id : newSessionId();
+    const token = randomBytes(32).toString('base64url');
+    const seed = input.seed ?? randomBytes(4).readUInt32LE(0);
+    const session = new Session(
+      { id, tokenHash: hash(token), ttlSeconds: ttl, seed, defaultDtype: input.default_dtype ?? 'float32', apiKey: input.apiKey },
+      this.backend, this.memory, l,
+    );
+    this.sessions.set(id, session);
+    return { session, token };
+  }
+
+  /** The session for `id` if `token` is its token: 404 for an unknown id, 401 for a bad token. */
+  authorize(id: string, token: string | null): Session {
+    const s = this.sessions.get(id);
+    if (!s || s.closed) throw fail('not_found', `there is no session \`${id}\` (it may have expired or been deleted)`);
+    if (token === null) throw fail('unauthorized', 'this request needs `Authorization: Bearer <token>` with the token answered when the session was created');
+    if (!timingSafeEqual(hash(token), s.tokenHash)) throw fail('unauthorized', 'the bearer token does not match this session');
+    return s;
+  }
+
+  delete(s: Session): void {
+    this.sessions.delete(s.id);
+    s.close();
+  }
+
+  /** Deletes sessions whose expiry has passed (between their requests). */
+  cull(now = Date.now()): number {
+    let n = 0;
+    for (const s of [...this.sessions.values()]) {
+      if (s.expiresAt.getTime() <= now) {
+        void s.run(() => undefined).catch(() => undefined).finally(() => this.delete(s));
+        this.sessions.delete(s.id);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  startCulling(intervalMs: number): void {
+    if (intervalMs <= 0) return;
+    this.timer = setInterval(() => this.cull(), intervalMs);
+    this.timer.unref();
+  }
+
+  closeAll(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const s of [...this.sessions.values()]) this.delete(s);
+  }
+
+  *all(): IterableIterator<Session> {
+    yield* this.sessions.values();
+  }
+}
