@@ -130,3 +130,12 @@ for (const [name, value] of [['zeros_like', 0], ['ones_like', 1]] as const) {
     forward: (ctx, [x]) => ctx.k.full(x.dtype, x.shape, value),
   });
 }
+
+defineOp({
+  name: 'array',
+  doc: 'An array from nested lists (an inline constant in args), like nd.array([[1, 2], [3, 4]]).',
+  inputs: ['source_array'],
+  positional: ['dtype'],
+  attrs: z.object({ dtype: OptDType }).strict(),
+  forward: (ctx, [x], a) => ctx.k.cast(x, a.dtype ?? x.dtype),
+});

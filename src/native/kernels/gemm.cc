@@ -137,6 +137,7 @@ void macro_kernel(const MicroKernel<T>& uk, const Problem<T>& P, const T* ablock
   }
 }
 
+// KC x nr slivers of B stay in L1, an MC x KC block of A in L2, a KC x NC panel of B in L3.
 template <class T> struct Blocking;
 template <> struct Blocking<double> { static constexpr int64_t MC = 96, KC = 256, NC = 4080; };
 template <> struct Blocking<float> { static constexpr int64_t MC = 192, KC = 256, NC = 4080; };
@@ -144,12 +145,9 @@ template <> struct Blocking<float> { static constexpr int64_t MC = 192, KC = 256
 template <class T>
 void gemm_blocked(const MicroKernel<T>& uk, const Problem<T>& P, int threads) {
   const int mr = uk.mr, nr = uk.nr;
-  static const int64_t eMC = getenv("GS_MC") ? atoll(getenv("GS_MC")) : Blocking<T>::MC;
-  static const int64_t eKC = getenv("GS_KC") ? atoll(getenv("GS_KC")) : Blocking<T>::KC;
-  static const int64_t eNC = getenv("GS_NC") ? atoll(getenv("GS_NC")) : Blocking<T>::NC;
-  const int64_t MC = eMC / mr * mr;
-  const int64_t KC = eKC;
-  const int64_t NC = eNC / nr * nr;
+  const int64_t MC = Blocking<T>::MC / mr * mr;
+  const int64_t KC = Blocking<T>::KC;
+  const int64_t NC = Blocking<T>::NC / nr * nr;
   const int64_t nc_max = std::min(NC, (P.n + nr - 1) / nr * nr);
   const int64_t mc_max = std::min(MC, (P.m + mr - 1) / mr * mr);
   const int64_t kc_max = std::min(KC, P.k);

@@ -13,9 +13,13 @@ __attribute__((target(GS_UK_TARGET))) void micro_kernel(int64_t k, const typenam
   constexpr int W = S::W;
   V r[MR][NV];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; i++)
+  for (int i = 0; i < MR; i++) {
+    // The C tile is needed only after the k loop: start fetching it now.
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + NV * W - 1, 1);
 #pragma GCC unroll 4
     for (int j = 0; j < NV; j++) r[i][j] = S::zero();
+  }
 #pragma GCC unroll 2
   for (int64_t p = 0; p < k; p++) {
     V bv[NV];

@@ -1,0 +1,20 @@
+/** openapi.yaml and schemas/*.json are generated from the zod schemas: fail when they drift. */
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { renderOpenApi, renderSchemas } from '../../src/http/spec.js';
+
+const root = join(import.meta.dirname, '..', '..');
+
+describe('the committed wire format matches the code (run `npm run gen` after changing a schema)', () => {
+  it('openapi.yaml', async () => {
+    expect(readFileSync(join(root, 'openapi.yaml'), 'utf8')).toBe(await renderOpenApi());
+  });
+
+  it('schemas/*.json', () => {
+    const generated = renderSchemas();
+    const committed = readdirSync(join(root, 'schemas')).filter((f) => f.endsWith('.json')).sort();
+    expect(committed).toEqual(Object.keys(generated).sort());
+    for (const [name, text] of Object.entries(generated)) expect(readFileSync(join(root, 'schemas', name), 'utf8'), name).toBe(text);
+  });
+});
