@@ -42,7 +42,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   app.setSerializerCompiler(serializerCompiler);
 
   // Bodies whose fields are all optional may be empty, with or without a JSON content type.
-  app.removeContentTypeParser('application/json');
+  app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = (body as string).trim();
     if (text === '') return done(null, undefined);

@@ -5,9 +5,15 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { ZodError } from 'zod';
 import { ApiError, toProblem, type ErrorCode } from '../errors.js';
 
 function fromFastify(err: FastifyError): ApiError | null {
+  if (err instanceof ZodError) {
+    const issue = err.issues[0];
+    const path = issue.path.join('.');
+    return new ApiError('invalid_request', `${path ? `\`${path}\` of the body` : 'the body'}: ${issue.message}`, { field: path || 'body' });
+  }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const issue = err.validation[0];
     const where = err.validationContext ?? 'body';
