@@ -65,6 +65,18 @@ export interface OpDef<A = any> {
   attrs: z.ZodType<A>;
   positional: string[];
   differentiable: boolean;
+  /**
+   * How many of forward's outputs a client sees; the rest (a dropout mask, saved statistics) exist
+   * only for the vjp, through `save.outputs`. Default: all.
+   */
+  visibleOutputs?: number;
+  /**
+   * Inputs the op writes in place (optimizer updates, BatchNorm's running statistics). The
+   * executor refuses them inside record scopes and on arrays a live tape needs.
+   */
+  mutates?: number[];
+  /** The mutated inputs are statistics, not parameters: updating them while recording is fine (BatchNorm). */
+  mutatesWhileRecording?: boolean;
   /** Reads is_training (Dropout, BatchNorm). */
   modeDependent: boolean;
   /** Scalars (numbers) are accepted in place of arrays for these inputs. */

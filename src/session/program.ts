@@ -167,7 +167,20 @@ export class ProgramRunner {
       }
       return this.arrayArg(a, name, undefined, dtypeHint);
     });
-    const outs = applyParsed(def, inputs, p.attrs);
+    for (const i of def.mutates ?? []) {
+      const target = inputs[i];
+      const ref = typeof p.inputs[i] === 'string' ? (p.inputs[i] as string) : def.inputs[i];
+      if (!(target instanceof NDArray) || typeof p.inputs[i] !== 'string') {
+        throw fail('invalid_argument', `\`${def.inputs[i]}\` of \`${def.name}\` is updated in place: pass the name of an array`, { arg: def.inputs[i] });
+      }
+      if (this.s.scopes.isRecording && !def.mutatesWhileRecording) {
+        throw fail('inplace_on_recorded', `\`${def.name}\` updates \`${ref}\` in place; run it outside record scopes`, { arg: def.inputs[i] });
+      }
+      if (this.s.neededByTape(target)) {
+        throw fail('inplace_on_recorded', `\`${def.name}\` would update \`${ref}\` in place, but a live tape still needs it; run backward first (or delete the tape)`, { arg: def.inputs[i] });
+      }
+    }
+    const outs = applyParsed(def, inputs, p.attrs).slice(0, def.visibleOutputs);
     if (def.name === 'asscalar') this.scalars.add(outs[0]);
     if (st.into) {
       this.writeInto(st.into, outs[0]);
