@@ -125,4 +125,11 @@ export interface Backend {
 
   /** Copies x into out, converting dtype (astype). Same length. */
   cast(x: Storage, out: Storage): void;
+
+  /**
+   * Resolves when every kernel called so far has finished. A backend may run kernels off the
+   * calling thread in call order; reads (readBytes, readNumbers) then wait for the kernels that
+   * write their buffer, and callers await flush() first so that the wait never blocks the event loop.
+   */
+  flush(): Promise<void>;
 }

@@ -70,6 +70,8 @@ export const nativeBackend: Backend = {
   gemm: (a, b, out, batch, m, n, k, transA, transB, strideA, strideB) =>
     addon().gemm(a, b, out, batch, m, n, k, transA, transB, strideA, strideB),
   cast: (x, out) => addon().cast(x, out),
+  // Kernels run synchronously on the calling thread for now: nothing is ever pending.
+  flush: () => Promise.resolve(),
 };
 
 /** The native backend, or null (without throwing) when the addon has not been built. */

@@ -310,6 +310,8 @@ export const referenceBackend: Backend = {
     }
   },
 
+  flush: () => Promise.resolve(),
+
   cast(x, out) {
     const xd = live(x);
     const od = live(out);

@@ -12,6 +12,7 @@ import type { Statement, Arg } from '../http/schemas/program.js';
 import { compileExpression } from '../expr/index.js';
 import { tapeToJson, tapeToDot } from '../autograd/render.js';
 import { fail } from '../errors.js';
+import { Deferred } from './deferred.js';
 
 export type Format = 'nested' | 'flat' | 'base64';
 
@@ -42,7 +43,7 @@ export function describe(s: Session, name: string, a: NDArray, format?: Format |
     recorded: a.recorded,
   };
   if (format) {
-    d.data = encodeData(s, a, format);
+    d.data = new Deferred(() => encodeData(s, a, format));
     d.format = format;
   }
   return d;
@@ -82,8 +83,8 @@ export function arrayFromNpy(s: Session, buf: Buffer, dtype?: DType): NDArray {
   return a;
 }
 
-export function toNpy(s: Session, a: NDArray): Buffer {
-  return writeNpy(s.memory.backend.readBytes(a.storage), a.shape, a.dtype);
+export function toNpy(s: Session, a: NDArray): Deferred<Buffer> {
+  return new Deferred(() => writeNpy(s.memory.backend.readBytes(a.storage), a.shape, a.dtype));
 }
 
 /** Binds name to a; answers whether the name was bound before. */
@@ -225,8 +226,10 @@ export function runOps(s: Session, input: OpsInput): OpsAnswer {
   if (outcome.result) {
     const { array, scalar } = outcome.result;
     if (scalar) {
-      const v = s.memory.backend.readNumbers(array.storage)[0];
-      answer.result = scalarJson(array.dtype === 'float32' ? (toFlat(Float64Array.of(v), 'float32')[0] as number) : v);
+      answer.result = new Deferred(() => {
+        const v = s.memory.backend.readNumbers(array.storage)[0];
+        return scalarJson(array.dtype === 'float32' ? (toFlat(Float64Array.of(v), 'float32')[0] as number) : v);
+      }) as unknown as number;
     } else {
       answer.result = describe(s, resultName!.startsWith('%') ? 'result' : resultName!, array, format);
     }

@@ -13,6 +13,7 @@ import { runWith, type ExecEnv } from '../autograd/apply.js';
 import { SessionMemory, type ProcessMemory } from './memory.js';
 import type { Limits } from '../config.js';
 import { fail } from '../errors.js';
+import { Deferred } from './deferred.js';
 
 export interface SessionOptions {
   id: string;
@@ -104,7 +105,9 @@ export class Session {
       if (this.closed) throw fail('not_found', `session ${this.id} was deleted`);
       this.touch();
       try {
-        return await runWith(this.env, () => fn());
+        const value = await runWith(this.env, () => fn());
+        await this.memory.backend.flush();
+        return resolveDeferred(value);
       } finally {
         if (!this.closed) this.sweep();
       }
@@ -192,6 +195,18 @@ export class Session {
     this.tapes.clear();
     this.memory.freeAll();
   }
+}
+
+/** Replaces every Deferred in a plain answer object by what it reads. */
+function resolveDeferred<T>(v: T): T {
+  if (v instanceof Deferred) return v.read() as T;
+  if (Array.isArray(v)) return v.map(resolveDeferred) as T;
+  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = resolveDeferred(x);
+    return out as T;
+  }
+  return v;
 }
 
 export function newSessionId(): string {
