@@ -16,12 +16,16 @@ import { opsRoutes } from './http/routes/ops.js';
 import { autogradRoutes } from './http/routes/autograd.js';
 import { tapeRoutes } from './http/routes/tapes.js';
 import { metaRoutes } from './http/routes/meta.js';
+import { registerProtection } from './http/plugins/protection.js';
+import { registerMetrics, type Metrics } from './http/plugins/metrics.js';
+import { registerIdempotency } from './http/plugins/idempotency.js';
 import './ops/index.js';
 
 export interface Services {
   config: Config;
   store: SessionStore;
   state: { draining: boolean };
+  metrics: Metrics;
 }
 
 export interface AppOptions {
@@ -58,9 +62,16 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
 
   const store = new SessionStore(o.backend, o.config.limits);
   store.startCulling(o.config.sweepIntervalMs);
-  const services: Services = { config: o.config, store, state: { draining: false } };
+  const metrics = registerMetrics(app, store);
+  const services: Services = { config: o.config, store, state: { draining: false }, metrics };
 
-  registerProblems(app);
+  registerProblems(app, (err) => {
+    if (err.code === 'quota_exceeded' || err.code === 'rate_limited' || err.code === 'array_too_large') {
+      metrics.quotaRefusals.inc({ limit: String(err.extra.limit ?? err.code) });
+    }
+  });
+  await registerProtection(app, o.config);
+  registerIdempotency(app, o.config.protection.idempotencyEntries);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

@@ -28,6 +28,18 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_TAPE_NODES: int(100000),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
+  /** Requests per window per client (API key, session token, or address); 0 turns the limit off. */
+  GRADSERVE_RATE_LIMIT_MAX: int(60000),
+  GRADSERVE_RATE_LIMIT_WINDOW_MS: int(60000),
+  /** Event-loop delay above which new requests get 503; 0 turns the check off. */
+  GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: int(2000),
+  GRADSERVE_MAX_HEAP_BYTES: int(0),
+  /** Longest a draining server waits for in-flight requests on SIGTERM. */
+  GRADSERVE_SHUTDOWN_GRACE_MS: int(10000),
+  /** Largest multiply-add count of one matrix product (refused up front above it). */
+  GRADSERVE_MAX_KERNEL_FLOPS: int(2 ** 36),
+  /** Idempotency-Key answers kept per process. */
+  GRADSERVE_IDEMPOTENCY_ENTRIES: int(10000),
 });
 
 export type Env = z.infer<typeof ConfigSchema>;
@@ -46,6 +58,16 @@ export interface Limits {
   maxExprDepth: number;
   maxTapeNodes: number;
   requestTimeoutMs: number;
+  maxKernelFlops: number;
+}
+
+export interface Protection {
+  rateLimitMax: number;
+  rateLimitWindowMs: number;
+  maxEventLoopDelayMs: number;
+  maxHeapBytes: number;
+  shutdownGraceMs: number;
+  idempotencyEntries: number;
 }
 
 export interface Config {
@@ -56,6 +78,7 @@ export interface Config {
   apiKeys: string[];
   sweepIntervalMs: number;
   limits: Limits;
+  protection: Protection;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -86,6 +109,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,
       requestTimeoutMs: e.GRADSERVE_REQUEST_TIMEOUT_MS,
+      maxKernelFlops: e.GRADSERVE_MAX_KERNEL_FLOPS,
+    },
+    protection: {
+      rateLimitMax: e.GRADSERVE_RATE_LIMIT_MAX,
+      rateLimitWindowMs: e.GRADSERVE_RATE_LIMIT_WINDOW_MS,
+      maxEventLoopDelayMs: e.GRADSERVE_MAX_EVENT_LOOP_DELAY_MS,
+      maxHeapBytes: e.GRADSERVE_MAX_HEAP_BYTES,
+      shutdownGraceMs: e.GRADSERVE_SHUTDOWN_GRACE_MS,
+      idempotencyEntries: e.GRADSERVE_IDEMPOTENCY_ENTRIES,
     },
   };
 }

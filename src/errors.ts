@@ -17,6 +17,7 @@ export const ERROR_CATALOGUE = {
   inplace_on_recorded: { status: 409, title: 'In-place write on a recorded array' },
   scope_empty: { status: 409, title: 'No open scope' },
   idempotency_conflict: { status: 409, title: 'Idempotency key in flight' },
+  idempotency_mismatch: { status: 422, title: 'Idempotency key reused with another body' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   array_too_large: { status: 413, title: 'Array too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },

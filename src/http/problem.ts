@@ -44,13 +44,14 @@ export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyReq
   return reply.code(err.status).type('application/problem+json').send(JSON.stringify(problem));
 }
 
-export function registerProblems(app: FastifyInstance): void {
+export function registerProblems(app: FastifyInstance, onProblem: (err: ApiError) => void = () => {}): void {
   app.setErrorHandler((error: FastifyError, req, reply) => {
     let err = error instanceof ApiError ? error : fromFastify(error);
     if (!err) {
       req.log.error({ err: { message: error.message, stack: error.stack, code: error.code } }, 'unhandled error');
       err = new ApiError('internal', 'the server failed on this request; it has been logged');
     }
+    onProblem(err);
     return sendProblem(reply, err, req);
   });
   app.setNotFoundHandler((req, reply) => sendProblem(reply, new ApiError('not_found', `there is no route ${req.method} ${req.url.split('?')[0]}`), req));

@@ -67,3 +67,17 @@ for (const row of ROWS) {
     vjp: row.vjp && (({ g, x, y }) => row.vjp!(g[0], x[0] as Value, x[1] as Value, y[0] as NDArray)),
   });
 }
+
+defineOp({
+  name: 'where',
+  doc: 'Elementwise x where condition is non-zero, else y (broadcasting); condition gets no gradient.',
+  inputs: ['condition', 'x', 'y'],
+  save: { inputs: [0] },
+  examples: [{ shapes: [[3, 4], [3, 4], [3, 4]] }, { shapes: [[3, 1], [3, 4], [4]] }],
+  forward: (ctx, [c, a, b]) => ctx.k.where(c, a, b, { op: 'where' }),
+  vjp({ g, x }) {
+    const c = x[0] as NDArray;
+    const zero = F.zeros_like(g[0]);
+    return [null, F.where(c, g[0], zero), F.where(c, zero, g[0])];
+  },
+});

@@ -73,3 +73,101 @@ defineOp({
     return [F.reshape(dA, { shape: [...shapes[0]!] }), F.reshape(dB, { shape: [...shapes[1]!] })];
   },
 });
+
+/** batch_dot's problem: leading axes are the batch, the last two multiply as matrices. */
+function batchPlan(a: readonly number[], b: readonly number[], t: DotAttrs) {
+  const site = (arg: string) => `\`${arg}\` of \`batch_dot\``;
+  if (a.length < 3) throw fail('shape_mismatch', `${site('lhs')} must have rank 3 or more ([batch, M, K]), got ${shapeStr(a)}`, { arg: 'lhs' });
+  if (b.length !== a.length) throw fail('shape_mismatch', `${site('rhs')} must have the rank of \`lhs\` (${a.length}), got ${shapeStr(b)}`, { arg: 'rhs' });
+  const lead = a.slice(0, -2);
+  if (b.slice(0, -2).some((d, i) => d !== lead[i])) {
+    throw fail('shape_mismatch', `batch axes of ${site('lhs')} ${shapeStr(a)} and ${site('rhs')} ${shapeStr(b)} differ`, { arg: 'rhs' });
+  }
+  const [a0, a1] = a.slice(-2);
+  const [b0, b1] = b.slice(-2);
+  const [m, ka] = t.transpose_a ? [a1, a0] : [a0, a1];
+  const [kb, n] = t.transpose_b ? [b1, b0] : [b0, b1];
+  if (ka !== kb) throw fail('shape_mismatch', `${site('lhs')} ${shapeStr(a)} and ${site('rhs')} ${shapeStr(b)}: inner sizes ${ka} and ${kb} differ`, { arg: 'rhs' });
+  return { batch: sizeOf(lead), m, n, k: ka, shape: [...lead, m, n] };
+}
+
+defineOp({
+  name: 'batch_dot',
+  doc: 'Batched matrix product: [B, M, K] x [B, K, N] -> [B, M, N] (transpose_a/b transpose each matrix).',
+  inputs: ['lhs', 'rhs'],
+  attrs: DotAttrs,
+  save: { inputs: true },
+  examples: [
+    { shapes: [[2, 3, 4], [2, 4, 5]] }, { shapes: [[2, 4, 3], [2, 4, 5]], attrs: { transpose_a: true } },
+    { shapes: [[2, 3, 4], [2, 5, 4]], attrs: { transpose_b: true } }, { shapes: [[2, 4, 3], [2, 5, 4]], attrs: { transpose_a: true, transpose_b: true } },
+  ],
+  forward(ctx, [a, b], t) {
+    sameDtype(a, b, { op: 'batch_dot' });
+    const p = batchPlan(a.shape, b.shape, t);
+    return ctx.k.gemm(a, b, { batch: p.batch, m: p.m, n: p.n, k: p.k, transA: t.transpose_a, transB: t.transpose_b, strideA: p.m * p.k, strideB: p.k * p.n }, p.shape);
+  },
+  vjp({ g, x, attrs: t }) {
+    const [a, b] = x as NDArray[];
+    const bd = (l: NDArray, r: NDArray, ta: boolean, tb: boolean) => F.batch_dot(l, r, { transpose_a: ta, transpose_b: tb });
+    const G = g[0];
+    const dA = t.transpose_a ? bd(b, G, t.transpose_b, true) : bd(G, b, false, !t.transpose_b);
+    const dB = t.transpose_b ? bd(G, a, true, t.transpose_a) : bd(a, G, !t.transpose_a, false);
+    return [dA, dB];
+  },
+});
+
+const FcAttrs = z.object({
+  num_hidden: z.number().int().min(1),
+  no_bias: z.boolean().default(false),
+  flatten: z.boolean().default(true),
+}).strict();
+
+defineOp({
+  name: 'FullyConnected',
+  aliases: ['fully_connected'],
+  doc: 'Dense layer y = x W^T + b with W of shape [num_hidden, in]; flatten=True collapses all axes of x but the first.',
+  inputs: ['data', 'weight', 'bias'],
+  // bias is left out when no_bias is true.
+  variadic: true,
+  attrs: FcAttrs,
+  save: { inputs: [0, 1] },
+  examples: [
+    { shapes: [[4, 3], [5, 3], [5]], attrs: { num_hidden: 5 } },
+    { shapes: [[2, 2, 3], [5, 6]], attrs: { num_hidden: 5, no_bias: true } },
+    { shapes: [[2, 2, 3], [5, 3], [5]], attrs: { num_hidden: 5, flatten: false } },
+  ],
+  forward(ctx, xs, a) {
+    const [x, w, b] = fcCheck(xs, a);
+    const lead = a.flatten ? [x.shape[0]] : x.shape.slice(0, -1);
+    const k = w.shape[1];
+    const y = ctx.k.gemm(x, w, { batch: 1, m: sizeOf(lead), n: a.num_hidden, k, transA: false, transB: true, strideA: 0, strideB: 0 }, [...lead, a.num_hidden]);
+    return b ? ctx.k.binary('add', y, b, { op: 'FullyConnected', arg: 'bias' }) : y;
+  },
+  vjp({ g, x, attrs: a, shapes }) {
+    const [xs, w] = x as NDArray[];
+    const k = shapes[1]![1];
+    const G = F.reshape(g[0], { shape: [-1, a.num_hidden] });
+    const X2 = F.reshape(xs, { shape: [-1, k] });
+    const dx = F.reshape(F.dot(G, w), { shape: [...shapes[0]!] });
+    const dw = F.dot(G, X2, { transpose_a: true });
+    // The driver sums the bias gradient over the leading axes.
+    return shapes.length > 2 ? [dx, dw, g[0]] : [dx, dw];
+  },
+});
+
+function fcCheck(xs: NDArray[], a: z.infer<typeof FcAttrs>): [NDArray, NDArray, NDArray | undefined] {
+  const want = a.no_bias ? 2 : 3;
+  if (xs.length !== want) {
+    throw fail('invalid_argument', `\`FullyConnected\` takes ${want} arrays (data, weight${a.no_bias ? '' : ', bias'}) with no_bias=${a.no_bias}; got ${xs.length}`, { arg: xs.length < 2 ? 'weight' : 'bias' });
+  }
+  const [x, w, b] = xs;
+  sameDtype(x, w, { op: 'FullyConnected', arg: 'weight' });
+  const k = a.flatten ? sizeOf(x.shape.slice(1)) : x.shape[x.shape.length - 1];
+  if (w.shape.length !== 2 || w.shape[0] !== a.num_hidden || w.shape[1] !== k) {
+    throw fail('shape_mismatch', `\`weight\` of \`FullyConnected\` must have shape [${a.num_hidden}, ${k}] (num_hidden, input features), got ${shapeStr(w.shape)}`, { arg: 'weight' });
+  }
+  if (b && (b.shape.length !== 1 || b.shape[0] !== a.num_hidden)) {
+    throw fail('shape_mismatch', `\`bias\` of \`FullyConnected\` must have shape [${a.num_hidden}], got ${shapeStr(b.shape)}`, { arg: 'bias' });
+  }
+  return [x, w, b];
+}

@@ -114,3 +114,31 @@ for (const name of ['argmax', 'argmin'] as const) {
     },
   });
 }
+
+defineOp({
+  name: 'logsumexp',
+  doc: 'log(sum(exp(x))) over axes, computed stably by factoring out the maximum.',
+  inputs: ['data'],
+  positional: ['axis', 'keepdims'],
+  attrs: z.object({ axis: Axes.default(null), keepdims: z.boolean().default(false) }).strict(),
+  save: { inputs: true, outputs: true },
+  examples: [{ shapes: [[3, 4]] }, { shapes: [[2, 3, 4]], attrs: { axis: 1 } }, { shapes: [[2, 3, 4]], attrs: { axis: [0, 2], keepdims: true } }],
+  forward(ctx, [x], a) {
+    const axes = reducedAxes(x.shape, a, 'logsumexp');
+    const m = ctx.k.reduce('max', x, axes, true);
+    // An all -inf slice has max -inf; shifting by it would give NaN, so shift by 0 there.
+    const shift = ctx.k.where(ctx.k.binary('eq', m, -Infinity, { op: 'logsumexp' }), ctx.k.full(x.dtype, [1], 0), m, { op: 'logsumexp' });
+    const e = ctx.k.unary('exp', ctx.k.binary('sub', x, shift, { op: 'logsumexp' }));
+    const s = ctx.k.unary('log', ctx.k.reduce('sum', e, axes, true));
+    const out = ctx.k.binary('add', s, shift, { op: 'logsumexp' });
+    if (a.keepdims) return out;
+    const kept = x.shape.filter((_, d) => !axes.includes(d));
+    return ctx.k.view(out, kept.length ? kept : [1]);
+  },
+  vjp({ g, x, y, attrs, shapes }) {
+    const shape = shapes[0]!;
+    const axes = reducedAxes(shape, attrs, 'logsumexp');
+    const soft = F.exp(F.subtract(x[0] as NDArray, expandGrad(y[0]!, shape, axes)));
+    return [F.multiply(expandGrad(g[0], shape, axes), soft)];
+  },
+});

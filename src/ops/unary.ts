@@ -2,7 +2,9 @@
  * Elementwise unary ops. Each row: MXNet name, aliases, kernel, what the vjp reads, the vjp written
  * with table ops (so it differentiates again), and the domain the generated tests sample from.
  */
+import { z } from 'zod';
 import { defineOp, type VjpArgs } from './registry.js';
+import { fail } from '../errors.js';
 import { F } from '../autograd/apply.js';
 import type { UnaryKernel } from '../engine/backend.js';
 import type { NDArray } from '../engine/ndarray.js';
@@ -67,3 +69,21 @@ for (const row of ROWS) {
     vjp: ({ g, x, y }: VjpArgs<unknown>) => [row.vjp(g[0], x[0] as NDArray, y[0] as NDArray)],
   });
 }
+
+defineOp({
+  name: 'clip',
+  doc: 'Elementwise clip to [a_min, a_max]; the gradient passes where a_min <= x <= a_max.',
+  inputs: ['data'],
+  positional: ['a_min', 'a_max'],
+  attrs: z.object({ a_min: z.number(), a_max: z.number() }).strict(),
+  save: { inputs: true },
+  examples: [{ shapes: [[3, 4]], attrs: { a_min: -1, a_max: 0.5 } }],
+  forward(ctx, [x], a) {
+    if (!(a.a_min <= a.a_max)) throw fail('invalid_attribute', `\`a_min\` of \`clip\` (${a.a_min}) must not exceed \`a_max\` (${a.a_max})`, { attribute: 'a_min' });
+    return ctx.k.binary('maximum', ctx.k.binary('minimum', x, a.a_max, { op: 'clip' }), a.a_min, { op: 'clip' });
+  },
+  vjp: ({ g, x, attrs }) => {
+    const xs = x[0] as NDArray;
+    return [mul(g[0], mul(F.greater_equal(xs, attrs.a_min), F.lesser_equal(xs, attrs.a_max)))];
+  },
+});

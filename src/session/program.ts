@@ -91,7 +91,11 @@ export class ProgramRunner {
   private readonly bound: string[] = [];
   private readonly prepared = new Map<OpStatement, Prepared>();
 
-  constructor(private readonly s: Session) {}
+  private readonly deadline: number;
+
+  constructor(private readonly s: Session) {
+    this.deadline = Date.now() + s.limits.requestTimeoutMs;
+  }
 
   run(program: Statement[], resultName?: string): ProgramOutcome {
     prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements });
@@ -107,6 +111,12 @@ export class ProgramRunner {
   private runBody(body: Statement[], path: Path): void {
     body.forEach((st, i) => {
       const here = [...path, i];
+      // Checked between statements, so a stopped program leaves every array whole.
+      if (Date.now() > this.deadline) {
+        throw fail('time_limit', `the program ran longer than ${this.s.limits.requestTimeoutMs} ms (GRADSERVE_REQUEST_TIMEOUT_MS) and stopped before statement ${pathStr(here)}; split it into smaller requests`, {
+          limit: 'request_time', statement: pathStr(here), changed: [...new Set(this.bound)],
+        });
+      }
       try {
         this.runStatement(st, here);
       } catch (e) {
@@ -181,6 +191,7 @@ export class ProgramRunner {
       }
     }
     const outs = applyParsed(def, inputs, p.attrs).slice(0, def.visibleOutputs);
+    this.s.stats.opsRun++;
     if (def.name === 'asscalar') this.scalars.add(outs[0]);
     if (st.into) {
       this.writeInto(st.into, outs[0]);

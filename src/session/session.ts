@@ -46,7 +46,7 @@ export class Session {
   private queue: Promise<unknown> = Promise.resolve();
   closed = false;
 
-  constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits) {
+  constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats = { opsRun: 0 }) {
     this.id = o.id;
     this.tokenHash = o.tokenHash;
     this.ttlMs = o.ttlSeconds * 1000;

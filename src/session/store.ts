@@ -23,6 +23,8 @@ const hash = (token: string): Buffer => createHash('sha256').update(token).diges
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
   readonly memory: ProcessMemory;
+  /** Process-wide counters for metrics. */
+  readonly stats = { opsRun: 0 };
   private timer: NodeJS.Timeout | null = null;
 
   constructor(readonly backend: Backend, readonly limits: Limits) {
@@ -54,7 +56,7 @@ export class SessionStore {
     const seed = input.seed ?? randomBytes(4).readUInt32LE(0);
     const session = new Session(
       { id, tokenHash: hash(token), ttlSeconds: ttl, seed, defaultDtype: input.default_dtype ?? 'float32', apiKey: input.apiKey },
-      this.backend, this.memory, l,
+      this.backend, this.memory, l, this.stats,
     );
     this.sessions.set(id, session);
     return { session, token };

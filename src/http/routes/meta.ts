@@ -3,24 +3,20 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Services } from '../../app.js';
 
+const Ready = z.object({ status: z.enum(['ready', 'draining', 'under_pressure']), backend: z.string(), sessions: z.number() });
+
 export const metaRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
-  app.get('/healthz', { schema: { summary: 'Liveness', tags: ['meta'], response: { 200: z.object({ status: z.literal('ok') }) } } },
+  app.get('/healthz', { schema: { summary: 'Liveness: the process answers', tags: ['meta'], response: { 200: z.object({ status: z.literal('ok') }) } } },
     async () => ({ status: 'ok' as const }));
 
-  app.get('/readyz', { schema: { summary: 'Readiness: 503 while draining', tags: ['meta'], response: { 200: z.object({ status: z.string(), backend: z.string() }), 503: z.object({ status: z.string(), backend: z.string() }) } } },
+  app.get('/readyz', { schema: { summary: 'Readiness: 503 while draining or under pressure', tags: ['meta'], response: { 200: Ready, 503: Ready } } },
     async (_req, reply) => {
-      const ready = !S.state.draining;
-      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'draining', backend: S.store.backend.name });
+      const status = S.state.draining ? 'draining' : app.isUnderPressure() ? 'under_pressure' : 'ready';
+      if (status !== 'ready') reply.header('Retry-After', '1');
+      return reply.code(status === 'ready' ? 200 : 503).send({ status, backend: S.store.backend.name, sessions: S.store.size });
     });
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['meta'] } }, async (_req, reply) => {
-    let nodes = 0;
-    for (const s of S.store.all()) nodes += s.liveNodeCount();
-    const lines = [
-      '# HELP gradserve_sessions Live sessions.', '# TYPE gradserve_sessions gauge', `gradserve_sessions ${S.store.size}`,
-      '# HELP gradserve_bytes Native bytes held by all sessions.', '# TYPE gradserve_bytes gauge', `gradserve_bytes ${S.store.memory.bytes}`,
-      '# HELP gradserve_tape_nodes Live tape nodes.', '# TYPE gradserve_tape_nodes gauge', `gradserve_tape_nodes ${nodes}`,
-    ];
-    return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
+    return reply.type(S.metrics.registry.contentType).send(await S.metrics.registry.metrics());
   });
 };

@@ -2,6 +2,7 @@
 // already resolved JS handles into live Bufs before calling them.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -44,6 +45,15 @@ inline void same_dtype(const Buf& a, const Buf& b, const char* what) {
 inline void same_length(const Buf& a, const Buf& b, const char* what) {
   if (a.length != b.length) fail(std::string(what) + ": length mismatch (" + std::to_string(a.length) + " vs " + std::to_string(b.length) + ")");
 }
+
+// A validated kernel call. Kernels check every argument when called and return the work itself
+// as a closure over plain values (pointers, lengths, views), so the addon can run it at once on
+// the calling thread or later on the stream's worker. `cost` estimates the work in simple
+// element operations (a flop or a byte moved is about one); `run` is empty when there is none.
+struct Work {
+  std::function<void()> run;
+  double cost = 0;
+};
 
 // Calls f(T{}) with T the C++ type of d, so one template body serves both dtypes.
 template <class F> inline void with_dtype(DType d, F&& f) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "kernels/layout.h"
 #include "kernels/scalar_ops.h"
@@ -73,104 +74,155 @@ void check_same_shape(const View& x, const View& y, const char* what) {
 
 }  // namespace
 
-void fill(const Buf& out, double value) {
-  with_dtype(out.dtype, [&](auto t) {
-    using T = decltype(t);
-    T* o = out.as<T>();
-    const T v = static_cast<T>(value);
-    parallel_for(out.length, kGrain, [&](int64_t lo, int64_t hi) { std::fill(o + lo, o + hi, v); });
-  });
-}
-
-void arange(const Buf& out, double start, double step) {
-  with_dtype(out.dtype, [&](auto t) {
-    using T = decltype(t);
-    T* o = out.as<T>();
-    // Computed in double and rounded once, exactly as start + i * step in JS (no FMA).
-    parallel_for(out.length, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; i++) o[i] = static_cast<T>(start + static_cast<double>(i) * step);
-    });
-  });
-}
-
-void eye(const Buf& out, int64_t rows, int64_t cols, int64_t k) {
-  if (static_cast<__int128>(rows) * cols != out.length) fail("eye: rows * cols does not match the buffer length");
-  if (out.length == 0) return;  // also bounds the loop: rows may be huge when cols is 0
-  fill(out, 0.0);
-  with_dtype(out.dtype, [&](auto t) {
-    using T = decltype(t);
-    T* o = out.as<T>();
-    for (int64_t i = 0; i < rows; i++) {
-      __int128 j = static_cast<__int128>(i) + k;
-      if (j >= 0 && j < cols) o[i * cols + static_cast<int64_t>(j)] = T(1);
-    }
-  });
-}
-
-void cast(const Buf& x, const Buf& out) {
-  same_length(x, out, "cast");
-  if (x.length == 0) return;
-  if (x.dtype == out.dtype) {
-    std::memmove(out.data, x.data, static_cast<size_t>(x.length * item_size(x.dtype)));
-  } else if (x.dtype == DType::F32) {
-    const float* s = x.as<float>();
-    double* d = out.as<double>();
-    parallel_for(x.length, kGrain, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; i++) d[i] = s[i]; });
-  } else {
-    const double* s = x.as<double>();
-    float* d = out.as<float>();
-    parallel_for(x.length, kGrain, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; i++) d[i] = static_cast<float>(s[i]);
-    });
+// Relative costs, in simple element operations, for the inline-or-queue decision.
+static double unary_cost(Unary op) {
+  switch (op) {
+    case Unary::neg: case Unary::abs: case Unary::sign: case Unary::square: case Unary::relu:
+    case Unary::step: case Unary::floor: case Unary::ceil: case Unary::round: case Unary::reciprocal:
+    case Unary::sqrt:
+      return 1;
+    default:
+      return 12;
   }
 }
 
-void unary(Unary op, const Buf& x, const Buf& out) {
-  same_dtype(x, out, "unary");
-  same_length(x, out, "unary");
-  with_dtype(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    unary_t<T>(op, x.as<T>(), out.as<T>(), x.length);
-  });
+Work fill(const Buf& out, double value) {
+  const Buf o = out;
+  return {[o, value] {
+            with_dtype(o.dtype, [&](auto t) {
+              using T = decltype(t);
+              T* p = o.as<T>();
+              const T v = static_cast<T>(value);
+              parallel_for(o.length, kGrain, [&](int64_t lo, int64_t hi) { std::fill(p + lo, p + hi, v); });
+            });
+          },
+          double(out.length)};
 }
 
-void binary(Binary op, const Buf& a, const View& av, const Buf& b, const View& bv, const Buf& out) {
+Work arange(const Buf& out, double start, double step) {
+  const Buf o = out;
+  return {[o, start, step] {
+            with_dtype(o.dtype, [&](auto t) {
+              using T = decltype(t);
+              T* p = o.as<T>();
+              // Computed in double and rounded once, exactly as start + i * step in JS (no FMA).
+              parallel_for(o.length, kGrain, [&](int64_t lo, int64_t hi) {
+                for (int64_t i = lo; i < hi; i++) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+              });
+            });
+          },
+          double(out.length)};
+}
+
+Work eye(const Buf& out, int64_t rows, int64_t cols, int64_t k) {
+  if (static_cast<__int128>(rows) * cols != out.length) fail("eye: rows * cols does not match the buffer length");
+  if (out.length == 0) return {};  // also bounds the loop: rows may be huge when cols is 0
+  const Buf o = out;
+  Work zero = fill(out, 0.0);
+  return {[o, rows, cols, k, zero] {
+            zero.run();
+            with_dtype(o.dtype, [&](auto t) {
+              using T = decltype(t);
+              T* p = o.as<T>();
+              for (int64_t i = 0; i < rows; i++) {
+                __int128 j = static_cast<__int128>(i) + k;
+                if (j >= 0 && j < cols) p[i * cols + static_cast<int64_t>(j)] = T(1);
+              }
+            });
+          },
+          double(out.length)};
+}
+
+Work cast(const Buf& x, const Buf& out) {
+  same_length(x, out, "cast");
+  if (x.length == 0) return {};
+  const Buf xs = x, o = out;
+  return {[xs, o] {
+            if (xs.dtype == o.dtype) {
+              // memmove: out may be x itself.
+              const size_t bytes = static_cast<size_t>(xs.length * item_size(xs.dtype));
+              if (xs.data != o.data) {
+                char* d = static_cast<char*>(o.data);
+                const char* s = static_cast<const char*>(xs.data);
+                parallel_for(static_cast<int64_t>(bytes), kGrain * 8, [&](int64_t lo, int64_t hi) {
+                  std::memmove(d + lo, s + lo, static_cast<size_t>(hi - lo));
+                });
+              }
+            } else if (xs.dtype == DType::F32) {
+              const float* s = xs.as<float>();
+              double* d = o.as<double>();
+              parallel_for(xs.length, kGrain, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; i++) d[i] = s[i]; });
+            } else {
+              const double* s = xs.as<double>();
+              float* d = o.as<float>();
+              parallel_for(xs.length, kGrain, [&](int64_t lo, int64_t hi) {
+                for (int64_t i = lo; i < hi; i++) d[i] = static_cast<float>(s[i]);
+              });
+            }
+          },
+          double(x.length)};
+}
+
+Work unary(Unary op, const Buf& x, const Buf& out) {
+  same_dtype(x, out, "unary");
+  same_length(x, out, "unary");
+  if (x.length == 0) return {};
+  const Buf xs = x, o = out;
+  return {[op, xs, o] {
+            with_dtype(xs.dtype, [&](auto t) {
+              using T = decltype(t);
+              unary_t<T>(op, xs.as<T>(), o.as<T>(), xs.length);
+            });
+          },
+          double(x.length) * unary_cost(op)};
+}
+
+Work binary(Binary op, const Buf& a, const View& av, const Buf& b, const View& bv, const Buf& out) {
   same_dtype(a, out, "binary");
   same_dtype(b, out, "binary");
   check_same_shape(av, bv, "binary");
   check_view(a.length, av, "a");
   check_view(b.length, bv, "b");
   if (numel(av.shape, av.rank) != out.length) fail("binary: out length does not match the view shape");
-  if (out.length == 0) return;
+  if (out.length == 0) return {};
   const int64_t* strides[2] = {av.strides, bv.strides};
   const int64_t offsets[2] = {av.offset, bv.offset};
-  Plan<2> p = make_plan<2>(av.shape, av.rank, strides, offsets);
-  with_dtype(out.dtype, [&](auto t) {
-    using T = decltype(t);
-    binary_t<T>(op, p, a.as<T>(), b.as<T>(), out.as<T>());
-  });
+  // The plan is built now and captured by value (a few hundred bytes); the views may go away.
+  auto p = std::make_shared<Plan<2>>(make_plan<2>(av.shape, av.rank, strides, offsets));
+  const Buf as = a, bs = b, o = out;
+  return {[op, p, as, bs, o] {
+            with_dtype(o.dtype, [&](auto t) {
+              using T = decltype(t);
+              binary_t<T>(op, *p, as.as<T>(), bs.as<T>(), o.as<T>());
+            });
+          },
+          double(out.length) * (op == Binary::pow ? 20 : 1)};
 }
 
-void binary_scalar(Binary op, const Buf& x, double scalar, bool scalar_first, const Buf& out) {
+Work binary_scalar(Binary op, const Buf& x, double scalar, bool scalar_first, const Buf& out) {
   same_dtype(x, out, "binaryScalar");
   same_length(x, out, "binaryScalar");
-  if (x.length == 0) return;
-  with_dtype(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    // The scalar is rounded to the buffer's dtype first, then broadcast with a zero stride.
-    const T s = static_cast<T>(scalar);
-    Plan<2> p;
-    p.rank = 1;
-    p.size = p.shape[0] = x.length;
-    p.offset[0] = p.offset[1] = 0;
-    p.stride[scalar_first ? 0 : 1][0] = 0;
-    p.stride[scalar_first ? 1 : 0][0] = 1;
-    const T* xp = x.as<T>();
-    binary_t<T>(op, p, scalar_first ? &s : xp, scalar_first ? xp : &s, out.as<T>());
-  });
+  if (x.length == 0) return {};
+  const Buf xs = x, o = out;
+  return {[op, xs, scalar, scalar_first, o] {
+            with_dtype(xs.dtype, [&](auto t) {
+              using T = decltype(t);
+              // The scalar is rounded to the buffer's dtype first, then broadcast with a zero stride.
+              const T s = static_cast<T>(scalar);
+              Plan<2> p;
+              p.rank = 1;
+              p.size = p.shape[0] = xs.length;
+              p.offset[0] = p.offset[1] = 0;
+              p.stride[scalar_first ? 0 : 1][0] = 0;
+              p.stride[scalar_first ? 1 : 0][0] = 1;
+              const T* xp = xs.as<T>();
+              binary_t<T>(op, p, scalar_first ? &s : xp, scalar_first ? xp : &s, o.as<T>());
+            });
+          },
+          double(x.length) * (op == Binary::pow ? 20 : 1)};
 }
 
-void where(const Buf& c, const View& cv, const Buf& a, const View& av, const Buf& b, const View& bv, const Buf& out) {
+Work where(const Buf& c, const View& cv, const Buf& a, const View& av, const Buf& b, const View& bv, const Buf& out) {
   same_dtype(c, out, "where");
   same_dtype(a, out, "where");
   same_dtype(b, out, "where");
@@ -180,25 +232,29 @@ void where(const Buf& c, const View& cv, const Buf& a, const View& av, const Buf
   check_view(a.length, av, "a");
   check_view(b.length, bv, "b");
   if (numel(cv.shape, cv.rank) != out.length) fail("where: out length does not match the view shape");
-  if (out.length == 0) return;
+  if (out.length == 0) return {};
   const int64_t* strides[3] = {cv.strides, av.strides, bv.strides};
   const int64_t offsets[3] = {cv.offset, av.offset, bv.offset};
-  Plan<3> p = make_plan<3>(cv.shape, cv.rank, strides, offsets);
-  with_dtype(out.dtype, [&](auto t) {
-    using T = decltype(t);
-    const T* cp = c.as<T>();
-    const T* ap = a.as<T>();
-    const T* bp = b.as<T>();
-    T* o = out.as<T>();
-    parallel_for(p.size, kGrain, [&](int64_t lo, int64_t hi) {
-      walk(p, lo, hi, [&](int64_t i, int64_t cnt, const int64_t* off, const int64_t* in) {
-        const T* cc = cp + off[0];
-        const T* aa = ap + off[1];
-        const T* bb = bp + off[2];
-        for (int64_t j = 0; j < cnt; j++) o[i + j] = cc[j * in[0]] != 0 ? aa[j * in[1]] : bb[j * in[2]];
-      });
-    });
-  });
+  auto p = std::make_shared<Plan<3>>(make_plan<3>(cv.shape, cv.rank, strides, offsets));
+  const Buf cs = c, as = a, bs = b, o = out;
+  return {[p, cs, as, bs, o] {
+            with_dtype(o.dtype, [&](auto t) {
+              using T = decltype(t);
+              const T* cp = cs.as<T>();
+              const T* ap = as.as<T>();
+              const T* bp = bs.as<T>();
+              T* op = o.as<T>();
+              parallel_for(p->size, kGrain, [&](int64_t lo, int64_t hi) {
+                walk(*p, lo, hi, [&](int64_t i, int64_t cnt, const int64_t* off, const int64_t* in) {
+                  const T* cc = cp + off[0];
+                  const T* aa = ap + off[1];
+                  const T* bb = bp + off[2];
+                  for (int64_t j = 0; j < cnt; j++) op[i + j] = cc[j * in[0]] != 0 ? aa[j * in[1]] : bb[j * in[2]];
+                });
+              });
+            });
+          },
+          double(out.length)};
 }
 
 }  // namespace gs

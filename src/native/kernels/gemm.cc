@@ -245,8 +245,9 @@ void gemm_t(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, i
 
 }  // namespace
 
-void gemm(const Buf& a, const Buf& b, const Buf& out, int64_t batch, int64_t m, int64_t n, int64_t k,
+Work gemm(const Buf& a_, const Buf& b_, const Buf& out_, int64_t batch, int64_t m, int64_t n, int64_t k,
           bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b) {
+  const Buf a = a_, b = b_, out = out_;
   same_dtype(a, out, "gemm");
   same_dtype(b, out, "gemm");
   if (batch < 0 || m < 0 || n < 0 || k < 0) fail("gemm: negative dimension");
@@ -256,20 +257,25 @@ void gemm(const Buf& a, const Buf& b, const Buf& out, int64_t batch, int64_t m, 
   if (batch > 0 && (I(batch - 1) * stride_a + I(m) * k > a.length || I(batch - 1) * stride_b + I(k) * n > b.length))
     fail("gemm: operand out of bounds");
   if (I(m) * n * k > I(kMaxIndex)) fail("gemm: problem too large");
-  if (out.length == 0) return;
-  with_dtype(out.dtype, [&](auto t) {
-    using T = decltype(t);
-    T* c = out.as<T>();
-    // The output must not alias an operand that packing still reads: go through a copy.
-    const bool alias = out.data == a.data || out.data == b.data;
-    std::unique_ptr<T[], FreeDeleter> tmp;
-    if (alias) {
-      tmp = scratch<T>(out.length);
-      c = tmp.get();
-    }
-    gemm_t<T>(a.as<T>(), b.as<T>(), c, batch, m, n, k, trans_a, trans_b, stride_a, stride_b);
-    if (alias) std::memcpy(out.data, c, static_cast<size_t>(out.length) * sizeof(T));
-  });
+  if (out.length == 0) return {};
+  // About 16 multiply-adds per simple element operation once vectorized and blocked.
+  const double cost = double(batch) * double(m) * double(n) * double(k) / 16 + double(out.length);
+  return {[=] {
+            with_dtype(out.dtype, [&](auto t) {
+              using T = decltype(t);
+              T* c = out.as<T>();
+              // The output must not alias an operand that packing still reads: go through a copy.
+              const bool alias = out.data == a.data || out.data == b.data;
+              std::unique_ptr<T[], FreeDeleter> tmp;
+              if (alias) {
+                tmp = scratch<T>(out.length);
+                c = tmp.get();
+              }
+              gemm_t<T>(a.as<T>(), b.as<T>(), c, batch, m, n, k, trans_a, trans_b, stride_a, stride_b);
+              if (alias) std::memcpy(out.data, c, static_cast<size_t>(out.length) * sizeof(T));
+            });
+          },
+          cost};
 }
 
 const char* simd_level() { return kLevelNames[g_level.load()]; }

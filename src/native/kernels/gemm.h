@@ -4,7 +4,7 @@
 
 namespace gs {
 
-void gemm(const Buf& a, const Buf& b, const Buf& out, int64_t batch, int64_t m, int64_t n, int64_t k,
+Work gemm(const Buf& a, const Buf& b, const Buf& out, int64_t batch, int64_t m, int64_t n, int64_t k,
           bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b);
 
 // The instruction set the GEMM micro-kernels use: "avx512f", "avx2" or "sse2". Capping it (for

@@ -43,16 +43,22 @@ static void generate(const Buf& out, F&& f) {
   });
 }
 
-void random_uniform(const Buf& out, double seed, double counter, double low, double high) {
+Work random_uniform(const Buf& out_, double seed, double counter, double low, double high) {
   const uint32_t s = to_uint32(seed);
-  with_dtype(out.dtype, [&](auto t) {
-    generate<decltype(t)>(out, [&](double i) { return low + (high - low) * random_unit(s, (counter + i) * 2); });
-  });
+  const Buf out = out_;
+  return {[=] {
+            with_dtype(out.dtype, [&](auto t) {
+              generate<decltype(t)>(out, [&](double i) { return low + (high - low) * random_unit(s, (counter + i) * 2); });
+            });
+          },
+          double(out.length) * 8};
 }
 
-void random_normal(const Buf& out, double seed, double counter, double loc, double scale) {
+Work random_normal(const Buf& out_, double seed, double counter, double loc, double scale) {
   const uint32_t s = to_uint32(seed);
   const double two_pi = 2 * M_PI;
+  const Buf out = out_;
+  return {[=] {
   with_dtype(out.dtype, [&](auto t) {
     generate<decltype(t)>(out, [&](double i) {
       const double u1 = random_unit(s, (counter + i) * 2);
@@ -61,6 +67,7 @@ void random_normal(const Buf& out, double seed, double counter, double loc, doub
       return loc + scale * std::sqrt(-2 * std::log(1 - u1)) * std::cos(two_pi * u2);
     });
   });
+  }, double(out_.length) * 30};
 }
 
 }  // namespace gs

@@ -12,7 +12,7 @@ uint32_t random_word(uint32_t seed, uint32_t j);
 // q is a JS number (double); words 2q and 2q+1 are taken as JS computes them.
 double random_unit(uint32_t seed, double q);
 
-void random_uniform(const Buf& out, double seed, double counter, double low, double high);
-void random_normal(const Buf& out, double seed, double counter, double loc, double scale);
+Work random_uniform(const Buf& out, double seed, double counter, double low, double high);
+Work random_normal(const Buf& out, double seed, double counter, double loc, double scale);
 
 }  // namespace gs

@@ -1,6 +1,7 @@
 #include "kernels/reduce.h"
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "kernels/layout.h"
@@ -60,7 +61,8 @@ void reduce_t(const Plan<2>& p, bool outer_reduced, const T* x, double* acc, int
 
 }  // namespace
 
-void reduce(Reduce op, const Buf& x, const int64_t* shape, int rank, const int64_t* axes, int naxes, const Buf& out) {
+Work reduce(Reduce op, const Buf& x_, const int64_t* shape, int rank, const int64_t* axes, int naxes, const Buf& out_) {
+  const Buf x = x_, out = out_;
   same_dtype(x, out, "reduce");
   if (rank > kMaxRank) fail("reduce: rank too large");
   if (numel(shape, rank) != x.length) fail("reduce: shape does not match the buffer length");
@@ -75,7 +77,7 @@ void reduce(Reduce op, const Buf& x, const int64_t* shape, int rank, const int64
   for (int d = 0; d < rank; d++) if (!reduced[d]) kept_shape[nkept++] = shape[d];
   const int64_t nout = numel(kept_shape, nkept);
   if (nout != out.length) fail("reduce: out length does not match the kept dims");
-  if (nout == 0) return;
+  if (nout == 0) return {};
 
   // Group the dims (size 1 dropped) into alternating runs of kept and reduced ones. x is
   // contiguous, so each group is one dim of x; acc is contiguous over the kept groups.
@@ -108,6 +110,13 @@ void reduce(Reduce op, const Buf& x, const int64_t* shape, int rank, const int64
     if (!group_reduced[d]) sa *= p.shape[d];
   }
 
+  struct Grouped {
+    Plan<2> p;
+    bool outer_reduced;
+  };
+  auto g_ = std::make_shared<Grouped>(Grouped{p, group_reduced[0]});
+  return {[g_, op, x, out, nout] {
+  const Plan<2>& p = g_->p;
   with_dtype(x.dtype, [&](auto t) {
     using T = decltype(t);
     std::vector<double> tmp;
@@ -122,7 +131,7 @@ void reduce(Reduce op, const Buf& x, const int64_t* shape, int rank, const int64
 #define X(name)                                                                 \
   case Reduce::name:                                                            \
     std::fill(acc, acc + nout, reduce_init<Reduce::name>());                    \
-    if (x.length > 0) reduce_t<Reduce::name>(p, group_reduced[0], x.as<T>(), acc, nout); \
+    if (x.length > 0) reduce_t<Reduce::name>(p, g_->outer_reduced, x.as<T>(), acc, nout); \
     break;
       GS_REDUCE_OPS(X)
 #undef X
@@ -132,9 +141,11 @@ void reduce(Reduce op, const Buf& x, const int64_t* shape, int rank, const int64
       for (int64_t i = 0; i < nout; i++) o[i] = static_cast<T>(acc[i]);
     }
   });
+  }, double(x.length) + double(nout)};
 }
 
-void arg_reduce(bool is_max, const Buf& x, const int64_t* shape, int rank, int64_t axis, const Buf& out) {
+Work arg_reduce(bool is_max, const Buf& x_, const int64_t* shape, int rank, int64_t axis, const Buf& out_) {
+  const Buf x = x_, out = out_;
   same_dtype(x, out, "argReduce");
   if (axis < 0 || axis >= rank) fail("argReduce: axis out of range");
   if (numel(shape, rank) != x.length) fail("argReduce: shape does not match the buffer length");
@@ -142,8 +153,9 @@ void arg_reduce(bool is_max, const Buf& x, const int64_t* shape, int rank, int64
   const int64_t n = shape[axis];
   const int64_t inner = numel(shape + axis + 1, rank - static_cast<int>(axis) - 1);
   if (outer * inner != out.length) fail("argReduce: out length does not match the kept dims");
-  if (out.length == 0) return;
+  if (out.length == 0) return {};
   if (n == 0) fail("argReduce: cannot take the arg of an empty axis");
+  return {[=] {
   constexpr int64_t kChunk = 256;
   const int64_t chunks_per_outer = (inner + kChunk - 1) / kChunk;
   with_dtype(x.dtype, [&](auto t) {
@@ -172,6 +184,7 @@ void arg_reduce(bool is_max, const Buf& x, const int64_t* shape, int rank, int64
       }
     });
   });
+  }, double(x.length)};
 }
 
 }  // namespace gs

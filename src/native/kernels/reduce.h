@@ -6,7 +6,7 @@
 namespace gs {
 
 // axes: sorted, unique, each in [0, rank). Accumulates in double for both dtypes.
-void reduce(Reduce op, const Buf& x, const int64_t* shape, int rank, const int64_t* axes, int naxes, const Buf& out);
-void arg_reduce(bool is_max, const Buf& x, const int64_t* shape, int rank, int64_t axis, const Buf& out);
+Work reduce(Reduce op, const Buf& x, const int64_t* shape, int rank, const int64_t* axes, int naxes, const Buf& out);
+Work arg_reduce(bool is_max, const Buf& x, const int64_t* shape, int rank, int64_t axis, const Buf& out);
 
 }  // namespace gs

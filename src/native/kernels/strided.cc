@@ -1,20 +1,24 @@
 #include "kernels/strided.h"
 
 #include <cstring>
+#include <memory>
 
 #include "kernels/layout.h"
 #include "kernels/threads.h"
 
 namespace gs {
 
-void copy_strided(const Buf& x, const View& xv, const Buf& out) {
-  same_dtype(x, out, "copyStrided");
-  check_view(x.length, xv, "x");
-  if (numel(xv.shape, xv.rank) != out.length) fail("copyStrided: out length does not match the view shape");
-  if (out.length == 0) return;
+Work copy_strided(const Buf& x_, const View& xv, const Buf& out_) {
+  same_dtype(x_, out_, "copyStrided");
+  check_view(x_.length, xv, "x");
+  if (numel(xv.shape, xv.rank) != out_.length) fail("copyStrided: out length does not match the view shape");
+  if (out_.length == 0) return {};
   const int64_t* strides[1] = {xv.strides};
   const int64_t offsets[1] = {xv.offset};
-  Plan<1> p = make_plan<1>(xv.shape, xv.rank, strides, offsets);
+  auto plan = std::make_shared<Plan<1>>(make_plan<1>(xv.shape, xv.rank, strides, offsets));
+  const Buf x = x_, out = out_;
+  return {[plan, x, out] {
+  const Plan<1>& p = *plan;
   with_dtype(x.dtype, [&](auto t) {
     using T = decltype(t);
     const T* src = x.as<T>();
@@ -34,16 +38,20 @@ void copy_strided(const Buf& x, const View& xv, const Buf& out) {
       });
     });
   });
+  }, double(out_.length)};
 }
 
-void scatter_add_strided(const Buf& x, const Buf& out, const View& ov) {
-  same_dtype(x, out, "scatterAddStrided");
-  check_view(out.length, ov, "out");
-  if (numel(ov.shape, ov.rank) != x.length) fail("scatterAddStrided: x length does not match the view shape");
-  if (x.length == 0) return;
+Work scatter_add_strided(const Buf& x_, const Buf& out_, const View& ov) {
+  same_dtype(x_, out_, "scatterAddStrided");
+  check_view(out_.length, ov, "out");
+  if (numel(ov.shape, ov.rank) != x_.length) fail("scatterAddStrided: x length does not match the view shape");
+  if (x_.length == 0) return {};
   const int64_t* strides[1] = {ov.strides};
   const int64_t offsets[1] = {ov.offset};
-  Plan<1> p = make_plan<1>(ov.shape, ov.rank, strides, offsets);
+  auto plan = std::make_shared<Plan<1>>(make_plan<1>(ov.shape, ov.rank, strides, offsets));
+  const Buf x = x_, out = out_;
+  return {[plan, x, out] {
+  const Plan<1>& p = *plan;
   with_dtype(x.dtype, [&](auto t) {
     using T = decltype(t);
     const T* src = x.as<T>();
@@ -62,6 +70,7 @@ void scatter_add_strided(const Buf& x, const Buf& out, const View& ov) {
       }
     });
   });
+  }, double(x_.length)};
 }
 
 }  // namespace gs

@@ -4,7 +4,7 @@
 
 namespace gs {
 
-void copy_strided(const Buf& x, const View& xv, const Buf& out);
-void scatter_add_strided(const Buf& x, const Buf& out, const View& ov);
+Work copy_strided(const Buf& x, const View& xv, const Buf& out);
+Work scatter_add_strided(const Buf& x, const Buf& out, const View& ov);
 
 }  // namespace gs

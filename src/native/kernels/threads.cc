@@ -89,6 +89,9 @@ void grow(Pool* p, int want) {
 
 }  // namespace
 
+SerialScope::SerialScope() : prev_(t_in_pool) { t_in_pool = true; }
+SerialScope::~SerialScope() { t_in_pool = prev_; }
+
 int num_threads() {
   int n = g_threads.load();
   if (n == 0) {

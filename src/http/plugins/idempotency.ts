@@ -1,0 +1,65 @@
+/**
+ * Idempotency-Key on the POSTs that change state: a retry with the same key and body replays the
+ * stored answer; the same key with another body is 422; a key whose first request is still
+ * running is 409. Keys are scoped by the caller's credentials, so one client can never replay
+ * another's answer.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { createHash } from 'node:crypto';
+import { ApiError } from '../../errors.js';
+import { sendProblem } from '../problem.js';
+
+interface Entry {
+  bodyHash: string;
+  done: boolean;
+  status?: number;
+  type?: string;
+  payload?: string | Buffer;
+}
+
+const ROUTES = [/^\/v1\/sessions$/, /^\/v1\/sessions\/[^/]+\/(ops|backward|grad)$/, /^\/v1\/sessions\/[^/]+\/arrays\/[^/]+\/backward$/];
+
+const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
+
+export function registerIdempotency(app: FastifyInstance, maxEntries: number): void {
+  const entries = new Map<string, Entry>();
+  const keyOf = (req: FastifyRequest): string | null => {
+    const k = req.headers['idempotency-key'];
+    if (req.method !== 'POST' || typeof k !== 'string' || !k) return null;
+    const path = req.url.split('?')[0];
+    if (!ROUTES.some((r) => r.test(path))) return null;
+    const who = `${req.headers.authorization ?? ''}|${req.headers['x-api-key'] ?? ''}|${req.ip}`;
+    return sha(`${sha(who)}|${path}|${k}`);
+  };
+
+  app.addHook('preHandler', async (req, reply) => {
+    const key = keyOf(req);
+    if (!key) return;
+    if ((req.headers['idempotency-key'] as string).length > 255) {
+      return sendProblem(reply, new ApiError('invalid_request', 'Idempotency-Key is longer than 255 characters'), req);
+    }
+    const bodyHash = sha(JSON.stringify(req.body ?? null));
+    const e = entries.get(key);
+    if (e) {
+      if (e.bodyHash !== bodyHash) return sendProblem(reply, new ApiError('idempotency_mismatch', 'this Idempotency-Key was used with a different body; use a new key for a new request'), req);
+      if (!e.done) return sendProblem(reply, new ApiError('idempotency_conflict', 'a request with this Idempotency-Key is still running; retry after it completes'), req);
+      return reply.code(e.status!).header('Idempotent-Replayed', 'true').type(e.type ?? 'application/json').send(e.payload);
+    }
+    if (entries.size >= maxEntries) entries.delete(entries.keys().next().value!);
+    entries.set(key, { bodyHash, done: false });
+    (req as FastifyRequest & { idemKey?: string }).idemKey = key;
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    const key = (req as FastifyRequest & { idemKey?: string }).idemKey;
+    if (!key) return payload;
+    const e = entries.get(key);
+    // Only definite answers are stored; a 5xx may be retried for real.
+    if (e && reply.statusCode < 500 && (typeof payload === 'string' || Buffer.isBuffer(payload))) {
+      Object.assign(e, { done: true, status: reply.statusCode, type: String(reply.getHeader('content-type') ?? ''), payload });
+    } else {
+      entries.delete(key);
+    }
+    return payload;
+  });
+}

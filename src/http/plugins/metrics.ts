@@ -1,0 +1,37 @@
+/**
+ * Prometheus metrics (prom-client): requests by route and status, latency histograms, and the
+ * state of the store (sessions, native bytes, tape nodes, ops run, quota refusals).
+ */
+import type { FastifyInstance } from 'fastify';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SessionStore } from '../../session/store.js';
+
+export interface Metrics {
+  registry: Registry;
+  quotaRefusals: Counter<'limit'>;
+}
+
+export function registerMetrics(app: FastifyInstance, store: SessionStore): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'gradserve_process_' });
+  const requests = new Counter({ name: 'gradserve_http_requests_total', help: 'HTTP requests by route, method and status.', labelNames: ['route', 'method', 'status'], registers: [registry] });
+  const latency = new Histogram({
+    name: 'gradserve_http_request_duration_seconds', help: 'HTTP request latency by route.', labelNames: ['route', 'method'], registers: [registry],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  });
+  const quotaRefusals = new Counter({ name: 'gradserve_quota_refusals_total', help: 'Requests refused by a quota or rate limit, by limit.', labelNames: ['limit'], registers: [registry] });
+  new Gauge({ name: 'gradserve_sessions', help: 'Live sessions.', registers: [registry], collect() { this.set(store.size); } });
+  new Gauge({ name: 'gradserve_bytes', help: 'Native bytes held by all sessions.', registers: [registry], collect() { this.set(store.memory.bytes); } });
+  new Gauge({
+    name: 'gradserve_tape_nodes', help: 'Live tape nodes in all sessions.', registers: [registry],
+    collect() { let n = 0; for (const s of store.all()) n += s.liveNodeCount(); this.set(n); },
+  });
+  new Counter({ name: 'gradserve_ops_total', help: 'Ops run by client programs.', registers: [registry], collect() { this.reset(); this.inc(store.stats.opsRun); } });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    requests.inc({ route, method: req.method, status: String(reply.statusCode) });
+    latency.observe({ route, method: req.method }, reply.elapsedTime / 1000);
+  });
+  return { registry, quotaRefusals };
+}

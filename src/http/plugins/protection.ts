@@ -1,0 +1,45 @@
+/**
+ * Back-pressure and rate limits: @fastify/rate-limit per API key, session token or client address,
+ * and @fastify/under-pressure on event-loop lag and heap, both answering problem+json with
+ * Retry-After. Health and readiness probes are never throttled.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import underPressure from '@fastify/under-pressure';
+import { createHash } from 'node:crypto';
+import type { Config } from '../../config.js';
+import { ApiError } from '../../errors.js';
+import { sendProblem } from '../problem.js';
+
+const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
+
+function clientKey(req: FastifyRequest): string {
+  const key = req.headers['x-api-key'];
+  if (typeof key === 'string' && key) return `key:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+  const auth = req.headers.authorization;
+  if (auth) return `tok:${createHash('sha256').update(auth).digest('hex').slice(0, 16)}`;
+  return `ip:${req.ip}`;
+}
+
+export async function registerProtection(app: FastifyInstance, config: Config): Promise<void> {
+  const p = config.protection;
+  if (p.rateLimitMax > 0) {
+    await app.register(rateLimit, {
+      max: p.rateLimitMax,
+      timeWindow: p.rateLimitWindowMs,
+      keyGenerator: clientKey,
+      allowList: (req) => PROBES.has(req.url.split('?')[0]),
+      errorResponseBuilder: (_req, ctx) => new ApiError('rate_limited', `more than ${ctx.max} requests in ${Math.round(p.rateLimitWindowMs / 1000)} s from this client; retry after ${Math.ceil(ctx.ttl / 1000)} s`, { limit: 'rate', value: ctx.max, retry_after: Math.ceil(ctx.ttl / 1000) }),
+    });
+  }
+  await app.register(underPressure, {
+    maxEventLoopDelay: p.maxEventLoopDelayMs,
+    maxHeapUsedBytes: p.maxHeapBytes,
+    retryAfter: 1,
+    exposeStatusRoute: false,
+    pressureHandler: (req, reply, type, value) => {
+      if (PROBES.has(req.url.split('?')[0])) return;
+      sendProblem(reply, new ApiError('unavailable', `the server is under pressure (${type}: ${Math.round(Number(value))}); retry shortly`, { retry_after: 1 }), req);
+    },
+  });
+}
