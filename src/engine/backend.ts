@@ -127,9 +127,17 @@ export interface Backend {
   cast(x: Storage, out: Storage): void;
 
   /**
-   * Resolves when every kernel called so far has finished. A backend may run kernels off the
-   * calling thread in call order; reads (readBytes, readNumbers) then wait for the kernels that
-   * write their buffer, and callers await flush() first so that the wait never blocks the event loop.
+   * Resolves when every kernel called so far has finished (with `stream`: every kernel called
+   * inside withStream(stream, ...)). A backend may run kernels off the calling thread in call
+   * order; reads and writes of a buffer (readBytes, readNumbers, writeBytes, writeNumbers) then
+   * wait for the kernels that use it, and callers await flush() first so that the wait never
+   * blocks the event loop.
    */
-  flush(): Promise<void>;
+  flush(stream?: number): Promise<void>;
+
+  /**
+   * Optional: runs fn with the kernels it calls attributed to `stream` (a positive integer, one
+   * per session), so that flush(stream) need not wait for other streams' work.
+   */
+  withStream?<T>(stream: number, fn: () => T): T;
 }

@@ -13,6 +13,8 @@ export interface Allocator {
   alloc(dtype: DType, shape: readonly number[]): NDArray;
   /** A new NDArray over an existing array's storage (reshape is a view, not a copy). */
   view(of: NDArray, shape: readonly number[]): NDArray;
+  /** Refuses a kernel up front when its multiply-add count is over the session's budget. */
+  checkFlops?(flops: number, what: string): void;
 }
 
 /** Where an error should point: "`rhs` of `dot`". */
@@ -137,6 +139,7 @@ export function makeKernels(m: Allocator) {
 
     /** Batched matmul of [batch, m, k] by [batch, k, n] (batch strides of 0 broadcast). */
     gemm(a: NDArray, b: NDArray, dims: { batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean; strideA: number; strideB: number }, shape: readonly number[]): NDArray {
+      m.checkFlops?.(dims.batch * dims.m * dims.n * dims.k, 'matrix product');
       const out = m.alloc(a.dtype, shape);
       if (sizeOf(shape) !== dims.batch * dims.m * dims.n) throw new Error('gemm: output shape disagrees with dims');
       be.gemm(a.storage, b.storage, out.storage, dims.batch, dims.m, dims.n, dims.k, dims.transA, dims.transB, dims.strideA, dims.strideB);

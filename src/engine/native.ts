@@ -6,8 +6,16 @@ import { createRequire } from 'node:module';
 import type { Backend, DType, Storage } from './backend.js';
 
 /** What the addon exports (see src/native/addon.cc): the Backend methods plus diagnostics. */
-export interface NativeAddon extends Omit<Backend, 'name'> {
+export interface NativeAddon extends Omit<Backend, 'name' | 'withStream'> {
   alloc(dtype: DType, length: number): Storage;
+  /** Tags the kernel calls that follow with a stream number (0: untagged); returns the previous. */
+  setStream(stream: number): number;
+  /** Blocks until every queued kernel has run (tests and benchmarks only: it stalls the loop). */
+  sync(): void;
+  /** Kernel calls queued and not yet completed. */
+  pendingWork(): number;
+  /** Sets the cost at or above which independent calls are queued (0: queue all); returns the previous. */
+  setInlineLimit(limit: number): number;
   /** Bytes of buffer memory the addon currently holds (for leak tests). */
   nativeBytesLive(): number;
   getThreads(): number;
@@ -70,8 +78,16 @@ export const nativeBackend: Backend = {
   gemm: (a, b, out, batch, m, n, k, transA, transB, strideA, strideB) =>
     addon().gemm(a, b, out, batch, m, n, k, transA, transB, strideA, strideB),
   cast: (x, out) => addon().cast(x, out),
-  // Kernels run synchronously on the calling thread for now: nothing is ever pending.
-  flush: () => Promise.resolve(),
+  flush: (stream) => addon().flush(stream),
+  withStream<T>(stream: number, fn: () => T): T {
+    const a = addon();
+    const prev = a.setStream(stream);
+    try {
+      return fn();
+    } finally {
+      a.setStream(prev);
+    }
+  },
 };
 
 /** The native backend, or null (without throwing) when the addon has not been built. */

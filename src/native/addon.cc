@@ -4,10 +4,17 @@
 // bound before touching memory, and any inconsistency becomes a JS Error.
 //
 // Arguments that can run JS (views and arrays read through getters) are read before any storage
-// is resolved to a raw pointer, so a getter that frees a storage cannot leave a dangling pointer.
+// is resolved to its memory block, so a getter that frees a storage cannot slip a freed buffer in.
+//
+// Kernels run on the stream (kernels/stream.h): small ones inline, large ones (and anything that
+// touches a buffer queued work uses) on its worker thread, in call order. `flush` returns a
+// promise that a thread-safe function resolves when the caller's queued work has completed.
 #include <napi.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -20,6 +27,7 @@
 #include "kernels/ops.h"
 #include "kernels/random.h"
 #include "kernels/reduce.h"
+#include "kernels/stream.h"
 #include "kernels/strided.h"
 #include "kernels/threads.h"
 
@@ -35,6 +43,43 @@ DType parse_dtype(const Napi::Env& env, const std::string& s) {
   throw Napi::TypeError::New(env, "native backend: unknown dtype " + s);
 }
 
+// Per-environment state: the Storage constructor, the stream and the pending flushes.
+struct AddonData {
+  Napi::FunctionReference storage_ctor;
+  Napi::ThreadSafeFunction tsfn;
+  std::unique_ptr<Stream> stream;
+  // Flush promises waiting for a call number; only touched on the JS thread.
+  std::vector<std::pair<int64_t, Napi::Promise::Deferred>> waiters;
+
+  // On the JS thread, when the worker has reached a requested call number.
+  void progress(Napi::Env env) {
+    for (;;) {
+      const int64_t done = stream->completed();
+      std::vector<Napi::Promise::Deferred> ready;
+      int64_t next = INT64_MAX;
+      for (size_t i = 0; i < waiters.size();) {
+        if (waiters[i].first <= done) {
+          ready.push_back(waiters[i].second);
+          waiters[i] = waiters.back();
+          waiters.pop_back();
+        } else {
+          next = std::min(next, waiters[i].first);
+          i++;
+        }
+      }
+      for (auto& d : ready) d.Resolve(env.Undefined());
+      if (waiters.empty()) {
+        tsfn.Unref(env);
+        return;
+      }
+      if (!stream->request_wake(next)) return;
+    }
+  }
+};
+
+AddonData* data_of(const Napi::Env& env) { return env.GetInstanceData<AddonData>(); }
+Stream& stream_of(const Napi::Env& env) { return *data_of(env)->stream; }
+
 class Storage : public Napi::ObjectWrap<Storage> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -49,53 +94,42 @@ class Storage : public Napi::ObjectWrap<Storage> {
     dtype_ = parse_dtype(env, arg_string(info, 0, "dtype"));
     const int64_t length = arg_int(info, 1, "length", 0, kMaxIndex / 8);
     try {
-      data_ = buffer_alloc(length * item_size(dtype_));
+      block_ = std::make_shared<Block>(dtype_, length);
     } catch (const std::bad_alloc&) {
       throw Napi::Error::New(env, "native backend: out of memory allocating " + std::to_string(length) + " elements");
     }
     length_ = length;
-    alive_ = true;
     info.This().As<Napi::Object>().TypeTag(&kStorageTag);
-    Napi::MemoryManagement::AdjustExternalMemory(env, bytes());
+    Napi::MemoryManagement::AdjustExternalMemory(env, block_->bytes());
   }
-
-  ~Storage() override { release(); }
 
   void Finalize(Napi::Env env) override {
-    if (alive_) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes());
-    release();
+    if (block_) Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
+    block_.reset();
   }
 
-  Buf live(const Napi::Env& env, const char* name) const {
-    if (!alive_) throw Napi::Error::New(env, std::string("native backend: argument `") + name + "` was freed");
-    return Buf{data_, length_, dtype_};
+  // The memory block, shared with whatever queued work uses it.
+  const BlockRef& live(const Napi::Env& env, const char* name) const {
+    if (!block_) throw Napi::Error::New(env, std::string("native backend: argument `") + name + "` was freed");
+    return block_;
   }
 
-  // Frees the memory now; idempotent.
+  // Frees the memory now, or as soon as the queued work using it completes; idempotent.
   void free_now(const Napi::Env& env) {
-    if (!alive_) return;
-    Napi::MemoryManagement::AdjustExternalMemory(env, -bytes());
-    release();
-  }
-
- private:
-  int64_t bytes() const { return length_ * item_size(dtype_); }
-  void release() {
-    if (!alive_) return;
-    buffer_free(data_, bytes());
-    data_ = nullptr;
-    alive_ = false;
+    if (!block_) return;
+    Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
+    block_.reset();
     length_ = 0;  // as the reference: a freed buffer is empty
   }
 
-  Napi::Value GetAlive(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), alive_); }
+ private:
+  Napi::Value GetAlive(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), bool(block_)); }
   Napi::Value GetLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(length_)); }
   Napi::Value GetDType(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), dtype_name(dtype_)); }
 
-  void* data_ = nullptr;
+  BlockRef block_;
   int64_t length_ = 0;
   DType dtype_ = DType::F32;
-  bool alive_ = false;
 };
 
 Storage* storage_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -107,8 +141,21 @@ Storage* storage_arg(const Napi::CallbackInfo& info, size_t i, const char* name)
   return s;
 }
 
-Buf buf_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+BlockRef block_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return storage_arg(info, i, name)->live(info.Env(), name);
+}
+
+// A checked kernel call on the stream: inline when small and independent, queued otherwise.
+void submit(const Napi::CallbackInfo& info, Work w, std::initializer_list<const BlockRef*> reads,
+            std::initializer_list<const BlockRef*> writes) {
+  stream_of(info.Env()).submit(std::move(w), reads, writes);
+}
+
+// A block ready for synchronous access: queued work on it has completed and did not fail.
+const BlockRef& settled(const Napi::CallbackInfo& info, const BlockRef& b, bool for_reading) {
+  stream_of(info.Env()).wait(*b);
+  if (for_reading && !b->error.empty()) throw Napi::Error::New(info.Env(), b->error);
+  return b;
 }
 
 template <class Op>
@@ -124,8 +171,7 @@ Napi::Value Undefined(const Napi::CallbackInfo& info) { return info.Env().Undefi
 // ---- memory --------------------------------------------------------------------------------
 
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
-  auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
-  return ctor->New({info[0], info[1]});
+  return data_of(info.Env())->storage_ctor.New({info[0], info[1]});
 }
 
 Napi::Value Free(const Napi::CallbackInfo& info) {
@@ -138,14 +184,17 @@ Napi::Value WriteBytes(const Napi::CallbackInfo& info) {
   Napi::TypedArray bytes = info[1].As<Napi::TypedArray>();
   const size_t n = bytes.ByteLength();
   const uint8_t* src = n ? static_cast<const uint8_t*>(bytes.ArrayBuffer().Data()) + bytes.ByteOffset() : nullptr;
-  Buf s = buf_arg(info, 0, "s");
+  BlockRef b = block_arg(info, 0, "s");
+  Buf s = b->buf();
   if (static_cast<int64_t>(n) != s.length * item_size(s.dtype)) throw Napi::Error::New(info.Env(), "native backend: writeBytes: byte length mismatch");
+  settled(info, b, false);
   if (n) std::memcpy(s.data, src, n);
+  b->error.clear();  // fully overwritten
   return Undefined(info);
 }
 
 Napi::Value ReadBytes(const Napi::CallbackInfo& info) {
-  Buf s = buf_arg(info, 0, "s");
+  Buf s = settled(info, block_arg(info, 0, "s"), true)->buf();
   const size_t n = static_cast<size_t>(s.length * item_size(s.dtype));
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(info.Env(), n);
   if (n) std::memcpy(ab.Data(), s.data, n);
@@ -195,8 +244,11 @@ std::vector<double> numbers_arg(const Napi::CallbackInfo& info, size_t i) {
 
 Napi::Value WriteNumbers(const Napi::CallbackInfo& info) {
   std::vector<double> data = numbers_arg(info, 1);
-  Buf s = buf_arg(info, 0, "s");
+  BlockRef b = block_arg(info, 0, "s");
+  Buf s = b->buf();
   if (static_cast<int64_t>(data.size()) != s.length) throw Napi::Error::New(info.Env(), "native backend: writeNumbers: length mismatch");
+  settled(info, b, false);
+  b->error.clear();  // fully overwritten
   if (s.dtype == DType::F64) {
     if (!data.empty()) std::memcpy(s.data, data.data(), data.size() * 8);
   } else {
@@ -207,7 +259,7 @@ Napi::Value WriteNumbers(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ReadNumbers(const Napi::CallbackInfo& info) {
-  Buf s = buf_arg(info, 0, "s");
+  Buf s = settled(info, block_arg(info, 0, "s"), true)->buf();
   Napi::Float64Array out = Napi::Float64Array::New(info.Env(), static_cast<size_t>(s.length));
   if (s.dtype == DType::F64) {
     if (s.length) std::memcpy(out.Data(), s.data, static_cast<size_t>(s.length) * 8);
@@ -223,34 +275,39 @@ Napi::Value ReadNumbers(const Napi::CallbackInfo& info) {
 
 Napi::Value Fill(const Napi::CallbackInfo& info) {
   double value = arg_number(info, 1, "value");
-  fill(buf_arg(info, 0, "out"), value);
+  BlockRef o = block_arg(info, 0, "out");
+  submit(info, fill(o->buf(), value), {}, {&o});
   return Undefined(info);
 }
 
 Napi::Value Arange(const Napi::CallbackInfo& info) {
   double start = arg_number(info, 1, "start"), step = arg_number(info, 2, "step");
-  arange(buf_arg(info, 0, "out"), start, step);
+  BlockRef o = block_arg(info, 0, "out");
+  submit(info, arange(o->buf(), start, step), {}, {&o});
   return Undefined(info);
 }
 
 Napi::Value Eye(const Napi::CallbackInfo& info) {
   int64_t rows = arg_int(info, 1, "rows", 0, kMaxIndex), cols = arg_int(info, 2, "cols", 0, kMaxIndex);
   int64_t k = arg_int(info, 3, "k", -kMaxIndex, kMaxIndex);
-  eye(buf_arg(info, 0, "out"), rows, cols, k);
+  BlockRef o = block_arg(info, 0, "out");
+  submit(info, eye(o->buf(), rows, cols, k), {}, {&o});
   return Undefined(info);
 }
 
 Napi::Value RandomUniform(const Napi::CallbackInfo& info) {
   double seed = arg_number(info, 1, "seed"), counter = arg_number(info, 2, "counter");
   double low = arg_number(info, 3, "low"), high = arg_number(info, 4, "high");
-  random_uniform(buf_arg(info, 0, "out"), seed, counter, low, high);
+  BlockRef o = block_arg(info, 0, "out");
+  submit(info, random_uniform(o->buf(), seed, counter, low, high), {}, {&o});
   return Undefined(info);
 }
 
 Napi::Value RandomNormal(const Napi::CallbackInfo& info) {
   double seed = arg_number(info, 1, "seed"), counter = arg_number(info, 2, "counter");
   double loc = arg_number(info, 3, "loc"), scale = arg_number(info, 4, "scale");
-  random_normal(buf_arg(info, 0, "out"), seed, counter, loc, scale);
+  BlockRef o = block_arg(info, 0, "out");
+  submit(info, random_normal(o->buf(), seed, counter, loc, scale), {}, {&o});
   return Undefined(info);
 }
 
@@ -258,14 +315,16 @@ Napi::Value RandomNormal(const Napi::CallbackInfo& info) {
 
 Napi::Value UnaryFn(const Napi::CallbackInfo& info) {
   Unary op = op_arg<Unary>(info, 0, "unary");
-  unary(op, buf_arg(info, 1, "x"), buf_arg(info, 2, "out"));
+  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 2, "out");
+  submit(info, unary(op, x->buf(), o->buf()), {&x}, {&o});
   return Undefined(info);
 }
 
 Napi::Value BinaryFn(const Napi::CallbackInfo& info) {
   Binary op = op_arg<Binary>(info, 0, "binary");
   View av = arg_view(info, 2, "av"), bv = arg_view(info, 4, "bv");
-  binary(op, buf_arg(info, 1, "a"), av, buf_arg(info, 3, "b"), bv, buf_arg(info, 5, "out"));
+  BlockRef a = block_arg(info, 1, "a"), b = block_arg(info, 3, "b"), o = block_arg(info, 5, "out");
+  submit(info, binary(op, a->buf(), av, b->buf(), bv, o->buf()), {&a, &b}, {&o});
   return Undefined(info);
 }
 
@@ -273,25 +332,31 @@ Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
   Binary op = op_arg<Binary>(info, 0, "binary");
   double scalar = arg_number(info, 2, "scalar");
   bool first = arg_bool(info, 3, "scalarFirst");
-  binary_scalar(op, buf_arg(info, 1, "x"), scalar, first, buf_arg(info, 4, "out"));
+  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 4, "out");
+  submit(info, binary_scalar(op, x->buf(), scalar, first, o->buf()), {&x}, {&o});
   return Undefined(info);
 }
 
 Napi::Value Where(const Napi::CallbackInfo& info) {
   View cv = arg_view(info, 1, "cv"), av = arg_view(info, 3, "av"), bv = arg_view(info, 5, "bv");
-  where(buf_arg(info, 0, "cond"), cv, buf_arg(info, 2, "a"), av, buf_arg(info, 4, "b"), bv, buf_arg(info, 6, "out"));
+  BlockRef c = block_arg(info, 0, "cond"), a = block_arg(info, 2, "a"), b = block_arg(info, 4, "b");
+  BlockRef o = block_arg(info, 6, "out");
+  submit(info, where(c->buf(), cv, a->buf(), av, b->buf(), bv, o->buf()), {&c, &a, &b}, {&o});
   return Undefined(info);
 }
 
 Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
   View xv = arg_view(info, 1, "xv");
-  copy_strided(buf_arg(info, 0, "x"), xv, buf_arg(info, 2, "out"));
+  BlockRef x = block_arg(info, 0, "x"), o = block_arg(info, 2, "out");
+  submit(info, copy_strided(x->buf(), xv, o->buf()), {&x}, {&o});
   return Undefined(info);
 }
 
 Napi::Value ScatterAddStrided(const Napi::CallbackInfo& info) {
   View ov = arg_view(info, 2, "ov");
-  scatter_add_strided(buf_arg(info, 0, "x"), buf_arg(info, 1, "out"), ov);
+  BlockRef x = block_arg(info, 0, "x"), o = block_arg(info, 1, "out");
+  // out is read as well as written (it accumulates).
+  submit(info, scatter_add_strided(x->buf(), o->buf(), ov), {&x, &o}, {&o});
   return Undefined(info);
 }
 
@@ -301,8 +366,11 @@ Napi::Value ReduceFn(const Napi::CallbackInfo& info) {
   Reduce op = op_arg<Reduce>(info, 0, "reduce");
   std::vector<int64_t> shape = arg_int_array(info, 2, "shape", 0, kMaxIndex);
   std::vector<int64_t> axes = arg_int_array(info, 3, "axes", -kMaxIndex, kMaxIndex);
-  reduce(op, buf_arg(info, 1, "x"), shape.data(), static_cast<int>(shape.size()), axes.data(),
-         static_cast<int>(axes.size()), buf_arg(info, 4, "out"));
+  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 4, "out");
+  submit(info,
+         reduce(op, x->buf(), shape.data(), static_cast<int>(shape.size()), axes.data(), static_cast<int>(axes.size()),
+                o->buf()),
+         {&x}, {&o});
   return Undefined(info);
 }
 
@@ -311,8 +379,9 @@ Napi::Value ArgReduce(const Napi::CallbackInfo& info) {
   if (op != "argmax" && op != "argmin") throw Napi::Error::New(info.Env(), "native backend: unknown argReduce kernel " + op);
   std::vector<int64_t> shape = arg_int_array(info, 2, "shape", 0, kMaxIndex);
   int64_t axis = arg_int(info, 3, "axis", -kMaxIndex, kMaxIndex);
-  arg_reduce(op == "argmax", buf_arg(info, 1, "x"), shape.data(), static_cast<int>(shape.size()), axis,
-             buf_arg(info, 4, "out"));
+  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 4, "out");
+  submit(info, arg_reduce(op == "argmax", x->buf(), shape.data(), static_cast<int>(shape.size()), axis, o->buf()),
+         {&x}, {&o});
   return Undefined(info);
 }
 
@@ -321,13 +390,65 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   int64_t n = arg_int(info, 5, "n", 0, kMaxIndex), k = arg_int(info, 6, "k", 0, kMaxIndex);
   bool ta = arg_bool(info, 7, "transA"), tb = arg_bool(info, 8, "transB");
   int64_t sa = arg_int(info, 9, "strideA", 0, kMaxIndex), sb = arg_int(info, 10, "strideB", 0, kMaxIndex);
-  gemm(buf_arg(info, 0, "a"), buf_arg(info, 1, "b"), buf_arg(info, 2, "out"), batch, m, n, k, ta, tb, sa, sb);
+  BlockRef a = block_arg(info, 0, "a"), b = block_arg(info, 1, "b"), o = block_arg(info, 2, "out");
+  submit(info, gemm(a->buf(), b->buf(), o->buf(), batch, m, n, k, ta, tb, sa, sb), {&a, &b}, {&o});
   return Undefined(info);
 }
 
 Napi::Value Cast(const Napi::CallbackInfo& info) {
-  cast(buf_arg(info, 0, "x"), buf_arg(info, 1, "out"));
+  BlockRef x = block_arg(info, 0, "x"), o = block_arg(info, 1, "out");
+  submit(info, cast(x->buf(), o->buf()), {&x}, {&o});
   return Undefined(info);
+}
+
+// ---- the stream ----------------------------------------------------------------------------
+
+// flush() waits for every call queued so far; flush(tag) for those queued under that tag.
+Napi::Value Flush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  AddonData* d = data_of(env);
+  int64_t seq;
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    seq = d->stream->pending_seq(static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX)));
+  } else {
+    seq = d->stream->pending_seq_all();
+  }
+  auto deferred = Napi::Promise::Deferred::New(env);
+  if (seq == 0 || d->stream->request_wake(seq)) {
+    deferred.Resolve(env.Undefined());
+    return deferred.Promise();
+  }
+  // The worker calls back once it reaches seq; hold the loop open only while someone waits.
+  if (d->waiters.empty()) d->tsfn.Ref(env);
+  d->waiters.emplace_back(seq, deferred);
+  return deferred.Promise();
+}
+
+// Tags the calls that follow with a stream number (a session); returns the previous one.
+Napi::Value SetStream(const Napi::CallbackInfo& info) {
+  int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
+  return Napi::Number::New(info.Env(), stream_of(info.Env()).set_tag(tag));
+}
+
+// Blocks until all queued work has completed (tests and benchmarks).
+Napi::Value Sync(const Napi::CallbackInfo& info) {
+  stream_of(info.Env()).wait_all();
+  return Undefined(info);
+}
+
+Napi::Value PendingWork(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(stream_of(info.Env()).queued()));
+}
+
+// Sets the cost at or above which calls are queued even when independent (0 queues every call);
+// returns the previous limit.
+Napi::Value SetInlineLimit(const Napi::CallbackInfo& info) {
+  double c = arg_number(info, 0, "limit");
+  if (!(c >= 0)) throw Napi::RangeError::New(info.Env(), "native backend: argument `limit` must be >= 0");
+  Stream& s = stream_of(info.Env());
+  double prev = s.inline_limit();
+  s.set_inline_limit(c);
+  return Napi::Number::New(info.Env(), prev);
 }
 
 // ---- diagnostics (not part of Backend) -----------------------------------------------------
@@ -359,7 +480,21 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function storage = Storage::Define(env);
-  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(storage)));
+  auto* d = new AddonData();
+  d->storage_ctor = Napi::Persistent(storage);
+  d->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                          "gradserve-flush", 0, 1);
+  d->tsfn.Unref(env);
+  d->stream = std::make_unique<Stream>([d] {
+    d->tsfn.NonBlockingCall([d](Napi::Env e, Napi::Function) { d->progress(e); });
+  });
+  // Registered after the thread-safe function, so it runs before that one is torn down: the
+  // worker is joined first and never calls into a closed function.
+  env.AddCleanupHook([d] {
+    d->stream.reset();
+    d->tsfn.Abort();
+  });
+  env.SetInstanceData<AddonData>(d);
   struct Entry {
     const char* name;
     Napi::Value (*fn)(const Napi::CallbackInfo&);
@@ -386,6 +521,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"argReduce", guarded<ArgReduce>},
       {"gemm", guarded<Gemm>},
       {"cast", guarded<Cast>},
+      {"flush", guarded<Flush>},
+      {"setStream", guarded<SetStream>},
+      {"sync", guarded<Sync>},
+      {"pendingWork", guarded<PendingWork>},
+      {"setInlineLimit", guarded<SetInlineLimit>},
       {"nativeBytesLive", guarded<NativeBytesLive>},
       {"getThreads", guarded<GetThreads>},
       {"setThreads", guarded<SetThreads>},

@@ -6,6 +6,11 @@ import './reduce.js';
 import './shape.js';
 import './linalg.js';
 import './autograd.js';
+import './index_ops.js';
+import './join.js';
+import './nn.js';
+import './conv.js';
+import './optim.js';
 
 export { allOps, lookupOp, suggestOps } from './registry.js';
 export type { OpDef } from './registry.js';

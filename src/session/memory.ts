@@ -24,7 +24,14 @@ export class SessionMemory implements Allocator {
     private readonly proc: ProcessMemory,
     private readonly maxBytes: number,
     private readonly maxElements: number,
+    private readonly maxFlops = Infinity,
   ) {}
+
+  checkFlops(flops: number, what: string): void {
+    if (flops > this.maxFlops) {
+      throw fail('array_too_large', `this ${what} needs ${flops} multiply-adds; the limit is ${this.maxFlops} (GRADSERVE_MAX_KERNEL_FLOPS). Split it into smaller products`, { limit: 'kernel_flops', value: flops });
+    }
+  }
 
   alloc(dtype: DType, shape: readonly number[]): NDArray {
     for (const d of shape) {

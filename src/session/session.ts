@@ -44,6 +44,8 @@ export class Session {
   readonly k: Kernels;
   readonly env: ExecEnv;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The backend stream this session's kernels are attributed to (see Backend.withStream). */
+  readonly stream = nextStream();
   closed = false;
 
   constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats = { opsRun: 0 }) {
@@ -54,7 +56,7 @@ export class Session {
     this.seed = o.seed >>> 0;
     this.defaultDtype = o.defaultDtype;
     this.apiKey = o.apiKey;
-    this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements);
+    this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements, limits.maxKernelFlops);
     this.k = makeKernels(this.memory);
     this.env = {
       k: this.k,
@@ -105,8 +107,10 @@ export class Session {
       if (this.closed) throw fail('not_found', `session ${this.id} was deleted`);
       this.touch();
       try {
-        const value = await runWith(this.env, () => fn());
-        await this.memory.backend.flush();
+        const be = this.memory.backend;
+        const value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));
+        // Large kernels may still be running off the event loop; answers read data only after them.
+        await be.flush(this.stream);
         return resolveDeferred(value);
       } finally {
         if (!this.closed) this.sweep();
@@ -207,6 +211,14 @@ function resolveDeferred<T>(v: T): T {
     return out as T;
   }
   return v;
+}
+
+let streams = 0;
+function nextStream(): number {
+  // Stream numbers are small positive integers; they may wrap after 2^31 sessions, which only
+  // makes a flush wait for another session's work too.
+  streams = (streams % 0x7ffffffe) + 1;
+  return streams;
 }
 
 export function newSessionId(): string {

@@ -18,3 +18,14 @@ describe('the committed wire format matches the code (run `npm run gen` after ch
     for (const [name, text] of Object.entries(generated)) expect(readFileSync(join(root, 'schemas', name), 'utf8'), name).toBe(text);
   });
 });
+
+describe('openapi.yaml is self-contained', () => {
+  it('every $ref points at a schema defined under components', async () => {
+    const text = readFileSync(join(root, 'openapi.yaml'), 'utf8');
+    const YAML = (await import('yaml')).default;
+    const doc = YAML.parse(text);
+    const refs = new Set([...text.matchAll(/#\/components\/schemas\/([\w.-]+)/g)].map((m) => m[1]));
+    expect(refs.size).toBeGreaterThan(5);
+    for (const r of refs) expect(doc.components.schemas, r).toHaveProperty(r);
+  });
+});

@@ -23,8 +23,13 @@ function toValues(s: Session, ex: Example, inputs: (number[] | number)[]): Value
   return inputs.map((v, i) => (typeof v === 'number' ? v : fromValues(s, v, ex.shapes[i]!)));
 }
 
+/**
+ * Mode-dependent ops (BatchNorm, Dropout) are checked in training mode, the mode their gradient is
+ * recorded in: finite differences must then run in training mode too.
+ */
 function forward(s: Session, def: OpDef, ex: Example, inputs: (number[] | number)[]): NDArray {
-  return apply(def, toValues(s, ex, inputs), ex.attrs ?? {})[0];
+  const run = () => apply(def, toValues(s, ex, inputs), ex.attrs ?? {})[0];
+  return def.modeDependent ? s.scopes.within('train_mode', undefined, () => s.newTape(), run) : run();
 }
 
 /** sum(op(x) * w): a scalar objective that exercises every output element differently. */

@@ -1,0 +1,310 @@
+"""The connection to a gradserve server: HTTP/JSON over a kept-alive connection, one session,
+server-side names for client NDArrays, and their release when the Python objects die."""
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import math
+import os
+import threading
+import time
+import urllib.parse
+
+from ._errors import GradserveConnectionError, RateLimitError, error_for
+
+DEFAULT_URL = 'http://127.0.0.1:8080'
+NAME_PREFIX = '_py'
+# Dead names kept bound (for reuse as the next outputs) before they are DELETEd: at most this many
+# and this many bytes, so server memory stays bounded in loops.
+MAX_DEAD_NAMES = 8
+MAX_DEAD_BYTES = 4 << 20
+_DTYPE_BYTES = {'float32': 4, 'float64': 8}
+
+
+def _env_int(name: str) -> int | None:
+    v = os.environ.get(name)
+    if v is None or v.strip() == '':
+        return None
+    return int(v)
+
+
+def _json_default(o):
+    # numpy scalars and the like
+    if hasattr(o, 'item'):
+        return o.item()
+    if hasattr(o, 'tolist'):
+        return o.tolist()
+    raise TypeError('%r is not JSON serialisable' % (o,))
+
+
+def _json_number(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return 'NaN' if math.isnan(v) else ('Infinity' if v > 0 else '-Infinity')
+    return v
+
+
+class Client:
+    """One server and one session on it (opened on first use, deleted at interpreter exit)."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, seed: int | None = None,
+                 default_dtype: str | None = None, ttl_seconds: int | None = None,
+                 timeout: float = 120.0):
+        self.url = (url or os.environ.get('GRADSERVE_URL') or DEFAULT_URL).rstrip('/')
+        parsed = urllib.parse.urlsplit(self.url)
+        if parsed.scheme not in ('http', 'https') or not parsed.hostname:
+            raise ValueError('gradserve URL must be http(s)://host[:port][/prefix], got %r' % self.url)
+        self._https = parsed.scheme == 'https'
+        self._host = parsed.hostname
+        self._port = parsed.port
+        self._prefix = parsed.path.rstrip('/')
+        self.api_key = api_key if api_key is not None else os.environ.get('GRADSERVE_API_KEY')
+        self.seed = seed if seed is not None else _env_int('GRADSERVE_SEED')
+        self.default_dtype = default_dtype or os.environ.get('GRADSERVE_DTYPE') or None
+        self.ttl_seconds = ttl_seconds
+        self.timeout = timeout
+        self.session_id: str | None = None
+        self.token: str | None = None
+        self.session_info: dict | None = None
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.RLock()
+        self._next = 0
+        self._dead: list[tuple[str, int]] = []  # (name, bytes) of collected NDArrays, still bound
+        self._closed = False
+        self._ops: dict | None = None
+        self.requests = 0  # number of HTTP requests sent (for tests and curiosity)
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self.timeout)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                pass
+            self._conn = None
+
+    def http(self, method: str, path: str, body=None, *, auth: bool = True, query: dict | None = None,
+             ok_missing: bool = False):
+        """Sends one request; returns the parsed JSON answer (None for 204). Raises GradserveError."""
+        full = self._prefix + path
+        if query:
+            full += '?' + urllib.parse.urlencode(query)
+        headers = {'Accept': 'application/json'}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body, default=_json_default, allow_nan=False,
+                                 separators=(',', ':')).encode('utf-8')
+            headers['Content-Type'] = 'application/json'
+        if auth and self.token:
+            headers['Authorization'] = 'Bearer ' + self.token
+        if self.api_key:
+            headers['X-API-Key'] = self.api_key
+        where = self.url + path
+        rate_retries = 0
+        with self._lock:
+            while True:
+                attempt = 0
+                while True:
+                    conn = self._connection()
+                    reused = getattr(conn, 'sock', None) is not None
+                    try:
+                        self.requests += 1
+                        conn.request(method, full, body=payload, headers=headers)
+                        resp = conn.getresponse()
+                        data = resp.read()
+                        break
+                    except (http.client.HTTPException, OSError) as e:
+                        self._drop_connection()
+                        # A kept-alive connection the server closed: try once more on a new one.
+                        if reused and attempt == 0 and isinstance(
+                                e, (http.client.RemoteDisconnected, ConnectionResetError,
+                                    BrokenPipeError, http.client.CannotSendRequest)):
+                            attempt += 1
+                            continue
+                        raise GradserveConnectionError(
+                            'cannot reach the gradserve server at %s (%s %s): %s'
+                            % (self.url, method, where, e), method=method, url=where) from None
+                if resp.getheader('Connection', '').lower() == 'close':
+                    self._drop_connection()
+                status = resp.status
+                if status == 429 and rate_retries < 3:
+                    try:
+                        wait = float(resp.getheader('Retry-After') or 1)
+                    except ValueError:
+                        wait = 1.0
+                    if wait <= 5:
+                        rate_retries += 1
+                        time.sleep(max(wait, 0.05))
+                        continue
+                break
+        if status == 204 or not data:
+            if status >= 400:
+                raise error_for(status, {}, method, where)
+            return None
+        try:
+            answer = json.loads(data.decode('utf-8'))
+        except ValueError:
+            answer = {'detail': data.decode('utf-8', 'replace')[:500]}
+            if status < 400:
+                raise error_for(502, answer, method, where)
+        if status >= 400:
+            if ok_missing and status == 404:
+                return None
+            err = error_for(status, answer, method, where)
+            if isinstance(err, RateLimitError):
+                try:
+                    err.retry_after = float(resp.getheader('Retry-After') or 0) or None
+                except ValueError:
+                    pass
+            raise err
+        return answer
+
+    # -- session ----------------------------------------------------------------------------
+    def ensure_session(self) -> str:
+        if self.session_id is None:
+            with self._lock:
+                if self.session_id is None:
+                    if self._closed:
+                        raise GradserveConnectionError('this gradserve client was closed')
+                    body = {}
+                    if self.seed is not None:
+                        body['seed'] = int(self.seed)
+                    if self.default_dtype:
+                        body['default_dtype'] = self.default_dtype
+                    if self.ttl_seconds:
+                        body['ttl_seconds'] = int(self.ttl_seconds)
+                    info = self.http('POST', '/v1/sessions', body, auth=False)
+                    self.session_info = info
+                    self.token = info['token']
+                    self.session_id = info['id']
+        return self.session_id
+
+    def session(self, method: str, sub: str, body=None, **kw):
+        """A request under /v1/sessions/{sid}; first releases the names of collected NDArrays
+        when too many are waiting."""
+        sid = self.ensure_session()
+        self._release_dead(keep=MAX_DEAD_NAMES, keep_bytes=MAX_DEAD_BYTES)
+        return self.http(method, '/v1/sessions/%s%s' % (sid, sub), body, **kw)
+
+    def close(self) -> None:
+        """Deletes the session (freeing every array on the server) and closes the connection."""
+        with self._lock:
+            self._closed = True
+            sid, self.session_id = self.session_id, None
+            self._dead.clear()
+            if sid is not None:
+                try:
+                    self.http('DELETE', '/v1/sessions/%s' % sid, ok_missing=True)
+                except Exception:
+                    pass
+            self.token = None
+            self._drop_connection()
+
+    # -- op list ----------------------------------------------------------------------------
+    def ops(self) -> dict:
+        """GET /v1/ops once: {name or alias: op info}."""
+        if self._ops is None:
+            answer = self.http('GET', '/v1/ops', auth=False)
+            table = {}
+            for info in answer['ops']:
+                table[info['name']] = info
+            for info in answer['ops']:
+                for alias in info.get('aliases', []):
+                    table.setdefault(alias, info)
+            self._ops = table
+        return self._ops
+
+    # -- names ------------------------------------------------------------------------------
+    def new_name(self) -> str:
+        """A server name for a new NDArray: a collected NDArray's name when one is waiting
+        (binding it again frees its old array), otherwise a fresh `_py<N>`."""
+        with self._lock:
+            if self._dead:
+                return self._dead.pop(0)[0]
+            self._next += 1
+            return '%s%d' % (NAME_PREFIX, self._next)
+
+    def give_back(self, name: str, nbytes: int = 0) -> None:
+        """Called by NDArray.__del__: the name is no longer referenced by Python."""
+        if self._closed:
+            return
+        self._dead.append((name, nbytes))  # list.append is atomic; no lock in __del__
+
+    def _release_dead(self, keep: int = 0, keep_bytes: int = 0) -> None:
+        dead = self._dead
+        if not dead:
+            return
+        total = sum(b for _, b in dead)
+        if len(dead) <= keep and total <= keep_bytes:
+            return
+        with self._lock:
+            while self._dead and (len(self._dead) > keep or sum(b for _, b in self._dead) > keep_bytes):
+                name, _ = self._dead.pop(0)
+                try:
+                    self.http('DELETE', '/v1/sessions/%s/arrays/%s' % (self.session_id, name),
+                              ok_missing=True)
+                except Exception:
+                    pass
+
+    def flush(self) -> None:
+        """Deletes the server bindings of every collected NDArray now."""
+        if self.session_id is not None:
+            self._release_dead(0, 0)
+
+    @staticmethod
+    def nbytes(shape, dtype) -> int:
+        n = 1
+        for d in shape:
+            n *= d
+        return n * _DTYPE_BYTES.get(dtype, 4)
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def get_client() -> Client:
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Client()
+    return _default
+
+
+def connect(url: str | None = None, api_key: str | None = None, seed: int | None = None, **kw) -> Client:
+    """Points the default client at `url` (default: $GRADSERVE_URL or http://127.0.0.1:8080).
+
+    Closes the session of the previous default client, if any; arrays created through it become
+    unusable. The new session is opened on first use."""
+    global _default
+    with _default_lock:
+        old, _default = _default, Client(url, api_key=api_key, seed=seed, **kw)
+    if old is not None:
+        old.close()
+    return _default
+
+
+def disconnect() -> None:
+    """Deletes the default client's session now (also done at interpreter exit)."""
+    global _default
+    with _default_lock:
+        old, _default = _default, None
+    if old is not None:
+        old.close()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    c = _default
+    if c is not None:
+        c.close()
+
+
+json_number = _json_number

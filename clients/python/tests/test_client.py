@@ -1,0 +1,335 @@
+"""The client against a live server: set GRADSERVE_URL (the tests are skipped otherwise)."""
+import gc
+import math
+import os
+import unittest
+
+import gradserve
+from gradserve import autograd, nd
+from gradserve.ndarray import np
+
+URL = os.environ.get('GRADSERVE_URL')
+
+
+@unittest.skipUnless(URL, 'GRADSERVE_URL is not set')
+class ClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.client = gradserve.connect(URL, seed=42)
+
+    @classmethod
+    def tearDownClass(cls):
+        gradserve.disconnect()
+
+    def assertList(self, a, expected, tol=1e-6):
+        got = a.tolist()
+
+        def flat(x):
+            return [v for e in x for v in flat(e)] if isinstance(x, list) else [x]
+        g, e = flat(got), flat(expected)
+        self.assertEqual(len(g), len(e), (got, expected))
+        for u, v in zip(g, e):
+            if isinstance(v, float) and math.isnan(v):
+                self.assertTrue(math.isnan(u))
+            else:
+                self.assertLessEqual(abs(u - v), tol * max(1.0, abs(v)), (got, expected))
+
+    # -- creation, attributes, data --------------------------------------------------------
+    def test_array_and_attributes(self):
+        x = nd.array([[1, 2, 3], [4, 5, 6]])
+        self.assertEqual(x.shape, (2, 3))
+        self.assertEqual(x.size, 6)
+        self.assertEqual(x.ndim, 2)
+        self.assertEqual(x.dtype, np.float32 if np is not None else 'float32')
+        self.assertTrue(x.name.startswith('_py'))
+        self.assertEqual(x.tolist(), [[1, 2, 3], [4, 5, 6]])
+        d = nd.array([1, 2], dtype='float64')
+        self.assertEqual(str(d.dtype), str(np.float64 if np is not None else 'float64'))
+
+    def test_big_arrays_travel_as_base64_and_nonfinite_values(self):
+        vals = [float(i) / 7 for i in range(1000)] + [math.nan, math.inf, -math.inf]
+        x = nd.array(vals)
+        self.assertEqual(x.shape, (1003,))
+        got = x.tolist()
+        self.assertTrue(math.isnan(got[1000]) and got[1001] == math.inf and got[1002] == -math.inf)
+        self.assertAlmostEqual(got[3], 3 / 7, places=6)
+        self.assertList(nd.array([1, math.nan]), [1.0, math.nan])
+
+    def test_creation_ops(self):
+        self.assertList(nd.arange(4), [0, 1, 2, 3])
+        self.assertList(nd.arange(2, 8, 2), [2, 4, 6])
+        self.assertEqual(nd.zeros((2, 3)).shape, (2, 3))
+        self.assertList(nd.ones(3), [1, 1, 1])
+        self.assertList(nd.full((2,), 7), [7, 7])
+        self.assertEqual(nd.zeros((2, 2), dtype='float64').tolist(), [[0, 0], [0, 0]])
+        self.assertEqual(str(nd.zeros((2, 2), dtype='float64').dtype), str(np.float64 if np is not None else 'float64'))
+        r = nd.random.normal(shape=(3, 4))
+        self.assertEqual(r.shape, (3, 4))
+        u = nd.random.uniform(2, 3, shape=100)
+        vals = u.tolist()
+        self.assertTrue(all(2 <= v <= 3 for v in vals))
+        self.assertEqual(nd.random.normal(0, 1, (2, 2)).shape, (2, 2))
+
+    def test_unknown_op(self):
+        with self.assertRaises(AttributeError):
+            nd.no_such_op_anywhere
+        with self.assertRaises(AttributeError):
+            nd.arange(3).no_such_method()
+
+    # -- operators ---------------------------------------------------------------------------
+    def test_operators(self):
+        x = nd.array([1, 2, 3])
+        y = nd.array([4, 5, 6])
+        self.assertList(x + y, [5, 7, 9])
+        self.assertList(x - y, [-3, -3, -3])
+        self.assertList(x * y, [4, 10, 18])
+        self.assertList(y / x, [4, 2.5, 2])
+        self.assertList(x ** 2, [1, 4, 9])
+        self.assertList(2 ** x, [2, 4, 8])
+        self.assertList(2 * x, [2, 4, 6])
+        self.assertList(1 - x, [0, -1, -2])
+        self.assertList(6 / x, [6, 3, 2])
+        self.assertList(x + 1, [2, 3, 4])
+        self.assertList(-x, [-1, -2, -3])
+        self.assertList(abs(-x), [1, 2, 3])
+        self.assertList(x @ y, [32])
+        self.assertList(x + [1, 1, 1], [2, 3, 4])
+
+    def test_comparisons(self):
+        x = nd.array([1, 2, 3])
+        self.assertList(x == 2, [0, 1, 0])
+        self.assertList(x != 2, [1, 0, 1])
+        self.assertList(x < 2, [1, 0, 0])
+        self.assertList(x <= 2, [1, 1, 0])
+        self.assertList(x > 2, [0, 0, 1])
+        self.assertList(x >= 2, [0, 1, 1])
+        self.assertList(x == nd.array([1, 0, 3]), [1, 0, 1])
+        self.assertTrue(bool(nd.array([1]) == 1))
+        with self.assertRaises(ValueError):
+            bool(x)
+
+    def test_shapes_and_indexing(self):
+        x = nd.arange(12).reshape((3, 4))
+        self.assertEqual(x.shape, (3, 4))
+        self.assertEqual(nd.arange(12).reshape(3, 4).shape, (3, 4))
+        self.assertEqual(nd.arange(12).reshape(shape=(2, -1)).shape, (2, 6))
+        self.assertEqual(x.T.shape, (4, 3))
+        self.assertList(x[0], [0, 1, 2, 3])
+        self.assertList(x[:, 1:3], [[1, 2], [5, 6], [9, 10]])
+        self.assertList(x[1, ::2], [4, 6])
+        self.assertList(x[-1], [8, 9, 10, 11])
+        self.assertList(x[..., 0], [0, 4, 8])
+        self.assertEqual(len(x), 3)
+        self.assertEqual([r.tolist() for r in nd.arange(4).reshape((2, 2))], [[0, 1], [2, 3]])
+
+    def test_reductions_and_method_fallback(self):
+        x = nd.arange(6).reshape((2, 3))
+        self.assertEqual(x.sum().asscalar(), 15)
+        self.assertEqual(x.sum().shape, (1,))
+        self.assertList(x.sum(axis=1), [3, 12])
+        self.assertList(x.sum(1, True), [[3], [12]])
+        self.assertList(x.mean(axis=0), [1.5, 2.5, 3.5])
+        self.assertAlmostEqual(nd.array([3, 4]).norm().asscalar(), 5)
+        self.assertList(nd.array([0, 1]).exp(), [1, math.e])
+        self.assertList(x.max(axis=1), [2, 5])
+        self.assertList(nd.dot(x, x.T), [[5, 14], [14, 50]])
+        self.assertList(nd.dot(x, x, transpose_b=True), [[5, 14], [14, 50]])
+        self.assertList(nd.broadcast_add(x, nd.array([1, 1, 1])), [[1, 2, 3], [4, 5, 6]])
+        self.assertEqual(float(nd.array([2.5])), 2.5)
+
+    def test_repr(self):
+        x = nd.arange(4).reshape((4, 1))
+        self.assertEqual(repr(x), '\n[[0.]\n [1.]\n [2.]\n [3.]]\n<NDArray 4x1 @gradserve>')
+        self.assertEqual(str(nd.array([0.5, 4])), '\n[0.5 4. ]\n<NDArray 2 @gradserve>')
+
+    def test_numpy_interop(self):
+        if np is None:
+            with self.assertRaises(ImportError):
+                nd.arange(3).asnumpy()
+            return
+        a = np.arange(20, dtype=np.float64).reshape(4, 5)
+        x = nd.array(a)
+        self.assertEqual(str(x.dtype), str(np.float64))
+        self.assertTrue((x.asnumpy() == a).all())
+        self.assertTrue((np.asarray(x * 2) == a * 2).all())
+        self.assertEqual(nd.array(np.ones(3, dtype=np.int64)).dtype, np.float32)
+
+    def test_in_place(self):
+        w = nd.array([1, 2, 3])
+        name = w.name
+        w[:] = 0
+        self.assertList(w, [0, 0, 0])
+        w[:] = nd.array([4, 5, 6])
+        self.assertList(w, [4, 5, 6])
+        w[:] = [7, 8, 9]
+        self.assertList(w, [7, 8, 9])
+        w += 1
+        self.assertList(w, [8, 9, 10])
+        w *= 2
+        self.assertEqual(w.name, name)
+        self.assertList(w, [16, 18, 20])
+        out = nd.zeros(3)
+        nd.add(w, 1, out=out)
+        self.assertList(out, [17, 19, 21])
+
+    # -- autograd ----------------------------------------------------------------------------
+    def test_record_backward_grad(self):
+        x = nd.arange(4).reshape((4, 1))
+        self.assertIsNone(x.grad)
+        x.attach_grad()
+        with autograd.record():
+            y = 2 * nd.dot(x.T, x)
+        y.backward()
+        self.assertList(x.grad, [[0], [4], [8], [12]])
+        self.assertEqual(repr(x.grad), '\n[[ 0.]\n [ 4.]\n [ 8.]\n [12.]]\n<NDArray 4x1 @gradserve>')
+        self.assertEqual((x.grad - 4 * x).norm().asscalar(), 0)
+        with self.assertRaises(gradserve.ConflictError) as cm:
+            y.backward()
+        self.assertIn(cm.exception.code, ('graph_freed', 'no_graph'))
+        self.assertEqual(cm.exception.status, 409)
+
+    def test_retain_graph_head_grad_and_add(self):
+        x = nd.array([1, 2, 3])
+        x.attach_grad(grad_req='add')
+        with autograd.record():
+            y = x * x
+        y.backward(retain_graph=True)
+        y.backward(nd.array([1, 0, 1]))
+        self.assertList(x.grad, [4, 4, 12])
+
+    def test_no_graph(self):
+        x = nd.array([1, 2])
+        x.attach_grad()
+        with self.assertRaises(gradserve.ConflictError) as cm:
+            (x * 2).backward()
+        self.assertEqual(cm.exception.code, 'no_graph')
+
+    def test_scopes(self):
+        self.assertFalse(autograd.is_recording())
+        self.assertFalse(autograd.is_training())
+        with autograd.record():
+            self.assertTrue(autograd.is_recording())
+            self.assertTrue(autograd.is_training())
+            with autograd.pause():
+                self.assertFalse(autograd.is_recording())
+                self.assertFalse(autograd.is_training())
+            with autograd.predict_mode():
+                self.assertTrue(autograd.is_recording())
+                self.assertFalse(autograd.is_training())
+        with autograd.record(train_mode=False):
+            self.assertFalse(autograd.is_training())
+        with autograd.train_mode():
+            self.assertTrue(autograd.is_training())
+            self.assertFalse(autograd.is_recording())
+        self.assertFalse(autograd.is_recording())
+
+    def test_scope_exits_on_exception(self):
+        with self.assertRaises(ZeroDivisionError):
+            with autograd.record():
+                1 / 0
+        self.assertFalse(autograd.is_recording())
+
+    def test_detach_and_pause(self):
+        x = nd.array([1, 2])
+        x.attach_grad()
+        with autograd.record():
+            y = x.detach() * x
+            with autograd.pause():
+                z = x * 3
+        y.backward()
+        self.assertList(x.grad, [1, 2])
+        with self.assertRaises(gradserve.ConflictError):
+            z.backward()
+
+    def test_autograd_backward_several_heads(self):
+        x = nd.array([1, 2])
+        x.attach_grad()
+        with autograd.record():
+            y = x * 2
+            z = x * x
+        autograd.backward([y, z], head_grads=[None, nd.array([1, 10])])
+        self.assertList(x.grad, [2 + 2, 2 + 40])
+
+    def test_autograd_grad(self):
+        x = nd.array([1, 2, 3])
+        x.attach_grad()
+        with autograd.record():
+            y = (x ** 3).sum()
+        g = autograd.grad(y, x, create_graph=True, retain_graph=True)
+        self.assertIsInstance(g, gradserve.NDArray)
+        self.assertList(g, [3, 12, 27])
+        self.assertList(x.grad, [0, 0, 0])  # .grad untouched
+        gl = autograd.grad([y], [x], retain_graph=True)
+        self.assertIsInstance(gl, list)
+        self.assertList(gl[0], [3, 12, 27])
+
+    def test_control_flow(self):
+        def f(a):
+            b = a * 2
+            while b.norm().asscalar() < 1000:
+                b = b * 2
+            if b.sum().asscalar() > 0:
+                c = b
+            else:
+                c = 100 * b
+            return c
+        for start in ([0.3], [-0.3], [[0.1, -0.2], [0.3, 0.05]]):
+            a = nd.array(start)
+            a.attach_grad()
+            with autograd.record():
+                c = f(a)
+            c.backward()
+            ok = (nd.abs(a.grad - c / a) <= 1e-6 * nd.abs(a.grad)).min().asscalar()
+            self.assertEqual(ok, 1, start)
+
+    # -- errors and resources ---------------------------------------------------------------
+    def test_errors(self):
+        with self.assertRaises(gradserve.UnprocessableError) as cm:
+            nd.dot(nd.zeros((2, 3)), nd.zeros((2, 3)))
+        e = cm.exception
+        self.assertIsInstance(e, gradserve.GradserveError)
+        self.assertEqual(e.status, 422)
+        self.assertEqual(e.code, 'shape_mismatch')
+        self.assertTrue(e.detail)
+        with self.assertRaises(ValueError):  # as MXNet: checked on the client
+            nd.arange(4).asscalar()
+        with self.assertRaises(gradserve.GradserveError) as cm:
+            nd.arange(4).reshape((3, 5))
+        self.assertEqual(cm.exception.status, 422)
+
+    def test_connection_error_names_the_url(self):
+        c = gradserve.Client('http://127.0.0.1:9')
+        with self.assertRaises(gradserve.GradserveConnectionError) as cm:
+            c.ensure_session()
+        self.assertIn('http://127.0.0.1:9', str(cm.exception))
+        self.assertIsInstance(cm.exception, ConnectionError)
+
+    def test_collected_arrays_are_freed_on_the_server(self):
+        client = gradserve.get_client()
+        client.flush()
+        before = len(client.session('GET', '/arrays')['arrays'])
+        b = nd.ones((100,))
+        for _ in range(200):
+            b = b * 2
+            b.norm().asscalar()
+        gc.collect()
+        client.flush()
+        after = len(client.session('GET', '/arrays')['arrays'])
+        self.assertEqual(after, before + 1)
+        self.assertLess(client._next, 400)  # names are reused, not minted per op
+
+    def test_session_seed_reproducible(self):
+        c1 = gradserve.Client(URL, seed=5)
+        c2 = gradserve.Client(URL, seed=5)
+        try:
+            from gradserve.ndarray import _invoke
+            r1 = _invoke('random.normal', [], {'shape': 4}, client=c1).tolist()
+            r2 = _invoke('random.normal', [], {'shape': 4}, client=c2).tolist()
+            self.assertEqual(r1, r2)
+        finally:
+            c1.close()
+            c2.close()
+
+
+if __name__ == '__main__':
+    unittest.main()
