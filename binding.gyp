@@ -9,6 +9,7 @@
         'src/native/args.cc',
         'src/native/kernels/memory.cc',
         'src/native/kernels/threads.cc',
+        'src/native/kernels/stream.cc',
         'src/native/kernels/layout.cc',
         'src/native/kernels/elementwise.cc',
         'src/native/kernels/strided.cc',

@@ -18,7 +18,9 @@ function bench(dtype: 'float32' | 'float64', n: number, threads: number): number
   const c = addon!.alloc(dtype, n * n);
   addon!.randomUniform(a, 1, 0, -1, 1);
   addon!.randomUniform(b, 2, 0, -1, 1);
-  const run = () => addon!.gemm(a, b, c, 1, n, n, n, false, false, 0, 0);
+  addon!.sync();
+  // Large products run on the stream's worker: sync() waits for them.
+  const run = () => { addon!.gemm(a, b, c, 1, n, n, n, false, false, 0, 0); addon!.sync(); };
   run();
   // Repeat until ~0.5 s so small sizes are not timer noise; keep the best round.
   let best = Infinity;

@@ -16,6 +16,7 @@ import { opsRoutes } from './http/routes/ops.js';
 import { autogradRoutes } from './http/routes/autograd.js';
 import { tapeRoutes } from './http/routes/tapes.js';
 import { metaRoutes } from './http/routes/meta.js';
+import { fileRoutes } from './http/routes/files.js';
 import { registerProtection } from './http/plugins/protection.js';
 import { registerMetrics, type Metrics } from './http/plugins/metrics.js';
 import { registerIdempotency } from './http/plugins/idempotency.js';
@@ -60,6 +61,11 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   });
   app.addContentTypeParser(['application/x-npy', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  // Behind a load balancer, every answer (errors included) names the replica that produced it, so
+  // sticky routing can be checked and a failing replica found from a client's logs.
+  const replica = o.config.replica;
+  if (replica) app.addHook('onSend', async (_req, reply) => { reply.header('X-Gradserve-Replica', replica); });
+
   const store = new SessionStore(o.backend, o.config.limits);
   store.startCulling(o.config.sweepIntervalMs);
   const metrics = registerMetrics(app, store);
@@ -89,7 +95,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, metaRoutes]) {
+  for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, fileRoutes, metaRoutes]) {
     await app.register(routes(services));
   }
   app.addHook('onClose', async () => store.closeAll());

@@ -40,6 +40,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_KERNEL_FLOPS: int(2 ** 36),
   /** Idempotency-Key answers kept per process. */
   GRADSERVE_IDEMPOTENCY_ENTRIES: int(10000),
+  /** Name of this replica behind a load balancer, echoed as X-Gradserve-Replica; empty: no header. */
+  GRADSERVE_REPLICA: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'at most 64 characters of [A-Za-z0-9._-]').default(''),
 });
 
 export type Env = z.infer<typeof ConfigSchema>;
@@ -76,6 +78,8 @@ export interface Config {
   logLevel: Env['GRADSERVE_LOG_LEVEL'];
   backend: Env['GRADSERVE_BACKEND'];
   apiKeys: string[];
+  /** Replica name for the X-Gradserve-Replica header ('' = none). */
+  replica: string;
   sweepIntervalMs: number;
   limits: Limits;
   protection: Protection;
@@ -94,6 +98,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.GRADSERVE_LOG_LEVEL,
     backend: e.GRADSERVE_BACKEND,
     apiKeys: e.GRADSERVE_API_KEYS.split(',').map((s) => s.trim()).filter(Boolean),
+    replica: e.GRADSERVE_REPLICA,
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
     limits: {
       maxBodyBytes: e.GRADSERVE_MAX_BODY_BYTES,

@@ -16,7 +16,7 @@ const { app, services } = await buildApp({
   },
 });
 
-closeWithGrace({ delay: 10000 }, async ({ signal, err }) => {
+closeWithGrace({ delay: config.protection.shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an error');
   else app.log.info({ signal }, 'draining and shutting down');
   services.state.draining = true;

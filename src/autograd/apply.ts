@@ -49,8 +49,24 @@ function edgeOf(v: Value): Edge | null {
   return null;
 }
 
+/**
+ * The parsed defaults of each op, for calls without attrs (most calls from gradient rules and
+ * programs): parsing `{}` always gives the same value, so it is parsed once per op. Forwards and
+ * vjps only read attrs, never write them.
+ */
+const defaults = new WeakMap<OpDef, unknown>();
+
+function isEmpty(attrs: unknown): boolean {
+  if (attrs === undefined || attrs === null) return true;
+  if (typeof attrs !== 'object' || Object.getPrototypeOf(attrs) !== Object.prototype) return false;
+  for (const _ in attrs) return false;
+  return true;
+}
+
 /** Parses attrs against the op's schema; a failure is a 422 naming the op and the attribute. */
 export function parseAttrs(def: OpDef, attrs: unknown): unknown {
+  const empty = isEmpty(attrs);
+  if (empty && defaults.has(def)) return defaults.get(def);
   const r = def.attrs.safeParse(attrs ?? {});
   if (!r.success) {
     const issue = r.error.issues[0];
@@ -60,6 +76,7 @@ export function parseAttrs(def: OpDef, attrs: unknown): unknown {
       : `attribute \`${path}\` of \`${def.name}\`: ${issue.message}`;
     throw fail('invalid_attribute', detail, { op: def.name, attribute: path || undefined });
   }
+  if (empty) defaults.set(def, r.data);
   return r.data;
 }
 

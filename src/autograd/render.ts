@@ -33,30 +33,81 @@ export function tapeToJson(t: Tape, nameOf: NameOf) {
 }
 
 const q = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
+/** A multi-line DOT label: each line escaped, then joined with DOT's centred line break. */
+const label = (...lines: string[]) => `"${lines.map((l) => l.replace(/["\\]/g, '\\$&')).join('\\n')}"`;
 
+/** The attrs worth printing under an op's name: set, short, at most four of them. */
+function attrLines(attrs: unknown): string[] {
+  if (!attrs || typeof attrs !== 'object') return [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(attrs as Record<string, unknown>)) {
+    if (v === null || v === undefined || v === false) continue;
+    const text = Array.isArray(v) ? `(${v.join(', ')})` : String(v);
+    if (typeof v === 'object' && !Array.isArray(v)) continue;
+    if (text.length > 24) continue;
+    out.push(`${k}=${text}`);
+  }
+  return out.slice(0, 4);
+}
+
+const VARIABLE = 'style="filled,bold", fillcolor="#fde68a", color="#b45309"';
+const NAMED = 'style=filled, fillcolor="#dbeafe"';
+const OP = 'shape=ellipse, style=filled, fillcolor="#f3f4f6"';
+
+/**
+ * The tape as a Graphviz digraph, data flowing left to right: ops are grey ellipses (with their
+ * set attributes), arrays are boxes labelled with their name (or #id), shape and dtype, and
+ * variables (arrays with a gradient buffer, where backward stops) are bold amber boxes that also
+ * show their grad_req. Scalars appear as plain text. Node ids are stable: `n<node>`, `a<array>`.
+ */
 export function tapeToDot(t: Tape, nameOf: NameOf): string {
-  const lines = [`digraph ${q(t.id)} {`, '  rankdir=LR;', '  node [fontname="Helvetica"];'];
+  const lines = [
+    `digraph ${q(t.id)} {`,
+    '  rankdir=LR;',
+    `  label=${q(`tape ${t.id}${t.open ? ' (recording)' : ''}`)}; labelloc=t; fontname="Helvetica";`,
+    '  node [fontname="Helvetica", fontsize=11];',
+    '  edge [color="#6b7280"];',
+  ];
   const arrays = new Set<number>();
-  const arrayNode = (id: number, shape: readonly number[] | null, variable: boolean) => {
+  const arrayNode = (id: number, shape: readonly number[] | null, dtype: string | null, leaf: NDArray | null, constant: boolean) => {
     if (arrays.has(id)) return;
     arrays.add(id);
-    const label = `${nameOf(id) ?? `#${id}`}\\n[${(shape ?? []).join(', ')}]`;
-    lines.push(`  a${id} [shape=box, label=${q(label)}${variable ? ', style=filled, fillcolor="#dbeafe"' : ''}];`);
+    const name = nameOf(id);
+    const text = [name ?? (constant ? 'constant' : `#${id}`), `[${(shape ?? []).join(', ')}]${dtype ? ` ${dtype}` : ''}`];
+    if (leaf?.gradReq) text.push(`variable, grad_req=${leaf.gradReq}`);
+    const style = leaf?.gradReq ? VARIABLE : name ? NAMED : 'style=dashed';
+    lines.push(`  a${id} [shape=box, label=${label(...text)}, ${style}];`);
   };
   for (const n of t.nodes) {
     if (n.freed) continue;
-    lines.push(`  n${n.id} [shape=ellipse, label=${q(n.op.name)}];`);
+    lines.push(`  n${n.id} [${OP}, label=${label(n.op.name, ...attrLines(n.attrs))}];`);
     n.inputs.forEach((e, i) => {
       const id = n.inputIds[i];
-      if (id === null) return;
-      arrayNode(id, n.shapes[i], !!e && 'leaf' in e);
+      if (id === null) {
+        const v = n.x[i];
+        if (typeof v !== 'number') return;
+        lines.push(`  s${n.id}_${i} [shape=plaintext, label=${q(String(v))}];`, `  s${n.id}_${i} -> n${n.id};`);
+        return;
+      }
+      arrayNode(id, n.shapes[i], n.dtypes[i], e && 'leaf' in e ? e.leaf : null, e === null);
       lines.push(`  a${id} -> n${n.id};`);
     });
     for (const o of n.outputs) {
-      arrayNode(o.id, o.shape, false);
+      arrayNode(o.id, o.shape, o.dtype, null, false);
       lines.push(`  n${n.id} -> a${o.id};`);
     }
   }
   lines.push('}');
   return lines.join('\n') + '\n';
+}
+
+let viz: Promise<{ renderString(src: string, o: { format: string }): string }> | null = null;
+
+/**
+ * DOT to SVG with Graphviz compiled to WebAssembly. The module is loaded on first use (it takes
+ * a few hundred milliseconds) and kept for the life of the process.
+ */
+export async function dotToSvg(dot: string): Promise<string> {
+  viz ??= import('@viz-js/viz').then((m) => m.instance());
+  return (await viz).renderString(dot, { format: 'svg' });
 }

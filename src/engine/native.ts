@@ -3,7 +3,7 @@
  * file only loads it and forwards; the addon checks every argument it is handed.
  */
 import { createRequire } from 'node:module';
-import type { Backend, DType, Storage } from './backend.js';
+import type { Backend, DType, Storage, View } from './backend.js';
 
 /** What the addon exports (see src/native/addon.cc): the Backend methods plus diagnostics. */
 export interface NativeAddon extends Omit<Backend, 'name' | 'withStream'> {
@@ -16,6 +16,10 @@ export interface NativeAddon extends Omit<Backend, 'name' | 'withStream'> {
   pendingWork(): number;
   /** Sets the cost at or above which independent calls are queued (0: queue all); returns the previous. */
   setInlineLimit(limit: number): number;
+  /** Kernel names in the index order the op arguments also accept. */
+  kernelNames(): { unary: string[]; binary: string[]; reduce: string[] };
+  /** The storage class (alloc calls it; constructing it directly saves one hop). */
+  Storage: new (dtype: DType, length: number) => Storage;
   /** Bytes of buffer memory the addon currently holds (for leak tests). */
   nativeBytesLive(): number;
   getThreads(): number;
@@ -54,9 +58,51 @@ function addon(): NativeAddon {
   return a;
 }
 
+/**
+ * Per-call overhead matters for long programs of tiny ops, so the hot arguments travel in the
+ * cheapest form the addon reads: kernel names as indices, views packed into one Float64Array
+ * ([rank, offset, shape..., strides...]). The addon checks both as strictly as the plain forms.
+ */
+let indices: { unary: Map<string, number>; binary: Map<string, number>; reduce: Map<string, number> } | null = null;
+function opIndex(family: 'unary' | 'binary' | 'reduce', op: string): number | string {
+  if (!indices) {
+    const n = addon().kernelNames();
+    const map = (xs: string[]) => new Map(xs.map((x, i) => [x, i]));
+    indices = { unary: map(n.unary), binary: map(n.binary), reduce: map(n.reduce) };
+  }
+  // Unknown names go through as strings, so the addon's error names them.
+  return indices[family].get(op) ?? op;
+}
+
+function packView(v: View): Float64Array | View {
+  // Anything that is not a plain view goes through as it is, for the addon to reject.
+  if (!v || !Array.isArray(v.shape) || !Array.isArray(v.strides) || v.shape.length !== v.strides.length) return v;
+  const rank = v.shape.length;
+  const p = new Float64Array(2 + 2 * rank);
+  p[0] = rank;
+  p[1] = v.offset;
+  for (let d = 0; d < rank; d++) {
+    p[2 + d] = v.shape[d];
+    p[2 + rank + d] = v.strides[d];
+  }
+  return p;
+}
+
+type Packed = Float64Array | View;
+interface RawAddon {
+  unary(op: number | string, x: Storage, out: Storage): void;
+  binary(op: number | string, a: Storage, av: Packed, b: Storage, bv: Packed, out: Storage): void;
+  binaryScalar(op: number | string, x: Storage, scalar: number, scalarFirst: boolean, out: Storage): void;
+  where(c: Storage, cv: Packed, a: Storage, av: Packed, b: Storage, bv: Packed, out: Storage): void;
+  copyStrided(x: Storage, xv: Packed, out: Storage): void;
+  scatterAddStrided(x: Storage, out: Storage, ov: Packed): void;
+  reduce(op: number | string, x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void;
+}
+const raw = (): RawAddon => addon() as unknown as RawAddon;
+
 export const nativeBackend: Backend = {
   name: 'native',
-  alloc: (dtype, length) => addon().alloc(dtype, length),
+  alloc: (dtype, length) => new (addon().Storage)(dtype, length),
   free: (s) => addon().free(s),
   writeBytes: (s, bytes) => addon().writeBytes(s, bytes),
   readBytes: (s) => addon().readBytes(s),
@@ -67,13 +113,13 @@ export const nativeBackend: Backend = {
   eye: (out, rows, cols, k) => addon().eye(out, rows, cols, k),
   randomUniform: (out, seed, counter, low, high) => addon().randomUniform(out, seed, counter, low, high),
   randomNormal: (out, seed, counter, loc, scale) => addon().randomNormal(out, seed, counter, loc, scale),
-  unary: (op, x, out) => addon().unary(op, x, out),
-  binary: (op, a, av, b, bv, out) => addon().binary(op, a, av, b, bv, out),
-  binaryScalar: (op, x, scalar, scalarFirst, out) => addon().binaryScalar(op, x, scalar, scalarFirst, out),
-  where: (cond, cv, a, av, b, bv, out) => addon().where(cond, cv, a, av, b, bv, out),
-  copyStrided: (x, xv, out) => addon().copyStrided(x, xv, out),
-  scatterAddStrided: (x, out, ov) => addon().scatterAddStrided(x, out, ov),
-  reduce: (op, x, shape, axes, out) => addon().reduce(op, x, shape, axes, out),
+  unary: (op, x, out) => raw().unary(opIndex('unary', op), x, out),
+  binary: (op, a, av, b, bv, out) => raw().binary(opIndex('binary', op), a, packView(av), b, packView(bv), out),
+  binaryScalar: (op, x, scalar, scalarFirst, out) => raw().binaryScalar(opIndex('binary', op), x, scalar, scalarFirst, out),
+  where: (cond, cv, a, av, b, bv, out) => raw().where(cond, packView(cv), a, packView(av), b, packView(bv), out),
+  copyStrided: (x, xv, out) => raw().copyStrided(x, packView(xv), out),
+  scatterAddStrided: (x, out, ov) => raw().scatterAddStrided(x, out, packView(ov)),
+  reduce: (op, x, shape, axes, out) => raw().reduce(opIndex('reduce', op), x, shape, axes, out),
   argReduce: (op, x, shape, axis, out) => addon().argReduce(op, x, shape, axis, out),
   gemm: (a, b, out, batch, m, n, k, transA, transB, strideA, strideB) =>
     addon().gemm(a, b, out, batch, m, n, k, transA, transB, strideA, strideB),

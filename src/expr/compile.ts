@@ -103,6 +103,10 @@ class Compiler {
       case 'with':
         this.with(s);
         return undefined;
+      case 'del':
+        for (const n of s.names) this.constants.delete(n);
+        this.emit({ op: 'delete', args: s.names });
+        return undefined;
     }
   }
 

@@ -31,7 +31,9 @@ export type Stmt =
   /** `a = b = value`: targets are expressions here; the compiler decides which can be assigned. */
   | { k: 'assign'; targets: Expr[]; value: Expr; pos: Pos }
   | { k: 'aug'; target: Expr; op: string; value: Expr; pos: Pos }
-  | { k: 'with'; items: Expr[]; body: Stmt[]; pos: Pos };
+  | { k: 'with'; items: Expr[]; body: Stmt[]; pos: Pos }
+  /** `del a, b`: unbinds names (their memory is freed when nothing else holds it). */
+  | { k: 'del'; names: string[]; pos: Pos };
 
 const CONTROL = 'control flow stays with the client';
 const KEYWORDS: Record<string, string> = {
@@ -59,7 +61,6 @@ const KEYWORDS: Record<string, string> = {
   not: `boolean operator 'not' is not supported: compare arrays with == != < <= > >=`,
   in: `operator 'in' is not supported`,
   is: `operator 'is' is not supported`,
-  del: `'del' is not supported: delete arrays with DELETE /arrays/{name}`,
   global: `'global' is not supported`,
   nonlocal: `'nonlocal' is not supported`,
   pass: `'pass' is not supported`,
@@ -171,6 +172,15 @@ class Parser {
       return null;
     }
     if (t.type === 'name' && KEYWORDS[t.value]) throw this.unexpected('a statement');
+    if (t.type === 'name' && t.value === 'del' && this.peek(1).type === 'name') {
+      this.next();
+      const names = [this.nameToken('a name after del').value];
+      while (this.isOp(',')) {
+        this.next();
+        names.push(this.nameToken('a name').value);
+      }
+      return { k: 'del', names, pos: t };
+    }
     const first = this.exprList();
     if (this.isOp('=')) {
       const targets = [first];

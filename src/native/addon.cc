@@ -100,11 +100,11 @@ class Storage : public Napi::ObjectWrap<Storage> {
     }
     length_ = length;
     info.This().As<Napi::Object>().TypeTag(&kStorageTag);
-    Napi::MemoryManagement::AdjustExternalMemory(env, block_->bytes());
+    if (counted()) Napi::MemoryManagement::AdjustExternalMemory(env, block_->bytes());
   }
 
   void Finalize(Napi::Env env) override {
-    if (block_) Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
+    if (counted()) Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
     block_.reset();
   }
 
@@ -117,7 +117,7 @@ class Storage : public Napi::ObjectWrap<Storage> {
   // Frees the memory now, or as soon as the queued work using it completes; idempotent.
   void free_now(const Napi::Env& env) {
     if (!block_) return;
-    Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
+    if (counted()) Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
     block_.reset();
     length_ = 0;  // as the reference: a freed buffer is empty
   }
@@ -126,6 +126,10 @@ class Storage : public Napi::ObjectWrap<Storage> {
   Napi::Value GetAlive(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), bool(block_)); }
   Napi::Value GetLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(length_)); }
   Napi::Value GetDType(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), dtype_name(dtype_)); }
+
+  // Only buffers of a page or more are reported to V8 as external memory: tiny ones do not move
+  // its GC heuristics, and the call costs about as much as the allocation.
+  bool counted() const { return block_ && block_->bytes() >= 4096; }
 
   BlockRef block_;
   int64_t length_ = 0;
@@ -158,8 +162,18 @@ const BlockRef& settled(const Napi::CallbackInfo& info, const BlockRef& b, bool 
   return b;
 }
 
+template <class Op> constexpr int op_count();
+template <> constexpr int op_count<Unary>() { return kUnaryCount; }
+template <> constexpr int op_count<Binary>() { return kBinaryCount; }
+template <> constexpr int op_count<Reduce>() { return kReduceCount; }
+
+// A kernel name, or its index in the order of kernelNames() (native.ts sends indices: cheaper).
 template <class Op>
 Op op_arg(const Napi::CallbackInfo& info, size_t i, const char* family) {
+  if (info[i].IsNumber()) {
+    const int64_t k = arg_int(info, i, "op", 0, op_count<Op>() - 1);
+    return static_cast<Op>(k);
+  }
   std::string s = arg_string(info, i, "op");
   Op op;
   if (!parse_op(s.c_str(), &op)) throw Napi::Error::New(info.Env(), std::string("native backend: unknown ") + family + " kernel " + s);
@@ -453,6 +467,24 @@ Napi::Value SetInlineLimit(const Napi::CallbackInfo& info) {
 
 // ---- diagnostics (not part of Backend) -----------------------------------------------------
 
+// The kernel names in index order, for op arguments given as indices.
+Napi::Value KernelNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  auto list = [&](std::initializer_list<const char*> names) {
+    Napi::Array a = Napi::Array::New(env, names.size());
+    uint32_t j = 0;
+    for (const char* n : names) a.Set(j++, Napi::String::New(env, n));
+    return a;
+  };
+#define X(name) #name,
+  o.Set("unary", list({GS_UNARY_OPS(X)}));
+  o.Set("binary", list({GS_BINARY_OPS(X)}));
+  o.Set("reduce", list({GS_REDUCE_OPS(X)}));
+#undef X
+  return o;
+}
+
 Napi::Value NativeBytesLive(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes_live())); }
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
@@ -526,6 +558,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"sync", guarded<Sync>},
       {"pendingWork", guarded<PendingWork>},
       {"setInlineLimit", guarded<SetInlineLimit>},
+      {"kernelNames", guarded<KernelNames>},
       {"nativeBytesLive", guarded<NativeBytesLive>},
       {"getThreads", guarded<GetThreads>},
       {"setThreads", guarded<SetThreads>},

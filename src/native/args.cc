@@ -60,6 +60,30 @@ std::vector<int64_t> arg_int_array(const Napi::CallbackInfo& info, size_t i, con
 View arg_view(const Napi::CallbackInfo& info, size_t i, const char* name) {
   Napi::Env env = info.Env();
   Napi::Value v = info[i];
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array) {
+    // Packed by native.ts: [rank, offset, shape..., strides...] (one N-API call instead of dozens).
+    Napi::Float64Array f = v.As<Napi::Float64Array>();
+    const size_t len = f.ElementLength();
+    const double* p = f.Data();
+    std::string what = at(name);
+    auto int_at = [&](size_t j, int64_t lo, int64_t hi) {
+      const double d = p[j];
+      if (!std::isfinite(d) || d != std::floor(d)) throw_type(env, what + "must hold integers");
+      if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) throw Napi::RangeError::New(env, what + "is out of range");
+      return static_cast<int64_t>(d);
+    };
+    if (len < 2) throw_type(env, what + "is a malformed packed view");
+    const int64_t rank = int_at(0, 0, kMaxRank);
+    if (len != static_cast<size_t>(2 + 2 * rank)) throw_type(env, what + "is a malformed packed view");
+    View view;
+    view.rank = static_cast<int>(rank);
+    view.offset = int_at(1, -kMaxIndex, kMaxIndex);
+    for (int d = 0; d < view.rank; d++) {
+      view.shape[d] = int_at(2 + d, 0, kMaxIndex);
+      view.strides[d] = int_at(2 + rank + d, -kMaxIndex, kMaxIndex);
+    }
+    return view;
+  }
   if (!v.IsObject()) throw_type(env, at(name) + "must be a view {shape, strides, offset}");
   Napi::Object o = v.As<Napi::Object>();
   std::string what = at(name);

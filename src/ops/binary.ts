@@ -6,6 +6,7 @@ import { defineOp, type Value } from './registry.js';
 import { F } from '../autograd/apply.js';
 import type { BinaryKernel } from '../engine/backend.js';
 import { NDArray } from '../engine/ndarray.js';
+import { broadcastShapes } from '../engine/kernels.js';
 
 type Grads = (g: NDArray, a: Value, b: Value, y: NDArray) => (NDArray | null)[];
 
@@ -74,7 +75,10 @@ defineOp({
   inputs: ['condition', 'x', 'y'],
   save: { inputs: [0] },
   examples: [{ shapes: [[3, 4], [3, 4], [3, 4]] }, { shapes: [[3, 1], [3, 4], [4]] }],
-  forward: (ctx, [c, a, b]) => ctx.k.where(c, a, b, { op: 'where' }),
+  forward(ctx, [c, a, b]) {
+    broadcastShapes(c.shape, broadcastShapes(a.shape, b.shape, { op: 'where', arg: 'y' }), { op: 'where', arg: 'condition' });
+    return ctx.k.where(c, a, b, { op: 'where' });
+  },
   vjp({ g, x }) {
     const c = x[0] as NDArray;
     const zero = F.zeros_like(g[0]);

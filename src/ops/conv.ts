@@ -182,7 +182,7 @@ function convCheck(xs: NDArray[], a: ConvAttrs): { w: Windows; o: number[] } {
 
 defineOp({
   name: 'Convolution',
-  aliases: ['convolution', 'conv'],
+  aliases: ['convolution'],
   doc: 'N-D convolution (cross-correlation) of data [N, C, spatial...] with weight [num_filter, C/num_group, kernel...] plus bias, with stride, pad, dilate and groups.',
   inputs: ['data', 'weight', 'bias'],
   // bias is left out when no_bias is true.

@@ -211,7 +211,7 @@ defineOp({
 // --- BatchNorm ---
 
 const BatchNormAttrs = z.object({
-  eps: z.number().positive().default(1e-3),
+  eps: z.number().min(0).default(1e-3),
   momentum: z.number().min(0).max(1).default(0.9),
   fix_gamma: z.boolean().default(true),
   use_global_stats: z.boolean().default(false),

@@ -8,7 +8,7 @@ import { NDArray } from '../engine/ndarray.js';
 import { applyParsed, parseAttrs } from '../autograd/apply.js';
 import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
 import type { Value } from '../ops/registry.js';
-import type { Arg, Statement, OpStatement, ScopeStatement, BackwardStatement, AttachGradStatement } from '../http/schemas/program.js';
+import type { Arg, Statement, OpStatement, ScopeStatement, BackwardStatement, AttachGradStatement, DeleteStatement } from '../http/schemas/program.js';
 import { ApiError, fail } from '../errors.js';
 import { parseNested } from './codec.js';
 import { runBackward } from './autograd.js';
@@ -47,7 +47,7 @@ function prepare(body: Statement[], path: Path, out: Map<OpStatement, Prepared>,
       throw fail('quota_exceeded', `the program has more than ${count.max} statements (GRADSERVE_MAX_STATEMENTS)`, { limit: 'statements', value: count.n });
     }
     if (st.op === 'scope') return prepare((st as { body: Statement[] }).body, [...here, 'body'], out, count);
-    if (st.op === 'backward' || st.op === 'attach_grad') return;
+    if (st.op === 'backward' || st.op === 'attach_grad' || st.op === 'delete') return;
     const os = st as OpStatement;
     if (os.op === ALIAS || os.op === FILL) {
       out.set(os, { st: os, def: null, inputs: os.args ?? [], attrs: os.attrs ?? {} });
@@ -141,6 +141,10 @@ export class ProgramRunner {
       const hg = b.attrs?.head_grads ?? heads.map(() => null);
       const headGrads = hg.map((g, i) => (g === null ? null : this.arrayArg(g, 'head_grads', heads[i])));
       runBackward(s, { heads, headGrads, retainGraph: b.attrs?.retain_graph ?? false, trainMode: b.attrs?.train_mode ?? true });
+    } else if (st.op === 'delete') {
+      for (const name of (st as DeleteStatement).args) {
+        if (!s.names.delete(name)) throw fail('not_found', `array \`${name}\` is not bound in this session`, { array: name });
+      }
     } else if (st.op === 'attach_grad') {
       const a = st as AttachGradStatement;
       s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');

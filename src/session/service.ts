@@ -22,6 +22,8 @@ export interface Descriptor {
   dtype: DType;
   grad_req: GradReq | null;
   recorded: boolean;
+  /** The tape that recorded the array, while it has history (so a client can draw it). */
+  tape?: string;
   data?: unknown;
   format?: Format;
 }
@@ -42,6 +44,7 @@ export function describe(s: Session, name: string, a: NDArray, format?: Format |
     grad_req: a.gradReq,
     recorded: a.recorded,
   };
+  if (a.recorded) d.tape = a.node!.tape.id;
   if (format) {
     d.data = new Deferred(() => encodeData(s, a, format));
     d.format = format;

@@ -30,7 +30,7 @@ export class Session {
   readonly createdAt = new Date();
   readonly ttlMs: number;
   expiresAt: Date;
-  readonly seed: number;
+  seed: number;
   readonly defaultDtype: DType;
   readonly apiKey: string | null;
   /** Draws taken from the random stream so far. */
@@ -44,6 +44,8 @@ export class Session {
   readonly k: Kernels;
   readonly env: ExecEnv;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Nodes that may still be recorded before the tape-node quota must be counted again. */
+  private nodeBudget = 0;
   /** The backend stream this session's kernels are attributed to (see Backend.withStream). */
   readonly stream = nextStream();
   closed = false;
@@ -67,13 +69,28 @@ export class Session {
         this.counter += n;
         return { seed: this.seed, counter };
       },
+
       fallbackTape: () => this.newTape(),
       onRecord: () => {
-        if (this.liveNodeCount() >= this.limits.maxTapeNodes) {
+        // Counting live nodes walks every tape, so it is done only when the budget left by the
+        // last count runs out: nodes are added only here, and frees only lower the count.
+        if (this.nodeBudget > 0) {
+          this.nodeBudget--;
+          return;
+        }
+        const live = this.liveNodeCount();
+        this.nodeBudget = Math.max(0, this.limits.maxTapeNodes - live - 1);
+        if (live >= this.limits.maxTapeNodes) {
           throw fail('quota_exceeded', `this session's tapes hold ${this.limits.maxTapeNodes} nodes, the limit (GRADSERVE_MAX_TAPE_NODES); run backward or delete tapes first`, { limit: 'tape_nodes', value: this.limits.maxTapeNodes });
         }
       },
     };
+  }
+
+  /** mx.random.seed: restarts the session's random stream. */
+  reseed(seed: number): void {
+    this.seed = seed >>> 0;
+    this.counter = 0;
   }
 
   newTape(): Tape {

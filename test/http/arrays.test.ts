@@ -126,6 +126,28 @@ describe('arrays', () => {
     expect(await bytes()).toBe(48);
   });
 
+  it('`del` (and the JSON delete statement) unbinds names in a program', async () => {
+    const c = await Client.open(srv.url);
+    await c.expr('a = nd.ones((10,)); b = nd.ones((10,)); k = a');
+    await c.expr('del a, b');
+    expect((await c.get('/arrays').expect(200)).body.arrays.map((x: { name: string }) => x.name)).toEqual(['k']);
+    await c.post('/ops', { ops: [{ op: 'delete', args: ['k'] }] }).expect(200);
+    expect((await c.get('').expect(200)).body.bytes).toBe(0);
+    expect((await c.post('/ops', { expr: 'del k' }).expect(404)).body.code).toBe('not_found');
+  });
+
+  it('a seed makes random streams reproducible; random/seed restarts the stream', async () => {
+    const a = await Client.open(srv.url, { seed: 11 });
+    const b = await Client.open(srv.url, { seed: 11 });
+    const draw = async (c: Client) => (await c.expr('nd.random.uniform(shape=(3,))')).result.data;
+    const first = await draw(a);
+    expect(await draw(b)).toEqual(first);
+    expect(await draw(a)).not.toEqual(first);
+    await a.post('/random/seed', { seed: 11 }).expect(200);
+    expect(await draw(a)).toEqual(first);
+    expect((await a.post('/random/seed', { seed: -1 }).expect(400)).body.code).toBe('invalid_request');
+  });
+
   it('bad input: shapes, unknown ops and attributes, dtypes, sizes', async () => {
     const c = await Client.open(srv.url);
     const cases: [unknown, number, string, RegExp][] = [

@@ -1,7 +1,13 @@
 """`autograd`: MXNet's autograd API over the session's scope stack on the server."""
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
 from ._client import Client, get_client
+from ._errors import GradserveConnectionError, error_for
 from .ndarray import NDArray, _arg
 
 
@@ -135,6 +141,68 @@ def grad(heads, variables, head_grads=None, retain_graph=None, create_graph: boo
         desc.setdefault('dtype', v._dtype)
         result.append(NDArray._from_desc(client, desc))
     return result[0] if single else result
+
+
+class TapeDrawing:
+    """A tape drawn by the server as SVG (Graphviz): a notebook displays it as the cell's output.
+
+    Attributes: ``tape`` (the tape id) and ``svg`` (the SVG text); ``save(path)`` writes it."""
+
+    def __init__(self, tape: str, svg: str):
+        self.tape = tape
+        self.svg = svg
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+    def save(self, path: str) -> None:
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(self.svg)
+
+    def __repr__(self) -> str:
+        return '<TapeDrawing of tape %s: %d bytes of SVG>' % (self.tape, len(self.svg))
+
+
+def _get_text(client: Client, sub: str, query: dict) -> str:
+    """GET a non-JSON answer (SVG, DOT) under the session. Client.http parses JSON only, so this
+    makes its own request, with the same credentials and the same errors."""
+    client.ensure_session()
+    path = '/v1/sessions/%s%s' % (client.session_id, sub)
+    url = client.url + path + '?' + urllib.parse.urlencode(query)
+    headers = {'Authorization': 'Bearer ' + client.token}
+    if client.api_key:
+        headers['X-API-Key'] = client.api_key
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=client.timeout) as r:
+            return r.read().decode('utf-8')
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        try:
+            problem = json.loads(body.decode('utf-8'))
+        except ValueError:
+            problem = {'detail': body.decode('utf-8', 'replace')[:500]}
+        raise error_for(e.code, problem, 'GET', client.url + path) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise GradserveConnectionError('cannot reach the gradserve server at %s (GET %s): %s'
+                                       % (client.url, url, e), method='GET', url=url) from None
+
+
+def show(y: NDArray) -> TapeDrawing:
+    """Draws the tape that recorded `y` (its ops as ellipses, its arrays as boxes, variables
+    highlighted). In a notebook, `autograd.show(y)` as a cell's last line shows the picture.
+
+    `y` must still have its history: after `y.backward()` (without retain_graph) it is freed."""
+    if not isinstance(y, NDArray) or y._owner is not None:
+        raise TypeError('autograd.show takes an NDArray recorded under autograd.record()')
+    client = y.client
+    # The listing carries descriptors without data, so a large y is not downloaded.
+    listing = client.session('GET', '/arrays')
+    desc = next((d for d in listing.get('arrays', []) if d.get('name') == y.name), None)
+    tape = desc.get('tape') if desc else None
+    if not tape:
+        raise ValueError('%s has no recorded history to show: record it under autograd.record() '
+                         '(and show it before backward frees the history)' % y.name)
+    return TapeDrawing(tape, _get_text(client, '/tapes/%s' % tape, {'format': 'svg'}))
 
 
 def set_recording(is_recording: bool):  # noqa: D401

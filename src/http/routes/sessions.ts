@@ -1,6 +1,6 @@
 /** POST /v1/sessions, GET and DELETE /v1/sessions/{sid}. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { CreateSession, Problem, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
+import { CreateSession, Problem, Seed, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
 import { sessionInfo } from '../../session/service.js';
 import type { Services } from '../../app.js';
@@ -47,6 +47,16 @@ export const sessionRoutes = (svc: Services): FastifyPluginAsyncZod => async (ap
   }, async (req) => {
     const s = sessionOf(svc.store, req);
     return s.run(() => sessionInfo(s));
+  });
+
+  app.post('/v1/sessions/:sid/random/seed', {
+    schema: { summary: 'Restart the session\'s random stream (mx.random.seed)', tags: ['sessions'], params: SessionParams, body: Seed, response: { 200: SessionInfo, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(svc.store, req);
+    return s.run(() => {
+      s.reseed(req.body.seed);
+      return sessionInfo(s);
+    });
   });
 
   app.delete('/v1/sessions/:sid', {

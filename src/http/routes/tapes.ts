@@ -1,9 +1,10 @@
-/** The recorded tapes of a session: listed, read as JSON or DOT, deleted. */
+/** The recorded tapes of a session: listed, read as JSON, DOT or SVG, deleted. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { Problem, SessionParams, TapeList, TapeParams, TapeQuery } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
 import { deleteTape, getTape, listTapes } from '../../session/service.js';
+import { dotToSvg } from '../../autograd/render.js';
 import type { Services } from '../../app.js';
 
 const errors = { 400: Problem, 401: Problem, 404: Problem };
@@ -17,12 +18,14 @@ export const tapeRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =>
   });
 
   app.get('/v1/sessions/:sid/tapes/:tid', {
-    schema: { summary: 'A tape\'s nodes as JSON, or Graphviz DOT with ?format=dot', tags: ['tapes'], params: TapeParams, querystring: TapeQuery, response: { 200: z.any(), ...errors } },
+    schema: { summary: 'A tape\'s nodes as JSON, Graphviz DOT with ?format=dot, or a picture with ?format=svg', tags: ['tapes'], params: TapeParams, querystring: TapeQuery, response: { 200: z.any(), ...errors } },
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
     const format = req.query.format ?? 'json';
-    const body = await s.run(() => getTape(s, req.params.tid, format));
+    const body = await s.run(() => getTape(s, req.params.tid, format === 'svg' ? 'dot' : format));
     if (format === 'dot') return reply.type('text/vnd.graphviz').send(body);
+    // Layout runs outside the session's queue: it reads only the DOT text, not the session.
+    if (format === 'svg') return reply.type('image/svg+xml').send(await dotToSvg(body as string));
     return body;
   });
 

@@ -27,6 +27,8 @@ export const CreateSession = z.object({
   default_dtype: DTypeSchema.optional().describe('dtype of created arrays unless an op says otherwise (float32)'),
 }).strict().meta({ id: 'CreateSession' });
 
+export const Seed = z.object({ seed: z.number().int().min(0).max(2 ** 32 - 1) }).strict().meta({ id: 'Seed' });
+
 const SessionBase = z.object({
   id: z.string(),
   created_at: z.string(),
@@ -59,6 +61,7 @@ export const ArrayDescriptor = z.object({
   dtype: DTypeSchema,
   grad_req: GradReq.nullable().describe('null when the array has no gradient buffer'),
   recorded: z.boolean().describe('the array has autograd history that backward can walk'),
+  tape: z.string().optional().describe('id of the tape that recorded the array (GET /tapes/{tid} draws it); absent when it has no history'),
   data: z.any().optional().describe('nested lists (default), a flat list, or base64 little-endian bytes; non-finite numbers as "NaN", "Infinity", "-Infinity"'),
   format: Format.optional(),
 }).meta({ id: 'ArrayDescriptor' });
@@ -168,4 +171,15 @@ export const TapeSummary = z.object({
 });
 
 export const TapeList = z.object({ tapes: z.array(TapeSummary) });
-export const TapeQuery = z.object({ format: z.enum(['json', 'dot']).optional() });
+export const TapeQuery = z.object({ format: z.enum(['json', 'dot', 'svg']).optional() });
+
+export const SafetensorsFile = z.any().describe(
+  'a safetensors file: an 8-byte little-endian header length N, N bytes of JSON header '
+  + '{name: {dtype: "F32"|"F64", shape, data_offsets: [begin, end]}, "__metadata__"?: {...}}, then the tensor bytes; '
+  + 'gradients are named `name.grad`',
+);
+
+export const ImportAnswer = z.object({
+  arrays: z.array(ArrayDescriptor).describe('the bindings the file created or replaced, in file order'),
+  metadata: z.record(z.string(), z.string()).describe('the file\'s __metadata__ (empty when it has none)'),
+}).meta({ id: 'ImportAnswer' });

@@ -53,7 +53,11 @@ export interface AttachGradStatement {
   args: [string];
   attrs?: { grad_req?: 'write' | 'add' | 'null' };
 }
-export type Statement = OpStatement | ScopeStatement | BackwardStatement | AttachGradStatement;
+export interface DeleteStatement {
+  op: 'delete';
+  args: string[];
+}
+export type Statement = OpStatement | ScopeStatement | BackwardStatement | AttachGradStatement | DeleteStatement;
 
 export const GradReq = z.enum(['write', 'add', 'null']);
 
@@ -73,6 +77,11 @@ export const AttachGradStatement: z.ZodType<AttachGradStatement> = z.object({
   attrs: z.object({ grad_req: GradReq.optional() }).strict().optional(),
 }).strict() as z.ZodType<AttachGradStatement>;
 
+export const DeleteStatement: z.ZodType<DeleteStatement> = z.object({
+  op: z.literal('delete'),
+  args: z.array(Name).min(1).max(4096).describe('names to unbind (Python del)'),
+}).strict() as z.ZodType<DeleteStatement>;
+
 export const ScopeStatement: z.ZodType<ScopeStatement> = z.lazy(() => z.object({
   op: z.literal('scope'),
   kind: ScopeKind,
@@ -81,5 +90,5 @@ export const ScopeStatement: z.ZodType<ScopeStatement> = z.lazy(() => z.object({
 }).strict()) as z.ZodType<ScopeStatement>;
 
 export const Statement: z.ZodType<Statement> = z.lazy(() => z.union([
-  ScopeStatement, BackwardStatement, AttachGradStatement, OpStatement.strict(),
+  ScopeStatement, BackwardStatement, AttachGradStatement, DeleteStatement, OpStatement.strict(),
 ])) as z.ZodType<Statement>;

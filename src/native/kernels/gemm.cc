@@ -89,25 +89,36 @@ void pack_a(const Problem<T>& P, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
 template <class T>
 void pack_b(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc, int nr, int64_t jr_lo,
             int64_t jr_hi, T* panel) {
+  if (jr_lo >= jr_hi) return;
+  if (!P.tb) {
+    // Row by row: each row of B is read once, sequentially. Walking one sliver at a time instead
+    // would read kc rows n elements apart, which for power-of-two n thrashes the caches and TLB.
+    for (int64_t p = 0; p < kc; p++) {
+      const T* row = P.b + (p0 + p) * P.n + j0;
+      for (int64_t s = jr_lo; s < jr_hi; s++) {
+        const int64_t jr = s * nr;
+        T* d = panel + s * nr * kc + p * nr;
+        const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
+        if (cols == nr) {
+          std::memcpy(d, row + jr, sizeof(T) * static_cast<size_t>(nr));
+        } else {
+          for (int c = 0; c < cols; c++) d[c] = row[jr + c];
+          for (int c = cols; c < nr; c++) d[c] = T(0);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t s = jr_lo; s < jr_hi; s++) {
     const int64_t jr = s * nr;
     T* dst = panel + s * nr * kc;
     const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
-    if (!P.tb) {
-      for (int64_t p = 0; p < kc; p++) {
-        const T* src = P.b + (p0 + p) * P.n + j0 + jr;
-        T* d = dst + p * nr;
-        for (int c = 0; c < cols; c++) d[c] = src[c];
-        for (int c = cols; c < nr; c++) d[c] = T(0);
-      }
-    } else {
-      for (int c = 0; c < cols; c++) {
-        const T* src = P.b + (j0 + jr + c) * P.k + p0;
-        for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = src[p];
-      }
-      for (int c = cols; c < nr; c++)
-        for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = T(0);
+    for (int c = 0; c < cols; c++) {
+      const T* src = P.b + (j0 + jr + c) * P.k + p0;
+      for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = src[p];
     }
+    for (int c = cols; c < nr; c++)
+      for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = T(0);
   }
 }
 
@@ -164,13 +175,15 @@ void gemm_blocked(const MicroKernel<T>& uk, const Problem<T>& P, int threads) {
       run_tasks(tb, [&](int t) {
         pack_b(P, j0, nc, p0, kc, nr, slivers * t / tb, slivers * (t + 1) / tb, bpanel.get());
       });
-      const int64_t blocks = (P.m + MC - 1) / MC;
-      if (blocks >= threads) {
-        // Enough row blocks: each task packs and multiplies its own blocks of A.
+      // Rows are split into one contiguous range per thread (a multiple of mr), so the threads
+      // get equal work whatever m is; each walks its range in blocks of at most MC rows.
+      const int64_t per = (P.m + threads * mr - 1) / (threads * mr) * mr;
+      if (threads > 1 && per * (threads - 1) < P.m && per >= 2 * mr) {
         run_tasks(threads, [&](int t) {
           T* ab = ablocks.get() + t * mc_max * kc_max;
-          for (int64_t blk = t; blk < blocks; blk += threads) {
-            const int64_t i0 = blk * MC, mc = std::min(MC, P.m - i0);
+          const int64_t lo = per * t, hi = std::min(P.m, per * (t + 1));
+          for (int64_t i0 = lo; i0 < hi; i0 += MC) {
+            const int64_t mc = std::min(MC, hi - i0);
             pack_a(P, i0, mc, p0, kc, mr, ab);
             macro_kernel(uk, P, ab, bpanel.get(), i0, mc, j0, nc, kc, acc, 0, slivers);
           }

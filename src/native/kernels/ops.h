@@ -18,6 +18,12 @@ enum class Binary { GS_BINARY_OPS(GS_ENUM_ITEM) };
 enum class Reduce { GS_REDUCE_OPS(GS_ENUM_ITEM) };
 #undef GS_ENUM_ITEM
 
+#define GS_COUNT_ITEM(name) +1
+constexpr int kUnaryCount = 0 GS_UNARY_OPS(GS_COUNT_ITEM);
+constexpr int kBinaryCount = 0 GS_BINARY_OPS(GS_COUNT_ITEM);
+constexpr int kReduceCount = 0 GS_REDUCE_OPS(GS_COUNT_ITEM);
+#undef GS_COUNT_ITEM
+
 // Each returns false for an unknown name.
 #define GS_PARSE_ITEM(E, name) if (std::strcmp(s, #name) == 0) { *out = E::name; return true; }
 inline bool parse_op(const char* s, Unary* out) {

@@ -1,0 +1,388 @@
+/**
+ * `npm run bench`: gradserve side by side with numpy, PyTorch and a bare fastify route, in the same
+ * time window. Each case alternates our run and theirs for several rounds and keeps the median of
+ * each; the table gives both and their ratio (>1: we are faster). Writes bench/results.md.
+ *
+ * numpy and torch come from Debian's /usr/bin/python3 (python3-numpy, python3-torch; numpy's
+ * GEMM is OpenBLAS with libopenblas0-pthread). Nothing is installed here: a missing package is
+ * named in the report and our side still runs.
+ *
+ *   npm run bench                 everything
+ *   npm run bench -- gemm elem    some sections (gemm, elem, mlp, chain, http, upload)
+ *   BENCH_QUICK=1 npm run bench   fewer rounds
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import Fastify from 'fastify';
+import { loadNativeAddon, nativeBackend as nat } from '../src/engine/native.js';
+import type { DType } from '../src/engine/backend.js';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { runLoad } from './load.js';
+
+const addon = loadNativeAddon();
+if (!addon) throw new Error('build the native engine first: npm run build:native');
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const ROUNDS = QUICK ? 3 : 7;
+const sections = new Set(process.argv.slice(2));
+const want = (s: string) => sections.size === 0 || sections.has(s);
+
+// ---- the Python side -------------------------------------------------------------------------
+
+class Python {
+  private proc: ChildProcessWithoutNullStreams | null = null;
+  private waiting: ((v: Record<string, unknown>) => void)[] = [];
+  numpy: string | null = null;
+  torch: string | null = null;
+  problem: string | null = null;
+
+  async start(): Promise<void> {
+    const py = '/usr/bin/python3';
+    if (!existsSync(py)) {
+      this.problem = '/usr/bin/python3 is missing: `apt-get install python3 python3-numpy python3-torch`';
+      return;
+    }
+    const script = fileURLToPath(new URL('./py_worker.py', import.meta.url));
+    this.proc = spawn(py, [script], { env: { ...process.env, OMP_NUM_THREADS: '2', OPENBLAS_NUM_THREADS: '2' } });
+    createInterface({ input: this.proc.stdout }).on('line', (line) => this.waiting.shift()?.(JSON.parse(line)));
+    this.proc.stderr.on('data', (d) => process.stderr.write(d));
+    const hello = await this.ask({ kind: 'hello' });
+    this.numpy = hello.numpy as string | null;
+    this.torch = hello.torch as string | null;
+    const missing = [!this.numpy && 'python3-numpy', !this.torch && 'python3-torch'].filter(Boolean);
+    if (missing.length) this.problem = `missing Debian package(s): \`apt-get install ${missing.join(' ')}\``;
+  }
+
+  ask(req: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (!this.proc) return Promise.resolve({ error: 'no python' });
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.proc!.stdin.write(JSON.stringify(req) + '\n');
+    });
+  }
+
+  /** Seconds per call, or null when that library is missing. */
+  async time(req: Record<string, unknown>): Promise<number | null> {
+    const a = await this.ask(req);
+    if (typeof a.s === 'number') return a.s;
+    return null;
+  }
+
+  stop(): void {
+    this.proc?.stdin.end();
+  }
+}
+
+// ---- helpers ---------------------------------------------------------------------------------
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
+};
+
+/** Seconds per call of fn (which must finish its work before returning), over `reps` calls. */
+function timeSync(fn: () => void, reps: number): number {
+  fn();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) fn();
+  return (performance.now() - t0) / 1000 / reps;
+}
+
+async function timeAsync(fn: () => Promise<void>, reps: number): Promise<number> {
+  await fn();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await fn();
+  return (performance.now() - t0) / 1000 / reps;
+}
+
+/** Alternates ours and theirs for ROUNDS rounds; medians of seconds per call. */
+async function sideBySide(ours: () => Promise<number>, theirs: () => Promise<number | null>): Promise<{ ours: number; theirs: number | null }> {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    a.push(await ours());
+    const t = await theirs();
+    if (t !== null) b.push(t);
+  }
+  return { ours: median(a), theirs: b.length ? median(b) : null };
+}
+
+/** Repetitions so that one sample takes about `target` seconds. */
+const repsFor = (secondsPerCall: number, target = 0.15) => Math.max(1, Math.min(100_000, Math.round(target / secondsPerCall)));
+
+interface Row {
+  section: string;
+  case: string;
+  ours: string;
+  theirs: string;
+  ratio: number | null;
+  bar?: number;
+}
+const rows: Row[] = [];
+const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+const ms = (s: number) => `${fmt(s * 1e3, s < 1e-3 ? 3 : 2)} ms`;
+const us = (s: number) => `${fmt(s * 1e6, 2)} µs`;
+
+function report(r: Row): void {
+  rows.push(r);
+  const ratio = r.ratio === null ? 'n/a' : `${r.ratio.toFixed(2)}x`;
+  const bar = r.bar === undefined || r.ratio === null ? '' : r.ratio >= r.bar ? ` (bar ${r.bar}x: met)` : ` (bar ${r.bar}x: MISSED)`;
+  console.log(`${r.section.padEnd(12)} ${r.case.padEnd(34)} ours ${r.ours.padEnd(18)} theirs ${r.theirs.padEnd(18)} ${ratio}${bar}`);
+}
+
+// ---- sections --------------------------------------------------------------------------------
+
+async function gemmSection(py: Python): Promise<void> {
+  const threads = addon!.getThreads();
+  for (const dtype of ['float32', 'float64'] as DType[]) {
+    for (const n of [64, 256, 1024, 2048]) {
+      const a = nat.alloc(dtype, n * n);
+      const b = nat.alloc(dtype, n * n);
+      const c = nat.alloc(dtype, n * n);
+      nat.randomUniform(a, 1, 0, -1, 1);
+      nat.randomUniform(b, 2, 0, -1, 1);
+      addon!.sync();
+      const call = () => { nat.gemm(a, b, c, 1, n, n, n, false, false, 0, 0); addon!.sync(); };
+      const reps = repsFor(timeSync(call, 1));
+      const res = await sideBySide(async () => timeSync(call, reps), () => py.time({ kind: 'gemm', dtype, n, reps }));
+      const gf = (s: number) => (2 * n ** 3) / s / 1e9;
+      report({
+        section: 'gemm', case: `${dtype} n=${n} (${threads}T)`,
+        ours: `${fmt(gf(res.ours))} GFLOP/s`, theirs: res.theirs ? `${fmt(gf(res.theirs))} GFLOP/s` : 'numpy missing',
+        ratio: res.theirs ? res.theirs / res.ours : null, bar: n >= 256 && dtype === 'float32' ? 0.75 : undefined,
+      });
+      for (const s of [a, b, c]) nat.free(s);
+    }
+  }
+}
+
+async function elementwiseSection(py: Python): Promise<void> {
+  for (const dtype of ['float32', 'float64'] as DType[]) {
+    for (const n of [1e4, 1e6, 1e7]) {
+      const a = nat.alloc(dtype, n);
+      const b = nat.alloc(dtype, n);
+      const c = nat.alloc(dtype, n);
+      const one = nat.alloc(dtype, 1);
+      nat.randomUniform(a, 3, 0, -1, 1);
+      nat.randomUniform(b, 4, 0, -1, 1);
+      addon!.sync();
+      const v = { shape: [n], strides: [1], offset: 0 };
+      const ops: Record<string, () => void> = {
+        add: () => { nat.binary('add', a, v, b, v, c); addon!.sync(); },
+        exp: () => { nat.unary('exp', a, c); addon!.sync(); },
+        sum: () => { nat.reduce('sum', a, [n], [0], one); addon!.sync(); },
+      };
+      for (const [op, call] of Object.entries(ops)) {
+        const reps = repsFor(timeSync(call, 1), 0.1);
+        const res = await sideBySide(async () => timeSync(call, reps), () => py.time({ kind: 'elementwise', op, dtype, n, reps }));
+        report({
+          section: 'elementwise', case: `${op} ${dtype} n=${n.toExponential(0)}`,
+          ours: n >= 1e6 ? ms(res.ours) : us(res.ours), theirs: res.theirs ? (n >= 1e6 ? ms(res.theirs) : us(res.theirs)) : 'numpy missing',
+          ratio: res.theirs ? res.theirs / res.ours : null, bar: n >= 1e6 ? 0.8 : undefined,
+        });
+      }
+      for (const s of [a, b, c, one]) nat.free(s);
+    }
+  }
+}
+
+interface Server {
+  url: string;
+  close(): Promise<void>;
+}
+
+async function startOurs(): Promise<Server> {
+  const config = loadConfig({ GRADSERVE_PORT: '0', GRADSERVE_LOG_LEVEL: 'silent', GRADSERVE_RATE_LIMIT_MAX: '100000000', GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: '0' });
+  const { app } = await buildApp({ config, backend: nat });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  return { url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`, close: () => app.close() };
+}
+
+class Api {
+  constructor(readonly url: string, readonly sid = '', readonly token = '') {}
+  static async session(url: string, dtype: DType = 'float32'): Promise<Api> {
+    const r = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ default_dtype: dtype }) });
+    const j = (await r.json()) as { id: string; token: string };
+    return new Api(url, j.id, j.token);
+  }
+  get auth(): Record<string, string> {
+    return { authorization: `Bearer ${this.token}` };
+  }
+  async post(path: string, body: unknown, contentType = 'application/json'): Promise<unknown> {
+    const r = await fetch(`${this.url}/v1/sessions/${this.sid}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': contentType, ...this.auth },
+      // fetch takes bytes; the DOM typings of this TypeScript version spell that BodyInit.
+      body: (typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body)) as string,
+    });
+    const j = await r.json();
+    if (r.status >= 300) throw new Error(`${path}: ${r.status} ${JSON.stringify(j).slice(0, 300)}`);
+    return j;
+  }
+  upload(name: string, shape: number[], values: Float32Array): Promise<unknown> {
+    return this.post('/arrays', { name, shape, dtype: 'float32', data_base64: Buffer.from(values.buffer).toString('base64') });
+  }
+}
+
+function randomF32(n: number, scale: number, seed: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    out[i] = (s / 4294967296 - 0.5) * 2 * scale;
+  }
+  return out;
+}
+
+async function mlpSection(py: Python, srv: Server): Promise<void> {
+  const ops = new Set(((await (await fetch(`${srv.url}/v1/ops`)).json()) as { ops: { name: string; aliases?: string[] }[] }).ops
+    .flatMap((o) => [o.name, ...(o.aliases ?? [])]));
+  const api = await Api.session(srv.url);
+  await api.upload('X', [256, 784], randomF32(256 * 784, 1, 1));
+  await api.upload('W1', [256, 784], randomF32(256 * 784, 0.05, 2));
+  await api.upload('b1', [256], new Float32Array(256));
+  await api.upload('W2', [10, 256], randomF32(2560, 0.05, 3));
+  await api.upload('b2', [10], new Float32Array(10));
+  await api.upload('Y', [256], Float32Array.from({ length: 256 }, (_, i) => (i * 7) % 10));
+  for (const p of ['W1', 'b1', 'W2', 'b2']) await api.post(`/arrays/${p}/attach-grad`, {});
+  let body: unknown;
+  if (ops.has('FullyConnected') && ops.has('softmax_cross_entropy') && ops.has('relu')) {
+    body = {
+      ops: [
+        { op: 'scope', kind: 'record', body: [
+          { op: 'FullyConnected', args: ['X', 'W1', 'b1'], attrs: { num_hidden: 256 }, out: 'h1' },
+          { op: 'relu', args: ['h1'], out: 'a1' },
+          { op: 'FullyConnected', args: ['a1', 'W2', 'b2'], attrs: { num_hidden: 10 }, out: 'z' },
+          { op: 'softmax_cross_entropy', args: ['z', 'Y'], out: 'loss' },
+        ] },
+        { op: 'backward', args: ['loss'] },
+      ],
+    };
+  } else {
+    console.log('mlp: FullyConnected/softmax_cross_entropy missing from GET /v1/ops; skipped');
+    return;
+  }
+  const step = async () => { await api.post('/ops', body); };
+  const reps = repsFor(await timeAsync(step, 1), 0.3);
+  const res = await sideBySide(() => timeAsync(step, reps), () => py.time({ kind: 'mlp', reps: reps * 2 }));
+  report({
+    section: 'mlp', case: '784-256-10 fwd+bwd, batch 256 (HTTP)', ours: ms(res.ours), theirs: res.theirs ? `${ms(res.theirs)} torch` : 'torch missing',
+    ratio: res.theirs ? res.theirs / res.ours : null, bar: 1 / 1.5,
+  });
+}
+
+async function chainSection(py: Python, srv: Server): Promise<void> {
+  const N = 1000;
+  const api = await Api.session(srv.url);
+  await api.post('/arrays', { name: 'x', data: [1] });
+  await api.post('/arrays/x/attach-grad', {});
+  const chain: unknown[] = [{ op: 'multiply', args: ['x', 1.0001], out: 'y' }];
+  for (let i = 1; i < N; i++) chain.push({ op: 'multiply', args: ['y', 1.0001], out: 'y' });
+  const body = { ops: [{ op: 'scope', kind: 'record', body: chain }, { op: 'backward', args: ['y'] }] };
+  const step = async () => { await api.post('/ops', body); };
+  const reps = repsFor(await timeAsync(step, 1), 0.3);
+  const res = await sideBySide(() => timeAsync(step, reps), () => py.time({ kind: 'chain', ops: N, reps }));
+  report({
+    section: 'chain', case: `${N}-op scalar chain fwd+bwd, per op`, ours: us(res.ours / N), theirs: res.theirs ? `${us(res.theirs / N)} torch` : 'torch missing',
+    ratio: res.theirs ? res.theirs / res.ours : null, bar: 0.5,
+  });
+}
+
+async function httpSection(srv: Server): Promise<void> {
+  const sessions = await Promise.all(Array.from({ length: 8 }, () => Api.session(srv.url)));
+  for (const s of sessions) await s.post('/arrays', { name: 'x', data: [1, 2, 3] });
+  const bare = Fastify({ logger: false });
+  bare.post('/v1/sessions/:sid/ops', async (req) => ({ outputs: {}, echo: (req.body as { expr?: string }).expr?.length ?? 0 }));
+  await bare.listen({ host: '127.0.0.1', port: 0 });
+  const bareAddr = bare.server.address();
+  const bareUrl = `http://127.0.0.1:${typeof bareAddr === 'object' && bareAddr ? bareAddr.port : 0}`;
+  const body = JSON.stringify({ expr: 'y = x + 1' });
+  const spec = (url: string) => ({
+    url, body, connections: 16, seconds: QUICK ? 2 : 3,
+    paths: sessions.map((s) => `/v1/sessions/${s.sid}/ops`), headers: sessions.map((s) => s.auth),
+  });
+  const ours: { rps: number; p99: number }[] = [];
+  const theirs: { rps: number; p99: number }[] = [];
+  for (let r = 0; r < Math.min(ROUNDS, 3); r++) {
+    ours.push(await runLoad(spec(srv.url)));
+    theirs.push(await runLoad(spec(bareUrl)));
+  }
+  await bare.close();
+  const o = median(ours.map((x) => x.rps));
+  const t = median(theirs.map((x) => x.rps));
+  report({ section: 'http', case: 'small-op POST /ops, 16 conns, req/s', ours: `${fmt(o, 0)} req/s`, theirs: `${fmt(t, 0)} bare fastify`, ratio: t ? o / t : null, bar: 0.5 });
+  const op99 = median(ours.map((x) => x.p99));
+  const tp99 = median(theirs.map((x) => x.p99));
+  report({ section: 'http', case: 'small-op POST /ops, p99 latency', ours: `${fmt(op99, 1)} ms`, theirs: `${fmt(tp99, 1)} ms`, ratio: op99 ? tp99 / op99 : null });
+}
+
+async function uploadSection(srv: Server): Promise<void> {
+  const api = await Api.session(srv.url);
+  const npyOf = (values: Float32Array) => {
+    const header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${values.length},), }`;
+    const pad = 64 - ((10 + header.length + 1) % 64);
+    const head = Buffer.alloc(10);
+    Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]).copy(head);
+    head.writeUInt16LE(header.length + pad + 1, 8);
+    return Buffer.concat([head, Buffer.from(header + ' '.repeat(pad) + '\n', 'latin1'), Buffer.from(values.buffer)]);
+  };
+  const big = randomF32(1_000_000, 1, 9);
+  // The .npy route is measured at 1e5: its body currently goes through a zod union that walks
+  // every byte of the Buffer (seconds at 1e6); see the report.
+  const small = randomF32(100_000, 1, 9);
+  const b64 = JSON.stringify({ name: 'u', shape: [big.length], dtype: 'float32', data_base64: Buffer.from(big.buffer).toString('base64') });
+  const npy = npyOf(small);
+  const json = JSON.stringify({ name: 'u', dtype: 'float32', data: Array.from(big) });
+  const cases: [string, () => Promise<unknown>, number, number][] = [
+    ['1e6 float32, base64 (JSON body)', () => api.post('/arrays', b64), b64.length, ROUNDS],
+    ['1e6 float32, JSON number list', () => api.post('/arrays', json), json.length, ROUNDS],
+    ['1e5 float32, .npy body', () => api.post('/arrays?name=u', new Uint8Array(npy), 'application/x-npy'), npy.length, 1],
+  ];
+  for (const [name, fn, bytes, rounds] of cases) {
+    const samples: number[] = [];
+    for (let r = 0; r < rounds; r++) samples.push(await timeAsync(async () => { await fn(); }, rounds > 1 ? 3 : 1));
+    const s = median(samples);
+    report({ section: 'upload', case: name, ours: ms(s), theirs: `${fmt(bytes / s / 1e6, 1)} MB/s of body`, ratio: null });
+  }
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+const py = new Python();
+await py.start();
+if (py.problem) console.log(`note: ${py.problem}; our side still runs`);
+console.log(`cpu: ${cpus()[0]?.model} x${cpus().length}, simd ${addon.simdLevel()}, threads ${addon.getThreads()}, numpy ${py.numpy ?? 'missing'}, torch ${py.torch ?? 'missing'}`);
+
+const srv = await startOurs();
+try {
+  if (want('gemm')) await gemmSection(py);
+  if (want('elem')) await elementwiseSection(py);
+  if (want('mlp')) await mlpSection(py, srv);
+  if (want('chain')) await chainSection(py, srv);
+  if (want('http')) await httpSection(srv);
+  if (want('upload')) await uploadSection(srv);
+} finally {
+  await srv.close();
+  py.stop();
+}
+
+const lines = [
+  '# gradserve benchmarks',
+  '',
+  `Generated by \`npm run bench\` on ${new Date().toISOString().slice(0, 10)}: ${cpus()[0]?.model} x${cpus().length} (SIMD ${addon.simdLevel()}, ${addon.getThreads()} threads),`,
+  `Node ${process.version}, numpy ${py.numpy ?? 'missing'}, torch ${py.torch ?? 'missing'}${py.problem ? ` (${py.problem})` : ''}.`,
+  `Each case alternates our run and theirs for ${ROUNDS} rounds; the medians are shown. Ratio: their time / ours`,
+  '(higher is better for us; for req/s: ours / theirs). Load average at the end: ' + (await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ') + '.',
+  '',
+  '| section | case | gradserve | reference | ratio | bar |',
+  '|---|---|---|---|---|---|',
+  ...rows.map((r) => `| ${r.section} | ${r.case} | ${r.ours} | ${r.theirs} | ${r.ratio === null ? 'n/a' : `${r.ratio.toFixed(2)}x`} | ${r.bar === undefined ? '' : `${r.bar.toFixed(2)}x ${r.ratio !== null && r.ratio >= r.bar ? 'met' : 'missed'}`} |`),
+  '',
+];
+if (sections.size === 0) writeFileSync(new URL('./results.md', import.meta.url), lines.join('\n'));
+else console.log(lines.join('\n'));

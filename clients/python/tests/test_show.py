@@ -1,0 +1,54 @@
+"""autograd.show against a live server: set GRADSERVE_URL (the tests are skipped otherwise)."""
+import os
+import tempfile
+import unittest
+
+import gradserve
+from gradserve import autograd, nd
+
+URL = os.environ.get('GRADSERVE_URL')
+
+
+@unittest.skipUnless(URL, 'GRADSERVE_URL is not set')
+class ShowTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        gradserve.connect(URL, seed=7)
+
+    @classmethod
+    def tearDownClass(cls):
+        gradserve.disconnect()
+
+    def test_show_draws_the_tape_that_recorded_y(self):
+        x = nd.arange(4).reshape((4, 1))
+        x.attach_grad()
+        with autograd.record():
+            y = 2 * nd.dot(x.T, x)
+        d = autograd.show(y)
+        svg = d._repr_svg_()
+        self.assertTrue(svg.lstrip().startswith('<?xml') or svg.lstrip().startswith('<svg'), svg[:80])
+        self.assertIn('</svg>', svg)
+        for op in ('transpose', 'dot', 'multiply'):
+            self.assertIn('>%s<' % op, svg)
+        self.assertIn('grad_req=write', svg)  # x is drawn as a variable
+        self.assertRegex(d.tape, r'^t\d+$')
+        self.assertIn(d.tape, repr(d))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, 'tape.svg')
+            d.save(path)
+            with open(path, encoding='utf-8') as f:
+                self.assertEqual(f.read(), svg)
+        y.backward()
+        # backward freed the history: nothing left to draw
+        with self.assertRaisesRegex(ValueError, 'no recorded history'):
+            autograd.show(y)
+
+    def test_show_refuses_arrays_never_recorded(self):
+        with self.assertRaisesRegex(ValueError, 'no recorded history'):
+            autograd.show(nd.ones((2,)))
+        with self.assertRaises(TypeError):
+            autograd.show([1, 2])
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,361 @@
+/**
+ * Scale-out test (issue 7.2): nginx with docker/nginx.conf in front of three gradserve processes,
+ * all on 127.0.0.1. Checks sticky sessions (every request of a session reaches the replica that
+ * created it), the spread over replicas, what a client sees when a replica is SIGKILLed (only its
+ * sessions fail, with nginx's problem+json 502; new sessions land on live replicas for a client
+ * that retries on 503), that nginx's own errors are problem+json and gradserve's pass through, and
+ * that a restarted replica answers 404 for the sessions it lost, as a single server would.
+ *
+ *   npm run test:scale            (npx tsx scripts/test-scale.ts)
+ *
+ * Needs nginx (Debian's package) on PATH or in /usr/sbin, and sh. Prints one PASS/FAIL line per
+ * check and a summary; exits 1 on any failure. Environment:
+ *   GRADSERVE_BACKEND   native|reference (default: native, or reference when the addon is missing)
+ *   NGINX               the nginx binary to use
+ *   KEEP_TMP=1          keep the temporary directory (logs, generated config) even on success
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SESSIONS = 100;
+const REPLICAS = ['r1', 'r2', 'r3'];
+const T0 = Date.now();
+
+// ---- reporting ---------------------------------------------------------------------------------
+let passed = 0;
+const failures: string[] = [];
+function check(name: string, ok: boolean, detail = ''): boolean {
+  if (ok) { passed++; console.log(`PASS  ${name}${detail ? ` (${detail})` : ''}`); }
+  else { failures.push(name); console.log(`FAIL  ${name}${detail ? `: ${detail}` : ''}`); }
+  return ok;
+}
+const log = (msg: string) => console.log(`[test-scale ${((Date.now() - T0) / 1000).toFixed(1)}s] ${msg}`);
+
+// ---- processes -----------------------------------------------------------------------------------
+const children = new Set<ChildProcess>();
+let tmp = '';
+
+function findNginx(): string | null {
+  if (process.env.NGINX) return process.env.NGINX;
+  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin']) {
+    if (dir && existsSync(join(dir, 'nginx'))) return join(dir, 'nginx');
+  }
+  return null;
+}
+
+/** native unless asked otherwise, falling back to reference when the addon is absent or will not load. */
+function chooseBackend(): { backend: 'native' | 'reference'; why: string } {
+  const asked = process.env.GRADSERVE_BACKEND;
+  if (asked === 'native' || asked === 'reference') return { backend: asked, why: 'GRADSERVE_BACKEND' };
+  const addon = join(ROOT, 'build/Release/gradserve.node');
+  if (!existsSync(addon)) return { backend: 'reference', why: 'build/Release/gradserve.node is missing' };
+  // A separate process: an addon caught mid-rebuild must not take this test down with it.
+  const r = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', addon], { timeout: 10000 });
+  if (r.status !== 0) return { backend: 'reference', why: 'build/Release/gradserve.node does not load' };
+  return { backend: 'native', why: 'addon present' };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((ok, ko) => {
+    const s = net.createServer();
+    s.once('error', ko);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/** Output goes to files in the temp dir, never to pipes nobody drains. */
+function start(name: string, cmd: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  const out = openSync(join(tmp, `${name}.log`), 'a');
+  const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  closeSync(out);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function stopAll(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+process.on('exit', stopAll);
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => { stopAll(); process.exit(130); });
+
+function exited(c: ChildProcess): Promise<void> {
+  return c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((ok) => c.once('exit', () => ok()));
+}
+
+async function waitHealthy(url: string, child: ChildProcess, what: string, timeoutMs = 30000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}); see ${tmp}`);
+    try {
+      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (r.status === 200) return;
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} not healthy after ${timeoutMs} ms; see ${tmp}`);
+}
+
+// ---- HTTP ------------------------------------------------------------------------------------------
+interface Answer { status: number; type: string; replica: string | null; retryAfter: string | null; text: string; body: any }
+
+async function call(base: string, method: string, path: string, o: { token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Answer> {
+  const headers: Record<string, string> = { ...(o.headers ?? {}) };
+  if (o.token) headers.authorization = `Bearer ${o.token}`;
+  if (o.body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(base + path, { method, headers, body: o.body === undefined ? undefined : JSON.stringify(o.body), signal: AbortSignal.timeout(15000) });
+  const text = await r.text();
+  let body: any = null;
+  try { body = text ? JSON.parse(text) : null; } catch { /* HTML or garbage: body stays null */ }
+  return { status: r.status, type: r.headers.get('content-type') ?? '', replica: r.headers.get('x-gradserve-replica'), retryAfter: r.headers.get('retry-after'), text, body };
+}
+
+/** A problem+json answer with the contract's members, not an HTML page. */
+function isProblem(a: Answer, status: number, code?: string): boolean {
+  return a.status === status && a.type.startsWith('application/problem+json') && !a.text.trimStart().startsWith('<')
+    && a.body !== null && a.body.status === status && typeof a.body.type === 'string' && typeof a.body.title === 'string'
+    && typeof a.body.detail === 'string' && typeof a.body.code === 'string' && (code === undefined || a.body.code === code);
+}
+const brief = (a: Answer) => `${a.status} ${a.type} replica=${a.replica} ${a.text.slice(0, 160)}`;
+
+async function pool<T, R>(items: T[], width: number, f: (t: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, async () => {
+    while (next < items.length) { const i = next++; out[i] = await f(items[i], i); }
+  }));
+  return out;
+}
+
+/** A raw request, for what fetch will not send (a huge Content-Length without the body, garbage). */
+function raw(port: number, bytes: string): Promise<string> {
+  return new Promise((ok, ko) => {
+    const s = net.createConnection({ host: '127.0.0.1', port });
+    let buf = '';
+    s.setTimeout(5000, () => { s.destroy(); ko(new Error('raw request timed out')); });
+    // Done once the whole answer is in: nginx may linger before closing (lingering_close).
+    const complete = () => {
+      const end = buf.indexOf('\r\n\r\n');
+      const len = /\r\ncontent-length:\s*(\d+)/i.exec(buf.slice(0, end));
+      return end >= 0 && len !== null && Buffer.byteLength(buf.slice(end + 4), 'latin1') >= Number(len[1]);
+    };
+    s.on('data', (d) => { buf += d.toString('latin1'); if (complete()) { s.destroy(); ok(buf); } });
+    s.on('end', () => ok(buf));
+    s.on('close', () => ok(buf));
+    s.on('error', (e) => (buf ? ok(buf) : ko(e)));
+    s.write(bytes);
+  });
+}
+function parseRaw(text: string): Answer {
+  const [head, ...rest] = text.split('\r\n\r\n');
+  const lines = head.split('\r\n');
+  const status = Number(lines[0]?.split(' ')[1] ?? 0);
+  const h = (n: string) => lines.find((l) => l.toLowerCase().startsWith(`${n}:`))?.slice(n.length + 1).trim() ?? null;
+  const bodyText = rest.join('\r\n\r\n');
+  let body: any = null;
+  try { body = JSON.parse(bodyText); } catch { /* not JSON */ }
+  return { status, type: h('content-type') ?? '', replica: h('x-gradserve-replica'), retryAfter: h('retry-after'), text: bodyText, body };
+}
+
+// ---- the session workload -----------------------------------------------------------------------
+interface Sess { id: string; token: string; replica: string; k: number }
+
+/** The chapter's first cell with session-specific data: x = k + arange(4), y = 2 x^T x, dy/dx = 4x. */
+async function chapter(lb: string, s: Sess): Promise<string | null> {
+  const x = [[s.k], [s.k + 1], [s.k + 2], [s.k + 3]];
+  const steps: [string, string, unknown?][] = [
+    ['POST', '/arrays', { name: 'x', data: x }],
+    ['POST', '/arrays/x/attach-grad'],
+    ['POST', '/ops', { record: true, expr: 'y = 2 * nd.dot(x.T, x)' }],
+    ['POST', '/arrays/y/backward'],
+    ['GET', '/arrays/x/grad'],
+    ['GET', ''],
+  ];
+  let grad: any = null;
+  for (const [method, p, body] of steps) {
+    const a = await call(lb, method, `/v1/sessions/${s.id}${p}`, { token: s.token, body });
+    if (a.status >= 300) return `${method} ${p}: ${brief(a)}`;
+    if (a.replica !== s.replica) return `${method} ${p} answered by ${a.replica}, session lives on ${s.replica}`;
+    if (p === '/arrays/x/grad') grad = a.body?.data;
+  }
+  const want = JSON.stringify(x.map(([v]) => [4 * v]));
+  return JSON.stringify(grad) === want ? null : `grad ${JSON.stringify(grad)} != ${want}`;
+}
+
+/** A later request of a session: uses the arrays it built, so a session that moved would show. */
+async function reuse(lb: string, s: Sess): Promise<Answer> {
+  return call(lb, 'POST', `/v1/sessions/${s.id}/ops`, { token: s.token, body: { expr: 'z = x.grad.sum()', fetch: ['z'] } });
+}
+const reuseOk = (a: Answer, s: Sess) => a.status === 200 && a.replica === s.replica && a.body?.outputs?.z?.data?.[0] === 4 * (4 * s.k + 6);
+
+async function createRetrying(lb: string, attempts: number): Promise<{ a: Answer; failures: Answer[] }> {
+  const failures: Answer[] = [];
+  for (let i = 0; ; i++) {
+    const a = await call(lb, 'POST', '/v1/sessions', { body: {} });
+    if (a.status !== 503 || i + 1 >= attempts) return { a, failures };
+    failures.push(a); // a real client would wait Retry-After (1 s); the test retries at once
+  }
+}
+
+// ---- main ------------------------------------------------------------------------------------------
+async function main(): Promise<void> {
+  const nginxBin = findNginx();
+  if (!nginxBin) { check('nginx is installed', false, 'apt-get install -y nginx'); return; }
+  const { backend, why } = chooseBackend();
+  log(`backend: ${backend} (${why}); nginx: ${nginxBin}`);
+
+  tmp = mkdtempSync(join(tmpdir(), 'gradserve-scale-'));
+  // nginx's workers drop to an unprivileged user when run as root: they must reach the temp dirs.
+  chmodSync(tmp, 0o755);
+
+  // Replicas.
+  const ports = await Promise.all(REPLICAS.map(() => freePort()));
+  const lbPort = await freePort();
+  const lb = `http://127.0.0.1:${lbPort}`;
+  const direct = (i: number) => `http://127.0.0.1:${ports[i]}`;
+  const tsx = ['--import', 'tsx', 'src/server.ts']; // node itself, so SIGKILL hits the server, not a wrapper
+  const replicaEnv = (i: number) => ({
+    GRADSERVE_HOST: '127.0.0.1', GRADSERVE_PORT: String(ports[i]), GRADSERVE_REPLICA: REPLICAS[i],
+    GRADSERVE_BACKEND: backend, GRADSERVE_LOG_LEVEL: 'warn',
+  });
+  const procs = REPLICAS.map((name, i) => start(name, process.execPath, tsx, replicaEnv(i)));
+
+  // nginx: the repository's nginx.conf, linked (not copied) into a prefix of its own, with the two
+  // generated include files next to it (nginx resolves includes relative to the -c file's dir).
+  symlinkSync(join(ROOT, 'docker/nginx.conf'), join(tmp, 'nginx.conf'));
+  const render = spawnSync('sh', [join(ROOT, 'docker/nginx-render.sh'), tmp], {
+    env: { ...process.env, GRADSERVE_UPSTREAMS: ports.map((p) => `127.0.0.1:${p}`).join(' '), NGINX_LISTEN: `127.0.0.1:${lbPort}` },
+    encoding: 'utf8',
+  });
+  if (!check('nginx-render.sh writes the upstream and listen includes', render.status === 0, render.stderr.trim())) return;
+  // stdout not a pipe: node's pipes are sockets, and nginx cannot open /dev/stdout (the access log) on one.
+  const test = spawnSync(nginxBin, ['-t', '-p', `${tmp}/`, '-c', join(tmp, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;'], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+  if (!check('nginx -t accepts docker/nginx.conf', test.status === 0, test.status === 0 ? '' : test.stderr.trim())) return;
+  const nginx = start('nginx', nginxBin, ['-p', `${tmp}/`, '-c', join(tmp, 'nginx.conf'), '-e', 'stderr', '-g', 'daemon off;']);
+
+  await Promise.all(procs.map((p, i) => waitHealthy(direct(i), p, `replica ${REPLICAS[i]}`)));
+  await waitHealthy(lb, nginx, 'nginx');
+  log(`3 replicas on ${ports.join(', ')}, nginx on ${lbPort}; temp dir ${tmp}`);
+
+  // 1. Sessions through nginx: ids minted by the proxy, one replica each, every request sticks.
+  const created = await pool(Array.from({ length: SESSIONS }, (_, k) => k), 20, async (k) => {
+    const a = await call(lb, 'POST', '/v1/sessions', { body: { seed: k } });
+    return { a, k };
+  });
+  const sessions: Sess[] = [];
+  const badCreate = created.filter(({ a }) => a.status !== 201 || !a.replica);
+  for (const { a, k } of created) if (a.status === 201 && a.replica) sessions.push({ id: a.body.id, token: a.body.token, replica: a.replica, k });
+  check(`${SESSIONS} sessions created through nginx`, badCreate.length === 0, badCreate.length ? brief(badCreate[0].a) : '');
+  check('session ids are minted by nginx ($request_id: 32 hex digits)', sessions.every((s) => /^[0-9a-f]{32}$/.test(s.id)));
+  const own = await call(lb, 'POST', '/v1/sessions', { body: {}, headers: { 'x-gradserve-session-id': 'client-chosen-id' } });
+  check('a client cannot choose the session id through nginx', own.status === 201 && own.body.id !== 'client-chosen-id', brief(own));
+
+  const walk = await pool(sessions, 20, (s) => chapter(lb, s));
+  const walkErr = walk.filter((e) => e !== null);
+  check('every request of every session reaches its replica, and the chapter runs (arrays, ops, backward, grad)', walkErr.length === 0, walkErr.length ? `${walkErr.length} sessions: ${walkErr[0]}` : `${sessions.length * 6} requests`);
+
+  // Held where nginx says: the owning replica knows the session, the others answer 404.
+  const placement = await pool(sessions, 20, async (s) => {
+    const codes = await Promise.all(REPLICAS.map((_, i) => call(direct(i), 'GET', `/v1/sessions/${s.id}`, { token: s.token }).then((a) => a.status)));
+    return REPLICAS.every((name, i) => codes[i] === (name === s.replica ? 200 : 404));
+  });
+  check('each session exists on exactly the replica that answered for it', placement.every(Boolean));
+
+  const per = Object.fromEntries(REPLICAS.map((r) => [r, sessions.filter((s) => s.replica === r).length]));
+  check('sessions spread over all three replicas', REPLICAS.every((r) => per[r] >= 10), JSON.stringify(per));
+
+  const info = await call(lb, 'GET', `/v1/sessions/${sessions[0].id}`, { token: sessions[0].token });
+  log(`a chapter session (x, y, x.grad, one tape) holds ${info.body?.bytes} bytes`);
+
+  // 2. gradserve's own errors pass through nginx untouched; unknown sessions look as on one server.
+  const s0 = sessions[0];
+  const unk = await call(lb, 'POST', `/v1/sessions/${s0.id}/ops`, { token: s0.token, body: { ops: [{ op: 'no_such_op', args: ['x'] }] } });
+  check("gradserve's own problem+json passes through (422 unknown_op, from the replica)", isProblem(unk, 422, 'unknown_op') && unk.replica === s0.replica, brief(unk));
+  const ghost = randomBytes(16).toString('hex');
+  const viaLb = await call(lb, 'GET', `/v1/sessions/${ghost}`, { token: 'x'.repeat(20) });
+  const single = await call(direct(0), 'GET', `/v1/sessions/${ghost}`, { token: 'x'.repeat(20) });
+  const same = (a: Answer, b: Answer) => a.status === b.status && a.body?.code === b.body?.code && a.body?.type === b.body?.type && a.body?.title === b.body?.title;
+  check('an unknown session through nginx gets the 404 problem+json a single server gives', isProblem(viaLb, 404, 'not_found') && same(viaLb, single), brief(viaLb));
+
+  // 3. nginx's own errors are problem+json too.
+  const big = parseRaw(await raw(lbPort, `POST /v1/sessions/${s0.id}/arrays HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${64 * 1024 * 1024 + 1}\r\nConnection: close\r\n\r\n`));
+  check('a body over 64 MiB: 413 problem+json from nginx', isProblem(big, 413, 'payload_too_large') && big.replica === null, brief(big));
+  const garbage = parseRaw(await raw(lbPort, 'THIS IS NOT HTTP\r\n\r\n'));
+  check('a malformed request: 400 problem+json from nginx', isProblem(garbage, 400, 'invalid_request'), brief(garbage));
+
+  // 4. One replica dies (SIGKILL: no drain, its sessions are gone).
+  const victimIdx = 1;
+  const victim = REPLICAS[victimIdx];
+  procs[victimIdx].kill('SIGKILL');
+  await exited(procs[victimIdx]);
+  log(`killed replica ${victim} (${per[victim]} sessions)`);
+
+  const after = await pool(sessions, 20, async (s) => ({ s, a: await reuse(lb, s) }));
+  const lost = after.filter(({ s }) => s.replica === victim);
+  const kept = after.filter(({ s }) => s.replica !== victim);
+  const lostBad = lost.filter(({ a }) => !isProblem(a, 502, 'upstream_unavailable'));
+  check(`the dead replica's ${lost.length} sessions get nginx's 502 problem+json (upstream_unavailable, not HTML)`, lost.length > 0 && lostBad.length === 0, lostBad.length ? brief(lostBad[0].a) : brief(lost[0]?.a ?? ({} as Answer)));
+  const keptBad = kept.filter(({ s, a }) => !reuseOk(a, s));
+  check(`the other ${kept.length} sessions keep working on their replicas`, keptBad.length === 0, keptBad.length ? brief(keptBad[0].a) : '');
+
+  // Stateless routes skip the dead replica (proxy_next_upstream).
+  const probes = await pool(Array.from({ length: 30 }, () => 0), 10, () => call(lb, 'GET', '/healthz'));
+  check('stateless routes (/healthz) keep answering 200 through nginx', probes.every((a) => a.status === 200), brief(probes.find((a) => a.status !== 200) ?? probes[0]));
+
+  // New sessions: a client that retries on 503 always ends up on a live replica.
+  const fresh = await pool(Array.from({ length: 40 }, () => 0), 10, () => createRetrying(lb, 8));
+  const refused = fresh.flatMap((f) => f.failures);
+  const freshBad = fresh.filter((f) => f.a.status !== 201 || !f.a.replica || f.a.replica === victim);
+  check('new sessions go to live replicas for a client that retries on 503 (up to 8 attempts)', freshBad.length === 0, freshBad.length ? brief(freshBad[0].a) : `40 sessions, ${refused.length} attempt(s) refused on the way`);
+  check('a creation that hashes to the dead replica: 503 problem+json with Retry-After (retry gets a new id)', refused.length > 0 && refused.every((a) => isProblem(a, 503, 'upstream_unavailable') && a.retryAfter === '1'), refused.length ? brief(refused[0]) : 'no attempt hashed to the dead replica');
+  const freshSessions: Sess[] = fresh.filter((f) => f.a.status === 201).map((f, i) => ({ id: f.a.body.id, token: f.a.body.token, replica: f.a.replica!, k: 1000 + i }));
+  const freshWalk = await pool(freshSessions, 10, (s) => chapter(lb, s));
+  const freshErr = freshWalk.filter((e) => e !== null);
+  check('the new sessions work and stick to their replicas', freshErr.length === 0, freshErr[0] ?? `${freshSessions.length} sessions`);
+
+  // 5. The replica comes back (empty): its old sessions are unknown there, as on a restarted single server.
+  procs[victimIdx] = start(`${victim}-restarted`, process.execPath, tsx, replicaEnv(victimIdx));
+  await waitHealthy(direct(victimIdx), procs[victimIdx], `replica ${victim} (restarted)`);
+  const back = await pool(lost, 20, ({ s }) => reuse(lb, s));
+  check(`after ${victim} restarts, its lost sessions get 404 not_found problem+json from it`, back.every((a) => isProblem(a, 404, 'not_found') && a.replica === victim), brief(back.find((a) => !isProblem(a, 404, 'not_found')) ?? back[0]));
+  const survivors = await pool([...kept.map(({ s }) => s), ...freshSessions], 20, async (s) => reuseOk(await reuse(lb, s), s));
+  check('sessions on the other replicas are unaffected by the restart', survivors.every(Boolean));
+  const again = await pool(Array.from({ length: 30 }, () => 0), 10, () => call(lb, 'POST', '/v1/sessions', { body: {} }));
+  const againBy = new Set(again.map((a) => a.replica));
+  check('with all replicas up, creation never needs a retry and reaches all three', again.every((a) => a.status === 201) && againBy.size === 3, [...againBy].join(','));
+
+  // 6. Everything listened on 127.0.0.1 only.
+  const conf = readFileSync(join(tmp, 'nginx-listen.conf'), 'utf8');
+  check('nginx listens on 127.0.0.1 only', conf.trim() === `listen 127.0.0.1:${lbPort};`, conf.trim());
+}
+
+main()
+  .catch((e) => { check('test ran to completion', false, (e as Error).stack ?? String(e)); })
+  .finally(async () => {
+    const live = [...children];
+    for (const c of live) c.kill('SIGTERM');
+    await Promise.race([Promise.all(live.map(exited)), new Promise((r) => setTimeout(r, 5000))]);
+    stopAll();
+    const secs = ((Date.now() - T0) / 1000).toFixed(1);
+    console.log(`\n${passed} passed, ${failures.length} failed (${secs} s)`);
+    if (failures.length) {
+      for (const f of failures) console.log(`  failed: ${f}`);
+      if (tmp) console.log(`logs kept in ${tmp}`);
+      console.log('RESULT: FAIL');
+      process.exitCode = 1;
+    } else {
+      if (tmp && process.env.KEEP_TMP !== '1') rmSync(tmp, { recursive: true, force: true });
+      else if (tmp) console.log(`logs kept in ${tmp}`);
+      console.log('RESULT: PASS');
+    }
+  });

@@ -1,0 +1,423 @@
+/**
+ * A connection to one session of a gradserve server: the typed HTTP client (openapi-fetch over
+ * the generated `schema.d.ts`), and the `nd` and `autograd` namespaces built on it.
+ */
+import createClient, { type Client as FetchClient, type Middleware } from 'openapi-fetch';
+import type { components, paths } from './schema.js';
+import { GradserveError, errorFromAnswer, networkError } from './errors.js';
+import { LazyArray, NDArray, fromJson, type DType, type Nested, type OpArg } from './ndarray.js';
+
+export type Descriptor = components['schemas']['ArrayDescriptor'];
+export type OpInfo = components['schemas']['OpList']['ops'][number];
+export type AutogradState = components['schemas']['AutogradState'];
+export type GradReq = 'write' | 'add' | 'null';
+
+export const DEFAULT_URL = 'http://127.0.0.1:8080';
+
+export interface ConnectOptions {
+  /** Seed of the session's random stream (random when absent). */
+  seed?: number;
+  /** dtype of created arrays unless an op says otherwise (float32). */
+  defaultDtype?: DType;
+  ttlSeconds?: number;
+  /** Sent as X-API-Key when the server requires a key to create sessions. */
+  apiKey?: string;
+  /** A fetch implementation (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+/** JSON has no NaN or infinities: they travel as the strings the API defines (both ways). */
+const serialize = (body: unknown) => JSON.stringify(body, (_k, v) => (typeof v === 'number' && !Number.isFinite(v)
+  ? (Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity')
+  : v));
+
+/**
+ * Turns thrown network failures into a GradserveError naming the URL tried. Answers with an
+ * error status are not thrown by openapi-fetch; `Session.call` turns those into errors.
+ */
+const networkErrors: Middleware = {
+  onError({ request, error }) {
+    return error instanceof GradserveError ? error : networkError(request.method, request.url, error);
+  },
+};
+
+type Answer<T> = { data?: T; error?: unknown; response: Response };
+
+/** Named arguments of autograd.backward and NDArray.backward. */
+export interface BackwardOptions {
+  /** Aligned with the heads; null (or absent) means ones. */
+  headGrads?: (OpArg | null)[];
+  retainGraph?: boolean;
+  trainMode?: boolean;
+}
+
+export interface GradOptions extends BackwardOptions {
+  createGraph?: boolean;
+}
+
+/** A plain object of op attributes: `{axis: 1, keepdims: true}`. */
+export type Attrs = Record<string, unknown>;
+
+/**
+ * An op of the server's table called from JS: array args, then positional attributes (numbers,
+ * lists), then optionally a plain object of keyword attributes. Dotted op names are namespaces:
+ * `gs.nd.random.normal({shape: [2, 3]})`.
+ */
+export type OpFunction = ((...args: (OpArg | Attrs)[]) => LazyArray) & { readonly [sub: string]: OpFunction };
+
+export interface NdBuiltins {
+  /** A new array from nested lists (or a typed array with `shape`), like `nd.array`. */
+  array(data: Nested | Float32Array | Float64Array, options?: { dtype?: DType; shape?: number[] }): LazyArray;
+  /** A handle for an array already bound on the server under `name` (e.g. by an expression). */
+  get(name: string): LazyArray;
+  /** Calls any op by name; resolves to all its outputs (for ops with several, like `split`). */
+  call(op: string, args?: (OpArg | Attrs)[]): Promise<NDArray[]>;
+}
+
+/** `gs.nd`: the builtins, and every op listed by GET /v1/ops (names and aliases). */
+export type Nd = NdBuiltins & { readonly [op: string]: OpFunction };
+
+export class Session {
+  /** The typed HTTP client, for endpoints the thin layer does not wrap. */
+  readonly api: FetchClient<paths>;
+  readonly nd: Nd;
+  readonly autograd: Autograd;
+  private nextName = 0;
+  /** Names of collected NDArray handles, deleted on the server in batches. */
+  private dead: string[] = [];
+  private readonly registry = new FinalizationRegistry<string>((name) => { this.dead.push(name); });
+  private closed = false;
+
+  constructor(
+    readonly url: string,
+    readonly id: string,
+    readonly token: string,
+    readonly ops: OpInfo[],
+    fetchImpl?: typeof fetch,
+  ) {
+    this.api = createClient<paths>({
+      baseUrl: url,
+      headers: { Authorization: `Bearer ${token}` },
+      bodySerializer: serialize,
+      ...(fetchImpl ? { fetch: fetchImpl } : {}),
+    });
+    this.api.use(networkErrors);
+    this.nd = makeNd(this);
+    this.autograd = new Autograd(this);
+  }
+
+  /** The body of a successful answer, or a GradserveError for an error status. */
+  async call<T>(method: string, path: string, request: () => Promise<Answer<T>>): Promise<T> {
+    if (this.closed) throw new GradserveError('closed', 0, 'this session was closed', method, this.url + path);
+    const { data, error, response } = await request();
+    if (!response.ok) throw errorFromAnswer(method, response.url || this.url + path, response.status, error);
+    return data as T;
+  }
+
+  private get sid() {
+    return { path: { sid: this.id } };
+  }
+
+  /** A fresh server name for a client-made array (the server names op outputs `_out<N>`). */
+  newName(): string {
+    return `_ts${++this.nextName}`;
+  }
+
+  /** Makes a handle; `owned` handles unbind their server name when they are garbage-collected. */
+  handle(d: { name: string; shape: number[]; dtype: DType; grad_req?: GradReq | null }, owned: boolean): NDArray {
+    const a = new NDArray(this, d.name, d.shape, d.dtype, d.grad_req ?? null);
+    if (owned) this.registry.register(a, d.name);
+    return a;
+  }
+
+  /** Deletes the server names of collected handles once a few have piled up. */
+  private async releaseDead(): Promise<void> {
+    if (this.dead.length < 16) return;
+    const names = this.dead.splice(0);
+    await Promise.all(names.map((name) => this.api.DELETE('/v1/sessions/{sid}/arrays/{name}', { params: { path: { sid: this.id, name } } }).catch(() => undefined)));
+  }
+
+  /** POST /ops with a JSON program; answers the outputs' descriptors in binding order. */
+  async program(ops: unknown[], extra: { record?: boolean; fetch?: string[] } = {}) {
+    await this.releaseDead();
+    const answer = await this.call('POST', `/v1/sessions/${this.id}/ops`, () =>
+      this.api.POST('/v1/sessions/{sid}/ops', { params: this.sid, body: { ops: ops as never, ...extra } }));
+    return answer;
+  }
+
+  /** Runs an expression (the contract's MXNet-style language); answers the raw POST /ops answer. */
+  async expr(code: string, options: { record?: boolean; trainMode?: boolean; fetch?: string[] | boolean } = {}) {
+    return this.call('POST', `/v1/sessions/${this.id}/ops`, () => this.api.POST('/v1/sessions/{sid}/ops', {
+      params: this.sid,
+      body: { expr: code, record: options.record, train_mode: options.trainMode, fetch: options.fetch },
+    }));
+  }
+
+  /** Runs one op; resolves to its outputs, as handles owned by this client. */
+  async runOp(op: string, args: (OpArg | Attrs)[]): Promise<NDArray[]> {
+    const resolved = await Promise.all(args.map(resolveArg));
+    let attrs: Attrs | undefined;
+    const last = resolved[resolved.length - 1];
+    if (isAttrs(last)) {
+      attrs = last;
+      resolved.pop();
+    }
+    const answer = await this.program([{ op, args: resolved, ...(attrs ? { attrs } : {}) }]);
+    return Object.values(answer.outputs).map((d) => this.handle(d as Descriptor & { dtype: DType }, true));
+  }
+
+  /** Reads an array or `name.grad` as nested lists. */
+  async read(ref: string): Promise<Nested> {
+    const grad = ref.endsWith('.grad');
+    const name = grad ? ref.slice(0, -5) : ref;
+    const params = { path: { sid: this.id, name }, query: { format: 'nested' as const } };
+    const d = grad
+      ? await this.call('GET', `/v1/sessions/${this.id}/arrays/${name}/grad`, () => this.api.GET('/v1/sessions/{sid}/arrays/{name}/grad', { params }))
+      : await this.call('GET', `/v1/sessions/${this.id}/arrays/${name}`, () => this.api.GET('/v1/sessions/{sid}/arrays/{name}', { params }));
+    return fromJson(d.data) as Nested;
+  }
+
+  /** Describes a bound name (no data). */
+  async describe(name: string): Promise<Descriptor> {
+    return this.call('GET', `/v1/sessions/${this.id}/arrays/${name}`, () =>
+      this.api.GET('/v1/sessions/{sid}/arrays/{name}', { params: { path: { sid: this.id, name }, query: { format: 'flat' } } }));
+  }
+
+  async attachGrad(name: string, gradReq: GradReq): Promise<Descriptor> {
+    return this.call('POST', `/v1/sessions/${this.id}/arrays/${name}/attach-grad`, () =>
+      this.api.POST('/v1/sessions/{sid}/arrays/{name}/attach-grad', { params: { path: { sid: this.id, name } }, body: { grad_req: gradReq } }));
+  }
+
+  async backward(heads: (NDArray | LazyArray)[], o: BackwardOptions = {}): Promise<void> {
+    const refs = await Promise.all(heads.map(async (h) => (await h).ref));
+    const headGrads = o.headGrads ? await Promise.all(o.headGrads.map((g) => (g === null ? null : resolveArg(g)))) : undefined;
+    await this.call('POST', `/v1/sessions/${this.id}/backward`, () => this.api.POST('/v1/sessions/{sid}/backward', {
+      params: this.sid,
+      body: { heads: refs, head_grads: headGrads as never, retain_graph: o.retainGraph, train_mode: o.trainMode },
+    }));
+  }
+
+  async grad(heads: (NDArray | LazyArray)[], variables: (NDArray | LazyArray)[], o: GradOptions = {}): Promise<NDArray[]> {
+    const refs = await Promise.all(heads.map(async (h) => (await h).ref));
+    const vars = await Promise.all(variables.map(async (v) => v));
+    const out = vars.map(() => this.newName());
+    const headGrads = o.headGrads ? await Promise.all(o.headGrads.map((g) => (g === null ? null : resolveArg(g)))) : undefined;
+    const answer = await this.call('POST', `/v1/sessions/${this.id}/grad`, () => this.api.POST('/v1/sessions/{sid}/grad', {
+      params: this.sid,
+      body: {
+        heads: refs, variables: vars.map((v) => v.ref), out, head_grads: headGrads as never,
+        retain_graph: o.retainGraph, create_graph: o.createGraph, train_mode: o.trainMode,
+      },
+    }));
+    return vars.map((v, i) => this.handle({ ...(answer.grads[v.ref] as Descriptor & { dtype: DType }), name: out[i] }, true));
+  }
+
+  async autogradState(): Promise<AutogradState> {
+    return this.call('GET', `/v1/sessions/${this.id}/autograd`, () => this.api.GET('/v1/sessions/{sid}/autograd', { params: this.sid }));
+  }
+
+  /** POST autograd/<kind>: opens a scope on the session's stack. */
+  async openScope(kind: 'record' | 'pause' | 'train-mode' | 'predict-mode', trainMode?: boolean): Promise<AutogradState> {
+    const body = trainMode === undefined ? {} : { train_mode: trainMode };
+    const path = `/v1/sessions/{sid}/autograd/${kind}` as '/v1/sessions/{sid}/autograd/record';
+    return this.call('POST', `/v1/sessions/${this.id}/autograd/${kind}`, () => this.api.POST(path, { params: this.sid, body }));
+  }
+
+  async exitScope(): Promise<AutogradState> {
+    return this.call('POST', `/v1/sessions/${this.id}/autograd/exit`, () => this.api.POST('/v1/sessions/{sid}/autograd/exit', { params: this.sid }));
+  }
+
+  /** A recorded tape: its nodes as JSON, or Graphviz DOT / SVG text. */
+  async tape(id: string, format: 'json' | 'dot' | 'svg' = 'json'): Promise<unknown> {
+    return this.call('GET', `/v1/sessions/${this.id}/tapes/${id}`, () => this.api.GET('/v1/sessions/{sid}/tapes/{tid}', {
+      params: { path: { sid: this.id, tid: id }, query: { format } },
+      parseAs: format === 'json' ? 'json' : 'text',
+    }));
+  }
+
+  /** Every bound array and gradient of the session as one safetensors file. */
+  async exportFile(): Promise<Uint8Array> {
+    const buf = await this.call('GET', `/v1/sessions/${this.id}/export`, () =>
+      this.api.GET('/v1/sessions/{sid}/export', { params: this.sid, parseAs: 'arrayBuffer' }));
+    return new Uint8Array(buf as ArrayBuffer);
+  }
+
+  /** Loads a safetensors file: its names become bindings (all or nothing). */
+  async importFile(file: Uint8Array) {
+    return this.call('POST', `/v1/sessions/${this.id}/import`, () => this.api.POST('/v1/sessions/{sid}/import', {
+      params: this.sid,
+      body: file,
+      bodySerializer: (b: unknown) => b as BodyInit,
+      headers: { 'Content-Type': 'application/x-safetensors' },
+    }));
+  }
+
+  /** Deletes the session and every array it holds; the handles become unusable. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.call('DELETE', `/v1/sessions/${this.id}`, () => this.api.DELETE('/v1/sessions/{sid}', { params: this.sid }));
+    this.closed = true;
+  }
+}
+
+/** An op argument as the wire wants it: a handle becomes its reference (`x`, `x.grad`). */
+async function resolveArg(a: OpArg | Attrs): Promise<unknown> {
+  const v = await a;
+  return v instanceof NDArray ? v.ref : v;
+}
+
+function isAttrs(v: unknown): v is Attrs {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof NDArray) && Object.getPrototypeOf(v) === Object.prototype;
+}
+
+/**
+ * `gs.nd`: a Proxy over the op table the server listed, so that `gs.nd.<op>` exists exactly for
+ * the ops this server has (new server ops need no client release), and a misspelt op fails with
+ * a message naming it instead of "is not a function".
+ */
+function makeNd(s: Session): Nd {
+  const names = new Set<string>();
+  for (const o of s.ops) for (const n of [o.name, ...o.aliases]) names.add(n);
+  const builtins: NdBuiltins = {
+    array(data, options = {}) {
+      return new LazyArray((async () => {
+        const name = s.newName();
+        const dtype = options.dtype ?? (data instanceof Float64Array ? 'float64' : data instanceof Float32Array ? 'float32' : undefined);
+        const body = data instanceof Float32Array || data instanceof Float64Array
+          ? { name, data_base64: bytesToBase64(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)), shape: options.shape ?? [data.length], dtype }
+          : { name, data: data as never, shape: options.shape, dtype };
+        const d = await s.call('POST', `/v1/sessions/${s.id}/arrays`, () => s.api.POST('/v1/sessions/{sid}/arrays', {
+          params: { path: { sid: s.id }, query: {} }, body,
+        }));
+        return s.handle(d as Descriptor & { dtype: DType }, true);
+      })());
+    },
+    get(name) {
+      return new LazyArray(s.describe(name).then((d) => s.handle(d as Descriptor & { dtype: DType }, false)));
+    },
+    call(op, args = []) {
+      return s.runOp(op, args);
+    },
+  };
+  const opFunction = (prefix: string): OpFunction => {
+    const fn = (...args: (OpArg | Attrs)[]) => {
+      if (!names.has(prefix)) throw new TypeError(`gs.nd.${prefix} is not an op of this server (GET /v1/ops lists them)`);
+      return new LazyArray(s.runOp(prefix, args).then((outs) => {
+        if (outs.length !== 1) throw new TypeError(`op ${prefix} has ${outs.length} outputs: call it with gs.nd.call('${prefix}', [...])`);
+        return outs[0];
+      }));
+    };
+    return new Proxy(fn, {
+      get(target, prop) {
+        // The function's own members (name, call, bind, ...) stay reachable for tools that inspect it.
+        if (typeof prop !== 'string' || prop in target) return Reflect.get(target, prop);
+        return opFunction(`${prefix}.${prop}`);
+      },
+    }) as unknown as OpFunction;
+  };
+  const isPrefix = (p: string) => [...names].some((n) => n.startsWith(`${p}.`));
+  return new Proxy(builtins, {
+    get(target, prop) {
+      if (typeof prop !== 'string' || prop in target) return Reflect.get(target, prop);
+      // `then` must stay undefined, or `await gs.nd` would call it as a thenable.
+      if (prop === 'then') return undefined;
+      if (names.has(prop) || isPrefix(prop)) return opFunction(prop);
+      throw new TypeError(`gs.nd.${prop} is not an op of this server (GET /v1/ops lists them)`);
+    },
+    has(target, prop) {
+      return prop in target || (typeof prop === 'string' && names.has(prop));
+    },
+  }) as Nd;
+}
+
+function bytesToBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/**
+ * `gs.autograd`: MXNet's scopes as callbacks. Each scope is opened on the server before the
+ * callback runs and closed after it, even when it throws, so the session's stack stays balanced.
+ */
+export class Autograd {
+  constructor(private readonly s: Session) {}
+
+  private async within<T>(kind: 'record' | 'pause' | 'train-mode' | 'predict-mode', trainMode: boolean | undefined, fn: () => Promise<T> | T): Promise<T> {
+    await this.s.openScope(kind, trainMode);
+    let result: T;
+    try {
+      result = await fn();
+    } catch (e) {
+      // The callback's error is the one worth seeing; a failed exit after it is secondary.
+      await this.s.exitScope().catch(() => undefined);
+      throw e;
+    }
+    await this.s.exitScope();
+    return result;
+  }
+
+  /** `with autograd.record(train_mode):` — ops run in `fn` are recorded for backward. */
+  record<T>(fn: () => Promise<T> | T, options: { trainMode?: boolean } = {}): Promise<T> {
+    return this.within('record', options.trainMode ?? true, fn);
+  }
+
+  /** `with autograd.pause(train_mode):` — recording off inside. */
+  pause<T>(fn: () => Promise<T> | T, options: { trainMode?: boolean } = {}): Promise<T> {
+    return this.within('pause', options.trainMode ?? false, fn);
+  }
+
+  /** `with autograd.train_mode():` — training on, recording untouched. */
+  trainMode<T>(fn: () => Promise<T> | T): Promise<T> {
+    return this.within('train-mode', undefined, fn);
+  }
+
+  /** `with autograd.predict_mode():` — training off, recording untouched. */
+  predictMode<T>(fn: () => Promise<T> | T): Promise<T> {
+    return this.within('predict-mode', undefined, fn);
+  }
+
+  async isRecording(): Promise<boolean> {
+    return (await this.s.autogradState()).is_recording;
+  }
+
+  async isTraining(): Promise<boolean> {
+    return (await this.s.autogradState()).is_training;
+  }
+
+  /** autograd.backward: several heads at once, their gradients summed into the variables' .grad. */
+  backward(heads: NDArray | LazyArray | (NDArray | LazyArray)[], options?: BackwardOptions): Promise<void> {
+    return this.s.backward(Array.isArray(heads) ? heads : [heads], options);
+  }
+
+  /** autograd.grad: the gradients as new arrays (`.grad` untouched); one per variable. */
+  grad(heads: NDArray | LazyArray | (NDArray | LazyArray)[], variables: (NDArray | LazyArray)[], options?: GradOptions): Promise<NDArray[]> {
+    return this.s.grad(Array.isArray(heads) ? heads : [heads], variables, options);
+  }
+}
+
+/**
+ * Opens a session on the server at `url` (default $GRADSERVE_URL, else http://127.0.0.1:8080) and
+ * reads its op table: `const gs = await connect(url, {seed: 1})`.
+ */
+export async function connect(url?: string, options: ConnectOptions = {}): Promise<Session> {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const base = (url ?? env?.GRADSERVE_URL ?? DEFAULT_URL).replace(/\/+$/, '');
+  const bare = createClient<paths>({
+    baseUrl: base,
+    bodySerializer: serialize,
+    headers: options.apiKey ? { 'X-API-Key': options.apiKey } : {},
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+  bare.use(networkErrors);
+  const check = async <T>(method: string, path: string, r: Promise<Answer<T>>): Promise<T> => {
+    const { data, error, response } = await r;
+    if (!response.ok) throw errorFromAnswer(method, base + path, response.status, error);
+    return data as T;
+  };
+  const created = await check('POST', '/v1/sessions', bare.POST('/v1/sessions', {
+    body: { seed: options.seed, default_dtype: options.defaultDtype, ttl_seconds: options.ttlSeconds },
+  }));
+  const listing = await check('GET', '/v1/ops', bare.GET('/v1/ops'));
+  return new Session(base, created.id, created.token, listing.ops, options.fetch);
+}

@@ -1,0 +1,82 @@
+/**
+ * Whole-session files: every bound array and gradient buffer as one safetensors file, and back.
+ * Like the other service functions, these run inside `session.run`.
+ */
+import type { NDArray } from '../engine/ndarray.js';
+import { NAME_RE } from '../http/schemas/program.js';
+import { fail } from '../errors.js';
+import { decodeSafetensors, encodeSafetensors, type Tensor } from './safetensors.js';
+import { describe, type Descriptor } from './service.js';
+import type { Session } from './session.js';
+
+/** The file's `__metadata__`; fixed, so that exporting the same arrays twice gives the same bytes. */
+const EXPORT_METADATA = { producer: 'gradserve' };
+
+/**
+ * The session's arrays as one safetensors file: `name` for each binding and `name.grad` for its
+ * gradient buffer, in code-unit order of the names (so `x.grad` follows `x`, and the bytes do not
+ * depend on the order in which names were bound). Two names bound to one array are written
+ * twice; an import gives them separate arrays.
+ */
+export function exportSession(s: Session): Buffer {
+  const be = s.memory.backend;
+  const names = [...s.names.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const tensors: Tensor[] = [];
+  const add = (name: string, a: NDArray) => tensors.push({ name, dtype: a.dtype, shape: [...a.shape], bytes: be.readBytes(a.storage) });
+  for (const name of names) {
+    const a = s.names.get(name)!;
+    add(name, a);
+    if (a.grad) add(`${name}.grad`, a.grad);
+  }
+  return encodeSafetensors(tensors, EXPORT_METADATA);
+}
+
+export interface ImportResult {
+  arrays: Descriptor[];
+  metadata: Record<string, string>;
+}
+
+/**
+ * Loads a file into the session: each `name` is (re)bound to a new array and each `name.grad`
+ * becomes the gradient buffer (grad_req write) of the `name` of the same file. Atomic: the whole
+ * file is validated and every array allocated before the first name is bound, so a refused file
+ * (400), or one over the session's quotas (413/429), leaves the session as it was; buffers already
+ * allocated are unreachable and freed by the request's sweep.
+ */
+export function importSession(s: Session, file: Uint8Array): ImportResult {
+  const { tensors, metadata } = decodeSafetensors(file, (name) => {
+    const base = name.endsWith('.grad') ? name.slice(0, -5) : name;
+    return NAME_RE.test(base) ? null : 'a name matches ^[A-Za-z_][A-Za-z0-9_]{0,63}$, or is such a name followed by .grad';
+  });
+  const arrays = new Map<string, Tensor>();
+  const grads = new Map<string, Tensor>();
+  for (const t of tensors) {
+    if (t.name.endsWith('.grad')) grads.set(t.name.slice(0, -5), t);
+    else arrays.set(t.name, t);
+  }
+  for (const [name, g] of grads) {
+    const a = arrays.get(name);
+    if (!a) throw fail('invalid_request', `not a valid safetensors file: tensor \`${name}.grad\` is a gradient, but the file has no tensor \`${name}\``);
+    if (a.dtype !== g.dtype || a.shape.length !== g.shape.length || a.shape.some((d, i) => d !== g.shape[i])) {
+      throw fail('invalid_request', `not a valid safetensors file: \`${name}.grad\` (${g.dtype} [${g.shape.join(', ')}]) must have the dtype and shape of \`${name}\` (${a.dtype} [${a.shape.join(', ')}])`);
+    }
+  }
+
+  // Allocate everything first: alloc is where the quotas are enforced.
+  const be = s.memory.backend;
+  const built: [string, NDArray][] = [];
+  for (const [name, t] of arrays) {
+    const a = s.k.alloc(t.dtype, t.shape);
+    be.writeBytes(a.storage, t.bytes);
+    const g = grads.get(name);
+    if (g) {
+      const buf = s.k.alloc(g.dtype, g.shape);
+      be.writeBytes(buf.storage, g.bytes);
+      a.gradReq = 'write';
+      a.grad = buf;
+    }
+    built.push([name, a]);
+  }
+  for (const [name, a] of built) s.names.set(name, a);
+  return { arrays: built.map(([name, a]) => describe(s, name, a)), metadata };
+}

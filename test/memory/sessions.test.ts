@@ -1,0 +1,86 @@
+/**
+ * Memory: 10,000 sessions created, filled (arrays, a recorded op, a gradient) and deleted, in
+ * parallel batches, against a real server process. Afterwards the store holds no native bytes
+ * (gradserve_bytes 0) and the process's resident memory is within 10% of what it was after a
+ * warm-up batch. RSS is read from /proc/<pid>/status; a preloaded hook runs a full GC on SIGWINCH
+ * before each reading (test/memory/gc-preload.mjs).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { spawnServer, type ChildServer } from '../fuzz/process.js';
+import { call } from '../fuzz/http.js';
+
+const TOTAL = Number(process.env.MEMORY_SESSIONS ?? 10000);
+const WARMUP = 1000;
+const PARALLEL = 50;
+
+let srv: ChildServer;
+beforeAll(async () => {
+  srv = await spawnServer({ GRADSERVE_RATE_LIMIT_MAX: '0' }, {
+    nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('./gc-preload.mjs', import.meta.url))],
+  });
+}, 60000);
+afterAll(async () => { expect(await srv.stop()).toBe(0); });
+
+const FILL = [
+  'a = nd.random.normal(shape=(16, 16))',
+  "b = nd.ones((16,), dtype='float32')",
+  "c = nd.arange(8, dtype='float64').reshape((2, 4))",
+  'u = nd.array([[1, 2], [3, 4]])',
+  'a.attach_grad()',
+  'with autograd.record():',
+  '    y = nd.dot(a, b).sum()',
+  'y.backward()',
+].join('\n');
+
+/** One session's life: create; fill and read its gradient back (one request); delete. */
+async function life(i: number): Promise<void> {
+  const s = await call(srv.url, 'POST', '/v1/sessions', null, { seed: i });
+  if (s.status !== 201) throw new Error(`create: ${s.status} ${JSON.stringify(s.json)}`);
+  const p = `/v1/sessions/${s.json.id}`;
+  const t = s.json.token;
+  const f = await call(srv.url, 'POST', `${p}/ops`, t, { expr: FILL, fetch: ['a.grad', 'c'], format: i % 2 ? 'base64' : 'nested' });
+  if (f.status !== 200 || !f.json.outputs['a.grad']?.data) throw new Error(`fill: ${f.status} ${JSON.stringify(f.json).slice(0, 300)}`);
+  const d = await call(srv.url, 'DELETE', p, t);
+  if (d.status !== 204) throw new Error(`delete: ${d.status}`);
+}
+
+async function run(from: number, to: number): Promise<void> {
+  let next = from;
+  await Promise.all(Array.from({ length: PARALLEL }, async () => {
+    while (next < to) await life(next++);
+  }));
+}
+
+async function settledRss(): Promise<number> {
+  // Two GCs with a pause: the second one collects what finalizers released in the first.
+  for (let k = 0; k < 2; k++) {
+    srv.proc.kill('SIGWINCH');
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  return srv.rss();
+}
+
+async function metric(name: string): Promise<number> {
+  const r = await call(srv.url, 'GET', '/metrics');
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(String(r.json));
+  if (!m) throw new Error(`no ${name} in /metrics`);
+  return Number(m[1]);
+}
+
+describe('memory', () => {
+  it(`${TOTAL} sessions created, filled and deleted: native bytes back to 0, RSS within 10%`, { timeout: 300000 }, async () => {
+    await run(0, WARMUP);
+    const start = await settledRss();
+    const t0 = Date.now();
+    await run(WARMUP, TOTAL);
+    const peakish = srv.rss();
+    const end = await settledRss();
+    const secs = (Date.now() - t0) / 1000;
+    console.log(`memory: ${TOTAL} sessions (${TOTAL - WARMUP} after warm-up) in ${secs.toFixed(1)} s; rss after warm-up ${(start / 2 ** 20).toFixed(1)} MiB, right after the run ${(peakish / 2 ** 20).toFixed(1)} MiB, settled ${(end / 2 ** 20).toFixed(1)} MiB (${(((end - start) / start) * 100).toFixed(1)}%)`);
+    expect(await metric('gradserve_bytes')).toBe(0);
+    expect(await metric('gradserve_sessions')).toBe(0);
+    expect(await metric('gradserve_tape_nodes')).toBe(0);
+    expect(end).toBeLessThanOrEqual(start * 1.1);
+  });
+});

@@ -1,0 +1,97 @@
+/**
+ * Shutdown: the real server process (node + tsx, src/server.ts) gets SIGTERM while a long request
+ * is in flight. The request completes with 200 and its full answer, readiness is 503 (or the
+ * server no longer accepts connections) while it drains, and the process exits with code 0.
+ */
+import { describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { spawnServer } from '../fuzz/process.js';
+import { call, send } from '../fuzz/http.js';
+
+/** One raw GET on an already-open connection: the status, or 'closed' if the server hung up. */
+function getOn(sock: net.Socket, path: string): Promise<number | 'closed'> {
+  return new Promise((resolve) => {
+    let buf = '';
+    const onData = (c: Buffer) => {
+      buf += c.toString('latin1');
+      const m = /^HTTP\/1\.1 (\d+)/.exec(buf);
+      if (m && buf.includes('\r\n\r\n')) { cleanup(); resolve(Number(m[1])); }
+    };
+    const onEnd = () => { cleanup(); resolve('closed'); };
+    const cleanup = () => { sock.off('data', onData); sock.off('close', onEnd); sock.off('error', onEnd); sock.off('end', onEnd); };
+    sock.on('data', onData);
+    sock.on('close', onEnd);
+    sock.on('error', onEnd);
+    sock.on('end', onEnd);
+    if (sock.destroyed || !sock.writable) { cleanup(); resolve('closed'); return; }
+    sock.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n`);
+  });
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', reject);
+  });
+}
+
+describe('shutdown', () => {
+  it('SIGTERM while a request is in flight: it completes with 200, readiness drops, exit code 0', { timeout: 90000 }, async () => {
+    const srv = await spawnServer({ GRADSERVE_LOG_LEVEL: 'info' });
+    const s = await call(srv.url, 'POST', '/v1/sessions', null, { seed: 1 });
+    expect(s.status).toBe(201);
+    const p = `/v1/sessions/${s.json.id}`;
+    const token = s.json.token;
+    expect((await call(srv.url, 'POST', `${p}/ops`, token, { expr: 'm = nd.ones((192, 192)) * 0.005; n = nd.zeros((1,))' })).status).toBe(200);
+
+    // A connection opened before the signal, to ask for readiness while draining.
+    const probe = await connect(srv.port);
+    expect(await getOn(probe, '/readyz')).toBe(200);
+
+    // About a second or more of matrix products, ending with a marker the answer must carry.
+    const long = [...Array.from({ length: 400 }, () => 'm = nd.dot(m, m) * 5.2'), 'n = n + 1'].join('\n');
+    let doneAt = 0;
+    const t0 = Date.now();
+    const inflight = call(srv.url, 'POST', `${p}/ops`, token, { expr: long, fetch: ['n'] }).then((r) => { doneAt = Date.now(); return r; });
+    await new Promise((r) => setTimeout(r, 250));
+    expect(doneAt).toBe(0); // still running: the signal really arrives mid-request
+    const signalAt = Date.now();
+    srv.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+
+    // Readiness while draining: 503 on a connection that is still open, and no new connections
+    // get a 200 either (refused, or 503).
+    const onOld = await getOn(probe, '/readyz');
+    let onNew: number | string;
+    try {
+      onNew = (await send(srv.url, { method: 'GET', path: '/readyz', headers: { connection: 'close' } }, 5000)).status;
+    } catch (e) {
+      onNew = (e as NodeJS.ErrnoException).code ?? 'error';
+    }
+    const answered = doneAt !== 0 && doneAt < Date.now();
+
+    const r = await inflight;
+    const code = await srv.exited;
+    console.log(`shutdown: long request took ${doneAt - t0} ms (SIGTERM at +${signalAt - t0} ms); readyz on an open connection: ${onOld}, on a new one: ${onNew}; exit code ${code}`);
+
+    expect(r.status).toBe(200);
+    expect(r.json.outputs.n.data).toEqual([1]);
+    expect(r.json.outputs.m.shape).toEqual([192, 192]);
+    // While draining nobody is told the server is ready.
+    if (!answered) {
+      expect(onOld === 503 || onOld === 'closed').toBe(true);
+      expect(onNew === 503 || onNew === 'ECONNREFUSED' || onNew === 'ECONNRESET').toBe(true);
+    }
+    expect(code).toBe(0);
+    expect(srv.output()).toMatch(/draining and shutting down/);
+    probe.destroy();
+  });
+
+  it('SIGTERM on an idle server exits 0 promptly', { timeout: 30000 }, async () => {
+    const srv = await spawnServer({});
+    await call(srv.url, 'POST', '/v1/sessions', null, {});
+    const t0 = Date.now();
+    expect(await srv.stop()).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+});
