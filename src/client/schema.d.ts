@@ -399,7 +399,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": components["schemas"]["ArrayBodyInput"] | unknown;
+                    "application/json": unknown | components["schemas"]["ArrayBodyInput"];
                 };
             };
             responses: {
@@ -595,7 +595,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": components["schemas"]["PutArrayBodyInput"] | unknown;
+                    "application/json": unknown | components["schemas"]["PutArrayBodyInput"];
                 };
             };
             responses: {

@@ -13,6 +13,9 @@ import type { FastifyRequest } from 'fastify';
 
 const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 422: Problem, 429: Problem };
 
+// Tried first, so a binary body is recognised in O(1) instead of zod walking its bytes.
+const NpyBody = z.custom<Buffer>((v) => Buffer.isBuffer(v)).describe('a .npy file (Content-Type: application/x-npy)');
+
 const wantsNpy = (req: FastifyRequest) => /application\/x-npy/.test(req.headers.accept ?? '');
 const isNpy = (req: FastifyRequest) => Buffer.isBuffer(req.body);
 
@@ -23,7 +26,7 @@ export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =
       tags: ['arrays'],
       params: SessionParams,
       querystring: NpyQuery,
-      body: z.union([ArrayBody, z.any().describe('a .npy file (Content-Type: application/x-npy)')]),
+      body: z.union([NpyBody, ArrayBody]),
       response: { 201: ArrayDescriptor, ...errors },
     },
   }, async (req, reply) => {
@@ -78,7 +81,7 @@ export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =
       tags: ['arrays'],
       params: ArrayParams,
       querystring: NpyQuery,
-      body: z.union([PutArrayBody, z.any().describe('a .npy file')]),
+      body: z.union([NpyBody, PutArrayBody]),
       response: { 200: ArrayDescriptor, 201: ArrayDescriptor, ...errors },
     },
   }, async (req, reply) => {
