@@ -73,7 +73,9 @@ status=${PIPESTATUS[0]}
 
 if [ "${ASAN_FUZZ:-0}" -gt 0 ]; then
   echo "== HTTP fuzz ($ASAN_FUZZ cases) against a server on the sanitized addon"
+  rm -rf "$WORK/test/fuzz" "$WORK/test/memory"
   cp -r "$ROOT/test/fuzz" "$WORK/test/fuzz"
+  mkdir -p "$WORK/test/memory" && cp "$ROOT/test/memory/gc-preload.mjs" "$WORK/test/memory/"
   ( cd "$WORK" && FUZZ_CASES="$ASAN_FUZZ" FUZZ_ROOT="$WORK" node --import tsx "$WORK/test/fuzz/run.ts" ) 2>&1 | tee -a "$LOG"
   fstatus=${PIPESTATUS[0]}
   [ "$fstatus" -ne 0 ] && status=$fstatus

@@ -9,7 +9,8 @@ import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, val
 import type { Config } from './config.js';
 import type { Backend } from './engine/backend.js';
 import { SessionStore } from './session/store.js';
-import { registerProblems } from './http/problem.js';
+import { registerProblems, sendProblem } from './http/problem.js';
+import { ApiError } from './errors.js';
 import { sessionRoutes } from './http/routes/sessions.js';
 import { arrayRoutes } from './http/routes/arrays.js';
 import { opsRoutes } from './http/routes/ops.js';
@@ -38,10 +39,33 @@ export interface AppOptions {
 
 export const API_VERSION = '1.0.0';
 
+/**
+ * Deeper bodies are refused before validation: recursive schemas would otherwise recurse once per
+ * level. 64 leaves room for rank-32 arrays and nested scope blocks.
+ */
+const MAX_JSON_DEPTH = 64;
+
+/** True when value nests arrays or objects deeper than max (iterative: the input is hostile). */
+function jsonDepthOver(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d > max) return true;
+    const items = Array.isArray(v) ? v : Object.values(v);
+    for (const x of items) if (x !== null && typeof x === 'object') stack.push([x, d + 1]);
+  }
+  return false;
+}
+
 export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; services: Services }> {
   const app = Fastify({
     logger: o.logger ?? false,
     bodyLimit: o.config.limits.maxBodyBytes,
+    // Errors fastify raises before routing (a malformed URL) are problem+json too.
+    frameworkErrors: (err, req, reply) => {
+      sendProblem(reply, new ApiError('invalid_request', `the request is malformed: ${err.message}`), req);
+    },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -52,7 +76,10 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     const text = (body as string).trim();
     if (text === '') return done(null, undefined);
     try {
-      done(null, JSON.parse(text));
+      const value = JSON.parse(text);
+      const depth = jsonDepthOver(value, MAX_JSON_DEPTH);
+      if (depth) return done(new ApiError('invalid_request', `the JSON body nests deeper than ${MAX_JSON_DEPTH} levels`, { limit: 'json_depth' }), undefined);
+      done(null, value);
     } catch (e) {
       const err = e as Error & { statusCode?: number };
       err.statusCode = 400;

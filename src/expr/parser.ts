@@ -427,7 +427,7 @@ class Parser {
   private keyItem(): KeyItem {
     const pos = this.peek();
     const bound = (): Expr | undefined => (this.isOp(':') || this.isOp(',') || this.isOp(']') ? undefined : this.expr());
-    if (this.isOp(']')) throw this.unexpected('an index');
+    if (this.isOp(']') || this.isOp(',')) throw this.unexpected('an index');
     const start = bound();
     if (!this.isOp(':')) return start!;
     this.next();

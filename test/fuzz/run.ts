@@ -4,12 +4,13 @@
  * every FUZZ_WITNESS_EVERY cases. Prints the count of cases and failures, and for each kind of
  * failure the smallest request that showed it (and the server's log lines about it).
  *
- *   FUZZ_CASES=100000 FUZZ_SEED=<n> FUZZ_CONCURRENCY=4 npm run fuzz
+ *   FUZZ_CASES=100000 FUZZ_SEED=<n> FUZZ_CONCURRENCY=4 [FUZZ_ONLY=ops-expr,random] npm run fuzz
  *
  * Exit code 1 when anything failed. Runs with GRADSERVE_BACKEND from the environment
  * (native by default; reference when the addon is not built).
  */
 import fc from 'fast-check';
+import { fileURLToPath } from 'node:url';
 import { spawnServer } from './process.js';
 import { knownBug } from './known-bugs.js';
 import { FUZZ_ENV, FuzzTarget, fetchOps, loggedMessage, requestArb, showRequest, type Finding, type FuzzReq } from './harness.js';
@@ -22,13 +23,17 @@ const WITNESS_EVERY = Number(process.env.FUZZ_WITNESS_EVERY ?? 2000);
 const BATCH = 1000;
 
 const t0 = Date.now();
-const server = await spawnServer(FUZZ_ENV);
+// --expose-gc and the SIGWINCH hook of test/memory: the memory line at the end is measured after
+// a full GC, so growth there is memory the server still holds, not garbage.
+const server = await spawnServer(FUZZ_ENV, { nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../memory/gc-preload.mjs', import.meta.url))] });
 console.log(`fuzz: ${CASES} cases, seed ${SEED}, concurrency ${CONCURRENCY}, backend ${process.env.GRADSERVE_BACKEND ?? 'native'}, server ${server.url} (pid ${server.proc.pid})`);
 
 const target = new FuzzTarget(server.url, server.output);
 await target.setup();
 const ops = await fetchOps(server.url);
-const arb = requestArb(ops);
+// FUZZ_ONLY=ops-expr,random narrows the run to some request families (see harness.ts).
+const only = process.env.FUZZ_ONLY ? new Set(process.env.FUZZ_ONLY.split(',')) : null;
+const arb = requestArb(ops, only ? (k) => only.has(k) : undefined);
 
 const groups = new Map<string, { count: number; smallest: Finding; size: number }>();
 let failures = 0;
@@ -84,9 +89,10 @@ if (!down) {
 }
 const alive = await target.alive();
 // Where the server's memory is at the end (a leak under hostile traffic shows here).
+if (alive) for (let k = 0; k < 2; k++) { server.proc.kill('SIGWINCH'); await new Promise((r) => setTimeout(r, 500)); }
 const metrics = alive ? String((await call(server.url, 'GET', '/metrics')).json) : '';
 const m = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
-const memLine = `server memory at the end: rss ${(server.rss() / 2 ** 20).toFixed(0)} MiB, heap used ${(m('gradserve_process_nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(0)} MiB, external ${(m('gradserve_process_nodejs_external_memory_bytes') / 2 ** 20).toFixed(0)} MiB, gradserve_bytes ${m('gradserve_bytes')}, sessions ${m('gradserve_sessions')}`;
+const memLine = `server memory at the end (after a full GC): rss ${(server.rss() / 2 ** 20).toFixed(0)} MiB, heap used ${(m('gradserve_process_nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(0)} MiB, external ${(m('gradserve_process_nodejs_external_memory_bytes') / 2 ** 20).toFixed(0)} MiB, gradserve_bytes ${m('gradserve_bytes')}, sessions ${m('gradserve_sessions')}`;
 const code = await server.stop();
 console.log(memLine);
 

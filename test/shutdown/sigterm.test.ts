@@ -3,7 +3,7 @@
  * is in flight. The request completes with 200 and its full answer, readiness is 503 (or the
  * server no longer accepts connections) while it drains, and the process exits with code 0.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import net from 'node:net';
 import { spawnServer } from '../fuzz/process.js';
 import { call, send } from '../fuzz/http.js';
@@ -38,18 +38,26 @@ function connect(port: number): Promise<net.Socket> {
 describe('shutdown', () => {
   it('SIGTERM while a request is in flight: it completes with 200, readiness drops, exit code 0', { timeout: 90000 }, async () => {
     const srv = await spawnServer({ GRADSERVE_LOG_LEVEL: 'info' });
+    // A failed expectation must not leave the server running.
+    onTestFinished(() => { if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL'); });
     const s = await call(srv.url, 'POST', '/v1/sessions', null, { seed: 1 });
     expect(s.status).toBe(201);
     const p = `/v1/sessions/${s.json.id}`;
     const token = s.json.token;
     expect((await call(srv.url, 'POST', `${p}/ops`, token, { expr: 'm = nd.ones((192, 192)) * 0.005; n = nd.zeros((1,))' })).status).toBe(200);
+    // Calibrate: enough matrix products for about two seconds on this machine and backend.
+    const product = 'm = nd.dot(m, m) * 5.2';
+    const c0 = Date.now();
+    expect((await call(srv.url, 'POST', `${p}/ops`, token, { expr: Array(50).fill(product).join('\n') })).status).toBe(200);
+    const perProduct = Math.max(0.05, (Date.now() - c0) / 50);
+    const count = Math.min(9000, Math.ceil(2000 / perProduct));
 
     // A connection opened before the signal, to ask for readiness while draining.
     const probe = await connect(srv.port);
     expect(await getOn(probe, '/readyz')).toBe(200);
 
-    // About a second or more of matrix products, ending with a marker the answer must carry.
-    const long = [...Array.from({ length: 400 }, () => 'm = nd.dot(m, m) * 5.2'), 'n = n + 1'].join('\n');
+    // About two seconds of matrix products, ending with a marker the answer must carry.
+    const long = [...Array.from({ length: count }, () => product), 'n = n + 1'].join('\n');
     let doneAt = 0;
     const t0 = Date.now();
     const inflight = call(srv.url, 'POST', `${p}/ops`, token, { expr: long, fetch: ['n'] }).then((r) => { doneAt = Date.now(); return r; });
@@ -89,6 +97,7 @@ describe('shutdown', () => {
 
   it('SIGTERM on an idle server exits 0 promptly', { timeout: 30000 }, async () => {
     const srv = await spawnServer({});
+    onTestFinished(() => { if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL'); });
     await call(srv.url, 'POST', '/v1/sessions', null, {});
     const t0 = Date.now();
     expect(await srv.stop()).toBe(0);

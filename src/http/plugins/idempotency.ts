@@ -54,8 +54,9 @@ export function registerIdempotency(app: FastifyInstance, maxEntries: number): v
     const key = (req as FastifyRequest & { idemKey?: string }).idemKey;
     if (!key) return payload;
     const e = entries.get(key);
-    // Only definite answers are stored; a 5xx may be retried for real.
-    if (e && reply.statusCode < 500 && (typeof payload === 'string' || Buffer.isBuffer(payload))) {
+    // Only definite answers are stored: a 5xx, or a refusal by a quota or rate limit (429), may
+    // succeed when retried later.
+    if (e && reply.statusCode < 500 && reply.statusCode !== 429 && (typeof payload === 'string' || Buffer.isBuffer(payload))) {
       Object.assign(e, { done: true, status: reply.statusCode, type: String(reply.getHeader('content-type') ?? ''), payload });
     } else {
       entries.delete(key);

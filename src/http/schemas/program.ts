@@ -28,8 +28,13 @@ export type Arg = z.infer<typeof Arg>;
 export const ScopeKind = z.enum(['record', 'pause', 'train_mode', 'predict_mode']);
 export type ScopeKind = z.infer<typeof ScopeKind>;
 
+/** Statement kinds with their own schema: an op statement may not take these names. */
+const RESERVED = new Set(['scope', 'backward', 'attach_grad', 'delete']);
+
 export const OpStatement = z.object({
-  op: z.string().min(1).max(64).describe('op name (MXNet name or alias), as listed by GET /v1/ops'),
+  op: z.string().min(1).max(64)
+    .refine((n) => !RESERVED.has(n), { message: 'this statement is malformed: see the Programs section of the API for scope, backward, attach_grad and delete' })
+    .describe('op name (MXNet name or alias), as listed by GET /v1/ops'),
   args: z.array(Arg).max(4096).optional(),
   attrs: z.record(z.string(), z.unknown()).optional(),
   out: z.union([Name, z.array(Name).min(1).max(256)]).optional().describe('name(s) to bind the output(s) to'),
