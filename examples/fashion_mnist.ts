@@ -174,7 +174,7 @@ export async function train(url: string, m: Model, data: { train: Split; test: S
   const r = await Remote.open(url);
   try {
     const t0 = Date.now();
-    const trainChunks = await uploadSplit(r, data.train, '');
+    let trainChunks = await uploadSplit(r, data.train, '');
     const testChunks = await uploadSplit(r, data.test, 't');
     log(`${m.name}: uploaded ${data.train.n} train and ${data.test.n} test images in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     await r.expr(m.init);
@@ -186,7 +186,10 @@ export async function train(url: string, m: Model, data: { train: Split; test: S
       const start = Date.now();
       let loss = 0;
       let correct = 0;
-      // Fresh batch order each epoch (the examples were shuffled once on upload).
+      // Random minibatches each epoch, as the book's data_iter: the examples are shuffled again and
+      // uploaded over the previous epoch's arrays (rebinding the names frees the old buffers).
+      if (epoch > 1) trainChunks = await uploadSplit(r, shuffled(data.train, 42 + epoch), '');
+      // The batch order is shuffled too, so no chunk always comes first.
       const batches = trainChunks.flatMap((c) => [...Array(Math.ceil(c.n / BATCH)).keys()].map((i) => ({ c: c.name, a: i * BATCH, b: Math.min((i + 1) * BATCH, c.n) })));
       for (let i = batches.length - 1; i > 0; i--) {
         rng = (rng * 1103515245 + 12345) >>> 0;
