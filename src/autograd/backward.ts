@@ -38,7 +38,7 @@ export function unbroadcast(g: NDArray, shape: readonly number[]): NDArray {
   return sameShape(s.shape, shape) ? s : F.reshape(s, { shape: [...shape] });
 }
 
-function headName(h: NDArray, i: number, n: number): string {
+function headName(i: number, n: number): string {
   return n === 1 ? 'the head' : `head ${i}`;
 }
 
@@ -50,10 +50,10 @@ export function backward(req: BackwardRequest): BackwardResult {
 
   heads.forEach((h, i) => {
     if (h.node?.freed) {
-      throw fail('graph_freed', `${headName(h, i, heads.length)} was already used in a backward pass that freed its graph; record it again, or pass retain_graph: true to the first backward`);
+      throw fail('graph_freed', `${headName(i, heads.length)} was already used in a backward pass that freed its graph; record it again, or pass retain_graph: true to the first backward`);
     }
     if (!h.node && !(targets && targets.has(h))) {
-      throw fail('no_graph', `${headName(h, i, heads.length)} has no recorded history; compute it inside a record scope (POST /autograd/record, or "record": true on /ops) from an array with attach-grad`);
+      throw fail('no_graph', `${headName(i, heads.length)} has no recorded history; compute it inside a record scope (POST /autograd/record, or "record": true on /ops) from an array with attach-grad`);
     }
   });
 
@@ -84,7 +84,6 @@ export function backward(req: BackwardRequest): BackwardResult {
   for (const node of order) {
     if (node.inputs.some((e) => e && ('leaf' in e ? wants(e.leaf) : useful.has(e.node)))) useful.add(node);
   }
-  const headLeaves = targets ? heads.filter((h) => targets.has(h)) : [];
   if (!targets && !heads.some((h) => h.node && useful.has(h.node))) {
     throw fail('no_grad', 'the heads do not depend on any array with a gradient buffer (grad_req write or add); call attach-grad on the inputs before recording');
   }
@@ -105,14 +104,13 @@ export function backward(req: BackwardRequest): BackwardResult {
   heads.forEach((h, i) => {
     const hg = headGrads[i];
     if (hg && !sameShape(hg.shape, h.shape)) {
-      throw fail('shape_mismatch', `head_grads[${i}] has shape ${shapeStr(hg.shape)} but ${headName(h, i, heads.length)} has shape ${shapeStr(h.shape)}; they must match exactly`);
+      throw fail('shape_mismatch', `head_grads[${i}] has shape ${shapeStr(hg.shape)} but ${headName(i, heads.length)} has shape ${shapeStr(h.shape)}; they must match exactly`);
     }
     if (hg && hg.dtype !== h.dtype) throw fail('dtype_mismatch', `head_grads[${i}] is ${hg.dtype} but the head is ${h.dtype}`);
     const g = hg ?? F.ones_like(h);
     if (h.node && useful.has(h.node)) addNode(h.node, h.outputIndex, g);
     else if (targets?.has(h)) addLeaf(h, g);
   });
-  void headLeaves;
 
   for (let oi = order.length - 1; oi >= 0; oi--) {
     const node = order[oi];
