@@ -1,7 +1,7 @@
 /**
  * Helpers for the Python client tests: the chapter's cells, and running python3 against a server.
  */
-import { spawn } from 'node:child_process';
+import { runProcess, type Finished } from '../helpers/process.js';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -95,16 +95,8 @@ export function pythonEnv(url: string, extra: Record<string, string> = {}): Node
   return env;
 }
 
-export function runPython(args: string[], env: NodeJS.ProcessEnv, cwd = root): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+export function runPython(args: string[], env: NodeJS.ProcessEnv, cwd = root): Promise<Finished> {
+  return runProcess(PYTHON, args, { env, cwd });
 }
 
 /** Runs cells in ONE python3 process, Jupyter-style (see jupyter_runner.py). */

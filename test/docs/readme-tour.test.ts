@@ -3,7 +3,7 @@
  * listening server, and every answer the README shows (the `# {...}` lines, `...` marking what
  * it leaves out) is found in the output, in order. So the docs cannot rot.
  */
-import { spawn } from 'node:child_process';
+import { runProcess, type Finished } from '../helpers/process.js';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,16 +29,8 @@ function shownAnswers(blocks: string[]): string[] {
   return blocks.flatMap((b) => b.split('\n').filter((l) => /^# [{\d]/.test(l)).map((l) => l.slice(2)));
 }
 
-function bash(script: string, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function bash(script: string, cwd: string, env: NodeJS.ProcessEnv): Promise<Finished> {
+  return runProcess('bash', ['-c', script], { cwd, env });
 }
 
 let srv: TestServer;
