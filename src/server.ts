@@ -3,17 +3,14 @@ import closeWithGrace from 'close-with-grace';
 import { loadConfig } from './config.js';
 import { buildApp } from './app.js';
 import { selectBackend } from './engine/select.js';
+import { loggerOptions } from './logging.js';
 
 const config = loadConfig();
 const backend = await selectBackend(config.backend);
 const { app, services } = await buildApp({
   config,
   backend,
-  logger: {
-    level: config.logLevel,
-    // Never log bearer tokens or API keys.
-    redact: ['req.headers.authorization', 'req.headers["x-api-key"]'],
-  },
+  logger: loggerOptions(config),
 });
 
 closeWithGrace({ delay: config.protection.shutdownGraceMs }, async ({ signal, err }) => {
