@@ -51,7 +51,10 @@ echo "== building the sanitized addon in $WORK"
   echo "sanitized build failed (full log: $WORK/build.log)" >&2
   exit 1
 }
-if ! ldd "$WORK/build/Release/gradserve.node" | grep -q libasan; then
+# Read ldd's whole output first: with pipefail, `ldd | grep -q` fails at random when grep exits
+# before ldd has finished writing (SIGPIPE).
+deps="$(ldd "$WORK/build/Release/gradserve.node")"
+if [[ "$deps" != *libasan* ]]; then
   echo "the built addon is not linked against libasan" >&2
   exit 1
 fi
