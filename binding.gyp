@@ -12,6 +12,7 @@
         'src/native/kernels/stream.cc',
         'src/native/kernels/layout.cc',
         'src/native/kernels/elementwise.cc',
+        'src/native/kernels/elementwise_avx2.cc',
         'src/native/kernels/strided.cc',
         'src/native/kernels/reduce.cc',
         'src/native/kernels/reduce_contig.cc',

@@ -74,11 +74,27 @@ function opIndex(family: 'unary' | 'binary' | 'reduce', op: string): number | st
   return indices[family].get(op) ?? op;
 }
 
-function packView(v: View): Float64Array | View {
+/**
+ * Packed views live in reused Float64Arrays, one per (argument slot, rank), each over its own
+ * ArrayBuffer: a fresh small typed array sits on V8's heap, and the addon reading it would force
+ * V8 to move its bytes off-heap first (several µs per view). The addon reads every view before
+ * it does anything else, so one set of buffers serves every call; a call made while another is
+ * packing (a getter on a view re-entering the backend) packs into fresh arrays instead.
+ */
+const MAX_PACKED_RANK = 32;
+const scratch: Float64Array[][] = [[], [], []];
+let packing = false;
+
+function scratchFor(slot: number, rank: number): Float64Array {
+  const bySlot = scratch[slot];
+  return (bySlot[rank] ??= new Float64Array(new ArrayBuffer(8 * (2 + 2 * rank))));
+}
+
+function packView(v: View, slot: number, reuse: boolean): Float64Array | View {
   // Anything that is not a plain view goes through as it is, for the addon to reject.
   if (!v || !Array.isArray(v.shape) || !Array.isArray(v.strides) || v.shape.length !== v.strides.length) return v;
   const rank = v.shape.length;
-  const p = new Float64Array(2 + 2 * rank);
+  const p = reuse && rank <= MAX_PACKED_RANK ? scratchFor(slot, rank) : new Float64Array(2 + 2 * rank);
   p[0] = rank;
   p[1] = v.offset;
   for (let d = 0; d < rank; d++) {
@@ -86,6 +102,41 @@ function packView(v: View): Float64Array | View {
     p[2 + rank + d] = v.strides[d];
   }
   return p;
+}
+
+/** Packs the views (slots 0, 1, ...) and calls fn with them, reusing the scratch buffers. */
+function withPacked1<R>(v0: View, fn: (p0: Packed) => R): R {
+  const reuse = !packing;
+  packing = true;
+  try {
+    const p0 = packView(v0, 0, reuse);
+    return fn(p0);
+  } finally {
+    if (reuse) packing = false;
+  }
+}
+function withPacked2<R>(v0: View, v1: View, fn: (p0: Packed, p1: Packed) => R): R {
+  const reuse = !packing;
+  packing = true;
+  try {
+    const p0 = packView(v0, 0, reuse);
+    const p1 = packView(v1, 1, reuse);
+    return fn(p0, p1);
+  } finally {
+    if (reuse) packing = false;
+  }
+}
+function withPacked3<R>(v0: View, v1: View, v2: View, fn: (p0: Packed, p1: Packed, p2: Packed) => R): R {
+  const reuse = !packing;
+  packing = true;
+  try {
+    const p0 = packView(v0, 0, reuse);
+    const p1 = packView(v1, 1, reuse);
+    const p2 = packView(v2, 2, reuse);
+    return fn(p0, p1, p2);
+  } finally {
+    if (reuse) packing = false;
+  }
 }
 
 type Packed = Float64Array | View;
@@ -114,11 +165,14 @@ export const nativeBackend: Backend = {
   randomUniform: (out, seed, counter, low, high) => addon().randomUniform(out, seed, counter, low, high),
   randomNormal: (out, seed, counter, loc, scale) => addon().randomNormal(out, seed, counter, loc, scale),
   unary: (op, x, out) => raw().unary(opIndex('unary', op), x, out),
-  binary: (op, a, av, b, bv, out) => raw().binary(opIndex('binary', op), a, packView(av), b, packView(bv), out),
+  binary: (op, a, av, b, bv, out) => {
+    const k = opIndex('binary', op);
+    withPacked2(av, bv, (pa, pb) => raw().binary(k, a, pa, b, pb, out));
+  },
   binaryScalar: (op, x, scalar, scalarFirst, out) => raw().binaryScalar(opIndex('binary', op), x, scalar, scalarFirst, out),
-  where: (cond, cv, a, av, b, bv, out) => raw().where(cond, packView(cv), a, packView(av), b, packView(bv), out),
-  copyStrided: (x, xv, out) => raw().copyStrided(x, packView(xv), out),
-  scatterAddStrided: (x, out, ov) => raw().scatterAddStrided(x, out, packView(ov)),
+  where: (cond, cv, a, av, b, bv, out) => withPacked3(cv, av, bv, (pc, pa, pb) => raw().where(cond, pc, a, pa, b, pb, out)),
+  copyStrided: (x, xv, out) => withPacked1(xv, (p) => raw().copyStrided(x, p, out)),
+  scatterAddStrided: (x, out, ov) => withPacked1(ov, (p) => raw().scatterAddStrided(x, out, p)),
   reduce: (op, x, shape, axes, out) => raw().reduce(opIndex('reduce', op), x, shape, axes, out),
   argReduce: (op, x, shape, axis, out) => addon().argReduce(op, x, shape, axis, out),
   gemm: (a, b, out, batch, m, n, k, transA, transB, strideA, strideB) =>

@@ -222,6 +222,111 @@ describe('unary kernels', () => {
   });
 });
 
+describe('SIMD elementwise paths (exp, contiguous binary)', () => {
+  const levels = ['sse2', 'avx2'];
+  const threads0 = addon.getThreads();
+  afterAll(() => { addon.setSimdCap('avx512f'); addon.setThreads(threads0); });
+  // Values around every range edge of the vector exp (|x| <= 708 goes vector, the rest libm),
+  // plus float32 overflow and underflow edges, at lengths that leave every possible tail.
+  const EDGES = [...SPECIALS, 707.9, 708, 708.1, -708, -708.1, -709.5, 709.7, 709.8, -745.1, -745.2, 88.72, 88.73,
+    -87.3, -103.9, -104, 1e-300, -1e-300, 5e-324, 0.34657, -0.34657, 0.3466, 700.5, -700.5];
+  for (const dtype of DTYPES) {
+    it(`exp and add/sub/mul/div/maximum/minimum match on every SIMD level, in place, any length (${dtype})`, () => {
+      const r = rng(21);
+      for (const level of levels) {
+        if (levels.indexOf(addon.setSimdCap(level)) < levels.indexOf(level)) continue; // not on this CPU
+        for (const n of [1, 3, 7, 8, 9, 15, 16, 17, 33, 1000, 70_001]) {
+          const data = randomData(n, r, true, -750, 750).map((v, i) => (i % 5 === 0 ? EDGES[(i / 5) % EDGES.length] : v));
+          const small = randomData(n, r, true);
+          const [x, y] = pair(dtype, data);
+          const [u, w] = pair(dtype, small);
+          const [a, b] = outs(dtype, n);
+          ref.unary('exp', x, a); nat.unary('exp', y, b);
+          compare(a, b, ELEM_TOL[dtype], `exp ${dtype} ${level} n=${n}`);
+          const v = { shape: [n], strides: [1], offset: 0 };
+          for (const op of ['add', 'sub', 'mul', 'div', 'maximum', 'minimum'] as const) {
+            ref.binary(op, x, v, u, v, a); nat.binary(op, y, v, w, v, b);
+            compare(a, b, 0, `${op} ${dtype} ${level} n=${n}`);
+            ref.binaryScalar(op, u, 1.5, false, a); nat.binaryScalar(op, w, 1.5, false, b);
+            compare(a, b, 0, `${op} scalar ${dtype} ${level} n=${n}`);
+            ref.binaryScalar(op, u, -0.25, true, a); nat.binaryScalar(op, w, -0.25, true, b);
+            compare(a, b, 0, `scalar ${op} ${dtype} ${level} n=${n}`);
+          }
+          // In place: out is an input.
+          const [c, d] = pair(dtype, small);
+          ref.binary('mul', c, v, x, v, c); nat.binary('mul', d, v, y, v, d);
+          compare(c, d, 0, `mul in place ${dtype} ${level} n=${n}`);
+          ref.unary('exp', u, u); nat.unary('exp', w, w);
+          compare(u, w, ELEM_TOL[dtype], `exp in place ${dtype} ${level} n=${n}`);
+        }
+      }
+    });
+
+    it(`large contiguous binary ops (streamed stores) match (${dtype})`, { timeout: 60_000 }, () => {
+      // Past 16 MiB of output the AVX2 path writes with non-temporal stores; odd length and an
+      // offset view so that neither the chunks nor the inputs are aligned.
+      const n = (16 << 20) / (dtype === 'float32' ? 4 : 8) + 13;
+      const r = rng(23);
+      const [x, y] = pair(dtype, randomData(n + 1, r, true));
+      const [u, w] = pair(dtype, randomData(n, r, true));
+      const [a, b] = outs(dtype, n);
+      const av = { shape: [n], strides: [1], offset: 1 }, bv = { shape: [n], strides: [1], offset: 0 };
+      ref.binary('div', x, av, u, bv, a); nat.binary('div', y, av, w, bv, b);
+      compare(a, b, 0, `large div ${dtype}`);
+      ref.binaryScalar('sub', u, 3, true, a); nat.binaryScalar('sub', w, 3, true, b);
+      compare(a, b, 0, `large scalar sub ${dtype}`);
+      ref.binary('add', u, bv, u, bv, u); nat.binary('add', w, bv, w, bv, w);
+      compare(u, w, 0, `large add in place ${dtype}`);
+    });
+
+    it(`exp and add give the same bits on 1 and 2 threads, inline or queued (${dtype})`, () => {
+      const n = 300_007;
+      const data = randomData(n, rng(22), true, -720, 720);
+      const [, y] = pair(dtype, data);
+      const v = { shape: [n], strides: [1], offset: 0 };
+      const run = (threads: number, limit: number) => {
+        addon.setThreads(threads);
+        const prev = addon.setInlineLimit(limit);
+        const [, e] = outs(dtype, n);
+        const [, s] = outs(dtype, n);
+        nat.unary('exp', y, e);
+        nat.binary('add', e, v, y, v, s);
+        addon.sync();
+        addon.setInlineLimit(prev);
+        return [nat.readBytes(e), nat.readBytes(s)];
+      };
+      const [e1, s1] = run(1, 1e12);
+      const [e2, s2] = run(2, 0);
+      expect(Buffer.compare(Buffer.from(e1), Buffer.from(e2))).toBe(0);
+      expect(Buffer.compare(Buffer.from(s1), Buffer.from(s2))).toBe(0);
+    });
+  }
+});
+
+describe('packed view buffers', () => {
+  it('a view whose getter re-enters the backend while packing still reads its own values', () => {
+    const [x, y] = pair('float64', [1, 2, 3, 4, 5, 6]);
+    const [a, b] = outs('float64', 6);
+    const [, inner] = outs('float64', 3);
+    const [, inner6] = outs('float64', 6);
+    const plain = { shape: [2, 3], strides: [3, 1], offset: 0 };
+    const tricky = { shape: [2, 3], strides: [1, 2], offset: 0 } as View;
+    const strides = [1, 2];
+    Object.defineProperty(tricky, 'strides', {
+      get() {
+        // Packs other views (ranks 1 and 2) into the shared buffers mid-way through this call.
+        nat.binary('add', y, { shape: [3], strides: [2], offset: 1 }, y, { shape: [3], strides: [1], offset: 3 }, inner);
+        nat.binary('mul', y, { shape: [2, 3], strides: [1, 2], offset: 0 }, y, plain, inner6);
+        return strides;
+      },
+    });
+    ref.binary('sub', x, plain, x, { shape: [2, 3], strides: [1, 2], offset: 0 }, a);
+    nat.binary('sub', y, plain, y, tricky, b);
+    compare(a, b, 0, 'sub with a re-entrant view');
+    expect(Array.from(nat.readNumbers(inner))).toEqual([6, 9, 12]);
+  });
+});
+
 const VIEW_SHAPES: number[][] = [[], [7], [3, 4], [2, 3, 5], [4, 1, 3, 2], [0, 3], [3, 0, 2]];
 
 describe('binary kernels', () => {

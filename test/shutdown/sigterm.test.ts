@@ -65,7 +65,9 @@ describe('shutdown', () => {
     expect(doneAt).toBe(0); // still running: the signal really arrives mid-request
     const signalAt = Date.now();
     srv.proc.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 100));
+    // The handler runs once the server's event loop turns; while a request's statements are being
+    // queued it may be busy for a moment. Probe readiness only after the server says it drains.
+    for (let i = 0; i < 100 && !/draining and shutting down/.test(srv.output()); i++) await new Promise((r) => setTimeout(r, 50));
 
     // Readiness while draining: 503 on a connection that is still open, and no new connections
     // get a 200 either (refused, or 503).
@@ -80,6 +82,7 @@ describe('shutdown', () => {
 
     const r = await inflight;
     const code = await srv.exited;
+    if (code !== 0) console.log(srv.output());
     console.log(`shutdown: long request took ${doneAt - t0} ms (SIGTERM at +${signalAt - t0} ms); readyz on an open connection: ${onOld}, on a new one: ${onNew}; exit code ${code}`);
 
     expect(r.status).toBe(200);

@@ -11,5 +11,7 @@ Work gemm(const Buf& a, const Buf& b, const Buf& out, int64_t batch, int64_t m, 
 // tests and benchmarks) never raises it above what the CPU supports; returns the level in force.
 const char* simd_level();
 const char* set_simd_cap(const char* level);
+// True while the level in force is AVX2 or higher (the elementwise kernels follow the same cap).
+bool simd_at_least_avx2();
 
 }  // namespace gs
