@@ -62,15 +62,19 @@ function chooseBackend(): { backend: 'native' | 'reference'; why: string } {
   return { backend: 'native', why: 'addon present' };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((ok, ko) => {
+/**
+ * n distinct free ports. All listeners stay open until every port is known: a port closed at once
+ * can be handed out again by the next call, and two processes then race for it.
+ */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<net.Server>((ok, ko) => {
     const s = net.createServer();
     s.once('error', ko);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => ok(port));
-    });
-  });
+    s.listen(0, '127.0.0.1', () => ok(s));
+  })));
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((ok) => s.close(ok))));
+  return ports;
 }
 
 /** Output goes to files in the temp dir, never to pipes nobody drains. */
@@ -219,8 +223,9 @@ async function main(): Promise<void> {
   chmodSync(tmp, 0o755);
 
   // Replicas.
-  const ports = await Promise.all(REPLICAS.map(() => freePort()));
-  const lbPort = await freePort();
+  const all = await freePorts(REPLICAS.length + 1);
+  const ports = all.slice(0, REPLICAS.length);
+  const lbPort = all[REPLICAS.length];
   const lb = `http://127.0.0.1:${lbPort}`;
   const direct = (i: number) => `http://127.0.0.1:${ports[i]}`;
   const tsx = ['--import', 'tsx', 'src/server.ts']; // node itself, so SIGKILL hits the server, not a wrapper

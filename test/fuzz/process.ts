@@ -56,6 +56,18 @@ export interface SpawnOptions {
  * answers. The backend follows GRADSERVE_BACKEND of this process unless env sets it.
  */
 export async function spawnServer(env: Record<string, string> = {}, o: SpawnOptions = {}): Promise<ChildServer> {
+  // Test files run in parallel, and a port found free can be taken before the server binds it:
+  // start again on another port when that happens.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await spawnOnce(env, o);
+    } catch (e) {
+      if (attempt >= 5 || !/EADDRINUSE/.test(String((e as Error).message))) throw e;
+    }
+  }
+}
+
+async function spawnOnce(env: Record<string, string>, o: SpawnOptions): Promise<ChildServer> {
   const port = await freePort();
   const proc = spawn(process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
     cwd: ROOT,
