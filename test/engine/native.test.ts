@@ -9,22 +9,13 @@ import {
 } from '../../src/engine/backend.js';
 import { referenceBackend as ref } from '../../src/engine/reference.js';
 import { loadNativeAddon, nativeBackend as nat } from '../../src/engine/native.js';
+import { rng } from '../helpers/rng.js';
 
 const addon = loadNativeAddon();
 if (!addon) throw new Error('native addon missing: run `npm run install` first');
 
 // ---- helpers -------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SPECIALS = [0, -0, 1, -1, 0.5, -0.5, 1.5, 2.5, -2.5, NaN, Infinity, -Infinity, 1e-8, 30, -30, 800, -800];
 

@@ -7,20 +7,11 @@ import { describe, it, expect, afterEach } from 'vitest';
 import type { Backend, DType, Storage, View } from '../../src/engine/backend.js';
 import { referenceBackend as ref } from '../../src/engine/reference.js';
 import { loadNativeAddon, nativeBackend as nat } from '../../src/engine/native.js';
+import { rng } from '../helpers/rng.js';
 
 const addon = loadNativeAddon();
 if (!addon) throw new Error('native addon missing: run `npm run install` first');
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Exact equality, reported at the first differing element (fast on long arrays). */
 function same(got: Float64Array, want: Float64Array, what: string): void {
@@ -45,7 +36,9 @@ function big(dtype: DType, n: number): Storage {
 
 describe('the native stream', () => {
   it('queues a large gemm, resolves flush when it is done, and reads wait for it', async () => {
-    const n = 700;
+    // Large enough (~0.1 s) that the gemm is still running when `a` is freed below, even if a
+    // garbage collection pauses this thread for a few milliseconds.
+    const n = 1200;
     const a = big('float64', n);
     const c = nat.alloc('float64', n * n);
     nat.gemm(a, a, c, 1, n, n, n, false, false, 0, 0);
