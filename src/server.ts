@@ -17,7 +17,14 @@ closeWithGrace({ delay: config.protection.shutdownGraceMs }, async ({ signal, er
   if (err) app.log.error({ err }, 'shutting down after an error');
   else app.log.info({ signal }, 'draining and shutting down');
   services.state.draining = true;
-  await app.close();
+  // fastify closes the connections that are idle when close starts; a keep-alive connection that
+  // was mid-request then and idle later would hold the server open until the grace period ends.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), 100);
+  try {
+    await app.close();
+  } finally {
+    clearInterval(sweep);
+  }
 });
 
 await app.listen({ host: config.host, port: config.port });
