@@ -5,13 +5,14 @@
  */
 import { SessionStore } from '../src/session/store.js';
 import { loadConfig } from '../src/config.js';
-import { nativeBackend } from '../src/engine/native.js';
+import { nativeBackend } from "../src/engine/native.js";
+import { referenceBackend } from "../src/engine/reference.js";
 import { runOps } from '../src/session/service.js';
 import '../src/ops/index.js';
 
 const N = 1000;
 const iterations = Number(process.argv[2] ?? 200);
-const store = new SessionStore(nativeBackend, loadConfig({}).limits);
+const store = new SessionStore(process.env.BACKEND === "reference" ? referenceBackend : nativeBackend, loadConfig({}).limits);
 const { session: s } = store.create({ apiKey: null, seed: 1, default_dtype: 'float32' });
 await s.run(() => runOps(s, { ops: [{ op: 'array', args: [[1]], out: 'x' }] } as never));
 await s.run(() => runOps(s, { ops: [{ op: 'attach_grad', args: ['x'] }] } as never));
