@@ -7,6 +7,7 @@
       'sources': [
         'src/native/addon.cc',
         'src/native/args.cc',
+        'src/native/commands.cc',
         'src/native/kernels/memory.cc',
         'src/native/kernels/threads.cc',
         'src/native/kernels/stream.cc',

@@ -1,25 +1,53 @@
 /**
- * The native backend: the C++ addon of src/native, built by node-gyp into build/Release. This
- * file only loads it and forwards; the addon checks every argument it is handed.
+ * The native backend: the C++ addon of src/native, built by node-gyp into build/Release.
+ *
+ * A program of a thousand scalar ops would cost thousands of N-API calls (each several times the
+ * op itself), so kernel calls do not cross into C++ one by one: they are written as commands into
+ * one Float64Array the addon holds (src/native/commands.h) and run together. Buffers are integer
+ * handles picked here, so allocating one is a command too and no JS object comes back from C++.
+ *
+ * Outside `withStream` every call runs at once, so a bad argument throws at its call. Inside it
+ * (a session's request), commands wait until the scope ends, a read needs data, or the buffer is
+ * full; TypeScript has validated every op by then, so a native failure there is a bug and comes
+ * out of the scope as an Error. Frees are never urgent: they join the next batch (at the latest
+ * at the end of the current microtask checkpoint).
+ *
+ * This file checks the JS-side types of arguments (a string where a number belongs, a foreign or
+ * freed storage); the addon checks every number: ranges, lengths, strides and bounds.
  */
 import { createRequire } from 'node:module';
-import type { Backend, DType, Storage, View } from './backend.js';
+import { BINARY_KERNELS, REDUCE_KERNELS, UNARY_KERNELS, type Backend, type DType, type Storage, type View } from './backend.js';
 
-/** What the addon exports (see src/native/addon.cc): the Backend methods plus diagnostics. */
-export interface NativeAddon extends Omit<Backend, 'name' | 'withStream'> {
-  alloc(dtype: DType, length: number): Storage;
-  /** Tags the kernel calls that follow with a stream number (0: untagged); returns the previous. */
-  setStream(stream: number): number;
+/** What the addon exports (src/native/addon.cc). */
+interface RawAddon {
+  setCommandBuffer(commands: Float64Array): void;
+  run(n: number): void;
+  writeBytes(h: number, bytes: Uint8Array): void;
+  readBytes(h: number): Uint8Array;
+  writeNumbers(h: number, data: ArrayLike<number>): void;
+  readNumbers(h: number): Float64Array;
+  flush(stream?: number): Promise<void>;
+  sync(): void;
+  pendingWork(): number;
+  setInlineLimit(limit: number): number;
+  kernelNames(): { unary: string[]; binary: string[]; reduce: string[] };
+  nativeBytesLive(): number;
+  getThreads(): number;
+  setThreads(n: number): number;
+  simdLevel(): string;
+  setSimdCap(level: string): string;
+}
+
+/** Diagnostics and tuning knobs of the addon (tests and benchmarks); each runs pending commands first. */
+export interface NativeAddon {
   /** Blocks until every queued kernel has run (tests and benchmarks only: it stalls the loop). */
   sync(): void;
-  /** Kernel calls queued and not yet completed. */
+  /** Kernel calls queued on the worker and not yet completed. */
   pendingWork(): number;
   /** Sets the cost at or above which independent calls are queued (0: queue all); returns the previous. */
   setInlineLimit(limit: number): number;
-  /** Kernel names in the index order the op arguments also accept. */
+  /** Kernel names in the index order commands use. */
   kernelNames(): { unary: string[]; binary: string[]; reduce: string[] };
-  /** The storage class (alloc calls it; constructing it directly saves one hop). */
-  Storage: new (dtype: DType, length: number) => Storage;
   /** Bytes of buffer memory the addon currently holds (for leak tests). */
   nativeBytesLive(): number;
   getThreads(): number;
@@ -35,162 +63,425 @@ const require = createRequire(import.meta.url);
 // From src/engine (tsx, vitest) the package root is two levels up; from dist/src/engine, three.
 const CANDIDATES = ['../../build/Release/gradserve.node', '../../../build/Release/gradserve.node'];
 
-let cached: NativeAddon | null | undefined;
+// Opcodes of src/native/commands.h.
+const ALLOC = 0, FREE = 1, FILL = 2, ARANGE = 3, EYE = 4, UNIFORM = 5, NORMAL = 6, UNARY = 7, BINARY = 8;
+const BINARY_SCALAR = 9, WHERE = 10, COPY_STRIDED = 11, SCATTER_ADD = 12, REDUCE = 13, ARG_REDUCE = 14;
+const GEMM = 15, CAST = 16, SET_STREAM = 17;
 
-/** The addon, or null when it has not been built. Other load failures throw. */
-export function loadNativeAddon(): NativeAddon | null {
-  if (cached !== undefined) return cached;
+/** Doubles in the command buffer (512 KiB); the largest command (where, three rank-32 views) is ~210. */
+const CAPACITY = 1 << 16;
+const MAX_RANK = 32;
+/** Allocations this large run at once even in a batch, so running out of memory throws at the op. */
+const EAGER_ALLOC_BYTES = 1 << 20;
+
+let raw: RawAddon | null | undefined;
+const cmd = new Float64Array(CAPACITY);
+let len = 0;
+let batchDepth = 0;
+let runScheduled = false;
+let currentStream = 0;
+
+function load(): RawAddon | null {
+  if (raw !== undefined) return raw;
   for (const path of CANDIDATES) {
     try {
-      cached = require(path) as NativeAddon;
-      return cached;
+      const a = require(path) as RawAddon;
+      checkKernelOrder(a);
+      a.setCommandBuffer(cmd);
+      raw = a;
+      return raw;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
     }
   }
-  cached = null;
-  return cached;
+  raw = null;
+  return raw;
 }
 
-function addon(): NativeAddon {
-  const a = loadNativeAddon();
-  if (!a) throw new Error('native backend: build/Release/gradserve.node is missing; run `npm run install`');
+/** Commands name kernels by index: the addon's order must be backend.ts's. */
+function checkKernelOrder(a: RawAddon): void {
+  const n = a.kernelNames();
+  const same = (x: readonly string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
+  if (!same(UNARY_KERNELS, n.unary) || !same(BINARY_KERNELS, n.binary) || !same(REDUCE_KERNELS, n.reduce)) {
+    throw new Error('native backend: the addon\'s kernel list differs from backend.ts; rebuild it (npm run build:native)');
+  }
+}
+
+function addon(): RawAddon {
+  const a = load();
+  if (!a) throw new Error('native backend: build/Release/gradserve.node is missing; run `npm run build:native`');
   return a;
 }
 
+/** Runs every pending command. */
+function run(): void {
+  if (len === 0) return;
+  const n = len;
+  len = 0;
+  addon().run(n);
+}
+
+/** Called after each command: outside a batch it runs at once, so errors throw at their call. */
+function issued(): void {
+  if (batchDepth === 0) run();
+}
+
+function scheduleRun(): void {
+  if (batchDepth > 0 || runScheduled) return;
+  runScheduled = true;
+  queueMicrotask(() => {
+    runScheduled = false;
+    if (batchDepth === 0) run();
+  });
+}
+
+// ---- writing commands -------------------------------------------------------------------------
+
+function begin(op: number, room: number): number {
+  if (len + room > CAPACITY) run();
+  const start = len;
+  cmd[start] = op;
+  len = start + 2;
+  return start;
+}
+function end(start: number): void {
+  cmd[start + 1] = len - start;
+}
+function put(x: number): void {
+  cmd[len++] = x;
+}
+
+class NativeStorage implements Storage {
+  alive = true;
+  constructor(readonly dtype: DType, public length: number, readonly h: number) {}
+}
+
+const freeHandles: number[] = [];
+let nextHandle = 1;
+
+function handle(s: Storage, name: string): number {
+  if (!(s instanceof NativeStorage)) throw new TypeError(`native backend: argument \`${name}\` is not a native storage`);
+  if (!s.alive) throw new Error(`native backend: argument \`${name}\` was freed`);
+  return s.h;
+}
+
+function num(v: unknown, name: string): number {
+  if (typeof v !== 'number') throw new TypeError(`native backend: argument \`${name}\` must be a number`);
+  return v;
+}
+
+function bool(v: unknown, name: string): number {
+  if (typeof v !== 'boolean') throw new TypeError(`native backend: argument \`${name}\` must be a boolean`);
+  return v ? 1 : 0;
+}
+
+const kernelIndex = (names: readonly string[]) => new Map(names.map((x, i) => [x, i]));
+const UNARY_INDEX = kernelIndex(UNARY_KERNELS);
+const BINARY_INDEX = kernelIndex(BINARY_KERNELS);
+const REDUCE_INDEX = kernelIndex(REDUCE_KERNELS);
+
+function opIndex(map: Map<string, number>, family: string, op: unknown): number {
+  const k = map.get(op as string);
+  if (k === undefined) throw new Error(`native backend: unknown ${family} kernel ${String(op)}`);
+  return k;
+}
+
+function intList(xs: readonly number[], name: string): readonly number[] {
+  if (!Array.isArray(xs)) throw new TypeError(`native backend: argument \`${name}\` must be an array`);
+  if (xs.length > MAX_RANK) throw new RangeError(`native backend: argument \`${name}\` has too many entries`);
+  for (const x of xs) num(x, name);
+  return xs;
+}
+
 /**
- * Per-call overhead matters for long programs of tiny ops, so the hot arguments travel in the
- * cheapest form the addon reads: kernel names as indices, views packed into one Float64Array
- * ([rank, offset, shape..., strides...]). The addon checks both as strictly as the plain forms.
+ * Views are read into scratch arrays before anything is written, so a getter that runs JS (and
+ * may re-enter the backend) cannot interleave with a half-written command; a re-entrant call
+ * reads into fresh arrays instead.
  */
-let indices: { unary: Map<string, number>; binary: Map<string, number>; reduce: Map<string, number> } | null = null;
-function opIndex(family: 'unary' | 'binary' | 'reduce', op: string): number | string {
-  if (!indices) {
-    const n = addon().kernelNames();
-    const map = (xs: string[]) => new Map(xs.map((x, i) => [x, i]));
-    indices = { unary: map(n.unary), binary: map(n.binary), reduce: map(n.reduce) };
+const scratch = [0, 1, 2].map(() => new Float64Array(2 + 2 * MAX_RANK));
+let reading = false;
+
+function readView(v: View, slot: number, name: string, reuse: boolean): Float64Array {
+  if (!v || typeof v !== 'object' || !Array.isArray(v.shape) || !Array.isArray(v.strides) || v.shape.length !== v.strides.length) {
+    throw new TypeError(`native backend: argument \`${name}\` must be a view {shape, strides, offset}`);
   }
-  // Unknown names go through as strings, so the addon's error names them.
-  return indices[family].get(op) ?? op;
-}
-
-/**
- * Packed views live in reused Float64Arrays, one per (argument slot, rank), each over its own
- * ArrayBuffer: a fresh small typed array sits on V8's heap, and the addon reading it would force
- * V8 to move its bytes off-heap first (several µs per view). The addon reads every view before
- * it does anything else, so one set of buffers serves every call; a call made while another is
- * packing (a getter on a view re-entering the backend) packs into fresh arrays instead.
- */
-const MAX_PACKED_RANK = 32;
-const scratch: Float64Array[][] = [[], [], []];
-let packing = false;
-
-function scratchFor(slot: number, rank: number): Float64Array {
-  const bySlot = scratch[slot];
-  return (bySlot[rank] ??= new Float64Array(new ArrayBuffer(8 * (2 + 2 * rank))));
-}
-
-function packView(v: View, slot: number, reuse: boolean): Float64Array | View {
-  // Anything that is not a plain view goes through as it is, for the addon to reject.
-  if (!v || !Array.isArray(v.shape) || !Array.isArray(v.strides) || v.shape.length !== v.strides.length) return v;
   const rank = v.shape.length;
-  const p = reuse && rank <= MAX_PACKED_RANK ? scratchFor(slot, rank) : new Float64Array(2 + 2 * rank);
+  if (rank > MAX_RANK) throw new RangeError(`native backend: argument \`${name}\` has too many dimensions`);
+  const p = reuse ? scratch[slot] : new Float64Array(2 + 2 * MAX_RANK);
   p[0] = rank;
-  p[1] = v.offset;
+  p[1] = num(v.offset, `${name}.offset`);
   for (let d = 0; d < rank; d++) {
-    p[2 + d] = v.shape[d];
-    p[2 + rank + d] = v.strides[d];
+    p[2 + d] = num(v.shape[d], `${name}.shape`);
+    p[2 + rank + d] = num(v.strides[d], `${name}.strides`);
   }
   return p;
 }
 
-/** Packs the views (slots 0, 1, ...) and calls fn with them, reusing the scratch buffers. */
-function withPacked1<R>(v0: View, fn: (p0: Packed) => R): R {
-  const reuse = !packing;
-  packing = true;
+function readViews(views: View[], names: string[]): Float64Array[] {
+  const reuse = !reading;
+  reading = true;
   try {
-    const p0 = packView(v0, 0, reuse);
-    return fn(p0);
+    return views.map((v, i) => readView(v, i, names[i], reuse));
   } finally {
-    if (reuse) packing = false;
-  }
-}
-function withPacked2<R>(v0: View, v1: View, fn: (p0: Packed, p1: Packed) => R): R {
-  const reuse = !packing;
-  packing = true;
-  try {
-    const p0 = packView(v0, 0, reuse);
-    const p1 = packView(v1, 1, reuse);
-    return fn(p0, p1);
-  } finally {
-    if (reuse) packing = false;
-  }
-}
-function withPacked3<R>(v0: View, v1: View, v2: View, fn: (p0: Packed, p1: Packed, p2: Packed) => R): R {
-  const reuse = !packing;
-  packing = true;
-  try {
-    const p0 = packView(v0, 0, reuse);
-    const p1 = packView(v1, 1, reuse);
-    const p2 = packView(v2, 2, reuse);
-    return fn(p0, p1, p2);
-  } finally {
-    if (reuse) packing = false;
+    if (reuse) reading = false;
   }
 }
 
-type Packed = Float64Array | View;
-interface RawAddon {
-  unary(op: number | string, x: Storage, out: Storage): void;
-  binary(op: number | string, a: Storage, av: Packed, b: Storage, bv: Packed, out: Storage): void;
-  binaryScalar(op: number | string, x: Storage, scalar: number, scalarFirst: boolean, out: Storage): void;
-  where(c: Storage, cv: Packed, a: Storage, av: Packed, b: Storage, bv: Packed, out: Storage): void;
-  copyStrided(x: Storage, xv: Packed, out: Storage): void;
-  scatterAddStrided(x: Storage, out: Storage, ov: Packed): void;
-  reduce(op: number | string, x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void;
+function putView(p: Float64Array): void {
+  const n = 2 + 2 * p[0];
+  cmd.set(n === p.length ? p : p.subarray(0, n), len);
+  len += n;
 }
-const raw = (): RawAddon => addon() as unknown as RawAddon;
+
+const VIEW_ROOM = 2 + 2 * MAX_RANK;
+
+// ---- the backend ------------------------------------------------------------------------------
+
+function alloc(dtype: DType, length: number): Storage {
+  if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`native backend: unknown dtype ${String(dtype)}`);
+  num(length, 'length');
+  addon();
+  const h = freeHandles.pop() ?? nextHandle++;
+  const s = new NativeStorage(dtype, length, h);
+  const c = begin(ALLOC, 5);
+  put(h); put(dtype === 'float32' ? 0 : 1); put(length);
+  end(c);
+  try {
+    if (batchDepth === 0 || length * (dtype === 'float32' ? 4 : 8) >= EAGER_ALLOC_BYTES) run();
+  } catch (err) {
+    // The failure may be another command's; freeing an empty handle is a no-op, so this is safe
+    // either way.
+    free(s);
+    throw err;
+  }
+  return s;
+}
+
+function free(s: Storage): void {
+  if (!(s instanceof NativeStorage)) throw new TypeError('native backend: argument `s` is not a native storage');
+  if (!s.alive) return;
+  s.alive = false;
+  s.length = 0; // as the reference: a freed buffer is empty
+  const c = begin(FREE, 3);
+  put(s.h);
+  end(c);
+  // Handles are reused in command order, so the next ALLOC of this one follows its FREE.
+  freeHandles.push(s.h);
+  scheduleRun();
+}
 
 export const nativeBackend: Backend = {
   name: 'native',
-  alloc: (dtype, length) => new (addon().Storage)(dtype, length),
-  free: (s) => addon().free(s),
-  writeBytes: (s, bytes) => addon().writeBytes(s, bytes),
-  readBytes: (s) => addon().readBytes(s),
-  writeNumbers: (s, data) => addon().writeNumbers(s, data),
-  readNumbers: (s) => addon().readNumbers(s),
-  fill: (out, value) => addon().fill(out, value),
-  arange: (out, start, step) => addon().arange(out, start, step),
-  eye: (out, rows, cols, k) => addon().eye(out, rows, cols, k),
-  randomUniform: (out, seed, counter, low, high) => addon().randomUniform(out, seed, counter, low, high),
-  randomNormal: (out, seed, counter, loc, scale) => addon().randomNormal(out, seed, counter, loc, scale),
-  unary: (op, x, out) => raw().unary(opIndex('unary', op), x, out),
-  binary: (op, a, av, b, bv, out) => {
-    const k = opIndex('binary', op);
-    withPacked2(av, bv, (pa, pb) => raw().binary(k, a, pa, b, pb, out));
+  alloc,
+  free,
+  writeBytes(s, bytes) {
+    const h = handle(s, 's');
+    run();
+    addon().writeBytes(h, bytes);
   },
-  binaryScalar: (op, x, scalar, scalarFirst, out) => raw().binaryScalar(opIndex('binary', op), x, scalar, scalarFirst, out),
-  where: (cond, cv, a, av, b, bv, out) => withPacked3(cv, av, bv, (pc, pa, pb) => raw().where(cond, pc, a, pa, b, pb, out)),
-  copyStrided: (x, xv, out) => withPacked1(xv, (p) => raw().copyStrided(x, p, out)),
-  scatterAddStrided: (x, out, ov) => withPacked1(ov, (p) => raw().scatterAddStrided(x, out, p)),
-  reduce: (op, x, shape, axes, out) => raw().reduce(opIndex('reduce', op), x, shape, axes, out),
-  argReduce: (op, x, shape, axis, out) => addon().argReduce(op, x, shape, axis, out),
-  gemm: (a, b, out, batch, m, n, k, transA, transB, strideA, strideB) =>
-    addon().gemm(a, b, out, batch, m, n, k, transA, transB, strideA, strideB),
-  cast: (x, out) => addon().cast(x, out),
-  flush: (stream) => addon().flush(stream),
+  readBytes(s) {
+    const h = handle(s, 's');
+    run();
+    return addon().readBytes(h);
+  },
+  writeNumbers(s, data) {
+    const h = handle(s, 's');
+    run();
+    addon().writeNumbers(h, data);
+  },
+  readNumbers(s) {
+    const h = handle(s, 's');
+    run();
+    return addon().readNumbers(h);
+  },
+  fill(out, value) {
+    const o = handle(out, 'out');
+    const c = begin(FILL, 4);
+    put(o); put(num(value, 'value'));
+    end(c);
+    issued();
+  },
+  arange(out, start, step) {
+    const o = handle(out, 'out');
+    const c = begin(ARANGE, 5);
+    put(o); put(num(start, 'start')); put(num(step, 'step'));
+    end(c);
+    issued();
+  },
+  eye(out, rows, cols, k) {
+    const o = handle(out, 'out');
+    const c = begin(EYE, 6);
+    put(o); put(num(rows, 'rows')); put(num(cols, 'cols')); put(num(k, 'k'));
+    end(c);
+    issued();
+  },
+  randomUniform(out, seed, counter, low, high) {
+    const o = handle(out, 'out');
+    const c = begin(UNIFORM, 7);
+    put(o); put(num(seed, 'seed')); put(num(counter, 'counter')); put(num(low, 'low')); put(num(high, 'high'));
+    end(c);
+    issued();
+  },
+  randomNormal(out, seed, counter, loc, scale) {
+    const o = handle(out, 'out');
+    const c = begin(NORMAL, 7);
+    put(o); put(num(seed, 'seed')); put(num(counter, 'counter')); put(num(loc, 'loc')); put(num(scale, 'scale'));
+    end(c);
+    issued();
+  },
+  unary(op, x, out) {
+    const k = opIndex(UNARY_INDEX, 'unary', op);
+    const hx = handle(x, 'x'), o = handle(out, 'out');
+    const c = begin(UNARY, 5);
+    put(k); put(hx); put(o);
+    end(c);
+    issued();
+  },
+  binary(op, a, av, b, bv, out) {
+    const k = opIndex(BINARY_INDEX, 'binary', op);
+    const [pa, pb] = readViews([av, bv], ['av', 'bv']);
+    const ha = handle(a, 'a'), hb = handle(b, 'b'), o = handle(out, 'out');
+    const c = begin(BINARY, 6 + 2 * VIEW_ROOM);
+    put(k); put(ha); putView(pa); put(hb); putView(pb); put(o);
+    end(c);
+    issued();
+  },
+  binaryScalar(op, x, scalar, scalarFirst, out) {
+    const k = opIndex(BINARY_INDEX, 'binary', op);
+    const hx = handle(x, 'x'), o = handle(out, 'out');
+    const c = begin(BINARY_SCALAR, 7);
+    put(k); put(hx); put(num(scalar, 'scalar')); put(bool(scalarFirst, 'scalarFirst')); put(o);
+    end(c);
+    issued();
+  },
+  where(cond, cv, a, av, b, bv, out) {
+    const [pc, pa, pb] = readViews([cv, av, bv], ['cv', 'av', 'bv']);
+    const hc = handle(cond, 'cond'), ha = handle(a, 'a'), hb = handle(b, 'b'), o = handle(out, 'out');
+    const c = begin(WHERE, 6 + 3 * VIEW_ROOM);
+    put(hc); putView(pc); put(ha); putView(pa); put(hb); putView(pb); put(o);
+    end(c);
+    issued();
+  },
+  copyStrided(x, xv, out) {
+    const [p] = readViews([xv], ['xv']);
+    const hx = handle(x, 'x'), o = handle(out, 'out');
+    const c = begin(COPY_STRIDED, 4 + VIEW_ROOM);
+    put(hx); putView(p); put(o);
+    end(c);
+    issued();
+  },
+  scatterAddStrided(x, out, ov) {
+    const [p] = readViews([ov], ['ov']);
+    const hx = handle(x, 'x'), o = handle(out, 'out');
+    const c = begin(SCATTER_ADD, 4 + VIEW_ROOM);
+    put(hx); put(o); putView(p);
+    end(c);
+    issued();
+  },
+  reduce(op, x, shape, axes, out) {
+    const k = opIndex(REDUCE_INDEX, 'reduce', op);
+    intList(shape, 'shape');
+    intList(axes, 'axes');
+    const hx = handle(x, 'x'), o = handle(out, 'out');
+    const c = begin(REDUCE, 7 + 2 * MAX_RANK);
+    put(k); put(hx);
+    put(shape.length); for (const d of shape) put(d);
+    put(axes.length); for (const d of axes) put(d);
+    put(o);
+    end(c);
+    issued();
+  },
+  argReduce(op, x, shape, axis, out) {
+    if (op !== 'argmax' && op !== 'argmin') throw new Error(`native backend: unknown argReduce kernel ${String(op)}`);
+    intList(shape, 'shape');
+    const hx = handle(x, 'x'), o = handle(out, 'out');
+    const c = begin(ARG_REDUCE, 7 + MAX_RANK);
+    put(op === 'argmax' ? 1 : 0); put(hx);
+    put(shape.length); for (const d of shape) put(d);
+    put(num(axis, 'axis')); put(o);
+    end(c);
+    issued();
+  },
+  gemm(a, b, out, batch, m, n, k, transA, transB, strideA, strideB) {
+    const ha = handle(a, 'a'), hb = handle(b, 'b'), o = handle(out, 'out');
+    const c = begin(GEMM, 13);
+    put(ha); put(hb); put(o);
+    put(num(batch, 'batch')); put(num(m, 'm')); put(num(n, 'n')); put(num(k, 'k'));
+    put(bool(transA, 'transA')); put(bool(transB, 'transB'));
+    put(num(strideA, 'strideA')); put(num(strideB, 'strideB'));
+    end(c);
+    issued();
+  },
+  cast(x, out) {
+    const hx = handle(x, 'x'), o = handle(out, 'out');
+    const c = begin(CAST, 4);
+    put(hx); put(o);
+    end(c);
+    issued();
+  },
+  flush(stream) {
+    run();
+    return addon().flush(stream);
+  },
   withStream<T>(stream: number, fn: () => T): T {
-    const a = addon();
-    const prev = a.setStream(stream);
+    const prev = currentStream;
+    const setStream = (tag: number) => {
+      currentStream = tag;
+      const c = begin(SET_STREAM, 3);
+      put(tag);
+      end(c);
+    };
+    setStream(stream);
+    batchDepth++;
+    let ok = false;
     try {
-      return fn();
+      const value = fn();
+      ok = true;
+      return value;
     } finally {
-      a.setStream(prev);
+      batchDepth--;
+      setStream(prev);
+      if (batchDepth === 0) {
+        // When fn failed, its error is the one to report; the batch still runs (its frees and
+        // allocations must happen).
+        if (ok) run();
+        else try { run(); } catch { /* fn's error wins */ }
+      }
     }
   },
 };
 
+/**
+ * Tests only: runs hand-written command doubles (after the pending commands), so tests can show
+ * the addon rejects malformed frames, fields and handles without crashing.
+ */
+export function runRawCommands(doubles: readonly number[]): void {
+  run();
+  if (doubles.length > CAPACITY) throw new RangeError('native backend: too many command doubles');
+  cmd.set(doubles, 0);
+  len = doubles.length;
+  run();
+}
+
+/** The addon's diagnostics, or null when it has not been built. Other load failures throw. */
+export function loadNativeAddon(): NativeAddon | null {
+  const a = load();
+  if (!a) return null;
+  const after = <A extends unknown[], R>(f: (...args: A) => R) => (...args: A): R => { run(); return f(...args); };
+  return {
+    sync: after(() => a.sync()),
+    pendingWork: after(() => a.pendingWork()),
+    setInlineLimit: after((limit: number) => a.setInlineLimit(limit)),
+    kernelNames: () => a.kernelNames(),
+    nativeBytesLive: after(() => a.nativeBytesLive()),
+    getThreads: () => a.getThreads(),
+    setThreads: after((n: number) => a.setThreads(n)),
+    simdLevel: () => a.simdLevel(),
+    setSimdCap: after((level: string) => a.setSimdCap(level)),
+  };
+}
+
 /** The native backend, or null (without throwing) when the addon has not been built. */
 export function loadNativeBackend(): Backend | null {
-  return loadNativeAddon() ? nativeBackend : null;
+  return load() ? nativeBackend : null;
 }

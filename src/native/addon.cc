@@ -1,10 +1,9 @@
-// The whole native surface of gradserve, in one place: one function per Backend method of
-// src/engine/backend.ts, a Storage class, and a few diagnostics. This file only reads arguments
-// and resolves storages; the kernels (src/native/kernels) re-check every length, stride and
-// bound before touching memory, and any inconsistency becomes a JS Error.
-//
-// Arguments that can run JS (views and arrays read through getters) are read before any storage
-// is resolved to its memory block, so a getter that frees a storage cannot slip a freed buffer in.
+// The whole native surface of gradserve, in one place. Buffers are named by integer handles
+// (handles.h); kernels arrive as commands in a buffer native.ts fills (commands.h), so a long
+// program of tiny ops costs one N-API call per batch. The few direct functions here read or write
+// buffer contents, wait for the stream, or report diagnostics. The kernels (src/native/kernels)
+// re-check every length, stride and bound before touching memory, and any inconsistency becomes a
+// JS Error.
 //
 // Kernels run on the stream (kernels/stream.h): small ones inline, large ones (and anything that
 // touches a buffer queued work uses) on its worker thread, in call order. `flush` returns a
@@ -20,6 +19,8 @@
 #include <vector>
 
 #include "args.h"
+#include "commands.h"
+#include "handles.h"
 #include "kernels/common.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -34,20 +35,16 @@
 namespace gs {
 namespace {
 
-// Marks objects made by this addon, so a foreign or forged object is rejected before unwrapping.
-const napi_type_tag kStorageTag = {0x6772616473657276ULL, 0x2e73746f72616765ULL};
-
-DType parse_dtype(const Napi::Env& env, const std::string& s) {
-  if (s == "float32") return DType::F32;
-  if (s == "float64") return DType::F64;
-  throw Napi::TypeError::New(env, "native backend: unknown dtype " + s);
-}
-
-// Per-environment state: the Storage constructor, the stream and the pending flushes.
+// Per-environment state: the buffers by handle, the stream, the command buffer and the pending
+// flushes.
 struct AddonData {
-  Napi::FunctionReference storage_ctor;
+  HandleTable table;
   Napi::ThreadSafeFunction tsfn;
   std::unique_ptr<Stream> stream;
+  // The Float64Array native.ts writes commands into (setCommandBuffer); held so it stays alive.
+  Napi::Reference<Napi::ArrayBuffer> commands_ref;
+  const double* commands = nullptr;
+  size_t commands_len = 0;
   // Flush promises waiting for a call number; only touched on the JS thread.
   std::vector<std::pair<int64_t, Napi::Promise::Deferred>> waiters;
 
@@ -80,79 +77,8 @@ struct AddonData {
 AddonData* data_of(const Napi::Env& env) { return env.GetInstanceData<AddonData>(); }
 Stream& stream_of(const Napi::Env& env) { return *data_of(env)->stream; }
 
-class Storage : public Napi::ObjectWrap<Storage> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeStorage",
-                       {InstanceAccessor<&Storage::GetAlive>("alive"), InstanceAccessor<&Storage::GetLength>("length"),
-                        InstanceAccessor<&Storage::GetDType>("dtype")});
-  }
-
-  // new NativeStorage(dtype, length): a zero-filled buffer.
-  explicit Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(info) {
-    Napi::Env env = info.Env();
-    dtype_ = parse_dtype(env, arg_string(info, 0, "dtype"));
-    const int64_t length = arg_int(info, 1, "length", 0, kMaxIndex / 8);
-    try {
-      block_ = std::make_shared<Block>(dtype_, length);
-    } catch (const std::bad_alloc&) {
-      throw Napi::Error::New(env, "native backend: out of memory allocating " + std::to_string(length) + " elements");
-    }
-    length_ = length;
-    info.This().As<Napi::Object>().TypeTag(&kStorageTag);
-    if (counted()) Napi::MemoryManagement::AdjustExternalMemory(env, block_->bytes());
-  }
-
-  void Finalize(Napi::Env env) override {
-    if (counted()) Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
-    block_.reset();
-  }
-
-  // The memory block, shared with whatever queued work uses it.
-  const BlockRef& live(const Napi::Env& env, const char* name) const {
-    if (!block_) throw Napi::Error::New(env, std::string("native backend: argument `") + name + "` was freed");
-    return block_;
-  }
-
-  // Frees the memory now, or as soon as the queued work using it completes; idempotent.
-  void free_now(const Napi::Env& env) {
-    if (!block_) return;
-    if (counted()) Napi::MemoryManagement::AdjustExternalMemory(env, -block_->bytes());
-    block_.reset();
-    length_ = 0;  // as the reference: a freed buffer is empty
-  }
-
- private:
-  Napi::Value GetAlive(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), bool(block_)); }
-  Napi::Value GetLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(length_)); }
-  Napi::Value GetDType(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), dtype_name(dtype_)); }
-
-  // Only buffers of a page or more are reported to V8 as external memory: tiny ones do not move
-  // its GC heuristics, and the call costs about as much as the allocation.
-  bool counted() const { return block_ && block_->bytes() >= 4096; }
-
-  BlockRef block_;
-  int64_t length_ = 0;
-  DType dtype_ = DType::F32;
-};
-
-Storage* storage_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Value v = info[i];
-  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kStorageTag))
-    throw Napi::TypeError::New(info.Env(), std::string("native backend: argument `") + name + "` is not a native storage");
-  Storage* s = Storage::Unwrap(v.As<Napi::Object>());
-  if (!s) throw Napi::TypeError::New(info.Env(), std::string("native backend: argument `") + name + "` is not a native storage");
-  return s;
-}
-
 BlockRef block_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return storage_arg(info, i, name)->live(info.Env(), name);
-}
-
-// A checked kernel call on the stream: inline when small and independent, queued otherwise.
-void submit(const Napi::CallbackInfo& info, Work w, std::initializer_list<const BlockRef*> reads,
-            std::initializer_list<const BlockRef*> writes) {
-  stream_of(info.Env()).submit(std::move(w), reads, writes);
+  return data_of(info.Env())->table.get(arg_int(info, i, name, 1, HandleTable::kMaxHandles - 1), name);
 }
 
 // A block ready for synchronous access: queued work on it has completed and did not fail.
@@ -162,36 +88,33 @@ const BlockRef& settled(const Napi::CallbackInfo& info, const BlockRef& b, bool 
   return b;
 }
 
-template <class Op> constexpr int op_count();
-template <> constexpr int op_count<Unary>() { return kUnaryCount; }
-template <> constexpr int op_count<Binary>() { return kBinaryCount; }
-template <> constexpr int op_count<Reduce>() { return kReduceCount; }
-
-// A kernel name, or its index in the order of kernelNames() (native.ts sends indices: cheaper).
-template <class Op>
-Op op_arg(const Napi::CallbackInfo& info, size_t i, const char* family) {
-  if (info[i].IsNumber()) {
-    const int64_t k = arg_int(info, i, "op", 0, op_count<Op>() - 1);
-    return static_cast<Op>(k);
-  }
-  std::string s = arg_string(info, i, "op");
-  Op op;
-  if (!parse_op(s.c_str(), &op)) throw Napi::Error::New(info.Env(), std::string("native backend: unknown ") + family + " kernel " + s);
-  return op;
-}
-
 Napi::Value Undefined(const Napi::CallbackInfo& info) { return info.Env().Undefined(); }
 
-// ---- memory --------------------------------------------------------------------------------
+// ---- commands ------------------------------------------------------------------------------
 
-Napi::Value Alloc(const Napi::CallbackInfo& info) {
-  return data_of(info.Env())->storage_ctor.New({info[0], info[1]});
-}
-
-Napi::Value Free(const Napi::CallbackInfo& info) {
-  storage_arg(info, 0, "s")->free_now(info.Env());
+// setCommandBuffer(f64): the array every later run(n) reads its commands from.
+Napi::Value SetCommandBuffer(const Napi::CallbackInfo& info) {
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw Napi::TypeError::New(info.Env(), "native backend: argument `commands` must be a Float64Array");
+  Napi::Float64Array f = info[0].As<Napi::Float64Array>();
+  AddonData* d = data_of(info.Env());
+  d->commands_ref = Napi::Persistent(f.ArrayBuffer());
+  d->commands = f.Data();
+  d->commands_len = f.ElementLength();
   return Undefined(info);
 }
+
+// run(n): runs the first n doubles of the command buffer; throws the first failure.
+Napi::Value Run(const Napi::CallbackInfo& info) {
+  AddonData* d = data_of(info.Env());
+  const int64_t n = arg_int(info, 0, "n", 0, static_cast<int64_t>(d->commands_len));
+  if (n == 0) return Undefined(info);
+  const std::string err = run_commands(*d->stream, d->table, d->commands, static_cast<size_t>(n));
+  if (!err.empty()) throw Napi::Error::New(info.Env(), err);
+  return Undefined(info);
+}
+
+// ---- memory --------------------------------------------------------------------------------
 
 Napi::Value WriteBytes(const Napi::CallbackInfo& info) {
   if (!info[1].IsTypedArray()) throw Napi::TypeError::New(info.Env(), "native backend: argument `bytes` must be a Uint8Array");
@@ -285,136 +208,6 @@ Napi::Value ReadNumbers(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// ---- creation ------------------------------------------------------------------------------
-
-Napi::Value Fill(const Napi::CallbackInfo& info) {
-  double value = arg_number(info, 1, "value");
-  BlockRef o = block_arg(info, 0, "out");
-  submit(info, fill(o->buf(), value), {}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value Arange(const Napi::CallbackInfo& info) {
-  double start = arg_number(info, 1, "start"), step = arg_number(info, 2, "step");
-  BlockRef o = block_arg(info, 0, "out");
-  submit(info, arange(o->buf(), start, step), {}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value Eye(const Napi::CallbackInfo& info) {
-  int64_t rows = arg_int(info, 1, "rows", 0, kMaxIndex), cols = arg_int(info, 2, "cols", 0, kMaxIndex);
-  int64_t k = arg_int(info, 3, "k", -kMaxIndex, kMaxIndex);
-  BlockRef o = block_arg(info, 0, "out");
-  submit(info, eye(o->buf(), rows, cols, k), {}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value RandomUniform(const Napi::CallbackInfo& info) {
-  double seed = arg_number(info, 1, "seed"), counter = arg_number(info, 2, "counter");
-  double low = arg_number(info, 3, "low"), high = arg_number(info, 4, "high");
-  BlockRef o = block_arg(info, 0, "out");
-  submit(info, random_uniform(o->buf(), seed, counter, low, high), {}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value RandomNormal(const Napi::CallbackInfo& info) {
-  double seed = arg_number(info, 1, "seed"), counter = arg_number(info, 2, "counter");
-  double loc = arg_number(info, 3, "loc"), scale = arg_number(info, 4, "scale");
-  BlockRef o = block_arg(info, 0, "out");
-  submit(info, random_normal(o->buf(), seed, counter, loc, scale), {}, {&o});
-  return Undefined(info);
-}
-
-// ---- elementwise ---------------------------------------------------------------------------
-
-Napi::Value UnaryFn(const Napi::CallbackInfo& info) {
-  Unary op = op_arg<Unary>(info, 0, "unary");
-  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 2, "out");
-  submit(info, unary(op, x->buf(), o->buf()), {&x}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value BinaryFn(const Napi::CallbackInfo& info) {
-  Binary op = op_arg<Binary>(info, 0, "binary");
-  View av = arg_view(info, 2, "av"), bv = arg_view(info, 4, "bv");
-  BlockRef a = block_arg(info, 1, "a"), b = block_arg(info, 3, "b"), o = block_arg(info, 5, "out");
-  submit(info, binary(op, a->buf(), av, b->buf(), bv, o->buf()), {&a, &b}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value BinaryScalar(const Napi::CallbackInfo& info) {
-  Binary op = op_arg<Binary>(info, 0, "binary");
-  double scalar = arg_number(info, 2, "scalar");
-  bool first = arg_bool(info, 3, "scalarFirst");
-  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 4, "out");
-  submit(info, binary_scalar(op, x->buf(), scalar, first, o->buf()), {&x}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value Where(const Napi::CallbackInfo& info) {
-  View cv = arg_view(info, 1, "cv"), av = arg_view(info, 3, "av"), bv = arg_view(info, 5, "bv");
-  BlockRef c = block_arg(info, 0, "cond"), a = block_arg(info, 2, "a"), b = block_arg(info, 4, "b");
-  BlockRef o = block_arg(info, 6, "out");
-  submit(info, where(c->buf(), cv, a->buf(), av, b->buf(), bv, o->buf()), {&c, &a, &b}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
-  View xv = arg_view(info, 1, "xv");
-  BlockRef x = block_arg(info, 0, "x"), o = block_arg(info, 2, "out");
-  submit(info, copy_strided(x->buf(), xv, o->buf()), {&x}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value ScatterAddStrided(const Napi::CallbackInfo& info) {
-  View ov = arg_view(info, 2, "ov");
-  BlockRef x = block_arg(info, 0, "x"), o = block_arg(info, 1, "out");
-  // out is read as well as written (it accumulates).
-  submit(info, scatter_add_strided(x->buf(), o->buf(), ov), {&x, &o}, {&o});
-  return Undefined(info);
-}
-
-// ---- reductions and products ---------------------------------------------------------------
-
-Napi::Value ReduceFn(const Napi::CallbackInfo& info) {
-  Reduce op = op_arg<Reduce>(info, 0, "reduce");
-  std::vector<int64_t> shape = arg_int_array(info, 2, "shape", 0, kMaxIndex);
-  std::vector<int64_t> axes = arg_int_array(info, 3, "axes", -kMaxIndex, kMaxIndex);
-  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 4, "out");
-  submit(info,
-         reduce(op, x->buf(), shape.data(), static_cast<int>(shape.size()), axes.data(), static_cast<int>(axes.size()),
-                o->buf()),
-         {&x}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value ArgReduce(const Napi::CallbackInfo& info) {
-  std::string op = arg_string(info, 0, "op");
-  if (op != "argmax" && op != "argmin") throw Napi::Error::New(info.Env(), "native backend: unknown argReduce kernel " + op);
-  std::vector<int64_t> shape = arg_int_array(info, 2, "shape", 0, kMaxIndex);
-  int64_t axis = arg_int(info, 3, "axis", -kMaxIndex, kMaxIndex);
-  BlockRef x = block_arg(info, 1, "x"), o = block_arg(info, 4, "out");
-  submit(info, arg_reduce(op == "argmax", x->buf(), shape.data(), static_cast<int>(shape.size()), axis, o->buf()),
-         {&x}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  int64_t batch = arg_int(info, 3, "batch", 0, kMaxIndex), m = arg_int(info, 4, "m", 0, kMaxIndex);
-  int64_t n = arg_int(info, 5, "n", 0, kMaxIndex), k = arg_int(info, 6, "k", 0, kMaxIndex);
-  bool ta = arg_bool(info, 7, "transA"), tb = arg_bool(info, 8, "transB");
-  int64_t sa = arg_int(info, 9, "strideA", 0, kMaxIndex), sb = arg_int(info, 10, "strideB", 0, kMaxIndex);
-  BlockRef a = block_arg(info, 0, "a"), b = block_arg(info, 1, "b"), o = block_arg(info, 2, "out");
-  submit(info, gemm(a->buf(), b->buf(), o->buf(), batch, m, n, k, ta, tb, sa, sb), {&a, &b}, {&o});
-  return Undefined(info);
-}
-
-Napi::Value Cast(const Napi::CallbackInfo& info) {
-  BlockRef x = block_arg(info, 0, "x"), o = block_arg(info, 1, "out");
-  submit(info, cast(x->buf(), o->buf()), {&x}, {&o});
-  return Undefined(info);
-}
-
 // ---- the stream ----------------------------------------------------------------------------
 
 // flush() waits for every call queued so far; flush(tag) for those queued under that tag.
@@ -436,12 +229,6 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
   if (d->waiters.empty()) d->tsfn.Ref(env);
   d->waiters.emplace_back(seq, deferred);
   return deferred.Promise();
-}
-
-// Tags the calls that follow with a stream number (a session); returns the previous one.
-Napi::Value SetStream(const Napi::CallbackInfo& info) {
-  int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
-  return Napi::Number::New(info.Env(), stream_of(info.Env()).set_tag(tag));
 }
 
 // Blocks until all queued work has completed (tests and benchmarks).
@@ -511,9 +298,7 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function storage = Storage::Define(env);
   auto* d = new AddonData();
-  d->storage_ctor = Napi::Persistent(storage);
   d->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "gradserve-flush", 0, 1);
   d->tsfn.Unref(env);
@@ -523,6 +308,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // Registered after the thread-safe function, so it runs before that one is torn down: the
   // worker is joined first and never calls into a closed function.
   env.AddCleanupHook([d] {
+    d->table.clear();
     d->stream.reset();
     d->tsfn.Abort();
   });
@@ -532,29 +318,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Value (*fn)(const Napi::CallbackInfo&);
   };
   const Entry entries[] = {
-      {"alloc", guarded<Alloc>},
-      {"free", guarded<Free>},
+      {"setCommandBuffer", guarded<SetCommandBuffer>},
+      {"run", guarded<Run>},
       {"writeBytes", guarded<WriteBytes>},
       {"readBytes", guarded<ReadBytes>},
       {"writeNumbers", guarded<WriteNumbers>},
       {"readNumbers", guarded<ReadNumbers>},
-      {"fill", guarded<Fill>},
-      {"arange", guarded<Arange>},
-      {"eye", guarded<Eye>},
-      {"randomUniform", guarded<RandomUniform>},
-      {"randomNormal", guarded<RandomNormal>},
-      {"unary", guarded<UnaryFn>},
-      {"binary", guarded<BinaryFn>},
-      {"binaryScalar", guarded<BinaryScalar>},
-      {"where", guarded<Where>},
-      {"copyStrided", guarded<CopyStrided>},
-      {"scatterAddStrided", guarded<ScatterAddStrided>},
-      {"reduce", guarded<ReduceFn>},
-      {"argReduce", guarded<ArgReduce>},
-      {"gemm", guarded<Gemm>},
-      {"cast", guarded<Cast>},
       {"flush", guarded<Flush>},
-      {"setStream", guarded<SetStream>},
       {"sync", guarded<Sync>},
       {"pendingWork", guarded<PendingWork>},
       {"setInlineLimit", guarded<SetInlineLimit>},
@@ -566,7 +336,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setSimdCap", guarded<SetSimdCap>},
   };
   for (const Entry& e : entries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
-  exports.Set("Storage", storage);
   return exports;
 }
 

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "kernels/common.h"
 
@@ -16,11 +15,6 @@ namespace gs {
 double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name);
 // An integer-valued number in [lo, hi].
 int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi);
-bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name);
 std::string arg_string(const Napi::CallbackInfo& info, size_t i, const char* name);
-// An array of integers in [lo, hi], at most kMaxRank long.
-std::vector<int64_t> arg_int_array(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi);
-// {shape, strides, offset} as in backend.ts.
-View arg_view(const Napi::CallbackInfo& info, size_t i, const char* name);
 
 }  // namespace gs

@@ -1,0 +1,248 @@
+#include "commands.h"
+
+#include <cmath>
+#include <exception>
+#include <new>
+
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+#include "kernels/random.h"
+#include "kernels/reduce.h"
+#include "kernels/strided.h"
+
+namespace gs {
+namespace {
+
+// Reads the fields of one command; any field out of its command's frame or range is an error.
+class Fields {
+ public:
+  Fields(const double* p, size_t n, const HandleTable& table) : p_(p), n_(n), table_(table) {}
+
+  double number(const char* name) {
+    if (i_ >= n_) fail(std::string("command is missing `") + name + "`");
+    return p_[i_++];
+  }
+  int64_t integer(const char* name, int64_t lo, int64_t hi) {
+    const double d = number(name);
+    if (!std::isfinite(d) || d != std::floor(d)) fail(std::string("argument `") + name + "` must be an integer");
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi)) fail(std::string("argument `") + name + "` is out of range");
+    return static_cast<int64_t>(d);
+  }
+  bool flag(const char* name) { return integer(name, 0, 1) == 1; }
+  template <class Op> Op op(int count) { return static_cast<Op>(integer("op", 0, count - 1)); }
+  BlockRef block(const char* name) { return table_.get(integer(name, 1, HandleTable::kMaxHandles - 1), name); }
+
+  View view(const char* name) {
+    View v;
+    v.rank = static_cast<int>(integer(name, 0, kMaxRank));
+    v.offset = integer(name, -kMaxIndex, kMaxIndex);
+    for (int d = 0; d < v.rank; d++) v.shape[d] = integer(name, 0, kMaxIndex);
+    for (int d = 0; d < v.rank; d++) v.strides[d] = integer(name, -kMaxIndex, kMaxIndex);
+    return v;
+  }
+  // A count-prefixed list of at most kMaxRank integers.
+  int list(const char* name, int64_t* out, int64_t lo, int64_t hi) {
+    const int len = static_cast<int>(integer(name, 0, kMaxRank));
+    for (int j = 0; j < len; j++) out[j] = integer(name, lo, hi);
+    return len;
+  }
+  void end() const {
+    if (i_ != n_) fail("command has trailing fields");
+  }
+
+ private:
+  const double* p_;
+  size_t n_;
+  size_t i_ = 0;
+  const HandleTable& table_;
+};
+
+DType dtype_field(Fields& f) { return f.integer("dtype", 0, 1) == 0 ? DType::F32 : DType::F64; }
+
+void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
+  switch (cmd) {
+    case Cmd::Alloc: {
+      const int64_t h = f.integer("h", 1, HandleTable::kMaxHandles - 1);
+      const DType dt = dtype_field(f);
+      const int64_t length = f.integer("length", 0, kMaxIndex / 8);
+      f.end();
+      BlockRef b;
+      try {
+        b = std::make_shared<Block>(dt, length);
+      } catch (const std::bad_alloc&) {
+        fail("out of memory allocating " + std::to_string(length) + " elements");
+      }
+      table.put(h, std::move(b));
+      return;
+    }
+    case Cmd::Free: {
+      const int64_t h = f.integer("h", 1, HandleTable::kMaxHandles - 1);
+      f.end();
+      table.drop(h);
+      return;
+    }
+    case Cmd::Fill: {
+      BlockRef o = f.block("out");
+      const double v = f.number("value");
+      f.end();
+      s.submit(fill(o->buf(), v), {}, {&o});
+      return;
+    }
+    case Cmd::Arange: {
+      BlockRef o = f.block("out");
+      const double start = f.number("start"), step = f.number("step");
+      f.end();
+      s.submit(arange(o->buf(), start, step), {}, {&o});
+      return;
+    }
+    case Cmd::Eye: {
+      BlockRef o = f.block("out");
+      const int64_t rows = f.integer("rows", 0, kMaxIndex), cols = f.integer("cols", 0, kMaxIndex);
+      const int64_t k = f.integer("k", -kMaxIndex, kMaxIndex);
+      f.end();
+      s.submit(eye(o->buf(), rows, cols, k), {}, {&o});
+      return;
+    }
+    case Cmd::Uniform:
+    case Cmd::Normal: {
+      BlockRef o = f.block("out");
+      const double seed = f.number("seed"), counter = f.number("counter"), a = f.number("low"), b = f.number("high");
+      f.end();
+      s.submit(cmd == Cmd::Uniform ? random_uniform(o->buf(), seed, counter, a, b) : random_normal(o->buf(), seed, counter, a, b),
+               {}, {&o});
+      return;
+    }
+    case Cmd::Unary: {
+      const Unary op = f.op<Unary>(kUnaryCount);
+      BlockRef x = f.block("x"), o = f.block("out");
+      f.end();
+      s.submit(unary(op, x->buf(), o->buf()), {&x}, {&o});
+      return;
+    }
+    case Cmd::Binary: {
+      const Binary op = f.op<Binary>(kBinaryCount);
+      BlockRef a = f.block("a");
+      const View av = f.view("av");
+      BlockRef b = f.block("b");
+      const View bv = f.view("bv");
+      BlockRef o = f.block("out");
+      f.end();
+      s.submit(binary(op, a->buf(), av, b->buf(), bv, o->buf()), {&a, &b}, {&o});
+      return;
+    }
+    case Cmd::BinaryScalar: {
+      const Binary op = f.op<Binary>(kBinaryCount);
+      BlockRef x = f.block("x");
+      const double scalar = f.number("scalar");
+      const bool first = f.flag("scalarFirst");
+      BlockRef o = f.block("out");
+      f.end();
+      s.submit(binary_scalar(op, x->buf(), scalar, first, o->buf()), {&x}, {&o});
+      return;
+    }
+    case Cmd::Where: {
+      BlockRef c = f.block("cond");
+      const View cv = f.view("cv");
+      BlockRef a = f.block("a");
+      const View av = f.view("av");
+      BlockRef b = f.block("b");
+      const View bv = f.view("bv");
+      BlockRef o = f.block("out");
+      f.end();
+      s.submit(where(c->buf(), cv, a->buf(), av, b->buf(), bv, o->buf()), {&c, &a, &b}, {&o});
+      return;
+    }
+    case Cmd::CopyStrided: {
+      BlockRef x = f.block("x");
+      const View xv = f.view("xv");
+      BlockRef o = f.block("out");
+      f.end();
+      s.submit(copy_strided(x->buf(), xv, o->buf()), {&x}, {&o});
+      return;
+    }
+    case Cmd::ScatterAdd: {
+      BlockRef x = f.block("x"), o = f.block("out");
+      const View ov = f.view("ov");
+      f.end();
+      // out is read as well as written (it accumulates).
+      s.submit(scatter_add_strided(x->buf(), o->buf(), ov), {&x, &o}, {&o});
+      return;
+    }
+    case Cmd::Reduce: {
+      const Reduce op = f.op<Reduce>(kReduceCount);
+      BlockRef x = f.block("x");
+      int64_t shape[kMaxRank], axes[kMaxRank];
+      const int rank = f.list("shape", shape, 0, kMaxIndex);
+      const int naxes = f.list("axes", axes, -kMaxIndex, kMaxIndex);
+      BlockRef o = f.block("out");
+      f.end();
+      s.submit(reduce(op, x->buf(), shape, rank, axes, naxes, o->buf()), {&x}, {&o});
+      return;
+    }
+    case Cmd::ArgReduce: {
+      const bool is_max = f.flag("isMax");
+      BlockRef x = f.block("x");
+      int64_t shape[kMaxRank];
+      const int rank = f.list("shape", shape, 0, kMaxIndex);
+      const int64_t axis = f.integer("axis", -kMaxIndex, kMaxIndex);
+      BlockRef o = f.block("out");
+      f.end();
+      s.submit(arg_reduce(is_max, x->buf(), shape, rank, axis, o->buf()), {&x}, {&o});
+      return;
+    }
+    case Cmd::Gemm: {
+      BlockRef a = f.block("a"), b = f.block("b"), o = f.block("out");
+      const int64_t batch = f.integer("batch", 0, kMaxIndex), m = f.integer("m", 0, kMaxIndex);
+      const int64_t n = f.integer("n", 0, kMaxIndex), k = f.integer("k", 0, kMaxIndex);
+      const bool ta = f.flag("transA"), tb = f.flag("transB");
+      const int64_t sa = f.integer("strideA", 0, kMaxIndex), sb = f.integer("strideB", 0, kMaxIndex);
+      f.end();
+      s.submit(gemm(a->buf(), b->buf(), o->buf(), batch, m, n, k, ta, tb, sa, sb), {&a, &b}, {&o});
+      return;
+    }
+    case Cmd::Cast: {
+      BlockRef x = f.block("x"), o = f.block("out");
+      f.end();
+      s.submit(cast(x->buf(), o->buf()), {&x}, {&o});
+      return;
+    }
+    case Cmd::SetStream: {
+      const int64_t tag = f.integer("stream", 0, INT32_MAX);
+      f.end();
+      s.set_tag(static_cast<int>(tag));
+      return;
+    }
+    case Cmd::Count:
+      break;
+  }
+  fail("unknown command");
+}
+
+}  // namespace
+
+std::string run_commands(Stream& stream, HandleTable& table, const double* p, size_t n) {
+  std::string first;
+  size_t i = 0;
+  while (i < n) {
+    // The frame itself must be sound, or nothing after it can be trusted: stop there.
+    if (n - i < 2) return first.empty() ? "native backend: truncated command" : first;
+    const double op = p[i], len = p[i + 1];
+    if (!(op >= 0 && op < static_cast<double>(Cmd::Count) && op == std::floor(op)) ||
+        !(len >= 2 && len <= static_cast<double>(n - i) && len == std::floor(len))) {
+      return first.empty() ? "native backend: malformed command frame" : first;
+    }
+    Fields f(p + i + 2, static_cast<size_t>(len) - 2, table);
+    try {
+      run_one(stream, table, static_cast<Cmd>(static_cast<int>(op)), f);
+    } catch (const std::bad_alloc&) {
+      if (first.empty()) first = "native backend: out of memory";
+    } catch (const std::exception& e) {
+      if (first.empty()) first = e.what();
+    }
+    i += static_cast<size_t>(len);
+  }
+  return first;
+}
+
+}  // namespace gs
