@@ -2,7 +2,7 @@
  * GEMM throughput of the native backend: `npx tsx scripts/bench-gemm.ts [sizes...]`.
  * Prints GFLOP/s (2 n^3 flops per product) for float32 and float64, with 1 thread and with all.
  */
-import { loadNativeAddon } from '../src/engine/native.js';
+import { loadNativeAddon, nativeBackend as nat } from '../src/engine/native.js';
 
 const addon = loadNativeAddon();
 if (!addon) throw new Error('build the addon first: npm run install');
@@ -13,14 +13,14 @@ const maxThreads = addon.getThreads();
 
 function bench(dtype: 'float32' | 'float64', n: number, threads: number): number {
   addon!.setThreads(threads);
-  const a = addon!.alloc(dtype, n * n);
-  const b = addon!.alloc(dtype, n * n);
-  const c = addon!.alloc(dtype, n * n);
-  addon!.randomUniform(a, 1, 0, -1, 1);
-  addon!.randomUniform(b, 2, 0, -1, 1);
+  const a = nat.alloc(dtype, n * n);
+  const b = nat.alloc(dtype, n * n);
+  const c = nat.alloc(dtype, n * n);
+  nat.randomUniform(a, 1, 0, -1, 1);
+  nat.randomUniform(b, 2, 0, -1, 1);
   addon!.sync();
   // Large products run on the stream's worker: sync() waits for them.
-  const run = () => { addon!.gemm(a, b, c, 1, n, n, n, false, false, 0, 0); addon!.sync(); };
+  const run = () => { nat.gemm(a, b, c, 1, n, n, n, false, false, 0, 0); addon!.sync(); };
   run();
   // Repeat until ~0.5 s so small sizes are not timer noise; keep the best round.
   let best = Infinity;
@@ -30,7 +30,7 @@ function bench(dtype: 'float32' | 'float64', n: number, threads: number): number
     run();
     best = Math.min(best, performance.now() - t0);
   } while (performance.now() < deadline);
-  for (const s of [a, b, c]) addon!.free(s);
+  for (const s of [a, b, c]) nat.free(s);
   return (2 * n ** 3) / (best / 1000) / 1e9;
 }
 

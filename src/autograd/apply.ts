@@ -8,7 +8,7 @@ import { NDArray } from '../engine/ndarray.js';
 import type { Kernels } from '../engine/kernels.js';
 import type { DType } from '../engine/backend.js';
 import { lookupOp, type OpContext, type OpDef, type Value } from '../ops/registry.js';
-import { Node, type Edge, type Tape } from './tape.js';
+import { Node, NOTHING_SAVED, type Edge, type Tape } from './tape.js';
 import type { ScopeStack } from './scopes.js';
 import { fail } from '../errors.js';
 
@@ -66,7 +66,9 @@ function isEmpty(attrs: unknown): boolean {
 /** Parses attrs against the op's schema; a failure is a 422 naming the op and the attribute. */
 export function parseAttrs(def: OpDef, attrs: unknown): unknown {
   const empty = isEmpty(attrs);
-  if (empty && defaults.has(def)) return defaults.get(def);
+  // Parsed attrs are objects, so undefined means "not parsed yet".
+  const known = empty ? defaults.get(def) : undefined;
+  if (known !== undefined) return known;
   const r = def.attrs.safeParse(attrs ?? {});
   if (!r.success) {
     const issue = r.error.issues[0];
@@ -87,8 +89,14 @@ export function applyParsed(def: OpDef, inputs: Value[], attrs: unknown): NDArra
   const res = def.forward(ctx, inputs as NDArray[], attrs);
   const outs = Array.isArray(res) ? res : [res];
   if (e.scopes.isRecording && def.vjp) {
-    const edges = inputs.map(edgeOf);
-    if (edges.some((x) => x !== null)) record(e, def, attrs, inputs, edges, outs);
+    // An op on constants only (no variable, no history) records nothing.
+    const edges = new Array<Edge | null>(inputs.length);
+    let anyEdge = false;
+    for (let i = 0; i < inputs.length; i++) {
+      edges[i] = edgeOf(inputs[i]);
+      if (edges[i]) anyEdge = true;
+    }
+    if (anyEdge) record(e, def, attrs, inputs, edges, outs);
   }
   return outs;
 }
@@ -103,17 +111,33 @@ function record(e: ExecEnv, def: OpDef, attrs: unknown, inputs: Value[], edges: 
   const tape = e.scopes.tape ?? e.fallbackTape();
   e.onRecord(tape);
   const si = def.save.inputs;
-  const x = inputs.map((v, i) => (typeof v === 'number' || si === true || (Array.isArray(si) && si.includes(i)) ? v : undefined));
-  const y = def.save.outputs ? [...outs] : [];
-  const node = new Node(
-    tape, def, attrs, edges,
-    inputs.map((v) => (v instanceof NDArray ? v.id : null)),
-    inputs.map((v) => (v instanceof NDArray ? v.shape : null)),
-    inputs.map((v) => (v instanceof NDArray ? v.dtype : null)),
-    x, y,
-    outs.map((o) => ({ id: o.id, shape: o.shape, dtype: o.dtype })),
-  );
-  outs.forEach((o, i) => { o.node = node; o.outputIndex = i; });
+  const n = inputs.length;
+  // One pass over the inputs fills every per-input column of the node. Scalars are always kept:
+  // listings show them and they cost nothing.
+  const x = new Array<Value | undefined>(n);
+  const ids = new Array<number | null>(n);
+  const shapes = new Array<readonly number[] | null>(n);
+  const dtypes = new Array<DType | null>(n);
+  for (let i = 0; i < n; i++) {
+    const v = inputs[i];
+    const saved = typeof v === 'number' || si === true || (Array.isArray(si) && si.includes(i));
+    x[i] = saved ? v : undefined;
+    if (!(v instanceof NDArray)) {
+      ids[i] = shapes[i] = dtypes[i] = null;
+    } else {
+      ids[i] = v.id;
+      shapes[i] = v.shape;
+      dtypes[i] = v.dtype;
+    }
+  }
+  const outputs = new Array<{ id: number; shape: readonly number[]; dtype: DType }>(outs.length);
+  for (let i = 0; i < outs.length; i++) outputs[i] = { id: outs[i].id, shape: outs[i].shape, dtype: outs[i].dtype };
+  const y = def.save.outputs ? outs.slice() : NOTHING_SAVED;
+  const node = new Node(tape, def, attrs, edges, ids, shapes, dtypes, x, y, outputs);
+  for (let i = 0; i < outs.length; i++) {
+    outs[i].node = node;
+    outs[i].outputIndex = i;
+  }
   tape.nodes.push(node);
 }
 
@@ -123,15 +147,26 @@ type Call = (...args: (Value | Attrs)[]) => NDArray;
 /**
  * The op table as functions, for gradient rules: `F.multiply(g, F.cos(x))`,
  * `F.sum(g, { axis: [0], keepdims: true })`. A trailing plain object is the attrs.
- * Names resolve against the table at call time, so there is no second list of ops.
+ * Names resolve against the table on first call, so there is no second list of ops; each name's
+ * function is made once and kept, since gradient rules call them on every backward step.
  */
+const opFunctions = new Map<string, Call>();
 export const F: Record<string, Call> = new Proxy({} as Record<string, Call>, {
   get(_t, name: string): Call {
-    return (...args) => {
-      const last = args[args.length - 1];
-      const hasAttrs = last !== undefined && typeof last === 'object' && !(last instanceof NDArray);
-      const inputs = (hasAttrs ? args.slice(0, -1) : args) as Value[];
-      return apply(name, inputs, hasAttrs ? last : {})[0];
-    };
+    let f = opFunctions.get(name);
+    if (!f) opFunctions.set(name, (f = opFunction(name)));
+    return f;
   },
 });
+
+function opFunction(name: string): Call {
+  let def: OpDef | undefined;
+  return (...args) => {
+    def ??= lookupOp(name);
+    if (!def) throw new Error(`internal: op ${name} is not in the table`);
+    const last = args[args.length - 1];
+    const hasAttrs = last !== undefined && typeof last === 'object' && !(last instanceof NDArray);
+    if (hasAttrs) args.pop();
+    return applyParsed(def, args as Value[], parseAttrs(def, hasAttrs ? last : undefined))[0];
+  };
+}

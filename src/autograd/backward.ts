@@ -58,45 +58,76 @@ export function backward(req: BackwardRequest): BackwardResult {
   });
 
   // Topological order of the nodes reachable from the heads (iterative DFS: graphs can be deep).
-  const order: Node[] = [];
-  const seen = new Set<Node>();
-  const stack: [Node, number][] = [];
-  for (const h of heads) if (h.node && !seen.has(h.node)) { seen.add(h.node); stack.push([h.node, 0]); }
-  while (stack.length) {
-    const top = stack[stack.length - 1];
-    const [node, i] = top;
+  // Each node gets a slot number when first seen; the walk's per-node state lives in arrays
+  // indexed by slot rather than in maps keyed by node.
+  const slotOf = new Map<Node, number>();
+  const nodes: Node[] = [];
+  const order: number[] = [];
+  const stackSlot: number[] = [];
+  const stackNext: number[] = [];
+  const discover = (node: Node): void => {
+    slotOf.set(node, nodes.length);
+    stackSlot.push(nodes.length);
+    stackNext.push(0);
+    nodes.push(node);
+  };
+  for (const h of heads) if (h.node && !slotOf.has(h.node)) discover(h.node);
+  while (stackSlot.length) {
+    const top = stackSlot.length - 1;
+    const slot = stackSlot[top];
+    const node = nodes[slot];
+    const i = stackNext[top];
     if (i < node.inputs.length) {
-      top[1]++;
+      stackNext[top]++;
       const e = node.inputs[i];
-      if (e && 'node' in e && !seen.has(e.node)) {
+      if (e && 'node' in e && !slotOf.has(e.node)) {
         if (e.node.freed) throw fail('graph_freed', 'part of the graph behind the heads was freed by an earlier backward; record it again, or pass retain_graph: true to the earlier backward');
-        seen.add(e.node);
-        stack.push([e.node, 0]);
+        discover(e.node);
       }
     } else {
-      stack.pop();
-      order.push(node);
+      stackSlot.pop();
+      stackNext.pop();
+      order.push(slot);
     }
   }
 
-  // A node matters only if some path from it reaches a variable that wants a gradient.
-  const useful = new Set<Node>();
-  for (const node of order) {
-    if (node.inputs.some((e) => e && ('leaf' in e ? wants(e.leaf) : useful.has(e.node)))) useful.add(node);
+  // needs[slot][i]: input i of the node leads to a variable that wants a gradient. A node is
+  // useful when some input needs one; inputs come first in `order`, so one pass settles it.
+  const needs: boolean[][] = new Array(nodes.length);
+  const useful = new Uint8Array(nodes.length);
+  for (const slot of order) {
+    const ins = nodes[slot].inputs;
+    const need = new Array<boolean>(ins.length);
+    for (let i = 0; i < ins.length; i++) {
+      const e = ins[i];
+      need[i] = e !== null && ('leaf' in e ? wants(e.leaf) : useful[slotOf.get(e.node)!] === 1);
+      if (need[i]) useful[slot] = 1;
+    }
+    needs[slot] = need;
   }
-  if (!targets && !heads.some((h) => h.node && useful.has(h.node))) {
+  const isUseful = (node: Node): boolean => {
+    const slot = slotOf.get(node);
+    return slot !== undefined && useful[slot] === 1;
+  };
+  if (!targets && !heads.some((h) => h.node && isUseful(h.node))) {
     throw fail('no_grad', 'the heads do not depend on any array with a gradient buffer (grad_req write or add); call attach-grad on the inputs before recording');
   }
 
-  const nodeGrads = new Map<Node, (NDArray | null)[]>();
+  // Gradients of each node's outputs, summed over its consumers (null: none arrived yet).
+  const nodeGrads: ((NDArray | null)[] | undefined)[] = new Array(nodes.length);
   const leafGrads = new Map<NDArray, NDArray>();
   const addLeaf = (leaf: NDArray, g: NDArray): void => {
     const prev = leafGrads.get(leaf);
     leafGrads.set(leaf, prev ? F.add(prev, g) : g);
   };
   const addNode = (node: Node, index: number, g: NDArray): void => {
-    let gs = nodeGrads.get(node);
-    if (!gs) { gs = node.outputs.map(() => null); nodeGrads.set(node, gs); }
+    const slot = slotOf.get(node)!;
+    let gs = nodeGrads[slot];
+    if (!gs) {
+      gs = [];
+      for (let i = 0; i < node.outputs.length; i++) gs.push(null);
+      nodeGrads[slot] = gs;
+    }
     const prev = gs[index];
     gs[index] = prev ? F.add(prev, g) : g;
   };
@@ -108,29 +139,32 @@ export function backward(req: BackwardRequest): BackwardResult {
     }
     if (hg && hg.dtype !== h.dtype) throw fail('dtype_mismatch', `head_grads[${i}] is ${hg.dtype} but the head is ${h.dtype}`);
     const g = hg ?? F.ones_like(h);
-    if (h.node && useful.has(h.node)) addNode(h.node, h.outputIndex, g);
+    if (h.node && isUseful(h.node)) addNode(h.node, h.outputIndex, g);
     else if (targets?.has(h)) addLeaf(h, g);
   });
 
   for (let oi = order.length - 1; oi >= 0; oi--) {
-    const node = order[oi];
-    if (!useful.has(node)) continue;
-    const gs = nodeGrads.get(node);
-    if (!gs) continue;
-    const g = gs.map((x, i) => x ?? F.zeros({ shape: [...node.outputs[i].shape], dtype: node.outputs[i].dtype }));
-    const needs = node.inputs.map((e) => !!e && ('leaf' in e ? wants(e.leaf) : useful.has(e.node)));
-    const dx = node.op.vjp!({ g, x: node.x, y: node.y, attrs: node.attrs, shapes: node.shapes, dtypes: node.dtypes, needs });
-    node.inputs.forEach((e, i) => {
+    const slot = order[oi];
+    const gs = nodeGrads[slot];
+    if (!useful[slot] || !gs) continue;
+    nodeGrads[slot] = undefined;
+    const node = nodes[slot];
+    // Outputs no consumer used get zeros: a vjp sees one gradient per output.
+    for (let i = 0; i < gs.length; i++) {
+      gs[i] ??= F.zeros({ shape: [...node.outputs[i].shape], dtype: node.outputs[i].dtype });
+    }
+    const need = needs[slot];
+    const dx = node.op.vjp!({ g: gs as NDArray[], x: node.x, y: node.y, attrs: node.attrs, shapes: node.shapes, dtypes: node.dtypes, needs: need });
+    for (let i = 0; i < node.inputs.length; i++) {
+      const e = node.inputs[i];
       const d = dx[i];
-      if (!e || !needs[i] || !d) return;
-      const shape = node.shapes[i]!;
-      const gi = unbroadcast(d, shape);
+      if (!e || !need[i] || !d) continue;
+      const gi = unbroadcast(d, node.shapes[i]!);
       if ('leaf' in e) addLeaf(e.leaf, gi);
       else addNode(e.node, e.index, gi);
-    });
-    nodeGrads.delete(node);
+    }
   }
 
-  if (!req.retainGraph) for (const node of order) node.free();
+  if (!req.retainGraph) for (const node of nodes) node.free();
   return { grads: leafGrads };
 }

@@ -11,6 +11,9 @@ export type Edge = { node: Node; index: number } | { leaf: NDArray };
 
 let nextNodeId = 1;
 
+/** The saved values of a node that keeps none (or no longer does): one shared, frozen array. */
+export const NOTHING_SAVED = Object.freeze([]) as unknown as never[];
+
 export class Node {
   readonly id = nextNodeId++;
   freed = false;
@@ -31,8 +34,8 @@ export class Node {
   /** Drops the saved values: backward through this node is no longer possible. */
   free(): void {
     this.freed = true;
-    this.x = [];
-    this.y = [];
+    this.x = NOTHING_SAVED;
+    this.y = NOTHING_SAVED;
   }
 }
 

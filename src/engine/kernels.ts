@@ -7,7 +7,11 @@ import { contiguousStrides } from './reference.js';
 import { NDArray, sizeOf, shapeStr } from './ndarray.js';
 import { fail } from '../errors.js';
 
-/** Where new arrays come from: the session, which counts their bytes against its quota. */
+/**
+ * Where new arrays come from: the session, which counts their bytes against its quota. The new
+ * array keeps `shape` itself, not a copy: it must be a shape nothing changes afterwards (another
+ * array's, or one built for it). makeKernels copies the shapes that its callers pass in.
+ */
 export interface Allocator {
   readonly backend: Backend;
   alloc(dtype: DType, shape: readonly number[]): NDArray;
@@ -70,6 +74,7 @@ export function normAxis(axis: number, rank: number, site: Site): number {
 
 export function makeKernels(m: Allocator) {
   const be = m.backend;
+  // Shapes of existing arrays and shapes computed here are shared; callers' shapes are copied.
   return {
     unary(op: UnaryKernel, x: NDArray): NDArray {
       const out = m.alloc(x.dtype, x.shape);
@@ -107,14 +112,14 @@ export function makeKernels(m: Allocator) {
 
     /** Materialises a strided view of x (transpose, broadcast_to, slice, flip). */
     gather(x: NDArray, v: View): NDArray {
-      const out = m.alloc(x.dtype, v.shape);
+      const out = m.alloc(x.dtype, [...v.shape]);
       be.copyStrided(x.storage, v, out.storage);
       return out;
     },
 
     /** zeros(shape) with x added at the view: the adjoint of gather. */
     scatter(x: NDArray, shape: readonly number[], v: View): NDArray {
-      const out = m.alloc(x.dtype, shape);
+      const out = m.alloc(x.dtype, [...shape]);
       be.scatterAddStrided(x.storage, out.storage, v);
       return out;
     },
@@ -140,7 +145,7 @@ export function makeKernels(m: Allocator) {
     /** Batched matmul of [batch, m, k] by [batch, k, n] (batch strides of 0 broadcast). */
     gemm(a: NDArray, b: NDArray, dims: { batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean; strideA: number; strideB: number }, shape: readonly number[]): NDArray {
       m.checkFlops?.(dims.batch * dims.m * dims.n * dims.k, 'matrix product');
-      const out = m.alloc(a.dtype, shape);
+      const out = m.alloc(a.dtype, [...shape]);
       if (sizeOf(shape) !== dims.batch * dims.m * dims.n) throw new Error('gemm: output shape disagrees with dims');
       be.gemm(a.storage, b.storage, out.storage, dims.batch, dims.m, dims.n, dims.k, dims.transA, dims.transB, dims.strideA, dims.strideB);
       return out;
@@ -159,13 +164,13 @@ export function makeKernels(m: Allocator) {
     },
 
     full(dtype: DType, shape: readonly number[], value: number): NDArray {
-      const out = m.alloc(dtype, shape);
+      const out = m.alloc(dtype, [...shape]);
       if (value !== 0) be.fill(out.storage, value);
       return out;
     },
 
-    view: (x: NDArray, shape: readonly number[]) => m.view(x, shape),
-    alloc: (dtype: DType, shape: readonly number[]) => m.alloc(dtype, shape),
+    view: (x: NDArray, shape: readonly number[]) => m.view(x, [...shape]),
+    alloc: (dtype: DType, shape: readonly number[]) => m.alloc(dtype, [...shape]),
     backend: be,
   };
 }

@@ -16,7 +16,12 @@ export class ProcessMemory {
 }
 
 export class SessionMemory implements Allocator {
-  private readonly held = new Map<Storage, number>();
+  /**
+   * Every buffer held, in allocation order, with its size in bytes (parallel arrays: a request
+   * may allocate thousands of tiny buffers, and appending is cheaper than hashing).
+   */
+  private readonly held: Storage[] = [];
+  private readonly heldBytes: number[] = [];
   bytes = 0;
 
   constructor(
@@ -49,24 +54,45 @@ export class SessionMemory implements Allocator {
       throw fail('quota_exceeded', `the server holds ${this.proc.bytes} bytes and its limit is ${this.proc.maxBytes} (GRADSERVE_MAX_TOTAL_BYTES); try again later`, { limit: 'total_bytes', value: this.proc.bytes + b });
     }
     const s = this.backend.alloc(dtype, n);
-    this.held.set(s, b);
+    this.held.push(s);
+    this.heldBytes.push(b);
     this.bytes += b;
     this.proc.bytes += b;
-    return new NDArray(s, [...shape], dtype);
+    return new NDArray(s, shape, dtype);
   }
 
   view(of: NDArray, shape: readonly number[]): NDArray {
-    return new NDArray(of.storage, [...shape], of.dtype);
+    return new NDArray(of.storage, shape, of.dtype);
   }
 
-  /** Frees every buffer not in `live`. */
+  /** Frees every buffer not in `live`; the rest stay, in allocation order. */
   sweep(live: Set<Storage>): void {
-    for (const [s, b] of this.held) {
-      if (live.has(s)) continue;
-      this.backend.free(s);
-      this.held.delete(s);
-      this.bytes -= b;
-      this.proc.bytes -= b;
+    const held = this.held;
+    const sizes = this.heldBytes;
+    let kept = 0;
+    let i = 0;
+    try {
+      for (; i < held.length; i++) {
+        const s = held[i];
+        const b = sizes[i];
+        if (!live.has(s)) {
+          this.backend.free(s);
+          this.bytes -= b;
+          this.proc.bytes -= b;
+          continue;
+        }
+        held[kept] = s;
+        sizes[kept] = b;
+        kept++;
+      }
+    } finally {
+      // A free that throws leaves its buffer, and those after it, held (and counted).
+      for (; i < held.length; i++, kept++) {
+        held[kept] = held[i];
+        sizes[kept] = sizes[i];
+      }
+      held.length = kept;
+      sizes.length = kept;
     }
   }
 
@@ -75,6 +101,6 @@ export class SessionMemory implements Allocator {
   }
 
   get buffers(): number {
-    return this.held.size;
+    return this.held.length;
   }
 }

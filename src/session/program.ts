@@ -26,6 +26,9 @@ interface Prepared {
   attrs: unknown;
 }
 
+/** Each body of the program (the top level and every scope's) with its statements prepared, by index. */
+type PreparedBodies = Map<Statement[], (Prepared | undefined)[]>;
+
 export interface ProgramOutcome {
   /** Names bound or written by the program, in order of first binding. */
   bound: string[];
@@ -35,61 +38,81 @@ export interface ProgramOutcome {
 
 type Path = (number | string)[];
 
-function pathStr(p: Path): string {
-  return p.map(String).join('.');
+/** Statement i of the body at `path`, as errors name it: `0.body.3`. Built only for errors. */
+function pathStr(path: Path, i: number): string {
+  return [...path, i].join('.');
+}
+
+function atStatement(path: Path, i: number, op: string): { statement: string; op: string } {
+  return { statement: pathStr(path, i), op };
 }
 
 /** Checks and prepares every statement; throws before anything runs. */
-function prepare(body: Statement[], path: Path, out: Map<OpStatement, Prepared>, count: { n: number; max: number }): void {
-  body.forEach((st, i) => {
-    const here = [...path, i];
-    if (++count.n > count.max) {
-      throw fail('quota_exceeded', `the program has more than ${count.max} statements (GRADSERVE_MAX_STATEMENTS)`, { limit: 'statements', value: count.n });
-    }
-    if (st.op === 'scope') return prepare((st as { body: Statement[] }).body, [...here, 'body'], out, count);
-    if (st.op === 'backward' || st.op === 'attach_grad' || st.op === 'delete') return;
-    const os = st as OpStatement;
-    if (os.op === ALIAS || os.op === FILL) {
-      out.set(os, { st: os, def: null, inputs: os.args ?? [], attrs: os.attrs ?? {} });
-      return;
-    }
-    const def = lookupOp(os.op);
-    const at = { statement: pathStr(here), op: os.op };
-    if (!def || def.internal && !os.op.startsWith('_')) {
-      const near = suggestOps(os.op);
-      throw fail('unknown_op', `statement ${pathStr(here)}: there is no op \`${os.op}\`${near.length ? `; did you mean ${near.map((n) => `\`${n}\``).join(', ')}?` : ''} (GET /v1/ops lists them)`, at);
-    }
-    const args = os.args ?? [];
-    const nIn = def.variadic ? args.length : Math.min(args.length, def.inputs.length);
-    const extra = args.slice(nIn);
-    if (extra.length > def.positional.length) {
-      throw fail('invalid_argument', `statement ${pathStr(here)}: \`${def.name}\` takes ${def.inputs.length} array argument(s)${def.positional.length ? ` and then ${def.positional.join(', ')}` : ''}; got ${args.length} positional arguments`, at);
-    }
-    const attrs: Record<string, unknown> = { ...(os.attrs ?? {}) };
-    extra.forEach((v, j) => {
+function prepare(body: Statement[], path: Path, out: PreparedBodies, count: { n: number; max: number }): void {
+  const list = new Array<Prepared | undefined>(body.length);
+  for (let i = 0; i < body.length; i++) list[i] = prepareOne(body[i], path, i, out, count);
+  out.set(body, list);
+}
+
+/** An op statement's preparation; undefined for the other kinds of statement. */
+function prepareOne(st: Statement, path: Path, i: number, out: PreparedBodies, count: { n: number; max: number }): Prepared | undefined {
+  if (++count.n > count.max) {
+    throw fail('quota_exceeded', `the program has more than ${count.max} statements (GRADSERVE_MAX_STATEMENTS)`, { limit: 'statements', value: count.n });
+  }
+  if (st.op === 'scope') {
+    prepare((st as { body: Statement[] }).body, [...path, i, 'body'], out, count);
+    return undefined;
+  }
+  if (st.op === 'backward' || st.op === 'attach_grad' || st.op === 'delete') return undefined;
+  const os = st as OpStatement;
+  if (os.op === ALIAS || os.op === FILL) {
+    return { st: os, def: null, inputs: os.args ?? [], attrs: os.attrs ?? {} };
+  }
+  const def = lookupOp(os.op);
+  // Errors name the statement by its path; the string is built only when one is thrown.
+  if (!def || def.internal && !os.op.startsWith('_')) {
+    const near = suggestOps(os.op);
+    throw fail('unknown_op', `statement ${pathStr(path, i)}: there is no op \`${os.op}\`${near.length ? `; did you mean ${near.map((n) => `\`${n}\``).join(', ')}?` : ''} (GET /v1/ops lists them)`, atStatement(path, i, os.op));
+  }
+  const args = os.args ?? [];
+  const nIn = def.variadic ? args.length : Math.min(args.length, def.inputs.length);
+  const nExtra = args.length - nIn;
+  if (nExtra > def.positional.length) {
+    throw fail('invalid_argument', `statement ${pathStr(path, i)}: \`${def.name}\` takes ${def.inputs.length} array argument(s)${def.positional.length ? ` and then ${def.positional.join(', ')}` : ''}; got ${args.length} positional arguments`, atStatement(path, i, os.op));
+  }
+  // Positional attrs are merged into a copy; without any, the statement's own attrs are parsed.
+  let attrs: Record<string, unknown> | undefined = os.attrs;
+  if (nExtra > 0) {
+    attrs = { ...(os.attrs ?? {}) };
+    for (let j = 0; j < nExtra; j++) {
       const key = def.positional[j];
-      if (key in attrs) throw fail('invalid_argument', `statement ${pathStr(here)}: \`${key}\` of \`${def.name}\` is given both positionally and as a keyword`, at);
-      attrs[key] = v;
-    });
-    if (!def.variadic && nIn < def.inputs.length) {
-      throw fail('invalid_argument', `statement ${pathStr(here)}: \`${def.name}\` needs ${def.inputs.length} array argument(s) (${def.inputs.join(', ')}); got ${nIn}`, at);
+      if (key in attrs) throw fail('invalid_argument', `statement ${pathStr(path, i)}: \`${key}\` of \`${def.name}\` is given both positionally and as a keyword`, atStatement(path, i, os.op));
+      attrs[key] = args[nIn + j];
     }
-    let parsed: unknown;
-    try {
-      parsed = parseAttrs(def, attrs);
-    } catch (e) {
-      if (e instanceof ApiError) throw new ApiError(e.code, `statement ${pathStr(here)}: ${e.message}`, { ...e.extra, ...at });
-      throw e;
-    }
-    out.set(os, { st: os, def, inputs: args.slice(0, nIn), attrs: parsed });
-  });
+  }
+  if (!def.variadic && nIn < def.inputs.length) {
+    throw fail('invalid_argument', `statement ${pathStr(path, i)}: \`${def.name}\` needs ${def.inputs.length} array argument(s) (${def.inputs.join(', ')}); got ${nIn}`, atStatement(path, i, os.op));
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseAttrs(def, attrs);
+  } catch (e) {
+    if (e instanceof ApiError) throw new ApiError(e.code, `statement ${pathStr(path, i)}: ${e.message}`, { ...e.extra, ...atStatement(path, i, os.op) });
+    throw e;
+  }
+  return { st: os, def, inputs: nIn === args.length ? args : args.slice(0, nIn), attrs: parsed };
+}
+
+/** The name of input i of an op, as errors give it (`data[2]` for variadic ops). */
+function argName(def: OpDef, i: number): string {
+  return def.variadic ? `${def.inputs[0] ?? 'data'}[${i}]` : def.inputs[i];
 }
 
 export class ProgramRunner {
   private readonly temps = new Map<string, NDArray>();
   private readonly scalars = new Set<NDArray>();
   private readonly bound: string[] = [];
-  private readonly prepared = new Map<OpStatement, Prepared>();
+  private readonly prepared: PreparedBodies = new Map();
 
   private readonly deadline: number;
 
@@ -109,32 +132,34 @@ export class ProgramRunner {
   }
 
   private runBody(body: Statement[], path: Path): void {
-    body.forEach((st, i) => {
-      const here = [...path, i];
+    const prepared = this.prepared.get(body)!;
+    for (let i = 0; i < body.length; i++) {
+      const st = body[i];
       // Checked between statements, so a stopped program leaves every array whole.
       if (Date.now() > this.deadline) {
-        throw fail('time_limit', `the program ran longer than ${this.s.limits.requestTimeoutMs} ms (GRADSERVE_REQUEST_TIMEOUT_MS) and stopped before statement ${pathStr(here)}; split it into smaller requests`, {
-          limit: 'request_time', statement: pathStr(here), changed: [...new Set(this.bound)],
+        throw fail('time_limit', `the program ran longer than ${this.s.limits.requestTimeoutMs} ms (GRADSERVE_REQUEST_TIMEOUT_MS) and stopped before statement ${pathStr(path, i)}; split it into smaller requests`, {
+          limit: 'request_time', statement: pathStr(path, i), changed: [...new Set(this.bound)],
         });
       }
       try {
-        this.runStatement(st, here);
+        this.runStatement(st, prepared[i], path, i);
       } catch (e) {
         if (e instanceof ApiError && e.extra.statement === undefined) {
-          throw new ApiError(e.code, `statement ${pathStr(here)} (\`${st.op}\`): ${e.message}`, {
-            ...e.extra, statement: pathStr(here), op: st.op, changed: [...new Set(this.bound)],
+          const here = pathStr(path, i);
+          throw new ApiError(e.code, `statement ${here} (\`${st.op}\`): ${e.message}`, {
+            ...e.extra, statement: here, op: st.op, changed: [...new Set(this.bound)],
           });
         }
         throw e;
       }
-    });
+    }
   }
 
-  private runStatement(st: Statement, here: Path): void {
+  private runStatement(st: Statement, prepared: Prepared | undefined, path: Path, i: number): void {
     const s = this.s;
     if (st.op === 'scope') {
       const sc = st as ScopeStatement;
-      s.scopes.within(sc.kind, sc.train_mode, () => s.newTape(), () => this.runBody(sc.body, [...here, 'body']));
+      s.scopes.within(sc.kind, sc.train_mode, () => s.newTape(), () => this.runBody(sc.body, [...path, i, 'body']));
     } else if (st.op === 'backward') {
       const b = st as BackwardStatement;
       const heads = b.args.map((a) => this.arrayArg(a, 'heads'));
@@ -150,7 +175,7 @@ export class ProgramRunner {
       s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');
       this.bound.push(a.args[0]);
     } else {
-      this.runOp(this.prepared.get(st as OpStatement)!);
+      this.runOp(prepared!);
     }
   }
 
@@ -172,16 +197,42 @@ export class ProgramRunner {
       return;
     }
     const def = p.def!;
-    const dtypeHint = p.inputs.map((a) => (typeof a === 'string' ? this.lookup(a) : null)).find((a) => a)?.dtype;
-    const inputs: Value[] = p.inputs.map((a, i) => {
-      const name = def.variadic ? `${def.inputs[0] ?? 'data'}[${i}]` : def.inputs[i];
+    const args = p.inputs;
+    const inputs = new Array<Value>(args.length);
+    // Inline constants take the dtype of the first named input: resolve names first.
+    let dtypeHint: NDArray['dtype'] | undefined;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (typeof a !== 'string') continue;
+      const arr = this.lookup(a);
+      inputs[i] = arr;
+      dtypeHint ??= arr.dtype;
+    }
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
       if (typeof a === 'number') {
-        if (!def.scalarInputs) throw fail('invalid_argument', `\`${name}\` of \`${def.name}\` must be an array, got the number ${a}`, { arg: name });
-        return a;
+        if (!def.scalarInputs) throw fail('invalid_argument', `\`${argName(def, i)}\` of \`${def.name}\` must be an array, got the number ${a}`, { arg: argName(def, i) });
+        inputs[i] = a;
+      } else if (typeof a !== 'string') {
+        inputs[i] = this.arrayArg(a, argName(def, i), undefined, dtypeHint);
       }
-      return this.arrayArg(a, name, undefined, dtypeHint);
-    });
-    for (const i of def.mutates ?? []) {
+    }
+    if (def.mutates) this.checkMutations(def, p, inputs);
+    let outs = applyParsed(def, inputs, p.attrs);
+    if (def.visibleOutputs !== undefined && def.visibleOutputs < outs.length) outs = outs.slice(0, def.visibleOutputs);
+    this.s.stats.opsRun++;
+    if (def.name === 'asscalar') this.scalars.add(outs[0]);
+    if (st.into) {
+      this.writeInto(st.into, outs[0]);
+      return;
+    }
+    const names = this.outNames(st, outs.length);
+    for (let i = 0; i < names.length; i++) this.bind(names[i], outs[i]);
+  }
+
+  /** An op that updates inputs in place may not touch what recording or a live tape needs. */
+  private checkMutations(def: OpDef, p: Prepared, inputs: Value[]): void {
+    for (const i of def.mutates!) {
       const target = inputs[i];
       const ref = typeof p.inputs[i] === 'string' ? (p.inputs[i] as string) : def.inputs[i];
       if (!(target instanceof NDArray) || typeof p.inputs[i] !== 'string') {
@@ -194,15 +245,6 @@ export class ProgramRunner {
         throw fail('inplace_on_recorded', `\`${def.name}\` would update \`${ref}\` in place, but a live tape still needs it; run backward first (or delete the tape)`, { arg: def.inputs[i] });
       }
     }
-    const outs = applyParsed(def, inputs, p.attrs).slice(0, def.visibleOutputs);
-    this.s.stats.opsRun++;
-    if (def.name === 'asscalar') this.scalars.add(outs[0]);
-    if (st.into) {
-      this.writeInto(st.into, outs[0]);
-      return;
-    }
-    const names = this.outNames(st, outs.length);
-    names.forEach((n, i) => this.bind(n, outs[i]));
   }
 
   private outNames(st: OpStatement, n: number): string[] {

@@ -201,11 +201,14 @@ export class Session {
       if (a.node) visitNode(a.node);
     }
     for (const [id, t] of this.tapes) {
-      for (const n of t.nodes) if (!n.freed && !nodes.has(n)) n.free();
-      const kept = t.nodes.filter((n) => !n.freed);
-      t.nodes.length = 0;
-      t.nodes.push(...kept);
-      if (!t.open && kept.length === 0) this.tapes.delete(id);
+      // Compacted in place: a tape may hold more nodes than a spread's argument limit.
+      let kept = 0;
+      for (const n of t.nodes) {
+        if (!n.freed && !nodes.has(n)) n.free();
+        if (!n.freed) t.nodes[kept++] = n;
+      }
+      t.nodes.length = kept;
+      if (!t.open && kept === 0) this.tapes.delete(id);
     }
     this.memory.sweep(live);
   }
