@@ -5,7 +5,9 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { validatorCompiler } from './http/validation.js';
+import { registerBodyParsers } from './http/body.js';
 import type { Config } from './config.js';
 import type { Backend } from './engine/backend.js';
 import { SessionStore } from './session/store.js';
@@ -39,25 +41,6 @@ export interface AppOptions {
 
 export const API_VERSION = '1.0.0';
 
-/**
- * Deeper bodies are refused before validation: recursive schemas would otherwise recurse once per
- * level. 64 leaves room for rank-32 arrays and nested scope blocks.
- */
-const MAX_JSON_DEPTH = 64;
-
-/** True when value nests arrays or objects deeper than max (iterative: the input is hostile). */
-function jsonDepthOver(value: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length) {
-    const [v, d] = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
-    if (d > max) return true;
-    const items = Array.isArray(v) ? v : Object.values(v);
-    for (const x of items) if (x !== null && typeof x === 'object') stack.push([x, d + 1]);
-  }
-  return false;
-}
-
 export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; services: Services }> {
   const app = Fastify({
     logger: o.logger ?? false,
@@ -70,23 +53,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
-  // Bodies whose fields are all optional may be empty, with or without a JSON content type.
-  app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = (body as string).trim();
-    if (text === '') return done(null, undefined);
-    try {
-      const value = JSON.parse(text);
-      const depth = jsonDepthOver(value, MAX_JSON_DEPTH);
-      if (depth) return done(new ApiError('invalid_request', `the JSON body nests deeper than ${MAX_JSON_DEPTH} levels`, { limit: 'json_depth' }), undefined);
-      done(null, value);
-    } catch (e) {
-      const err = e as Error & { statusCode?: number };
-      err.statusCode = 400;
-      done(err, undefined);
-    }
-  });
-  app.addContentTypeParser(['application/x-npy', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  registerBodyParsers(app);
 
   // Behind a load balancer, every answer (errors included) names the replica that produced it, so
   // sticky routing can be checked and a failing replica found from a client's logs.

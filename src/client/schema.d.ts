@@ -2686,6 +2686,17 @@ export interface components {
             $defs: {
                 schema0: (number | ("NaN" | "Infinity" | "-Infinity")) | components["schemas"]["__shared"][];
                 schema1: {
+                    /** @description op name (MXNet name or alias), as listed by GET /v1/ops */
+                    op: string;
+                    args?: (string | number | components["schemas"]["__shared"][])[];
+                    attrs?: {
+                        [key: string]: unknown;
+                    };
+                    /** @description name(s) to bind the output(s) to */
+                    out?: string | string[];
+                    /** @description write the result into this existing array in place */
+                    into?: string;
+                } | ({
                     /** @constant */
                     op: "scope";
                     /** @enum {string} */
@@ -2716,18 +2727,7 @@ export interface components {
                     op: "delete";
                     /** @description names to unbind (Python del) */
                     args: string[];
-                } | {
-                    /** @description op name (MXNet name or alias), as listed by GET /v1/ops */
-                    op: string;
-                    args?: (string | number | components["schemas"]["__shared"][])[];
-                    attrs?: {
-                        [key: string]: unknown;
-                    };
-                    /** @description name(s) to bind the output(s) to */
-                    out?: string | string[];
-                    /** @description write the result into this existing array in place */
-                    into?: string;
-                };
+                });
             };
         };
         Problem: {

@@ -7,19 +7,23 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { ZodError } from 'zod';
 import { ApiError, toProblem, type ErrorCode } from '../errors.js';
+import { specificIssue, type IssueLike } from './validation.js';
+
+/** A schema refusal: the field's path (`ops.0.args.1`) and what was wrong with it. */
+function invalid(issue: { path: PropertyKey[]; message: string }, where: string): ApiError {
+  const path = issue.path.map(String).join('.');
+  const field = path ? `\`${path}\` of the ${where}` : `the ${where}`;
+  return new ApiError('invalid_request', `${field}: ${issue.message}`, { field: path || where });
+}
 
 function fromFastify(err: FastifyError): ApiError | null {
-  if (err instanceof ZodError) {
-    const issue = err.issues[0];
-    const path = issue.path.join('.');
-    return new ApiError('invalid_request', `${path ? `\`${path}\` of the body` : 'the body'}: ${issue.message}`, { field: path || 'body' });
-  }
+  if (err instanceof ZodError) return invalid(specificIssue(err.issues[0] as IssueLike), 'body');
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const issue = err.validation[0];
-    const where = err.validationContext ?? 'body';
-    const path = issue.instancePath.replace(/^\//, '').replace(/\//g, '.');
-    const field = path ? `\`${path}\` of the ${where}` : `the ${where}`;
-    return new ApiError('invalid_request', `${field}: ${issue.message}`, { field: path || where });
+    // fastify-type-provider-zod's copy of the zod issue: the path as a JSON pointer, the rest in params.
+    const v = err.validation[0];
+    const path = v.instancePath === '/' ? [] : v.instancePath.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    const issue = { ...(v.params as object), code: v.keyword, path, message: v.message ?? 'invalid' } as IssueLike;
+    return invalid(specificIssue(issue), err.validationContext ?? 'body');
   }
   const byCode: Record<string, [ErrorCode, string]> = {
     FST_ERR_CTP_BODY_TOO_LARGE: ['payload_too_large', 'the request body is larger than the limit (GRADSERVE_MAX_BODY_BYTES)'],

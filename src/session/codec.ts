@@ -32,7 +32,18 @@ function inferShape(data: unknown): number[] {
   return shape;
 }
 
-/** Flattens nested lists (row-major) after checking they match `shape`. */
+/** `data[1][0]`: the path of an element, built only for an error message. */
+const pathOf = (index: readonly number[]) => `\`data${index.map((i) => `[${i}]`).join('')}\``;
+
+/** Copies one innermost list into values at k; numbers take the fast path, the rest toNumber. */
+function readRow(row: readonly unknown[], values: Float64Array, k: number, index: number[]): void {
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i];
+    values[k + i] = typeof v === 'number' ? v : toNumber(v, pathOf([...index, i]));
+  }
+}
+
+/** Flattens nested lists (row-major) after checking they match `shape`: one pass, no copies. */
 export function parseNested(data: unknown, shape?: readonly number[]): { values: Float64Array; shape: number[] } {
   if (!Array.isArray(data)) {
     // A bare number is a one-element array (there are no 0-d arrays).
@@ -45,7 +56,7 @@ export function parseNested(data: unknown, shape?: readonly number[]): { values:
   if (isFlat) {
     if (data.length !== sizeOf(shape)) throw fail('shape_mismatch', `flat \`data\` has ${data.length} values but \`shape\` ${shapeStr(shape)} needs ${sizeOf(shape)}`);
     const values = new Float64Array(data.length);
-    for (let i = 0; i < data.length; i++) values[i] = toNumber(data[i], `\`data[${i}]\``);
+    readRow(data, values, 0, []);
     return { values, shape: [...shape] };
   }
   if (shape && (shape.length !== inferred.length || shape.some((d, i) => d !== inferred[i]))) {
@@ -53,20 +64,27 @@ export function parseNested(data: unknown, shape?: readonly number[]): { values:
   }
   const n = sizeOf(inferred);
   const values = new Float64Array(n);
+  const rank = inferred.length;
+  // Recursion is bounded by the rank (at most MAX_RANK); every list must have the inferred length.
+  const index: number[] = [];
   let k = 0;
-  // Iterative walk: arrays may be large, and every row must have the inferred length.
-  const walk = (node: unknown, depth: number, path: string): void => {
-    if (depth === inferred.length) {
-      values[k++] = toNumber(node, `\`data${path}\``);
+  const walk = (node: unknown, depth: number): void => {
+    if (!Array.isArray(node) || node.length !== inferred[depth]) {
+      throw fail('invalid_request', `${pathOf(index)} should be a list of ${inferred[depth]} items (the lists are not rectangular)`);
+    }
+    if (depth === rank - 1) {
+      readRow(node, values, k, index);
+      k += node.length;
       return;
     }
-    if (!Array.isArray(node) || node.length !== inferred[depth]) {
-      throw fail('invalid_request', `\`data${path}\` should be a list of ${inferred[depth]} items (the lists are not rectangular)`);
+    for (let i = 0; i < node.length; i++) {
+      index.push(i);
+      walk(node[i], depth + 1);
+      index.pop();
     }
-    for (let i = 0; i < node.length; i++) walk(node[i], depth + 1, depth < 4 ? `${path}[${i}]` : path);
   };
-  walk(data, 0, '');
-  return { values, shape: inferred.length ? inferred : [0] };
+  walk(data, 0);
+  return { values, shape: rank ? inferred : [0] };
 }
 
 /** The shortest decimal that reads back as the same float32. */
@@ -104,9 +122,16 @@ export function toNested(values: Float64Array, shape: readonly number[], dtype: 
   return build(0, 0);
 }
 
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/** The bytes of `data_base64`, checked against the shape; one decode, no other copy. */
 export function decodeBase64(b64: string, shape: readonly number[], dtype: DType): Uint8Array {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw fail('invalid_request', '`data_base64` is not valid base64');
   const bytes = Buffer.from(b64, 'base64');
+  // Buffer.from skips characters outside the alphabet, so the text must be checked. Canonical
+  // base64 (what encoders write) re-encodes to itself, which proves it is only alphabet and
+  // padding, at a fraction of the cost of the regex on a long string; only a text that is not
+  // canonical (unpadded, or not base64) is left to the regex.
+  if (bytes.toString('base64') !== b64 && !BASE64_RE.test(b64)) throw fail('invalid_request', '`data_base64` is not valid base64');
   const want = sizeOf(shape) * itemSize(dtype);
   if (bytes.length !== want) {
     throw fail('shape_mismatch', `\`data_base64\` holds ${bytes.length} bytes but shape ${shapeStr(shape)} of ${dtype} needs ${want}`);
@@ -117,19 +142,46 @@ export function decodeBase64(b64: string, shape: readonly number[], dtype: DType
 // .npy: magic, version, little-endian header length, then a Python dict literal padded to 64 bytes.
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);
 
-const NPY_TYPES: Record<string, { size: number; read: (b: Buffer, o: number) => number; float?: DType }> = {
-  '<f4': { size: 4, read: (b, o) => b.readFloatLE(o), float: 'float32' },
-  '<f8': { size: 8, read: (b, o) => b.readDoubleLE(o), float: 'float64' },
+type TypedArrayOf = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ArrayLike<number> | BigInt64Array;
+
+interface NpyType {
+  size: number;
+  /** Reads element o of b: the portable path (big-endian files, unaligned data, a big-endian host). */
+  read: (b: Buffer, o: number) => number;
+  /** The typed array of a little-endian type, to convert it in one pass on a little-endian host. */
+  view?: TypedArrayOf;
+  float?: DType;
+}
+
+const NPY_TYPES: Record<string, NpyType> = {
+  '<f4': { size: 4, read: (b, o) => b.readFloatLE(o), view: Float32Array, float: 'float32' },
+  '<f8': { size: 8, read: (b, o) => b.readDoubleLE(o), view: Float64Array, float: 'float64' },
   '>f4': { size: 4, read: (b, o) => b.readFloatBE(o) },
   '>f8': { size: 8, read: (b, o) => b.readDoubleBE(o) },
-  '|u1': { size: 1, read: (b, o) => b.readUInt8(o) },
-  '|i1': { size: 1, read: (b, o) => b.readInt8(o) },
-  '<i4': { size: 4, read: (b, o) => b.readInt32LE(o) },
-  '<u4': { size: 4, read: (b, o) => b.readUInt32LE(o) },
-  '<i8': { size: 8, read: (b, o) => Number(b.readBigInt64LE(o)) },
-  '<i2': { size: 2, read: (b, o) => b.readInt16LE(o) },
-  '<u2': { size: 2, read: (b, o) => b.readUInt16LE(o) },
+  '|u1': { size: 1, read: (b, o) => b.readUInt8(o), view: Uint8Array },
+  '|i1': { size: 1, read: (b, o) => b.readInt8(o), view: Int8Array },
+  '<i4': { size: 4, read: (b, o) => b.readInt32LE(o), view: Int32Array },
+  '<u4': { size: 4, read: (b, o) => b.readUInt32LE(o), view: Uint32Array },
+  '<i8': { size: 8, read: (b, o) => Number(b.readBigInt64LE(o)), view: BigInt64Array },
+  '<i2': { size: 2, read: (b, o) => b.readInt16LE(o), view: Int16Array },
+  '<u2': { size: 2, read: (b, o) => b.readUInt16LE(o), view: Uint16Array },
 };
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** The n elements of type in data as float64 values. */
+function toFloat64(type: NpyType, data: Buffer, n: number): Float64Array {
+  if (type.view && LITTLE_ENDIAN_HOST && data.byteOffset % type.size === 0) {
+    const view = new type.view(data.buffer, data.byteOffset, n);
+    if (!(view instanceof BigInt64Array)) return new Float64Array(view);
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) out[i] = Number(view[i]);
+    return out;
+  }
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = type.read(data, i * type.size);
+  return out;
+}
 
 export interface NpyArray {
   shape: number[];
@@ -166,9 +218,7 @@ export function parseNpy(buf: Buffer): NpyArray {
     dtype: type.float ?? null,
     bytesFor(dtype) {
       if (type.float === dtype) return data;
-      const out = new Float64Array(n);
-      for (let i = 0; i < n; i++) out[i] = type.read(data, i * type.size);
-      return out;
+      return toFloat64(type, data, n);
     },
   };
 }

@@ -3,7 +3,8 @@
  * them, and openapi.yaml and schemas/*.json are generated from them (scripts/generate-spec.ts).
  */
 import { z } from 'zod';
-import { Arg, Name, NestedNums, Ref, Statement, GradReq, ScopeKind } from './program.js';
+import { Arg, LIMITS, Name, NestedNums, Ref, Statement, GradReq, ScopeKind } from './program.js';
+import { fastChecked, isArrayBody, isOpsBody } from './fast.js';
 
 export const DTypeSchema = z.enum(['float32', 'float64']);
 const Shape = z.array(z.number().int().min(0).max(2 ** 31 - 1)).max(32);
@@ -66,10 +67,13 @@ export const ArrayDescriptor = z.object({
   format: Format.optional(),
 }).meta({ id: 'ArrayDescriptor' });
 
-export const ArrayBody = z.union([
+// The elements are checked (and refused with their index) by the codec as it reads them.
+const ListData = z.union([NestedNums, z.array(z.any())], { error: 'expected a number, nested lists of numbers, or a flat list with `shape`' });
+
+export const ArrayBody = fastChecked(z.union([
   z.object({
     name: Name,
-    data: z.union([NestedNums, z.array(z.any())]).describe('nested lists, or a flat list with `shape`'),
+    data: ListData.describe('nested lists, or a flat list with `shape`'),
     shape: Shape.optional(),
     dtype: DTypeSchema.optional(),
   }).strict(),
@@ -79,12 +83,14 @@ export const ArrayBody = z.union([
     shape: Shape,
     dtype: DTypeSchema.optional(),
   }).strict(),
-]).meta({ id: 'ArrayBody' });
+], { error: 'the body is {name, data, shape?, dtype?} or {name, data_base64, shape, dtype?}' }).meta({ id: 'ArrayBody' }), (b) => isArrayBody(b, true));
+export type ArrayBody = z.infer<typeof ArrayBody>;
 
-export const PutArrayBody = z.union([
-  z.object({ data: z.union([NestedNums, z.array(z.any())]), shape: Shape.optional(), dtype: DTypeSchema.optional(), name: Name.optional() }).strict(),
+export const PutArrayBody = fastChecked(z.union([
+  z.object({ data: ListData, shape: Shape.optional(), dtype: DTypeSchema.optional(), name: Name.optional() }).strict(),
   z.object({ data_base64: z.string(), shape: Shape, dtype: DTypeSchema.optional(), name: Name.optional() }).strict(),
-]).meta({ id: 'PutArrayBody' });
+], { error: 'the body is {data, shape?, dtype?} or {data_base64, shape, dtype?}' }).meta({ id: 'PutArrayBody' }), (b) => isArrayBody(b, false));
+export type PutArrayBody = z.infer<typeof PutArrayBody>;
 
 export const NpyQuery = z.object({ name: Name.optional(), dtype: DTypeSchema.optional() });
 
@@ -132,14 +138,14 @@ export const AutogradState = z.object({
 
 export const ScopeBody = z.object({ train_mode: z.boolean().optional() }).strict();
 
-export const OpsBody = z.object({
-  ops: z.array(Statement).max(100000).optional(),
+export const OpsBody = fastChecked(z.object({
+  ops: z.array(Statement).max(LIMITS.statements).optional(),
   expr: z.string().optional().describe('the same program written as MXNet Python (see the contract\'s grammar)'),
   record: z.boolean().optional().describe('run inside a record scope that closes at the end of the request'),
   train_mode: z.boolean().optional(),
   fetch: z.union([z.boolean(), z.array(Ref)]).optional().describe('names whose data the answer carries (true: all bound names)'),
   format: Format.optional(),
-}).strict().meta({ id: 'Ops' });
+}).strict().meta({ id: 'Ops' }), isOpsBody);
 
 export const OpsAnswer = z.object({
   outputs: z.record(z.string(), ArrayDescriptor),
