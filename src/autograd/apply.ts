@@ -22,6 +22,12 @@ export interface ExecEnv {
   fallbackTape(): Tape;
   /** Called before a node is added: enforces the session's tape-node quota. */
   onRecord(tape: Tape): void;
+  /**
+   * Frees what nothing reaches any more once enough was allocated since the last time; `roots`
+   * lists the arrays the caller still holds outside the session's names (a backward pass's
+   * pending gradients). Safe only between ops, never inside one.
+   */
+  maybeReclaim?(roots: () => (NDArray | Node)[]): void;
 }
 
 let current: ExecEnv | null = null;

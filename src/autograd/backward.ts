@@ -5,7 +5,7 @@
  * at an op's name.
  */
 import { NDArray, sameShape, shapeStr } from '../engine/ndarray.js';
-import { F } from './apply.js';
+import { F, env } from './apply.js';
 import type { Node } from './tape.js';
 import { fail } from '../errors.js';
 
@@ -143,8 +143,23 @@ export function backward(req: BackwardRequest): BackwardResult {
     else if (targets?.has(h)) addLeaf(h, g);
   });
 
+  // What this pass still holds: a reclaim between nodes must keep it (and may free the rest,
+  // such as the gradients of nodes already done and, without retain_graph, their saved values).
+  const reclaim = env().maybeReclaim;
+  let done = order.length;
+  const pending = (): (NDArray | Node)[] => {
+    const held: (NDArray | Node)[] = [...heads];
+    for (let j = 0; j < done; j++) if (useful[order[j]]) held.push(nodes[order[j]]);
+    for (const g of headGrads) if (g) held.push(g);
+    for (const gs of nodeGrads) if (gs) for (const g of gs) if (g) held.push(g);
+    for (const [leaf, g] of leafGrads) held.push(leaf, g);
+    if (req.variables) held.push(...req.variables);
+    return held;
+  };
+
   for (let oi = order.length - 1; oi >= 0; oi--) {
     const slot = order[oi];
+    done = oi;
     const gs = nodeGrads[slot];
     if (!useful[slot] || !gs) continue;
     nodeGrads[slot] = undefined;
@@ -163,6 +178,9 @@ export function backward(req: BackwardRequest): BackwardResult {
       if ('leaf' in e) addLeaf(e.leaf, gi);
       else addNode(e.node, e.index, gi);
     }
+    // Each node is visited once: without retain_graph its saved values are dead from here on.
+    if (!req.retainGraph) node.free();
+    reclaim?.(pending);
   }
 
   if (!req.retainGraph) for (const node of nodes) node.free();

@@ -23,6 +23,10 @@ export class SessionMemory implements Allocator {
   private readonly held: Storage[] = [];
   private readonly heldBytes: number[] = [];
   bytes = 0;
+  /** The most bytes held at once (benchmarks compare it with the process's peak RSS). */
+  peakBytes = 0;
+  /** Bytes allocated over the session's life: the program runner reclaims after every so many. */
+  allocated = 0;
 
   constructor(
     readonly backend: Backend,
@@ -58,6 +62,8 @@ export class SessionMemory implements Allocator {
     this.heldBytes.push(b);
     this.bytes += b;
     this.proc.bytes += b;
+    this.allocated += b;
+    if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
     return new NDArray(s, shape, dtype);
   }
 

@@ -47,18 +47,36 @@ function atStatement(path: Path, i: number, op: string): { statement: string; op
   return { statement: pathStr(path, i), op };
 }
 
+/** Records the statement number as the last read of every temporary the statement reads. */
+function noteTempReads(st: Statement, count: PrepareState): void {
+  const { args, attrs, into } = st as { args?: unknown[]; attrs?: { head_grads?: unknown[] }; into?: string };
+  if (args) for (const a of args) if (typeof a === 'string' && a.startsWith('%')) count.lastUse.set(a, count.n);
+  const hg = attrs?.head_grads;
+  if (Array.isArray(hg)) for (const a of hg) if (typeof a === 'string' && a.startsWith('%')) count.lastUse.set(a, count.n);
+  if (into?.startsWith('%')) count.lastUse.set(into, count.n);
+}
+
 /** Checks and prepares every statement; throws before anything runs. */
-function prepare(body: Statement[], path: Path, out: PreparedBodies, count: { n: number; max: number }): void {
+/** What preparing counts: statements (numbered in execution order) and where temporaries are last read. */
+interface PrepareState {
+  n: number;
+  max: number;
+  /** Temporary name -> number of the last statement that reads it. */
+  lastUse: Map<string, number>;
+}
+
+function prepare(body: Statement[], path: Path, out: PreparedBodies, count: PrepareState): void {
   const list = new Array<Prepared | undefined>(body.length);
   for (let i = 0; i < body.length; i++) list[i] = prepareOne(body[i], path, i, out, count);
   out.set(body, list);
 }
 
 /** An op statement's preparation; undefined for the other kinds of statement. */
-function prepareOne(st: Statement, path: Path, i: number, out: PreparedBodies, count: { n: number; max: number }): Prepared | undefined {
+function prepareOne(st: Statement, path: Path, i: number, out: PreparedBodies, count: PrepareState): Prepared | undefined {
   if (++count.n > count.max) {
     throw fail('quota_exceeded', `the program has more than ${count.max} statements (GRADSERVE_MAX_STATEMENTS)`, { limit: 'statements', value: count.n });
   }
+  noteTempReads(st, count);
   if (st.op === 'scope') {
     prepare((st as { body: Statement[] }).body, [...path, i, 'body'], out, count);
     return undefined;
@@ -113,6 +131,9 @@ export class ProgramRunner {
   private readonly scalars = new Set<NDArray>();
   private readonly bound: string[] = [];
   private readonly prepared: PreparedBodies = new Map();
+  private readonly lastUse = new Map<string, number>();
+  /** The number of the statement running (execution order, as prepare numbers them). */
+  private seq = 0;
 
   private readonly deadline: number;
 
@@ -120,9 +141,17 @@ export class ProgramRunner {
     this.deadline = Date.now() + s.limits.requestTimeoutMs;
   }
 
+  /** The temporaries later statements still read (what a reclaim must keep besides the names). */
+  private liveTemps(): NDArray[] {
+    const live: NDArray[] = [];
+    for (const [name, a] of this.temps) if ((this.lastUse.get(name) ?? 0) > this.seq) live.push(a);
+    return live;
+  }
+
   run(program: Statement[], resultName?: string): ProgramOutcome {
-    prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements });
-    this.runBody(program, []);
+    prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
+    if (resultName) this.lastUse.set(resultName, Infinity);
+    this.s.withRoots(() => this.liveTemps(), () => this.runBody(program, []));
     const outcome: ProgramOutcome = { bound: [...new Set(this.bound)] };
     if (resultName) {
       const array = this.lookup(resultName);
@@ -141,8 +170,10 @@ export class ProgramRunner {
           limit: 'request_time', statement: pathStr(path, i), changed: [...new Set(this.bound)],
         });
       }
+      this.seq++;
       try {
         this.runStatement(st, prepared[i], path, i);
+        this.s.maybeReclaim();
       } catch (e) {
         if (e instanceof ApiError && e.extra.statement === undefined) {
           const here = pathStr(path, i);

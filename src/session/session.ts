@@ -46,6 +46,10 @@ export class Session {
   private queue: Promise<unknown> = Promise.resolve();
   /** Nodes that may still be recorded before the tape-node quota must be counted again. */
   private nodeBudget = 0;
+  /** `memory.allocated` at which maybeReclaim next sweeps. */
+  private reclaimAt: number;
+  /** Arrays held outside the names by whoever is running (a program's temporaries). */
+  private readonly rootProviders: (() => (NDArray | Node)[])[] = [];
   /** The backend stream this session's kernels are attributed to (see Backend.withStream). */
   readonly stream = nextStream();
   closed = false;
@@ -60,6 +64,7 @@ export class Session {
     this.apiKey = o.apiKey;
     this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements, limits.maxKernelFlops);
     this.k = makeKernels(this.memory);
+    this.reclaimAt = this.reclaimStep();
     this.env = {
       k: this.k,
       scopes: this.scopes,
@@ -71,6 +76,7 @@ export class Session {
       },
 
       fallbackTape: () => this.newTape(),
+      maybeReclaim: (roots) => this.maybeReclaim(roots),
       onRecord: () => {
         // Counting live nodes walks every tape, so it is done only when the budget left by the
         // last count runs out: nodes are added only here, and frees only lower the count.
@@ -175,11 +181,43 @@ export class Session {
     return false;
   }
 
-  /** Marks everything the session's names reach; frees the rest, and tapes left empty. */
-  sweep(extraRoots: NDArray[] = []): void {
+  /** Bytes allocated between reclaims: 64 MiB, or a quarter of a smaller session quota. */
+  private reclaimStep(): number {
+    return Math.min(64 * 2 ** 20, this.limits.maxSessionBytes / 4);
+  }
+
+  /**
+   * A request's memory is otherwise swept only when it ends, so `x = x + 1` a hundred times on a
+   * large x, or a backward pass through a long chain, would hold every dead intermediate until
+   * then; MXNet and PyTorch free each one as it dies. Sweeping after every so many bytes
+   * allocated keeps peak memory near what is live at a cost in proportion to the work. Callers
+   * (the program runner between statements, backward between nodes) say what else they hold.
+   */
+  maybeReclaim(roots?: () => (NDArray | Node)[]): void {
+    if (this.memory.allocated < this.reclaimAt) return;
+    const extra = roots ? roots() : [];
+    for (const p of this.rootProviders) for (const a of p()) extra.push(a);
+    this.sweep(extra);
+  }
+
+  /** Runs fn with `roots` counted as live by any reclaim inside it. */
+  withRoots<T>(roots: () => (NDArray | Node)[], fn: () => T): T {
+    this.rootProviders.push(roots);
+    try {
+      return fn();
+    } finally {
+      this.rootProviders.pop();
+    }
+  }
+
+  /**
+   * Marks everything the session's names (and `extraRoots`: arrays, or tape nodes still to be
+   * walked) reach; frees the rest, and tapes left empty.
+   */
+  sweep(extraRoots: (NDArray | Node)[] = []): void {
     const live = new Set<Storage>();
     const nodes = new Set<Node>();
-    const stack: NDArray[] = [...this.names.values(), ...extraRoots];
+    const stack: NDArray[] = [...this.names.values()];
     const seenArrays = new Set<NDArray>();
     const visitNode = (n: Node) => {
       if (nodes.has(n) || n.freed) return;
@@ -192,6 +230,10 @@ export class Session {
         else visitNode(e.node);
       }
     };
+    for (const r of extraRoots) {
+      if (r instanceof NDArray) stack.push(r);
+      else visitNode(r);
+    }
     while (stack.length) {
       const a = stack.pop()!;
       if (seenArrays.has(a)) continue;
@@ -211,6 +253,7 @@ export class Session {
       if (!t.open && kept === 0) this.tapes.delete(id);
     }
     this.memory.sweep(live);
+    this.reclaimAt = this.memory.allocated + this.reclaimStep();
   }
 
   close(): void {
