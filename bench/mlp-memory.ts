@@ -52,6 +52,7 @@ const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
 }
 gc();
 const rssBase = status('VmRSS');
+const heapBase = process.memoryUsage().heapTotal;
 
 const s = await post('/v1/sessions', { seed: 1 });
 const sid = s.id as string;
@@ -99,5 +100,6 @@ console.log(JSON.stringify({
   residentBytes: resident,
   ratio: resident / memory.peakBytes,
   rssBase, peakRss,
+  heapGrowth: process.memoryUsage().heapTotal - heapBase,
 }));
 await app.close();

@@ -221,13 +221,13 @@ defineOp({
     }
     return b ? ctx.k.binary('add', out, ctx.k.view(b, [a.num_filter, ...o.map(() => 1)]), { op: 'Convolution', arg: 'bias' }) : out;
   },
-  vjp({ g, x, attrs: a, shapes }) {
+  vjp({ g, x, attrs: a, shapes, needs }) {
     const [data, wt] = x as NDArray[];
     const w = convWindows(shapes[0]!, a);
     const G = a.num_group;
-    const grads = (xg: NDArray, wg: NDArray, gg: NDArray) => convGrads(xg, wg, gg, w);
-    let dx: NDArray;
-    let dw: NDArray;
+    const grads = (xg: NDArray, wg: NDArray, gg: NDArray) => convGrads(xg, wg, gg, w, needs[0], needs[1]);
+    let dx: NDArray | null;
+    let dw: NDArray | null;
     if (G === 1) [dx, dw] = grads(data, wt, g[0]);
     else {
       const C = shapes[0]![1];
@@ -236,8 +236,8 @@ defineOp({
         F.slice_axis(wt, { axis: 0, begin: i * a.num_filter / G, end: (i + 1) * a.num_filter / G }),
         F.slice_axis(g[0], { axis: 1, begin: i * a.num_filter / G, end: (i + 1) * a.num_filter / G }),
       ));
-      dx = F.concat(...parts.map((p) => p[0]), { dim: 1 });
-      dw = F.concat(...parts.map((p) => p[1]), { dim: 0 });
+      dx = needs[0] ? F.concat(...parts.map((p) => p[0]!), { dim: 1 }) : null;
+      dw = needs[1] ? F.concat(...parts.map((p) => p[1]!), { dim: 0 }) : null;
     }
     if (shapes.length < 3) return [dx, dw];
     const spatial = shapes[0]!.map((_, i) => i).filter((i) => i !== 1);
@@ -245,15 +245,16 @@ defineOp({
   },
 });
 
-/** Gradients of one group's convolution, with table ops: [d data, d weight]. */
-function convGrads(data: NDArray, wt: NDArray, g: NDArray, w: Windows): [NDArray, NDArray] {
+/** Gradients of one group's convolution, with table ops: [d data, d weight], each only if wanted. */
+function convGrads(data: NDArray, wt: NDArray, g: NDArray, w: Windows, wantData: boolean, wantWeight: boolean): [NDArray | null, NDArray | null] {
   const [N, C] = data.shape;
   const Fn = wt.shape[0];
   const CK = C * sizeOf(w.kernel);
   const cols = F._im2col(data, { ...w });
   const cols3 = F.reshape(cols, { shape: [N, CK, -1] });
   const g3 = F.reshape(g, { shape: [N, Fn, -1] });
-  const dw = F.reshape(F.sum(F.batch_dot(g3, cols3, { transpose_b: true }), { axis: 0 }), { shape: [...wt.shape] });
+  const dw = wantWeight ? F.reshape(F.sum(F.batch_dot(g3, cols3, { transpose_b: true }), { axis: 0 }), { shape: [...wt.shape] }) : null;
+  if (!wantData) return [null, dw];
   // d cols[n] = W^T g[n]: one GEMM over the batch after moving the filter axis first.
   const gT = F.transpose(g3, { axes: [1, 0, 2] });
   const dcolsT = F.dot(F.reshape(wt, { shape: [Fn, CK] }), gT, { transpose_a: true });

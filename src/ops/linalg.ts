@@ -61,16 +61,17 @@ defineOp({
   attrs: DotAttrs,
   save: { inputs: true },
   forward: (ctx, [a, b], t) => dotForward(ctx, a, b, t),
-  vjp({ g, x, attrs: t, shapes }) {
+  vjp({ g, x, attrs: t, shapes, needs }) {
     const a = as2d(x[0] as NDArray, true, t.transpose_a);
     const b = as2d(x[1] as NDArray, false, t.transpose_b);
     const p = dotPlan(shapes[0]!, shapes[1]!, t);
     const G = F.reshape(g[0], { shape: [p.m, p.n] });
     const dot = (l: NDArray, r: NDArray, ta: boolean, tb: boolean) => F.dot(l, r, { transpose_a: ta, transpose_b: tb });
     // C = op(A) op(B): each case is the textbook identity, written so the result has A's (B's) stored layout.
-    const dA = t.transpose_a ? dot(b, G, t.transpose_b, true) : dot(G, b, false, !t.transpose_b);
-    const dB = t.transpose_b ? dot(G, a, true, t.transpose_a) : dot(a, G, !t.transpose_a, false);
-    return [F.reshape(dA, { shape: [...shapes[0]!] }), F.reshape(dB, { shape: [...shapes[1]!] })];
+    // A product per input that wants a gradient: a layer's input data usually does not.
+    const dA = needs[0] ? (t.transpose_a ? dot(b, G, t.transpose_b, true) : dot(G, b, false, !t.transpose_b)) : null;
+    const dB = needs[1] ? (t.transpose_b ? dot(G, a, true, t.transpose_a) : dot(a, G, !t.transpose_a, false)) : null;
+    return [dA && F.reshape(dA, { shape: [...shapes[0]!] }), dB && F.reshape(dB, { shape: [...shapes[1]!] })];
   },
 });
 
@@ -106,12 +107,12 @@ defineOp({
     const p = batchPlan(a.shape, b.shape, t);
     return ctx.k.gemm(a, b, { batch: p.batch, m: p.m, n: p.n, k: p.k, transA: t.transpose_a, transB: t.transpose_b, strideA: p.m * p.k, strideB: p.k * p.n }, p.shape);
   },
-  vjp({ g, x, attrs: t }) {
+  vjp({ g, x, attrs: t, needs }) {
     const [a, b] = x as NDArray[];
     const bd = (l: NDArray, r: NDArray, ta: boolean, tb: boolean) => F.batch_dot(l, r, { transpose_a: ta, transpose_b: tb });
     const G = g[0];
-    const dA = t.transpose_a ? bd(b, G, t.transpose_b, true) : bd(G, b, false, !t.transpose_b);
-    const dB = t.transpose_b ? bd(G, a, true, t.transpose_a) : bd(a, G, !t.transpose_a, false);
+    const dA = needs[0] ? (t.transpose_a ? bd(b, G, t.transpose_b, true) : bd(G, b, false, !t.transpose_b)) : null;
+    const dB = needs[1] ? (t.transpose_b ? bd(G, a, true, t.transpose_a) : bd(a, G, !t.transpose_a, false)) : null;
     return [dA, dB];
   },
 });
@@ -143,13 +144,13 @@ defineOp({
     const y = ctx.k.gemm(x, w, { batch: 1, m: sizeOf(lead), n: a.num_hidden, k, transA: false, transB: true, strideA: 0, strideB: 0 }, [...lead, a.num_hidden]);
     return b ? ctx.k.binary('add', y, b, { op: 'FullyConnected', arg: 'bias' }) : y;
   },
-  vjp({ g, x, attrs: a, shapes }) {
+  vjp({ g, x, attrs: a, shapes, needs }) {
     const [xs, w] = x as NDArray[];
     const k = shapes[1]![1];
     const G = F.reshape(g[0], { shape: [-1, a.num_hidden] });
-    const X2 = F.reshape(xs, { shape: [-1, k] });
-    const dx = F.reshape(F.dot(G, w), { shape: [...shapes[0]!] });
-    const dw = F.dot(G, X2, { transpose_a: true });
+    // The first layer's data needs no gradient: skipping it saves a product as large as the layer.
+    const dx = needs[0] ? F.reshape(F.dot(G, w), { shape: [...shapes[0]!] }) : null;
+    const dw = needs[1] ? F.dot(G, F.reshape(xs, { shape: [-1, k] }), { transpose_a: true }) : null;
     // The driver sums the bias gradient over the leading axes.
     return shapes.length > 2 ? [dx, dw, g[0]] : [dx, dw];
   },

@@ -2,6 +2,7 @@
 // blocks (L2), and a register-tiled micro-kernel streams nr-wide slivers of B (L1) against
 // mr-high slivers of A. Packing zero-pads partial panels so the micro-kernel never branches.
 #include "kernels/gemm.h"
+#include "kernels/memory.h"
 
 #include <algorithm>
 #include <atomic>
@@ -41,15 +42,14 @@ template <class T> MicroKernel<T> pick(const MicroKernels& k);
 template <> MicroKernel<float> pick<float>(const MicroKernels& k) { return k.f32; }
 template <> MicroKernel<double> pick<double>(const MicroKernels& k) { return k.f64; }
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
+struct ScratchDeleter {
+  size_t bytes;
+  void operator()(void* p) const { scratch_free(p, static_cast<int64_t>(bytes)); }
 };
 template <class T>
-std::unique_ptr<T[], FreeDeleter> scratch(int64_t count) {
+std::unique_ptr<T[], ScratchDeleter> scratch(int64_t count) {
   size_t bytes = (static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T) + 63) & ~size_t(63);
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw std::bad_alloc();
-  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
+  return std::unique_ptr<T[], ScratchDeleter>(static_cast<T*>(scratch_alloc(static_cast<int64_t>(bytes))), ScratchDeleter{bytes});
 }
 
 // One matrix product C (m x n, row stride n) = op(A) op(B), with A and B as in backend.ts.
@@ -279,7 +279,7 @@ Work gemm(const Buf& a_, const Buf& b_, const Buf& out_, int64_t batch, int64_t 
               T* c = out.as<T>();
               // The output must not alias an operand that packing still reads: go through a copy.
               const bool alias = out.data == a.data || out.data == b.data;
-              std::unique_ptr<T[], FreeDeleter> tmp;
+              std::unique_ptr<T[], ScratchDeleter> tmp;
               if (alias) {
                 tmp = scratch<T>(out.length);
                 c = tmp.get();

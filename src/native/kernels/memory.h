@@ -8,4 +8,8 @@ namespace gs {
 void* buffer_alloc(int64_t bytes);
 void buffer_free(void* p, int64_t bytes);
 int64_t bytes_live();
+// Kernel working memory (GEMM packing): 64-byte aligned, not zeroed, not counted in bytes_live,
+// large blocks shared with the buffers' cache of mappings. Free with the same byte count.
+void* scratch_alloc(int64_t bytes);
+void scratch_free(void* p, int64_t bytes);
 }  // namespace gs
