@@ -14,14 +14,13 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { loadNativeAddon, nativeBackend as nat } from '../src/engine/native.js';
 import type { DType } from '../src/engine/backend.js';
-import { buildApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { runLoad } from './load.js';
 
 const addon = loadNativeAddon();
@@ -202,12 +201,45 @@ interface Server {
   close(): Promise<void>;
 }
 
+/**
+ * Our server as users run it (`npm start`): the compiled build in its own process, on a free port
+ * of 127.0.0.1, with rate limits and the event-loop check out of the way of the load.
+ */
 async function startOurs(): Promise<Server> {
-  const config = loadConfig({ GRADSERVE_PORT: '0', GRADSERVE_LOG_LEVEL: 'silent', GRADSERVE_RATE_LIMIT_MAX: '100000000', GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: '0' });
-  const { app } = await buildApp({ config, backend: nat });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  return { url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`, close: () => app.close() };
+  const entry = fileURLToPath(new URL('../dist/src/server.js', import.meta.url));
+  if (!existsSync(entry)) throw new Error('dist/src/server.js is missing: npm run build (npm run bench runs it first)');
+  const port = await new Promise<number>((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+  const proc = spawn(process.execPath, [entry], {
+    env: {
+      ...process.env, GRADSERVE_HOST: '127.0.0.1', GRADSERVE_PORT: String(port), GRADSERVE_LOG_LEVEL: 'error',
+      GRADSERVE_RATE_LIMIT_MAX: '100000000', GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: '0',
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await request(url, 'GET', '/readyz', null, {})).status === 200) break;
+    } catch {
+      if (i > 300 || proc.exitCode !== null) throw new Error('our server did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    url,
+    close: () => new Promise<void>((resolve) => {
+      if (proc.exitCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+      proc.kill('SIGTERM');
+    }),
+  };
 }
 
 /**

@@ -5,8 +5,9 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, jsonSchemaTransformObject, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { validatorCompiler } from './http/validation.js';
+import { responseSerializer } from './http/serializer.js';
 import { registerBodyParsers } from './http/body.js';
 import type { Config } from './config.js';
 import type { Backend } from './engine/backend.js';
@@ -51,7 +52,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(responseSerializer(o.config.checkResponses));
 
   registerBodyParsers(app);
 

@@ -40,6 +40,11 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_KERNEL_FLOPS: int(2 ** 36),
   /** Idempotency-Key answers kept per process. */
   GRADSERVE_IDEMPOTENCY_ENTRIES: int(10000),
+  /**
+   * Checks every response against its schema (the test suite turns it on). Off, responses are
+   * serialized as built: encoding a large answer through zod costs as much as a small request.
+   */
+  GRADSERVE_CHECK_RESPONSES: z.enum(['0', '1']).default('0'),
   /** Name of this replica behind a load balancer, echoed as X-Gradserve-Replica; empty: no header. */
   GRADSERVE_REPLICA: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'at most 64 characters of [A-Za-z0-9._-]').default(''),
 });
@@ -80,6 +85,8 @@ export interface Config {
   apiKeys: string[];
   /** Replica name for the X-Gradserve-Replica header ('' = none). */
   replica: string;
+  /** Serialize each response through its zod schema and fail it when that changes anything. */
+  checkResponses: boolean;
   sweepIntervalMs: number;
   limits: Limits;
   protection: Protection;
@@ -99,6 +106,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     backend: e.GRADSERVE_BACKEND,
     apiKeys: e.GRADSERVE_API_KEYS.split(',').map((s) => s.trim()).filter(Boolean),
     replica: e.GRADSERVE_REPLICA,
+    checkResponses: e.GRADSERVE_CHECK_RESPONSES === '1',
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
     limits: {
       maxBodyBytes: e.GRADSERVE_MAX_BODY_BYTES,

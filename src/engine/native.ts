@@ -425,12 +425,6 @@ export const nativeBackend: Backend = {
   },
   withStream<T>(stream: number, fn: () => T): T {
     const prev = currentStream;
-    const setStream = (tag: number) => {
-      currentStream = tag;
-      const c = begin(SET_STREAM, 3);
-      put(tag);
-      end(c);
-    };
     setStream(stream);
     batchDepth++;
     let ok = false;
@@ -450,6 +444,13 @@ export const nativeBackend: Backend = {
     }
   },
 };
+
+function setStream(tag: number): void {
+  currentStream = tag;
+  const c = begin(SET_STREAM, 3);
+  put(tag);
+  end(c);
+}
 
 /**
  * Tests only: runs hand-written command doubles (after the pending commands), so tests can show

@@ -279,7 +279,8 @@ export class ProgramRunner {
   }
 
   private outNames(st: OpStatement, n: number): string[] {
-    const out = st.out === undefined ? [] : Array.isArray(st.out) ? st.out : [st.out];
+    // A copy: statements may be shared (compiled expressions are cached) and are never written.
+    const out = st.out === undefined ? [] : Array.isArray(st.out) ? [...st.out] : [st.out];
     if (out.length > n) throw fail('invalid_argument', `\`out\` names ${out.length} outputs but \`${st.op}\` has ${n}`, { arg: 'out' });
     while (out.length < n) out.push(this.s.autoName());
     return out;

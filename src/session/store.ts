@@ -2,7 +2,7 @@
  * The live sessions of the process: creation with quotas, lookup with constant-time token checks,
  * deletion, and culling of idle sessions on a timer.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash as digest, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Backend, DType } from '../engine/backend.js';
 import { Session, newSessionId } from './session.js';
 import { ProcessMemory } from './memory.js';
@@ -18,7 +18,7 @@ export interface CreateSessionInput {
   apiKey: string | null;
 }
 
-const hash = (token: string): Buffer => createHash('sha256').update(token).digest();
+const hash = (token: string): Buffer => digest('sha256', token, 'buffer');
 
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();

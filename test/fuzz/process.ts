@@ -76,6 +76,7 @@ async function spawnOnce(env: Record<string, string>, o: SpawnOptions): Promise<
       GRADSERVE_HOST: '127.0.0.1',
       GRADSERVE_PORT: String(port),
       GRADSERVE_LOG_LEVEL: 'error',
+      GRADSERVE_CHECK_RESPONSES: '1',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

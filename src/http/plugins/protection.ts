@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Config } from '../../config.js';
 import { ApiError } from '../../errors.js';
 import { sendProblem } from '../problem.js';
@@ -15,9 +15,9 @@ const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
 function clientKey(req: FastifyRequest): string {
   const key = req.headers['x-api-key'];
-  if (typeof key === 'string' && key) return `key:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+  if (typeof key === 'string' && key) return `key:${hash('sha256', key, 'hex').slice(0, 16)}`;
   const auth = req.headers.authorization;
-  if (auth) return `tok:${createHash('sha256').update(auth).digest('hex').slice(0, 16)}`;
+  if (auth) return `tok:${hash('sha256', auth, 'hex').slice(0, 16)}`;
   return `ip:${req.ip}`;
 }
 

@@ -1,0 +1,27 @@
+/**
+ * Response serialization. Handlers build answers from typed values, and the response schemas
+ * (zod, the same ones the OpenAPI document is generated from) describe them; encoding every
+ * answer through zod would cost as much as the rest of a small request, so in production answers
+ * are serialized as built. With GRADSERVE_CHECK_RESPONSES=1 (the test suite) each answer is also
+ * encoded through its schema and must come out the same: a wrong type, or a field the schema does
+ * not have (which zod would silently drop), fails the request with a 500 naming the route.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { FastifySerializerCompiler } from 'fastify';
+import { serializerCompiler as zodSerializerCompiler } from 'fastify-type-provider-zod';
+import type { z } from 'zod';
+
+export function responseSerializer(check: boolean): FastifySerializerCompiler<z.ZodType> {
+  if (!check) return () => (data) => JSON.stringify(data);
+  return (route) => {
+    const encode = zodSerializerCompiler(route);
+    return (data) => {
+      const checked = encode(data);
+      const plain = JSON.stringify(data);
+      if (checked !== plain && !isDeepStrictEqual(JSON.parse(checked), JSON.parse(plain))) {
+        throw new Error(`the response of ${route.method} ${route.url} (status ${route.httpStatus}) is not what its schema encodes: ${plain.slice(0, 300)}`);
+      }
+      return plain;
+    };
+  };
+}
