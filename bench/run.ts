@@ -13,8 +13,6 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +20,7 @@ import Fastify from 'fastify';
 import { loadNativeAddon, nativeBackend as nat } from '../src/engine/native.js';
 import type { DType } from '../src/engine/backend.js';
 import { runLoad } from './load.js';
+import { agent, request, startOurs, type Server } from './client.js';
 
 const addon = loadNativeAddon();
 if (!addon) throw new Error('build the native engine first: npm run build:native');
@@ -196,78 +195,7 @@ async function elementwiseSection(py: Python): Promise<void> {
   }
 }
 
-interface Server {
-  url: string;
-  close(): Promise<void>;
-}
 
-/**
- * Our server as users run it (`npm start`): the compiled build in its own process, on a free port
- * of 127.0.0.1, with rate limits and the event-loop check out of the way of the load.
- */
-async function startOurs(): Promise<Server> {
-  const entry = fileURLToPath(new URL('../dist/src/server.js', import.meta.url));
-  if (!existsSync(entry)) throw new Error('dist/src/server.js is missing: npm run build (npm run bench runs it first)');
-  const port = await new Promise<number>((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-  const proc = spawn(process.execPath, [entry], {
-    env: {
-      ...process.env, GRADSERVE_HOST: '127.0.0.1', GRADSERVE_PORT: String(port), GRADSERVE_LOG_LEVEL: 'error',
-      GRADSERVE_RATE_LIMIT_MAX: '100000000', GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: '0',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await request(url, 'GET', '/readyz', null, {})).status === 200) break;
-    } catch {
-      if (i > 300 || proc.exitCode !== null) throw new Error('our server did not start');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return {
-    url,
-    close: () => new Promise<void>((resolve) => {
-      if (proc.exitCode !== null) return resolve();
-      proc.once('exit', () => resolve());
-      proc.kill('SIGTERM');
-    }),
-  };
-}
-
-/**
- * The benchmark's client: node:http with keep-alive, the lightest client Node has, because it
- * runs in the same process as the server and its own cost (fetch costs about 2 ms more per large
- * request) would otherwise be counted as the service's.
- */
-const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
-function request(url: string, method: string, path: string, body: string | Uint8Array | null, headers: Record<string, string>): Promise<{ status: number; json: unknown }> {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path, method, agent, headers: body === null ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
-        } catch (err) {
-          reject(err);
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body ?? undefined);
-  });
-}
 
 class Api {
   constructor(readonly url: string, readonly sid = '', readonly token = '') {}
@@ -367,7 +295,7 @@ async function chainSection(py: Python, srv: Server): Promise<void> {
 async function memorySection(): Promise<void> {
   const script = fileURLToPath(new URL('./mlp-memory.ts', import.meta.url));
   const once = (batch: number, hidden: number) => new Promise<string>((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', script, String(batch), String(hidden), '10'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', script, String(batch), String(hidden), '10'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
     p.stdout.on('data', (d) => { text += d; });
     p.on('error', reject);

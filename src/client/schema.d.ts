@@ -2541,6 +2541,8 @@ export interface components {
             arrays: number;
             /** @description native bytes held: arrays, gradients and saved tape values */
             bytes: number;
+            /** @description the most native bytes the session has held at once, within requests included (for sizing its quota) */
+            peak_bytes: number;
             buffers: number;
             tapes: number;
             tape_nodes: number;
@@ -2778,6 +2780,8 @@ export interface components {
             arrays: number;
             /** @description native bytes held: arrays, gradients and saved tape values */
             bytes: number;
+            /** @description the most native bytes the session has held at once, within requests included (for sizing its quota) */
+            peak_bytes: number;
             buffers: number;
             tapes: number;
             tape_nodes: number;

@@ -260,6 +260,7 @@ export function sessionInfo(s: Session) {
     default_dtype: s.defaultDtype,
     arrays: s.names.size,
     bytes: s.memory.bytes,
+    peak_bytes: s.memory.peakBytes,
     buffers: s.memory.buffers,
     tapes: s.tapes.size,
     tape_nodes: nodes,

@@ -24,6 +24,9 @@ describe('reclaiming memory between statements', () => {
     expect(body.outputs.m.data).toEqual([40]);
     const info = await c.get('').expect(200);
     expect(info.body.bytes).toBeLessThanOrEqual(2 * N * 4);
+    // The peak counts what the request held at once: about two copies, not forty.
+    expect(info.body.peak_bytes).toBeGreaterThanOrEqual(2 * N * 4);
+    expect(info.body.peak_bytes).toBeLessThanOrEqual(QUOTA);
   });
 
   it('temporaries of an expression survive a reclaim in the middle of it', async () => {

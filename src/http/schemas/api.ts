@@ -46,6 +46,7 @@ export const SessionCreated = SessionBase.extend({
 export const SessionInfo = SessionBase.extend({
   arrays: z.number().int().describe('number of bound names'),
   bytes: z.number().int().describe('native bytes held: arrays, gradients and saved tape values'),
+  peak_bytes: z.number().int().describe('the most native bytes the session has held at once, within requests included (for sizing its quota)'),
   buffers: z.number().int(),
   tapes: z.number().int(),
   tape_nodes: z.number().int(),
