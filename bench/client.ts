@@ -46,7 +46,7 @@ export function request(url: string, method: string, path: string, body: string 
  * Our server as users run it (`npm start`): the compiled build in its own process, on a free port
  * of 127.0.0.1, with rate limits and the event-loop check out of the way of the load.
  */
-export async function startOurs(env: Record<string, string> = {}): Promise<Server> {
+export async function startOurs(env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Server> {
   const entry = fileURLToPath(new URL('../dist/src/server.js', import.meta.url));
   if (!existsSync(entry)) throw new Error('dist/src/server.js is missing: npm run build (npm run bench runs it first)');
   const port = await new Promise<number>((resolve, reject) => {
@@ -57,7 +57,7 @@ export async function startOurs(env: Record<string, string> = {}): Promise<Serve
       s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
     });
   });
-  const proc = spawn(process.execPath, [entry], {
+  const proc = spawn(process.execPath, [...nodeArgs, entry], {
     env: {
       ...process.env, GRADSERVE_HOST: '127.0.0.1', GRADSERVE_PORT: String(port), GRADSERVE_LOG_LEVEL: 'error',
       GRADSERVE_RATE_LIMIT_MAX: '100000000', GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: '0', ...env,
