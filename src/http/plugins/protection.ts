@@ -28,7 +28,6 @@ export async function registerProtection(app: FastifyInstance, config: Config): 
       max: p.rateLimitMax,
       timeWindow: p.rateLimitWindowMs,
       keyGenerator: clientKey,
-      allowList: (req) => PROBES.has(req.url.split('?')[0]),
       errorResponseBuilder: (_req, ctx) => new ApiError('rate_limited', `more than ${ctx.max} requests in ${Math.round(p.rateLimitWindowMs / 1000)} s from this client; retry after ${Math.ceil(ctx.ttl / 1000)} s`, { limit: 'rate', value: ctx.max, retry_after: Math.ceil(ctx.ttl / 1000) }),
     });
   }
