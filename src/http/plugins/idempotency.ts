@@ -32,27 +32,32 @@ export function registerIdempotency(app: FastifyInstance, maxEntries: number): v
     return sha(`${sha(who)}|${path}|${k}`);
   };
 
-  app.addHook('preHandler', async (req, reply) => {
+  // Callback-style hooks: almost no request carries a key, and an async hook would cost every
+  // request a promise. A hook that answers (a refusal or a replay) does not call done.
+  app.addHook('preHandler', (req, reply, done) => {
     const key = keyOf(req);
-    if (!key) return;
+    if (!key) return done();
     if ((req.headers['idempotency-key'] as string).length > 255) {
-      return sendProblem(reply, new ApiError('invalid_request', 'Idempotency-Key is longer than 255 characters'), req);
+      sendProblem(reply, new ApiError('invalid_request', 'Idempotency-Key is longer than 255 characters'), req);
+      return;
     }
     const bodyHash = sha(JSON.stringify(req.body ?? null));
     const e = entries.get(key);
     if (e) {
-      if (e.bodyHash !== bodyHash) return sendProblem(reply, new ApiError('idempotency_mismatch', 'this Idempotency-Key was used with a different body; use a new key for a new request'), req);
-      if (!e.done) return sendProblem(reply, new ApiError('idempotency_conflict', 'a request with this Idempotency-Key is still running; retry after it completes'), req);
-      return reply.code(e.status!).header('Idempotent-Replayed', 'true').type(e.type ?? 'application/json').send(e.payload);
+      if (e.bodyHash !== bodyHash) sendProblem(reply, new ApiError('idempotency_mismatch', 'this Idempotency-Key was used with a different body; use a new key for a new request'), req);
+      else if (!e.done) sendProblem(reply, new ApiError('idempotency_conflict', 'a request with this Idempotency-Key is still running; retry after it completes'), req);
+      else reply.code(e.status!).header('Idempotent-Replayed', 'true').type(e.type ?? 'application/json').send(e.payload);
+      return;
     }
     if (entries.size >= maxEntries) entries.delete(entries.keys().next().value!);
     entries.set(key, { bodyHash, done: false });
     (req as FastifyRequest & { idemKey?: string }).idemKey = key;
+    done();
   });
 
-  app.addHook('onSend', async (req, reply, payload) => {
+  app.addHook('onSend', (req, reply, payload, done) => {
     const key = (req as FastifyRequest & { idemKey?: string }).idemKey;
-    if (!key) return payload;
+    if (!key) return done(null, payload);
     const e = entries.get(key);
     // Only definite answers are stored: a 5xx, or a refusal by a quota or rate limit (429), may
     // succeed when retried later.
@@ -61,6 +66,6 @@ export function registerIdempotency(app: FastifyInstance, maxEntries: number): v
     } else {
       entries.delete(key);
     }
-    return payload;
+    done(null, payload);
   });
 }

@@ -28,10 +28,12 @@ export function registerMetrics(app: FastifyInstance, store: SessionStore): Metr
   });
   new Counter({ name: 'gradserve_ops_total', help: 'Ops run by client programs.', registers: [registry], collect() { this.reset(); this.inc(store.stats.opsRun); } });
 
-  app.addHook('onResponse', async (req, reply) => {
+  // Callback style: an async hook would cost every request a promise.
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     requests.inc({ route, method: req.method, status: String(reply.statusCode) });
     latency.observe({ route, method: req.method }, reply.elapsedTime / 1000);
+    done();
   });
   return { registry, quotaRefusals };
 }
