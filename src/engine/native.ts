@@ -115,6 +115,11 @@ function addon(): RawAddon {
 
 /** Runs every pending command. */
 function run(): void {
+  if (deferredError !== null) {
+    const err = deferredError;
+    deferredError = null;
+    throw err;
+  }
   if (len === 0) return;
   const n = len;
   len = 0;
@@ -126,12 +131,20 @@ function issued(): void {
   if (batchDepth === 0) run();
 }
 
+/** A failure of a deferred run, rethrown by the next call that runs commands. */
+let deferredError: unknown = null;
+
 function scheduleRun(): void {
   if (batchDepth > 0 || runScheduled) return;
   runScheduled = true;
   queueMicrotask(() => {
     runScheduled = false;
-    if (batchDepth === 0) run();
+    // An exception here would be uncaught and end the process: keep it for the next caller.
+    try {
+      if (batchDepth === 0) run();
+    } catch (err) {
+      deferredError ??= err;
+    }
   });
 }
 
