@@ -71,6 +71,8 @@ const GEMM = 15, CAST = 16, SET_STREAM = 17;
 /** Doubles in the command buffer (512 KiB); the largest command (where, three rank-32 views) is ~210. */
 const CAPACITY = 1 << 16;
 const MAX_RANK = 32;
+/** One more than the largest handle the addon's table takes (handles.h kMaxHandles). */
+const MAX_HANDLES = 2 ** 24;
 /** Allocations this large run at once even in a batch, so running out of memory throws at the op. */
 const EAGER_ALLOC_BYTES = 1 << 20;
 
@@ -114,12 +116,17 @@ function addon(): RawAddon {
 }
 
 /** Runs every pending command. */
+/** Runs every pending command, after rethrowing a failure kept from an earlier run. */
 function run(): void {
   if (deferredError !== null) {
     const err = deferredError;
     deferredError = null;
     throw err;
   }
+  execute();
+}
+
+function execute(): void {
   if (len === 0) return;
   const n = len;
   len = 0;
@@ -141,7 +148,7 @@ function scheduleRun(): void {
     runScheduled = false;
     // An exception here would be uncaught and end the process: keep it for the next caller.
     try {
-      if (batchDepth === 0) run();
+      if (batchDepth === 0) execute();
     } catch (err) {
       deferredError ??= err;
     }
@@ -151,7 +158,16 @@ function scheduleRun(): void {
 // ---- writing commands -------------------------------------------------------------------------
 
 function begin(op: number, room: number): number {
-  if (len + room > CAPACITY) run();
+  // Making room mid-batch: a failure there is an earlier command's, so it is kept for where the
+  // batch's errors come out (its end, or the next read) rather than thrown by this call, which may
+  // be a free that must not fail.
+  if (len + room > CAPACITY) {
+    try {
+      execute();
+    } catch (err) {
+      deferredError ??= err;
+    }
+  }
   const start = len;
   cmd[start] = op;
   len = start + 2;
@@ -199,11 +215,13 @@ function opIndex(map: Map<string, number>, family: string, op: unknown): number 
   return k;
 }
 
-function intList(xs: readonly number[], name: string): readonly number[] {
+/** A checked copy: read once, before any command is written (an element getter may run JS). */
+function intList(xs: readonly number[], name: string): number[] {
   if (!Array.isArray(xs)) throw new TypeError(`native backend: argument \`${name}\` must be an array`);
   if (xs.length > MAX_RANK) throw new RangeError(`native backend: argument \`${name}\` has too many entries`);
-  for (const x of xs) num(x, name);
-  return xs;
+  const copy = Array.from(xs);
+  for (const x of copy) num(x, name);
+  return copy;
 }
 
 /**
@@ -254,9 +272,12 @@ function alloc(dtype: DType, length: number): Storage {
   if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`native backend: unknown dtype ${String(dtype)}`);
   num(length, 'length');
   addon();
+  if (freeHandles.length === 0 && nextHandle >= MAX_HANDLES) {
+    throw new RangeError(`native backend: ${MAX_HANDLES - 1} buffers are live, the most the engine holds at once`);
+  }
+  const c = begin(ALLOC, 5);
   const h = freeHandles.pop() ?? nextHandle++;
   const s = new NativeStorage(dtype, length, h);
-  const c = begin(ALLOC, 5);
   put(h); put(dtype === 'float32' ? 0 : 1); put(length);
   end(c);
   try {
@@ -273,11 +294,12 @@ function alloc(dtype: DType, length: number): Storage {
 function free(s: Storage): void {
   if (!(s instanceof NativeStorage)) throw new TypeError('native backend: argument `s` is not a native storage');
   if (!s.alive) return;
-  s.alive = false;
-  s.length = 0; // as the reference: a freed buffer is empty
+  // begin never throws (see there), so the FREE is always written once the state changes.
   const c = begin(FREE, 3);
   put(s.h);
   end(c);
+  s.alive = false;
+  s.length = 0; // as the reference: a freed buffer is empty
   // Handles are reused in command order, so the next ALLOC of this one follows its FREE.
   freeHandles.push(s.h);
   scheduleRun();
@@ -393,25 +415,26 @@ export const nativeBackend: Backend = {
   },
   reduce(op, x, shape, axes, out) {
     const k = opIndex(REDUCE_INDEX, 'reduce', op);
-    intList(shape, 'shape');
-    intList(axes, 'axes');
+    const sh = intList(shape, 'shape');
+    const ax = intList(axes, 'axes');
     const hx = handle(x, 'x'), o = handle(out, 'out');
     const c = begin(REDUCE, 7 + 2 * MAX_RANK);
     put(k); put(hx);
-    put(shape.length); for (const d of shape) put(d);
-    put(axes.length); for (const d of axes) put(d);
+    put(sh.length); for (const d of sh) put(d);
+    put(ax.length); for (const d of ax) put(d);
     put(o);
     end(c);
     issued();
   },
   argReduce(op, x, shape, axis, out) {
     if (op !== 'argmax' && op !== 'argmin') throw new Error(`native backend: unknown argReduce kernel ${String(op)}`);
-    intList(shape, 'shape');
+    const sh = intList(shape, 'shape');
+    const ax = num(axis, 'axis');
     const hx = handle(x, 'x'), o = handle(out, 'out');
     const c = begin(ARG_REDUCE, 7 + MAX_RANK);
     put(op === 'argmax' ? 1 : 0); put(hx);
-    put(shape.length); for (const d of shape) put(d);
-    put(num(axis, 'axis')); put(o);
+    put(sh.length); for (const d of sh) put(d);
+    put(ax); put(o);
     end(c);
     issued();
   },

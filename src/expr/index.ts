@@ -24,6 +24,8 @@ export interface CompiledExpr { statements: Statement[]; result?: string }
  * programs are kept by source text. They are frozen: the runner reads them and never writes.
  */
 const CACHE_ENTRIES = 512;
+/** Only short sources are kept (a training step is a few lines): 512 of them hold a few MB. */
+const CACHE_MAX_SOURCE = 2048;
 const cache = new Map<string, CompiledExpr>();
 
 function deepFreeze<T>(v: T): T {
@@ -36,6 +38,7 @@ function deepFreeze<T>(v: T): T {
 
 /** Compiles `src`; throws invalid_expression (with line and column) or quota_exceeded. */
 export function compileExpression(src: string, limits: ExprLimits): CompiledExpr {
+  if (src.length > CACHE_MAX_SOURCE) return compileUncached(src, limits);
   const key = `${limits.maxLength},${limits.maxDepth},${limits.maxStatements}\n${src}`;
   const hit = cache.get(key);
   if (hit) return hit;

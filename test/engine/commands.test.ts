@@ -74,6 +74,36 @@ describe('native command batches', () => {
     nat.free(c!);
   });
 
+  it('a failure met while making room is not lost, and the free that made room still happens', () => {
+    const bytes = addon.nativeBytesLive();
+    const big = nat.alloc('float64', 1 << 17); // 1 MiB
+    const run = () => nat.withStream!(5, () => {
+      const a = nat.alloc('float64', 4);
+      const b = nat.alloc('float64', 5);
+      nat.unary('exp', a, b); // refused by the addon when the batch runs
+      // Fill the command buffer so that the free below has to run the batch to make room.
+      for (let i = 0; i < 20_000; i++) nat.fill(a, i);
+      nat.free(big);
+      nat.free(a);
+      nat.free(b);
+    });
+    expect(run).toThrow(/length/);
+    expect(addon.nativeBytesLive()).toBe(bytes);
+  });
+
+  it('a shape getter that re-enters the backend cannot split a command', () => {
+    const x = nat.alloc('float64', 6);
+    const out = nat.alloc('float64', 2);
+    const other = nat.alloc('float64', 1);
+    nat.fill(x, 1);
+    const shape = [2, 3];
+    Object.defineProperty(shape, 1, { get() { nat.fill(other, 9); return 3; } });
+    nat.reduce('sum', x, shape, [1], out);
+    expect([...nat.readNumbers(out)]).toEqual([3, 3]);
+    expect([...nat.readNumbers(other)]).toEqual([9]);
+    for (const s of [x, out, other]) nat.free(s);
+  });
+
   it('a freed storage stays rejected after its handle is reused', () => {
     const a = nat.alloc('float64', 2);
     nat.free(a);
