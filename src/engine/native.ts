@@ -116,14 +116,16 @@ function addon(): RawAddon {
 }
 
 /** Runs every pending command. */
-/** Runs every pending command, after rethrowing a failure kept from an earlier run. */
+/** Runs every pending command; then throws a failure kept from an earlier run, if any. */
 function run(): void {
-  if (deferredError !== null) {
-    const err = deferredError;
-    deferredError = null;
-    throw err;
+  const kept = deferredError;
+  deferredError = null;
+  try {
+    execute();
+  } finally {
+    // The kept failure came first, so it is the one reported (it replaces a newer one, if any).
+    if (kept !== null) throw kept;
   }
-  execute();
 }
 
 function execute(): void {
