@@ -22,16 +22,13 @@ import { tapeRoutes } from './http/routes/tapes.js';
 import { metaRoutes } from './http/routes/meta.js';
 import { fileRoutes } from './http/routes/files.js';
 import { registerProtection } from './http/plugins/protection.js';
-import { registerMetrics, type Metrics } from './http/plugins/metrics.js';
+import { registerMetrics } from './http/plugins/metrics.js';
+import type { Services } from './http/services.js';
 import { registerIdempotency } from './http/plugins/idempotency.js';
 import './ops/index.js';
 
-export interface Services {
-  config: Config;
-  store: SessionStore;
-  state: { draining: boolean };
-  metrics: Metrics;
-}
+export type { Services } from './http/services.js';
+
 
 export interface AppOptions {
   config: Config;

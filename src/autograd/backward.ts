@@ -5,8 +5,9 @@
  * at an op's name.
  */
 import { NDArray, sameShape, shapeStr } from '../engine/ndarray.js';
-import { F, env } from './apply.js';
+import { F } from '../ops/dispatch.js';
 import type { Node } from './tape.js';
+import { gradReqOf, nodeOf, outputIndexOf } from './slot.js';
 import { fail } from '../errors.js';
 
 export interface BackwardRequest {
@@ -19,6 +20,11 @@ export interface BackwardRequest {
    * into the variables' buffers.
    */
   variables?: NDArray[];
+  /**
+   * Called between nodes: frees what nothing reaches once enough was allocated; `pending` lists
+   * what the walk still holds (the session's names are roots anyway).
+   */
+  reclaim?(pending: () => (NDArray | Node)[]): void;
 }
 
 export interface BackwardResult {
@@ -46,13 +52,14 @@ export function backward(req: BackwardRequest): BackwardResult {
   const { heads, headGrads } = req;
   const targets = req.variables ? new Set(req.variables) : null;
   const wants = (leaf: NDArray): boolean =>
-    targets ? targets.has(leaf) : leaf.gradReq === 'write' || leaf.gradReq === 'add';
+    targets ? targets.has(leaf) : gradReqOf(leaf) === 'write' || gradReqOf(leaf) === 'add';
 
+  const headNodes = heads.map(nodeOf);
   heads.forEach((h, i) => {
-    if (h.node?.freed) {
+    if (headNodes[i]?.freed) {
       throw fail('graph_freed', `${headName(i, heads.length)} was already used in a backward pass that freed its graph; record it again, or pass retain_graph: true to the first backward`);
     }
-    if (!h.node && !(targets && targets.has(h))) {
+    if (!headNodes[i] && !(targets && targets.has(h))) {
       throw fail('no_graph', `${headName(i, heads.length)} has no recorded history; compute it inside a record scope (POST /autograd/record, or "record": true on /ops) from an array with attach-grad`);
     }
   });
@@ -71,7 +78,7 @@ export function backward(req: BackwardRequest): BackwardResult {
     stackNext.push(0);
     nodes.push(node);
   };
-  for (const h of heads) if (h.node && !slotOf.has(h.node)) discover(h.node);
+  for (const n of headNodes) if (n && !slotOf.has(n)) discover(n);
   while (stackSlot.length) {
     const top = stackSlot.length - 1;
     const slot = stackSlot[top];
@@ -109,7 +116,7 @@ export function backward(req: BackwardRequest): BackwardResult {
     const slot = slotOf.get(node);
     return slot !== undefined && useful[slot] === 1;
   };
-  if (!targets && !heads.some((h) => h.node && isUseful(h.node))) {
+  if (!targets && !headNodes.some((n) => n && isUseful(n))) {
     throw fail('no_grad', 'the heads do not depend on any array with a gradient buffer (grad_req write or add); call attach-grad on the inputs before recording');
   }
 
@@ -139,13 +146,14 @@ export function backward(req: BackwardRequest): BackwardResult {
     }
     if (hg && hg.dtype !== h.dtype) throw fail('dtype_mismatch', `head_grads[${i}] is ${hg.dtype} but the head is ${h.dtype}`);
     const g = hg ?? F.ones_like(h);
-    if (h.node && isUseful(h.node)) addNode(h.node, h.outputIndex, g);
+    const n = headNodes[i];
+    if (n && isUseful(n)) addNode(n, outputIndexOf(h), g);
     else if (targets?.has(h)) addLeaf(h, g);
   });
 
   // What this pass still holds: a reclaim between nodes must keep it (and may free the rest,
   // such as the gradients of nodes already done and, without retain_graph, their saved values).
-  const reclaim = env().maybeReclaim;
+  const reclaim = req.reclaim;
   let done = order.length;
   const pending = (): (NDArray | Node)[] => {
     const held: (NDArray | Node)[] = [...heads];

@@ -1,6 +1,7 @@
 /** A tape as plain JSON and as Graphviz DOT. Array ids are shown with their current names. */
 import { NDArray } from '../engine/ndarray.js';
 import type { Tape, Node } from './tape.js';
+import { gradReqOf } from './slot.js';
 
 export type NameOf = (arrayId: number) => string | undefined;
 
@@ -74,8 +75,9 @@ export function tapeToDot(t: Tape, nameOf: NameOf): string {
     arrays.add(id);
     const name = nameOf(id);
     const text = [name ?? (constant ? 'constant' : `#${id}`), `[${(shape ?? []).join(', ')}]${dtype ? ` ${dtype}` : ''}`];
-    if (leaf?.gradReq) text.push(`variable, grad_req=${leaf.gradReq}`);
-    const style = leaf?.gradReq ? VARIABLE : name ? NAMED : 'style=dashed';
+    const req = leaf ? gradReqOf(leaf) : null;
+    if (req) text.push(`variable, grad_req=${req}`);
+    const style = req ? VARIABLE : name ? NAMED : 'style=dashed';
     lines.push(`  a${id} [shape=box, label=${label(...text)}, ${style}];`);
   };
   for (const n of t.nodes) {

@@ -3,7 +3,7 @@
  * blocks, opened and closed across requests. Each scope remembers the flags it changed so that
  * exiting restores them exactly.
  */
-import type { ScopeKind } from '../http/schemas/program.js';
+import type { ScopeKind } from '../program/format.js';
 import type { Tape } from './tape.js';
 import { fail } from '../errors.js';
 

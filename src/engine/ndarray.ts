@@ -1,24 +1,23 @@
 /**
- * NDArray: a shape and dtype over a backend Storage, plus the autograd bookkeeping a session needs.
- * Several NDArrays may share one Storage (reshape is a view); the session frees a Storage once no
- * name, gradient or live tape reaches it (src/session/memory.ts).
+ * NDArray: a shape and dtype over a backend Storage. Several NDArrays may share one Storage
+ * (reshape is a view); the session frees a Storage once no name, gradient or live tape reaches it
+ * (src/session/memory.ts).
  */
 import type { DType, Storage } from './backend.js';
-import type { Node } from '../autograd/tape.js';
 
-export type GradReq = 'write' | 'add' | 'null';
+/**
+ * Room on an array for the layer above: autograd declares the fields (src/autograd/slot.ts) by
+ * merging into this interface, so the engine neither knows nor reads them.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ArraySlot {}
 
 let nextId = 1;
 
 export class NDArray {
   readonly id = nextId++;
-  /** The op that produced this array while recording, or null (a leaf or a constant). */
-  node: Node | null = null;
-  /** Which output of `node` this array is. */
-  outputIndex = 0;
-  /** Set by attach-grad: this array is a variable. */
-  gradReq: GradReq | null = null;
-  grad: NDArray | null = null;
+  /** Autograd's state of this array (history, gradient buffer); null until it has any. */
+  autograd: ArraySlot | null = null;
 
   constructor(
     readonly storage: Storage,
@@ -28,15 +27,6 @@ export class NDArray {
 
   get size(): number {
     return sizeOf(this.shape);
-  }
-
-  get isVariable(): boolean {
-    return this.gradReq !== null;
-  }
-
-  /** True while the array has history backward can still walk. */
-  get recorded(): boolean {
-    return this.node !== null && !this.node.freed;
   }
 }
 

@@ -4,7 +4,7 @@
  * can collide with (the executor drops temporaries at the end of the request).
  */
 import { fail } from '../errors.js';
-import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement } from '../http/schemas/program.js';
+import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement } from '../program/format.js';
 import { syntaxError, type Pos } from './lexer.js';
 import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
 

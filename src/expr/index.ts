@@ -3,7 +3,7 @@
  * Parsed, never evaluated by the host language.
  */
 import { fail } from '../errors.js';
-import type { Statement } from '../http/schemas/program.js';
+import type { Statement } from '../program/format.js';
 import { compileProgram } from './compile.js';
 import { tokenize } from './lexer.js';
 import { parse } from './parser.js';

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { defineOp } from './registry.js';
 import { DType } from './attrs.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import { shapeStr } from '../engine/ndarray.js';
 import { fail } from '../errors.js';
 

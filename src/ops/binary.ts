@@ -3,7 +3,7 @@
  * back in the broadcast shape: the backward driver sums them down to each input's shape.
  */
 import { defineOp, type Value } from './registry.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import type { BinaryKernel } from '../engine/backend.js';
 import { NDArray } from '../engine/ndarray.js';
 import { broadcastShapes } from '../engine/kernels.js';

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
 import { OptDType } from './attrs.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import { indexView } from './shape.js';
 import { normAxis } from '../engine/kernels.js';
 import { contiguousStrides } from '../engine/reference.js';

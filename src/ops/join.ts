@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import { normAxis, sameDtype } from '../engine/kernels.js';
 import { contiguousStrides } from '../engine/reference.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import { sameDtype } from '../engine/kernels.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';
 import { fail } from '../errors.js';

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
 import { oneHotK } from './index_ops.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import { normAxis, sameDtype } from '../engine/kernels.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';
 import { fail } from '../errors.js';

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { defineOp, type VjpArgs } from './registry.js';
 import { Axes } from './attrs.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import { normAxis } from '../engine/kernels.js';
 import type { NDArray } from '../engine/ndarray.js';
 import type { ReduceKernel } from '../engine/backend.js';

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
 import { Shape } from './attrs.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import { normAxis, broadcastShapes } from '../engine/kernels.js';
 import { contiguousStrides } from '../engine/reference.js';
 import { sizeOf, shapeStr, type NDArray } from '../engine/ndarray.js';

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { defineOp, type VjpArgs } from './registry.js';
 import { fail } from '../errors.js';
-import { F } from '../autograd/apply.js';
+import { F } from './dispatch.js';
 import type { UnaryKernel } from '../engine/backend.js';
 import type { NDArray } from '../engine/ndarray.js';
 

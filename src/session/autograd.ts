@@ -3,8 +3,9 @@
  * and choosing what the walk itself records (nothing, unless create_graph).
  */
 import { backward } from '../autograd/backward.js';
-import { F } from '../autograd/apply.js';
-import { NDArray, sameShape, shapeStr } from '../engine/ndarray.js';
+import { F } from '../ops/dispatch.js';
+import type { NDArray } from '../engine/ndarray.js';
+import { gradOf, gradReqOf, isRecorded, isVariable } from '../autograd/slot.js';
 import type { Session } from './session.js';
 import { fail } from '../errors.js';
 
@@ -26,15 +27,17 @@ export function runBackward(s: Session, o: BackwardOptions): NDArray[] {
   checkHeadGrads(o.heads, o.headGrads);
   // The walk's own ops are never recorded here, even inside an open record scope.
   const { grads } = s.scopes.within('pause', o.trainMode, () => s.newTape(), () =>
-    backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph }));
+    backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, reclaim: (p) => s.maybeReclaim(p) }));
   const written: NDArray[] = [];
   for (const [leaf, g] of grads) {
-    if (!leaf.grad || (leaf.gradReq !== 'write' && leaf.gradReq !== 'add')) continue;
+    const buf = gradOf(leaf);
+    const req = gradReqOf(leaf);
+    if (!buf || (req !== 'write' && req !== 'add')) continue;
     const be = s.memory.backend;
-    if (leaf.gradReq === 'write') be.cast(g.storage, leaf.grad.storage);
+    if (req === 'write') be.cast(g.storage, buf.storage);
     else {
-      const sum = s.k.binary('add', leaf.grad, g, { op: 'backward' });
-      be.cast(sum.storage, leaf.grad.storage);
+      const sum = s.k.binary('add', buf, g, { op: 'backward' });
+      be.cast(sum.storage, buf.storage);
     }
     written.push(leaf);
   }
@@ -51,16 +54,16 @@ export interface GradOptions extends BackwardOptions {
 export function runGrad(s: Session, o: GradOptions): NDArray[] {
   checkHeadGrads(o.heads, o.headGrads);
   o.variables.forEach((v, i) => {
-    if (!v.isVariable) {
+    if (!isVariable(v)) {
       throw fail('no_grad', `variable \`${o.variableNames[i]}\` has no gradient buffer; call attach-grad on it before recording`, { arg: 'variables' });
     }
   });
   const kind = o.createGraph ? 'record' : 'pause';
   return s.scopes.within(kind, o.trainMode, () => s.newTape(), () => {
-    const { grads } = backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, variables: o.variables });
+    const { grads } = backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, variables: o.variables, reclaim: (p) => s.maybeReclaim(p) });
     return o.variables.map((v) => {
       const g = grads.get(v) ?? F.zeros_like(v);
-      if (!o.createGraph || g.recorded) return g;
+      if (!o.createGraph || isRecorded(g)) return g;
       // A gradient that does not depend on the variables still gets history, so that
       // differentiating it again answers zeros rather than no_graph.
       return F.add(g, F.multiply(v, 0));
@@ -68,9 +71,3 @@ export function runGrad(s: Session, o: GradOptions): NDArray[] {
   });
 }
 
-/** A head gradient given as an array must have the head's exact shape (checked again in the walk). */
-export function checkHeadShape(head: NDArray, g: NDArray, i: number): void {
-  if (!sameShape(head.shape, g.shape)) {
-    throw fail('shape_mismatch', `head_grads[${i}] has shape ${shapeStr(g.shape)} but the head has shape ${shapeStr(head.shape)}`, { arg: 'head_grads' });
-  }
-}

@@ -3,7 +3,8 @@
  * Like the other service functions, these run inside `session.run`.
  */
 import type { NDArray } from '../engine/ndarray.js';
-import { NAME_RE } from '../http/schemas/program.js';
+import { NAME_RE } from '../program/format.js';
+import { attachGrad, gradOf } from '../autograd/slot.js';
 import { fail } from '../errors.js';
 import { decodeSafetensors, encodeSafetensors, type Tensor } from './safetensors.js';
 import { describe, type Descriptor } from './service.js';
@@ -26,7 +27,8 @@ export function exportSession(s: Session): Buffer {
   for (const name of names) {
     const a = s.names.get(name)!;
     add(name, a);
-    if (a.grad) add(`${name}.grad`, a.grad);
+    const g = gradOf(a);
+    if (g) add(`${name}.grad`, g);
   }
   return encodeSafetensors(tensors, EXPORT_METADATA);
 }
@@ -72,8 +74,7 @@ export function importSession(s: Session, file: Uint8Array): ImportResult {
     if (g) {
       const buf = s.k.alloc(g.dtype, g.shape);
       be.writeBytes(buf.storage, g.bytes);
-      a.gradReq = 'write';
-      a.grad = buf;
+      attachGrad(a, 'write', buf);
     }
     built.push([name, a]);
   }

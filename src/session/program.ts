@@ -1,19 +1,24 @@
 /**
- * Runs a program (the statements of POST /ops, from JSON or compiled from an expression) in a
- * session. Every statement is checked before the first one runs (op names, attributes, argument
- * kinds); a statement that fails at run time stops the program, and the error says which one and
- * which names the earlier ones bound.
+ * The one executor: runs a program in a session. POST /ops sends programs (JSON, or compiled from
+ * an expression); every other endpoint that changes a session builds a program of one statement
+ * (src/program/format.ts lists the kinds only endpoints build). Every statement is checked before
+ * the first one runs (op names, attributes, argument kinds); a statement that fails at run time
+ * stops the program, and the error says which one and which names the earlier ones bound.
  */
-import { NDArray } from '../engine/ndarray.js';
-import { applyParsed, parseAttrs } from '../autograd/apply.js';
+import { NDArray, sameShape, shapeStr } from '../engine/ndarray.js';
+import { applyParsed, parseAttrs } from '../ops/dispatch.js';
 import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
 import type { Value } from '../ops/registry.js';
-import type { Arg, Statement, OpStatement, ScopeStatement, BackwardStatement, AttachGradStatement, DeleteStatement } from '../http/schemas/program.js';
+import type { Scope } from '../autograd/scopes.js';
+import { isVariable, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
+import type {
+  AnyStatement, Arg, AttachGradStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
+  GradStatement, OpStatement, ScopeStatement,
+} from '../program/format.js';
 import { ApiError, fail } from '../errors.js';
 import { parseNested } from './codec.js';
-import { runBackward } from './autograd.js';
+import { runBackward, runGrad } from './autograd.js';
 import type { Session } from './session.js';
-import { sameShape, shapeStr } from '../engine/ndarray.js';
 
 /** Executor-level statements: not ops of the table, because they are about bindings. */
 const ALIAS = '_alias';
@@ -27,13 +32,35 @@ interface Prepared {
 }
 
 /** Each body of the program (the top level and every scope's) with its statements prepared, by index. */
-type PreparedBodies = Map<Statement[], (Prepared | undefined)[]>;
+type PreparedBodies = Map<AnyStatement[], (Prepared | undefined)[]>;
+
+/** What a statement gives the endpoint that ran it alone. */
+export interface StatementValue {
+  /** backward: the variables whose gradient buffers were written. grad: one gradient per variable. */
+  arrays?: NDArray[];
+  /** bind: whether the name was bound before. */
+  existed?: boolean;
+  /** enter: the scope opened. */
+  scope?: Scope;
+}
 
 export interface ProgramOutcome {
   /** Names bound or written by the program, in order of first binding. */
   bound: string[];
   /** The value of a last bare expression (`result`), when asked for. */
   result?: { array: NDArray; scalar: boolean };
+  /** What the last top-level statement gave. */
+  value: StatementValue;
+}
+
+export interface RunOptions {
+  /** The name of an expression's value, kept to the end (`result`). */
+  resultName?: string;
+  /**
+   * Errors name the failing statement and what the program changed before it (POST /ops). An
+   * endpoint running one statement of its own answers the bare error.
+   */
+  nameStatements?: boolean;
 }
 
 type Path = (number | string)[];
@@ -48,7 +75,7 @@ function atStatement(path: Path, i: number, op: string): { statement: string; op
 }
 
 /** Records the statement number as the last read of every temporary the statement reads. */
-function noteTempReads(st: Statement, count: PrepareState): void {
+function noteTempReads(st: AnyStatement, count: PrepareState): void {
   const { args, attrs, into } = st as { args?: unknown[]; attrs?: { head_grads?: unknown[] }; into?: string };
   if (args) for (const a of args) if (typeof a === 'string' && a.startsWith('%')) count.lastUse.set(a, count.n);
   const hg = attrs?.head_grads;
@@ -65,23 +92,23 @@ interface PrepareState {
   lastUse: Map<string, number>;
 }
 
-function prepare(body: Statement[], path: Path, out: PreparedBodies, count: PrepareState): void {
+function prepare(body: AnyStatement[], path: Path, out: PreparedBodies, count: PrepareState): void {
   const list = new Array<Prepared | undefined>(body.length);
   for (let i = 0; i < body.length; i++) list[i] = prepareOne(body[i], path, i, out, count);
   out.set(body, list);
 }
 
 /** An op statement's preparation; undefined for the other kinds of statement. */
-function prepareOne(st: Statement, path: Path, i: number, out: PreparedBodies, count: PrepareState): Prepared | undefined {
+function prepareOne(st: AnyStatement, path: Path, i: number, out: PreparedBodies, count: PrepareState): Prepared | undefined {
   if (++count.n > count.max) {
     throw fail('quota_exceeded', `the program has more than ${count.max} statements (GRADSERVE_MAX_STATEMENTS)`, { limit: 'statements', value: count.n });
   }
   noteTempReads(st, count);
   if (st.op === 'scope') {
-    prepare((st as { body: Statement[] }).body, [...path, i, 'body'], out, count);
+    prepare((st as ScopeStatement).body, [...path, i, 'body'], out, count);
     return undefined;
   }
-  if (st.op === 'backward' || st.op === 'attach_grad' || st.op === 'delete') return undefined;
+  if (STATEMENT_KINDS.has(st.op)) return undefined;
   const os = st as OpStatement;
   if (os.op === ALIAS || os.op === FILL) {
     return { st: os, def: null, inputs: os.args ?? [], attrs: os.attrs ?? {} };
@@ -121,6 +148,9 @@ function prepareOne(st: Statement, path: Path, i: number, out: PreparedBodies, c
   return { st: os, def, inputs: nIn === args.length ? args : args.slice(0, nIn), attrs: parsed };
 }
 
+/** Statements that are not op calls (the wire's, and those only endpoints build). */
+const STATEMENT_KINDS: ReadonlySet<string> = new Set(['backward', 'attach_grad', 'delete', 'grad', 'enter', 'exit', 'bind']);
+
 /** The name of input i of an op, as errors give it (`data[2]` for variadic ops). */
 function argName(def: OpDef, i: number): string {
   return def.variadic ? `${def.inputs[0] ?? 'data'}[${i}]` : def.inputs[i];
@@ -148,11 +178,16 @@ export class ProgramRunner {
     return live;
   }
 
-  run(program: Statement[], resultName?: string): ProgramOutcome {
+  private nameStatements = true;
+  private last: StatementValue = {};
+
+  run(program: AnyStatement[], o: RunOptions = {}): ProgramOutcome {
+    const { resultName } = o;
+    this.nameStatements = o.nameStatements ?? true;
     prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
     if (resultName) this.lastUse.set(resultName, Infinity);
     this.s.withRoots(() => this.liveTemps(), () => this.runBody(program, []));
-    const outcome: ProgramOutcome = { bound: [...new Set(this.bound)] };
+    const outcome: ProgramOutcome = { bound: [...new Set(this.bound)], value: this.last };
     if (resultName) {
       const array = this.lookup(resultName);
       outcome.result = { array, scalar: this.scalars.has(array) };
@@ -160,7 +195,7 @@ export class ProgramRunner {
     return outcome;
   }
 
-  private runBody(body: Statement[], path: Path): void {
+  private runBody(body: AnyStatement[], path: Path): void {
     const prepared = this.prepared.get(body)!;
     for (let i = 0; i < body.length; i++) {
       const st = body[i];
@@ -172,10 +207,11 @@ export class ProgramRunner {
       }
       this.seq++;
       try {
-        this.runStatement(st, prepared[i], path, i);
+        const value = this.runStatement(st, prepared[i], path, i);
+        if (path.length === 0) this.last = value;
         this.s.maybeReclaim();
       } catch (e) {
-        if (e instanceof ApiError && e.extra.statement === undefined) {
+        if (this.nameStatements && e instanceof ApiError && e.extra.statement === undefined) {
           const here = pathStr(path, i);
           throw new ApiError(e.code, `statement ${here} (\`${st.op}\`): ${e.message}`, {
             ...e.extra, statement: here, op: st.op, changed: [...new Set(this.bound)],
@@ -186,28 +222,80 @@ export class ProgramRunner {
     }
   }
 
-  private runStatement(st: Statement, prepared: Prepared | undefined, path: Path, i: number): void {
+  private runStatement(st: AnyStatement, prepared: Prepared | undefined, path: Path, i: number): StatementValue {
     const s = this.s;
-    if (st.op === 'scope') {
-      const sc = st as ScopeStatement;
-      s.scopes.within(sc.kind, sc.train_mode, () => s.newTape(), () => this.runBody(sc.body, [...path, i, 'body']));
-    } else if (st.op === 'backward') {
-      const b = st as BackwardStatement;
-      const heads = b.args.map((a) => this.arrayArg(a, 'heads'));
-      const hg = b.attrs?.head_grads ?? heads.map(() => null);
-      const headGrads = hg.map((g, i) => (g === null ? null : this.arrayArg(g, 'head_grads', heads[i])));
-      runBackward(s, { heads, headGrads, retainGraph: b.attrs?.retain_graph ?? false, trainMode: b.attrs?.train_mode ?? true });
-    } else if (st.op === 'delete') {
-      for (const name of (st as DeleteStatement).args) {
-        if (!s.names.delete(name)) throw fail('not_found', `array \`${name}\` is not bound in this session`, { array: name });
+    switch (st.op) {
+      case 'scope': {
+        const sc = st as ScopeStatement;
+        s.scopes.within(sc.kind, sc.train_mode, () => s.newTape(), () => this.runBody(sc.body, [...path, i, 'body']));
+        return {};
       }
-    } else if (st.op === 'attach_grad') {
-      const a = st as AttachGradStatement;
-      s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');
-      this.bound.push(a.args[0]);
-    } else {
-      this.runOp(prepared!);
+      case 'backward': {
+        const b = st as BackwardStatement;
+        const heads = b.args.map((a) => this.arrayArg(a, 'heads'));
+        const headGrads = this.headGrads(b.attrs?.head_grads, heads);
+        return { arrays: runBackward(s, { heads, headGrads, retainGraph: b.attrs?.retain_graph ?? false, trainMode: b.attrs?.train_mode ?? true }) };
+      }
+      case 'grad':
+        return { arrays: this.grad(st as GradStatement) };
+      case 'delete':
+        for (const name of (st as DeleteStatement).args) {
+          if (!s.names.delete(name)) throw fail('not_found', `array \`${name}\` is not bound in this session`, { array: name });
+        }
+        return {};
+      case 'attach_grad': {
+        const a = st as AttachGradStatement;
+        s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');
+        this.bound.push(a.args[0]);
+        return {};
+      }
+      case 'enter': {
+        const e = st as EnterStatement;
+        return { scope: s.scopes.push(e.kind, e.train_mode, () => s.newTape()) };
+      }
+      case 'exit':
+        return { scope: s.scopes.pop() };
+      case 'bind':
+        return { existed: this.bindData(st as BindStatement) };
+      default:
+        this.runOp(prepared!);
+        return {};
     }
+  }
+
+  /** Head gradients: null (ones) or arrays; inline constants take their head's dtype. */
+  private headGrads(given: (Arg | null)[] | undefined, heads: NDArray[]): (NDArray | null)[] {
+    if (!given) return heads.map(() => null);
+    return given.map((g, i) => (g === null ? null : this.arrayArg(g, 'head_grads', heads[i] ?? heads[0])));
+  }
+
+  /** autograd.grad: one new array per variable, bound to `out` when given. */
+  private grad(st: GradStatement): NDArray[] {
+    const { attrs } = st;
+    const heads = st.args.map((a) => this.arrayArg(a, 'heads'));
+    const headGrads = this.headGrads(attrs.head_grads, heads);
+    const variables = attrs.variables.map((v) => this.lookup(v));
+    if (st.out && st.out.length !== variables.length) {
+      throw fail('invalid_argument', `\`out\` has ${st.out.length} names for ${variables.length} variables`, { arg: 'out' });
+    }
+    const createGraph = attrs.create_graph ?? false;
+    const grads = runGrad(this.s, {
+      heads, headGrads, variables, variableNames: attrs.variables, createGraph,
+      retainGraph: attrs.retain_graph ?? createGraph, trainMode: attrs.train_mode ?? true,
+    });
+    if (st.out) st.out.forEach((name, i) => this.bind(name, grads[i]));
+    return grads;
+  }
+
+  /** An upload: a new array holding the decoded data, bound to its name. */
+  private bindData(st: BindStatement): boolean {
+    const a = this.s.k.alloc(st.dtype, st.shape);
+    const be = this.s.memory.backend;
+    if (st.bytes) be.writeBytes(a.storage, st.bytes);
+    else if (st.values) be.writeNumbers(a.storage, st.values);
+    const existed = this.s.names.has(st.out);
+    this.bind(st.out, a);
+    return existed;
   }
 
   private runOp(p: Prepared): void {
@@ -310,12 +398,8 @@ export class ProgramRunner {
     this.checkInPlace(target, ref);
     if (value.storage !== target.storage) this.s.memory.backend.cast(value.storage, target.storage);
     // The array keeps its identity and gradient buffer; it takes the result's history, if any.
-    if (value.recorded) {
-      target.node = value.node;
-      target.outputIndex = value.outputIndex;
-    } else if (!target.isVariable) {
-      target.node = null;
-    }
+    if (isRecorded(value)) takeHistory(target, value);
+    else if (!isVariable(target)) setHistory(target, null);
     this.bound.push(ref.replace(/\.grad$/, ''));
   }
 

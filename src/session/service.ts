@@ -2,15 +2,16 @@
  * What each endpoint does to a session, without HTTP: the route handlers call these inside
  * `session.run`, so they see the session alone and in arrival order.
  */
-import { NDArray, sizeOf, type GradReq } from '../engine/ndarray.js';
+import { NDArray, sizeOf } from '../engine/ndarray.js';
 import { itemSize, type DType } from '../engine/backend.js';
 import { decodeBase64, parseNested, parseNpy, toFlat, toNested, writeNpy } from './codec.js';
-import { ProgramRunner } from './program.js';
-import { runBackward, runGrad } from './autograd.js';
+import { ProgramRunner, type StatementValue } from './program.js';
 import type { Session } from './session.js';
-import type { Statement, Arg } from '../http/schemas/program.js';
+import type { AnyStatement, Arg, BindStatement, GradReq, ScopeKind, Statement } from '../program/format.js';
 import { compileExpression } from '../expr/index.js';
 import { tapeToJson, tapeToDot } from '../autograd/render.js';
+import { gradOf, gradReqOf, isRecorded, nodeOf } from '../autograd/slot.js';
+import type { Scope } from '../autograd/scopes.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 
@@ -41,10 +42,10 @@ export function describe(s: Session, name: string, a: NDArray, format?: Format |
     name,
     shape: [...a.shape],
     dtype: a.dtype,
-    grad_req: a.gradReq,
-    recorded: a.recorded,
+    grad_req: gradReqOf(a),
+    recorded: isRecorded(a),
   };
-  if (a.recorded) d.tape = a.node!.tape.id;
+  if (d.recorded) d.tape = nodeOf(a)!.tape.id;
   if (format) {
     d.data = new Deferred(() => encodeData(s, a, format));
     d.format = format;
@@ -59,46 +60,45 @@ export interface ArrayInput {
   dtype?: DType;
 }
 
-/** Builds a new array from a JSON body (nested, flat + shape, or base64 + shape). */
-export function arrayFromBody(s: Session, body: ArrayInput): NDArray {
+/** A statement that runs one verb of the API through the program runner, whose value it answers. */
+function runOne(s: Session, st: AnyStatement): StatementValue {
+  return new ProgramRunner(s).run([st], { nameStatements: false }).value;
+}
+
+/** Decodes a JSON body (nested, flat + shape, or base64 + shape) into what `bind` writes. */
+function decodeBody(s: Session, name: string, body: ArrayInput): BindStatement {
   const dtype = body.dtype ?? s.defaultDtype;
   if (body.data_base64 !== undefined) {
     const shape = body.shape!;
     if (sizeOf(shape) > s.limits.maxArrayElements) throw fail('array_too_large', `shape [${shape.join(', ')}] has more than ${s.limits.maxArrayElements} elements`, { limit: 'array_elements' });
-    const bytes = decodeBase64(body.data_base64, shape, dtype);
-    const a = s.k.alloc(dtype, shape);
-    s.memory.backend.writeBytes(a.storage, bytes);
-    return a;
+    return { op: 'bind', out: name, dtype, shape, bytes: decodeBase64(body.data_base64, shape, dtype) };
   }
   const { values, shape } = parseNested(body.data, body.shape);
-  const a = s.k.alloc(dtype, shape);
-  s.memory.backend.writeNumbers(a.storage, values);
-  return a;
+  return { op: 'bind', out: name, dtype, shape, values };
 }
 
-export function arrayFromNpy(s: Session, buf: Buffer, dtype?: DType): NDArray {
+function decodeNpy(s: Session, name: string, buf: Buffer, dtype?: DType): BindStatement {
   const npy = parseNpy(buf);
   const dt = dtype ?? npy.dtype ?? s.defaultDtype;
-  const a = s.k.alloc(dt, npy.shape);
   const data = npy.bytesFor(dt);
-  if (data instanceof Float64Array) s.memory.backend.writeNumbers(a.storage, data);
-  else s.memory.backend.writeBytes(a.storage, data);
-  return a;
+  return data instanceof Float64Array
+    ? { op: 'bind', out: name, dtype: dt, shape: npy.shape, values: data }
+    : { op: 'bind', out: name, dtype: dt, shape: npy.shape, bytes: data };
+}
+
+/** Binds `name` to a new array from a JSON body or a .npy file; answers whether it was bound before. */
+export function bindUpload(s: Session, name: string, body: ArrayInput | Buffer, dtype?: DType): { existed: boolean; descriptor: Descriptor } {
+  const st = Buffer.isBuffer(body) ? decodeNpy(s, name, body, dtype) : decodeBody(s, name, body);
+  const { existed } = runOne(s, st);
+  return { existed: existed!, descriptor: describe(s, name, s.names.get(name)!) };
 }
 
 export function toNpy(s: Session, a: NDArray): Deferred<Buffer> {
   return new Deferred(() => writeNpy(s.memory.backend.readBytes(a.storage), a.shape, a.dtype));
 }
 
-/** Binds name to a; answers whether the name was bound before. */
-export function bindArray(s: Session, name: string, a: NDArray): boolean {
-  const existed = s.names.has(name);
-  s.names.set(name, a);
-  return existed;
-}
-
 export function deleteArray(s: Session, name: string): void {
-  if (!s.names.delete(name)) throw fail('not_found', `array \`${name}\` is not bound in this session`, { array: name });
+  runOne(s, { op: 'delete', args: [name] });
 }
 
 export function listArrays(s: Session): Descriptor[] {
@@ -106,32 +106,22 @@ export function listArrays(s: Session): Descriptor[] {
 }
 
 export function readGrad(s: Session, name: string, format: Format | null): Descriptor {
-  const a = s.resolve(name);
-  if (!a.grad) throw fail('no_grad', `array \`${name}\` has no gradient buffer; call attach-grad on it first`, { array: name });
-  return describe(s, `${name}.grad`, a.grad, format);
+  const g = gradOf(s.resolve(name));
+  if (!g) throw fail('no_grad', `array \`${name}\` has no gradient buffer; call attach-grad on it first`, { array: name });
+  return describe(s, `${name}.grad`, g, format);
 }
 
 export function attachGrad(s: Session, name: string, req: GradReq): Descriptor {
-  const a = s.resolve(name);
-  s.attachGrad(a, req);
-  return describe(s, name, a);
+  runOne(s, { op: 'attach_grad', args: [name], attrs: { grad_req: req } });
+  return describe(s, name, s.resolve(name));
 }
 
-/** Resolves a head gradient argument: null, a reference, or an inline constant. */
-function headGradArg(s: Session, g: Arg | null | undefined, head: NDArray): NDArray | null {
-  if (g === null || g === undefined) return null;
-  if (typeof g === 'string') return s.resolve(g);
-  const { values, shape } = parseNested(g);
-  const a = s.k.alloc(head.dtype, shape);
-  s.memory.backend.writeNumbers(a.storage, values);
-  return a;
-}
-
-function gradsAnswer(s: Session, leaves: NDArray[], hints: string[] = []): Record<string, Descriptor> {
+function gradsAnswer(s: Session, leaves: NDArray[]): Record<string, Descriptor> {
   const out: Record<string, Descriptor> = {};
   for (const leaf of leaves) {
-    const name = s.nameOf(leaf, hints.find((h) => s.names.get(h) === leaf));
-    if (name && leaf.grad) out[name] = describe(s, `${name}.grad`, leaf.grad);
+    const name = s.nameOf(leaf);
+    const g = gradOf(leaf);
+    if (name && g) out[name] = describe(s, `${name}.grad`, g);
   }
   return out;
 }
@@ -144,10 +134,12 @@ export interface BackwardInput {
 }
 
 export function backwardHeads(s: Session, input: BackwardInput): Record<string, Descriptor> {
-  const heads = input.heads.map((h) => s.resolve(h));
-  const headGrads = (input.head_grads ?? heads.map(() => null)).map((g, i) => headGradArg(s, g, heads[i] ?? heads[0]));
-  const leaves = runBackward(s, { heads, headGrads, retainGraph: input.retain_graph ?? false, trainMode: input.train_mode ?? true });
-  return gradsAnswer(s, leaves);
+  const { arrays } = runOne(s, {
+    op: 'backward',
+    args: input.heads,
+    attrs: { head_grads: input.head_grads, retain_graph: input.retain_graph, train_mode: input.train_mode },
+  });
+  return gradsAnswer(s, arrays!);
 }
 
 export interface GradInput extends BackwardInput {
@@ -156,25 +148,31 @@ export interface GradInput extends BackwardInput {
   out?: string[];
 }
 
-export function gradOf(s: Session, input: GradInput): Record<string, Descriptor> {
-  const heads = input.heads.map((h) => s.resolve(h));
-  const headGrads = (input.head_grads ?? heads.map(() => null)).map((g, i) => headGradArg(s, g, heads[i] ?? heads[0]));
-  const variables = input.variables.map((v) => s.resolve(v));
-  if (input.out && input.out.length !== variables.length) {
-    throw fail('invalid_argument', `\`out\` has ${input.out.length} names for ${variables.length} variables`, { arg: 'out' });
-  }
-  const createGraph = input.create_graph ?? false;
-  const grads = runGrad(s, {
-    heads, headGrads, variables, variableNames: input.variables, createGraph,
-    retainGraph: input.retain_graph ?? createGraph, trainMode: input.train_mode ?? true,
+export function gradOfHeads(s: Session, input: GradInput): Record<string, Descriptor> {
+  const { arrays } = runOne(s, {
+    op: 'grad',
+    args: input.heads,
+    attrs: {
+      variables: input.variables, head_grads: input.head_grads, create_graph: input.create_graph,
+      retain_graph: input.retain_graph, train_mode: input.train_mode,
+    },
+    out: input.out,
   });
   const answer: Record<string, Descriptor> = {};
-  grads.forEach((g, i) => {
+  arrays!.forEach((g, i) => {
     const name = input.out?.[i];
-    if (name) s.names.set(name, g);
     answer[input.variables[i]] = describe(s, name ?? `${input.variables[i]}.grad`, g, name ? null : 'nested');
   });
   return answer;
+}
+
+/** Opens a scope that stays open across requests; answers it. */
+export function enterScope(s: Session, kind: ScopeKind, trainMode?: boolean): Scope {
+  return runOne(s, { op: 'enter', kind, train_mode: trainMode }).scope!;
+}
+
+export function exitScope(s: Session): void {
+  runOne(s, { op: 'exit' });
 }
 
 export interface OpsInput {
@@ -214,7 +212,7 @@ export function runOps(s: Session, input: OpsInput): OpsAnswer {
   if (input.record) program = [{ op: 'scope', kind: 'record', train_mode: input.train_mode, body: program }];
   else if (input.train_mode !== undefined) program = [{ op: 'scope', kind: input.train_mode ? 'train_mode' : 'predict_mode', body: program }];
 
-  const outcome = new ProgramRunner(s).run(program, resultName);
+  const outcome = new ProgramRunner(s).run(program, { resultName });
   const format = input.format ?? 'nested';
   const fetch = new Set(input.fetch === true ? outcome.bound : Array.isArray(input.fetch) ? input.fetch : []);
   const outputs: Record<string, Descriptor> = {};

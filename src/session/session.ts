@@ -6,10 +6,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Backend, DType, Storage } from '../engine/backend.js';
 import { makeKernels, type Kernels } from '../engine/kernels.js';
-import { NDArray, type GradReq } from '../engine/ndarray.js';
+import { NDArray } from '../engine/ndarray.js';
+import type { GradReq } from '../program/format.js';
+import { runWith, type OpEnv } from '../ops/dispatch.js';
 import { ScopeStack } from '../autograd/scopes.js';
 import { Tape, type Node } from '../autograd/tape.js';
-import { runWith, type ExecEnv } from '../autograd/apply.js';
+import { recordOp, type RecordTarget } from '../autograd/record.js';
+import { attachGrad, gradOf, isRecorded, nodeOf } from '../autograd/slot.js';
 import { SessionMemory, type ProcessMemory } from './memory.js';
 import type { Limits } from '../config.js';
 import { fail } from '../errors.js';
@@ -42,7 +45,7 @@ export class Session {
   readonly tapes = new Map<string, Tape>();
   readonly memory: SessionMemory;
   readonly k: Kernels;
-  readonly env: ExecEnv;
+  readonly env: OpEnv;
   private queue: Promise<unknown> = Promise.resolve();
   /** Nodes that may still be recorded before the tape-node quota must be counted again. */
   private nodeBudget = 0;
@@ -65,18 +68,10 @@ export class Session {
     this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements, limits.maxKernelFlops);
     this.k = makeKernels(this.memory);
     this.reclaimAt = this.reclaimStep();
-    this.env = {
-      k: this.k,
-      scopes: this.scopes,
-      defaultDtype: this.defaultDtype,
-      random: (n) => {
-        const counter = this.counter;
-        this.counter += n;
-        return { seed: this.seed, counter };
-      },
-
-      fallbackTape: () => this.newTape(),
-      maybeReclaim: (roots) => this.maybeReclaim(roots),
+    const scopes = this.scopes;
+    const target: RecordTarget = {
+      // Outside record scopes only create_graph records; its nodes get a tape of their own.
+      tape: () => scopes.tape ?? this.newTape(),
       onRecord: () => {
         // Counting live nodes walks every tape, so it is done only when the budget left by the
         // last count runs out: nodes are added only here, and frees only lower the count.
@@ -90,6 +85,18 @@ export class Session {
           throw fail('quota_exceeded', `this session's tapes hold ${this.limits.maxTapeNodes} nodes, the limit (GRADSERVE_MAX_TAPE_NODES); run backward or delete tapes first`, { limit: 'tape_nodes', value: this.limits.maxTapeNodes });
         }
       },
+    };
+    this.env = {
+      k: this.k,
+      defaultDtype: this.defaultDtype,
+      random: (n) => {
+        const counter = this.counter;
+        this.counter += n;
+        return { seed: this.seed, counter };
+      },
+      get isTraining() { return scopes.isTraining; },
+      get isRecording() { return scopes.isRecording; },
+      record: (def, attrs, inputs, outs) => recordOp(target, def, attrs, inputs, outs),
     };
   }
 
@@ -150,8 +157,9 @@ export class Session {
     const a = this.names.get(name);
     if (!a) throw fail('not_found', `array \`${name}\` is not bound in this session`, { array: name });
     if (!isGrad) return a;
-    if (!a.grad) throw fail('no_grad', `array \`${name}\` has no gradient buffer; call attach-grad on it before recording`, { array: name });
-    return a.grad;
+    const g = gradOf(a);
+    if (!g) throw fail('no_grad', `array \`${name}\` has no gradient buffer; call attach-grad on it before recording`, { array: name });
+    return g;
   }
 
   /** A name bound to this array (for answers keyed by variable), preferring `hint`. */
@@ -162,15 +170,12 @@ export class Session {
   }
 
   attachGrad(a: NDArray, req: GradReq): void {
-    // MXNet 1.x: attaching to an array with history cuts it; the array becomes a fresh leaf.
-    a.node = null;
-    a.gradReq = req;
-    a.grad = this.k.full(a.dtype, a.shape, 0);
+    attachGrad(a, req, this.k.full(a.dtype, a.shape, 0));
   }
 
   /** True when some live tape node still needs this array's current value. */
   neededByTape(a: NDArray): boolean {
-    if (a.recorded) return true;
+    if (isRecorded(a)) return true;
     for (const t of this.tapes.values()) {
       for (const n of t.nodes) {
         if (n.freed) continue;
@@ -239,8 +244,10 @@ export class Session {
       if (seenArrays.has(a)) continue;
       seenArrays.add(a);
       live.add(a.storage);
-      if (a.grad) stack.push(a.grad);
-      if (a.node) visitNode(a.node);
+      const g = gradOf(a);
+      if (g) stack.push(g);
+      const n = nodeOf(a);
+      if (n) visitNode(n);
     }
     for (const [id, t] of this.tapes) {
       // Compacted in place: a tape may hold more nodes than a spread's argument limit.

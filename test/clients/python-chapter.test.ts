@@ -1,5 +1,5 @@
 /**
- * The seed chapter (../shared/seed/d2l-automatic-gradient.txt), verbatim, through the Python
+ * The seed chapter (test/fixtures/d2l-automatic-gradient/chapter.txt), verbatim, through the Python
  * client: its `In [n]:` cells run in order in ONE python3 process against a real server, with only
  * the import line changed to `from gradserve import autograd, nd`; each cell's printed output and
  * displayed value (Jupyter-style) must equal the chapter's, `@cpu(0)` reading `@gradserve`.

@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const clientDir = join(root, 'clients', 'python');
-export const chapterPath = join(root, '..', 'shared', 'seed', 'd2l-automatic-gradient.txt');
+/** The seed chapter (d2l "Automatic Gradient"), kept in the repository; see its SOURCE.md. */
+export const chapterPath = join(root, 'test', 'fixtures', 'd2l-automatic-gradient', 'chapter.txt');
 export const runnerPath = join(root, 'test', 'clients', 'jupyter_runner.py');
 /** Put first on PYTHONPATH, this makes `import numpy` fail, as on a machine where it is broken. */
 export const brokenNumpyDir = join(root, 'test', 'clients', 'fixtures', 'broken-numpy');

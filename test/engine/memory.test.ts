@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { SessionStore } from '../../src/session/store.js';
 import { loadConfig } from '../../src/config.js';
 import { loadNativeAddon, nativeBackend } from '../../src/engine/native.js';
-import { apply } from '../../src/autograd/apply.js';
+import { apply } from '../../src/ops/dispatch.js';
 import '../../src/ops/index.js';
 
 const addon = process.env.GRADSERVE_BACKEND === 'reference' ? null : loadNativeAddon();

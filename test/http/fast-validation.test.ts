@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
 import { ArrayBody, OpsBody, PutArrayBody } from '../../src/http/schemas/api.js';
 import { fastCheckOf } from '../../src/http/schemas/fast.js';
-import { LIMITS } from '../../src/http/schemas/program.js';
+import { LIMITS } from '../../src/program/format.js';
 import { specificIssue } from '../../src/http/validation.js';
 import { rng } from '../helpers/rng.js';
 

@@ -2,7 +2,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderOpenApi, renderSchemas } from '../../src/http/spec.js';
+import { renderOpenApi, renderSchemas } from '../../src/spec.js';
 
 const root = join(import.meta.dirname, '..', '..');
 

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { allOps, type OpDef } from '../../src/ops/index.js';
 import type { Example, Value } from '../../src/ops/registry.js';
-import { apply } from '../../src/autograd/apply.js';
+import { apply } from '../../src/ops/dispatch.js';
 import { runGrad } from '../../src/session/autograd.js';
 import { NDArray, sizeOf } from '../../src/engine/ndarray.js';
 import type { Session } from '../../src/session/session.js';

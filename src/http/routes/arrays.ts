@@ -7,7 +7,7 @@ import {
 } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
 import * as svc from '../../session/service.js';
-import type { Services } from '../../app.js';
+import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 import { fastChecked, isArrayBody } from '../schemas/fast.js';
 import type { FastifyRequest } from 'fastify';
@@ -35,20 +35,13 @@ export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
     const d = await s.run(() => {
-      let name: string;
-      let a;
       if (isNpy(req)) {
         if (!req.query.name) throw fail('invalid_request', 'a .npy upload needs the array name in the query: ?name=x', { arg: 'name' });
-        name = req.query.name;
-        a = svc.arrayFromNpy(s, req.body as Buffer, req.query.dtype);
-      } else {
-        // Validated against ArrayBody already: it is the other side of the union.
-        const body = req.body as ArrayBody;
-        name = body.name;
-        a = svc.arrayFromBody(s, body);
+        return svc.bindUpload(s, req.query.name, req.body as Buffer, req.query.dtype).descriptor;
       }
-      svc.bindArray(s, name, a);
-      return svc.describe(s, name, a);
+      // Validated against ArrayBody already: it is the other side of the union.
+      const body = req.body as ArrayBody;
+      return svc.bindUpload(s, body.name, body).descriptor;
     });
     return reply.code(201).send(d);
   });
@@ -91,12 +84,8 @@ export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
     const { name } = req.params;
-    const [existed, d] = await s.run(() => {
-      const a = isNpy(req) ? svc.arrayFromNpy(s, req.body as Buffer, req.query.dtype) : svc.arrayFromBody(s, req.body as PutArrayBody);
-      const had = svc.bindArray(s, name, a);
-      return [had, svc.describe(s, name, a)] as const;
-    });
-    return reply.code(existed ? 200 : 201).send(d);
+    const { existed, descriptor } = await s.run(() => svc.bindUpload(s, name, req.body as Buffer | PutArrayBody, req.query.dtype));
+    return reply.code(existed ? 200 : 201).send(descriptor);
   });
 
   app.delete('/v1/sessions/:sid/arrays/:name', {

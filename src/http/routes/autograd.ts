@@ -2,9 +2,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AutogradState, BackwardBody, GradBody, Grads, Problem, ScopeBody, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
-import { autogradState, backwardHeads, gradOf } from '../../session/service.js';
-import type { Services } from '../../app.js';
-import type { ScopeKind } from '../schemas/program.js';
+import { autogradState, backwardHeads, enterScope, exitScope, gradOfHeads } from '../../session/service.js';
+import type { Services } from '../services.js';
+import type { ScopeKind } from '../../program/format.js';
 
 const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 422: Problem, 429: Problem };
 const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
@@ -30,7 +30,7 @@ export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app
       const s = sessionOf(S.store, req);
       return s.run(() => {
         const trainMode = kind === 'record' || kind === 'pause' ? req.body?.train_mode : undefined;
-        const scope = s.scopes.push(kind, trainMode, () => s.newTape());
+        const scope = enterScope(s, kind, trainMode);
         return { ...autogradState(s), tape: scope.tape?.id ?? null };
       });
     });
@@ -41,7 +41,7 @@ export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app
   }, async (req) => {
     const s = sessionOf(S.store, req);
     return s.run(() => {
-      s.scopes.pop();
+      exitScope(s);
       return autogradState(s);
     });
   });
@@ -59,6 +59,6 @@ export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app
   }, async (req) => {
     const s = sessionOf(S.store, req);
     const b = req.body;
-    return s.run(() => ({ grads: gradOf(s, { ...b, heads: list(b.heads), variables: list(b.variables) }) }));
+    return s.run(() => ({ grads: gradOfHeads(s, { ...b, heads: list(b.heads), variables: list(b.variables) }) }));
   });
 };

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ImportAnswer, Problem, SafetensorsFile, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
 import { exportSession, importSession } from '../../session/files.js';
-import type { Services } from '../../app.js';
+import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 
 const errors = { 400: Problem, 401: Problem, 404: Problem, 413: Problem, 429: Problem };

@@ -1,7 +1,7 @@
 /** Liveness, readiness and metrics. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Services } from '../../app.js';
+import type { Services } from '../services.js';
 
 /** Probes are never throttled (@fastify/rate-limit skips routes configured so). */
 const NO_RATE_LIMIT = { rateLimit: false } as const;

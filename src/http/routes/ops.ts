@@ -5,7 +5,7 @@ import { OpList, OpsAnswer, OpsBody, Problem, SessionParams } from '../schemas/a
 import { sessionOf } from '../auth.js';
 import { autogradState, runOps } from '../../session/service.js';
 import { allOps } from '../../ops/index.js';
-import type { Services } from '../../app.js';
+import type { Services } from '../services.js';
 
 const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 422: Problem, 429: Problem };
 

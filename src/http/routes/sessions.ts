@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { CreateSession, Problem, Seed, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
 import { sessionInfo } from '../../session/service.js';
-import type { Services } from '../../app.js';
+import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';

@@ -5,7 +5,7 @@ import { Problem, SessionParams, TapeList, TapeParams, TapeQuery } from '../sche
 import { sessionOf } from '../auth.js';
 import { deleteTape, getTape, listTapes } from '../../session/service.js';
 import { dotToSvg } from '../../autograd/render.js';
-import type { Services } from '../../app.js';
+import type { Services } from '../services.js';
 
 const errors = { 400: Problem, 401: Problem, 404: Problem };
 

@@ -3,7 +3,8 @@
  * them, and openapi.yaml and schemas/*.json are generated from them (scripts/generate-spec.ts).
  */
 import { z } from 'zod';
-import { Arg, LIMITS, Name, NestedNums, Ref, Statement, GradReq, ScopeKind } from './program.js';
+import { Arg, Name, NestedNums, Ref, Statement, GradReq, ScopeKind } from './program.js';
+import { LIMITS } from '../../program/format.js';
 import { fastChecked, isArrayBody, isOpsBody } from './fast.js';
 
 export const DTypeSchema = z.enum(['float32', 'float64']);

@@ -10,7 +10,7 @@
  * holds each check to its schema's verdict on generated valid and broken bodies.
  */
 import type { z } from 'zod';
-import { LIMITS, NAME_RE, REF_RE } from './program.js';
+import { LIMITS, NAME_RE, REF_RE } from '../../program/format.js';
 
 export type FastCheck = (value: unknown) => boolean;
 

@@ -5,11 +5,11 @@
  */
 import { z } from 'zod';
 import YAML from 'yaml';
-import * as api from './schemas/api.js';
-import * as program from './schemas/program.js';
-import { buildApp } from '../app.js';
-import { loadConfig } from '../config.js';
-import { referenceBackend } from '../engine/reference.js';
+import * as api from './http/schemas/api.js';
+import * as program from './http/schemas/program.js';
+import { buildApp } from './app.js';
+import { loadConfig } from './config.js';
+import { referenceBackend } from './engine/reference.js';
 
 export async function renderOpenApi(): Promise<string> {
   // Defaults only: the spec must not depend on the environment of whoever generates it.

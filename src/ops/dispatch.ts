@@ -1,0 +1,123 @@
+/**
+ * Running an op of the table: attrs parsed against its schema, forward through its kernels, and
+ * a hand-off to whoever records (the autograd layer, through the environment). Every op runs
+ * through here, whether it comes from a client's program or from a gradient rule, which is why
+ * gradients of gradients need nothing special.
+ */
+import { NDArray } from '../engine/ndarray.js';
+import type { Kernels } from '../engine/kernels.js';
+import type { DType } from '../engine/backend.js';
+import { lookupOp, type OpContext, type OpDef, type Value } from './registry.js';
+import type { OpName } from './names.js';
+import { fail } from '../errors.js';
+
+/** What an op needs from the session it runs in. */
+export interface OpEnv {
+  k: Kernels;
+  defaultDtype: DType;
+  random(n: number): { seed: number; counter: number };
+  /** MXNet's is_training. */
+  readonly isTraining: boolean;
+  /** MXNet's is_recording: when true, `record` sees every differentiable op applied. */
+  readonly isRecording: boolean;
+  /** Records the op on a tape if autograd's rule says so (some input is a variable or has history). */
+  record(def: OpDef, attrs: unknown, inputs: Value[], outputs: NDArray[]): void;
+}
+
+let current: OpEnv | null = null;
+
+/** Runs fn with env as the environment of every op applied inside it. */
+export function runWith<T>(env: OpEnv, fn: () => T): T {
+  const prev = current;
+  current = env;
+  try {
+    return fn();
+  } finally {
+    current = prev;
+  }
+}
+
+function env(): OpEnv {
+  if (!current) throw new Error('an op ran outside of a session environment');
+  return current;
+}
+
+/**
+ * The parsed defaults of each op, for calls without attrs (most calls from gradient rules and
+ * programs): parsing `{}` always gives the same value, so it is parsed once per op. Forwards and
+ * vjps only read attrs, never write them.
+ */
+const defaults = new WeakMap<OpDef, unknown>();
+
+function isEmpty(attrs: unknown): boolean {
+  if (attrs === undefined || attrs === null) return true;
+  if (typeof attrs !== 'object' || Object.getPrototypeOf(attrs) !== Object.prototype) return false;
+  for (const _ in attrs) return false;
+  return true;
+}
+
+/** Parses attrs against the op's schema; a failure is a 422 naming the op and the attribute. */
+export function parseAttrs(def: OpDef, attrs: unknown): unknown {
+  const empty = isEmpty(attrs);
+  // Parsed attrs are objects, so undefined means "not parsed yet".
+  const known = empty ? defaults.get(def) : undefined;
+  if (known !== undefined) return known;
+  const r = def.attrs.safeParse(attrs ?? {});
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const path = issue.path.join('.');
+    const detail = issue.code === 'unrecognized_keys'
+      ? `\`${def.name}\` has no attribute ${(issue as { keys: string[] }).keys.map((k) => `\`${k}\``).join(', ')}`
+      : `attribute \`${path}\` of \`${def.name}\`: ${issue.message}`;
+    throw fail('invalid_attribute', detail, { op: def.name, attribute: path || undefined });
+  }
+  if (empty) defaults.set(def, r.data);
+  return r.data;
+}
+
+/** Applies an op to values with already-parsed attrs; returns its outputs. */
+export function applyParsed(def: OpDef, inputs: Value[], attrs: unknown): NDArray[] {
+  const e = env();
+  const ctx: OpContext = { k: e.k, isTraining: e.isTraining, defaultDtype: e.defaultDtype, random: e.random, op: def.name };
+  const res = def.forward(ctx, inputs as NDArray[], attrs);
+  const outs = Array.isArray(res) ? res : [res];
+  if (def.vjp && e.isRecording) e.record(def, attrs, inputs, outs);
+  return outs;
+}
+
+export function apply(op: string | OpDef, inputs: Value[], attrs?: unknown): NDArray[] {
+  const def = typeof op === 'string' ? lookupOp(op) : op;
+  if (!def) throw new Error(`internal: op ${String(op)} is not in the table`);
+  return applyParsed(def, inputs, parseAttrs(def, attrs));
+}
+
+type Attrs = Record<string, unknown>;
+type Call = (...args: (Value | Attrs)[]) => NDArray;
+
+/**
+ * The op table as functions, for gradient rules: `F.multiply(g, F.cos(x))`,
+ * `F.sum(g, { axis: [0], keepdims: true })`. A trailing plain object is the attrs; the first
+ * output is the value. Keyed by the table's names (./names.ts), so a misspelt op does not
+ * compile; each name's function is made once and kept, since rules call them on every backward
+ * step.
+ */
+const opFunctions = new Map<string, Call>();
+export const F: Readonly<Record<OpName, Call>> = new Proxy({} as Record<OpName, Call>, {
+  get(_t, name: string): Call {
+    let f = opFunctions.get(name);
+    if (!f) opFunctions.set(name, (f = opFunction(name)));
+    return f;
+  },
+});
+
+function opFunction(name: string): Call {
+  let def: OpDef | undefined;
+  return (...args) => {
+    def ??= lookupOp(name);
+    if (!def) throw new Error(`internal: op ${name} is not in the table`);
+    const last = args[args.length - 1];
+    const hasAttrs = last !== undefined && typeof last === 'object' && !(last instanceof NDArray);
+    if (hasAttrs) args.pop();
+    return applyParsed(def, args as Value[], parseAttrs(def, hasAttrs ? last : undefined))[0];
+  };
+}
