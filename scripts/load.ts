@@ -12,8 +12,8 @@
  *   GRADSERVE_BACKEND=reference npm run load     (without the native engine)
  */
 import { createRequire } from 'node:module';
-import { spawnServer } from '../test/fuzz/process.js';
-import { call } from '../test/fuzz/http.js';
+import { spawnServer } from '../test/helpers/spawn.js';
+import { call } from '../test/helpers/http.js';
 
 const SECONDS = Number(process.env.LOAD_SECONDS ?? 15);
 const SESSIONS = Number(process.env.LOAD_SESSIONS ?? 50);

@@ -28,7 +28,7 @@ mkdir -p "$WORK"
 mkdir -p "$WORK/test/engine" "$WORK/test/helpers"
 cp -r src "$WORK/src"
 cp test/engine/native.test.ts test/engine/commands.test.ts "$WORK/test/engine/"
-cp test/helpers/*.ts "$WORK/test/helpers/"
+cp test/helpers/*.ts test/helpers/*.mjs "$WORK/test/helpers/"
 cp package.json tsconfig.json "$WORK/"
 ln -sfn "$ROOT/node_modules" "$WORK/node_modules"
 
@@ -76,9 +76,9 @@ status=${PIPESTATUS[0]}
 
 if [ "${ASAN_FUZZ:-0}" -gt 0 ]; then
   echo "== HTTP fuzz ($ASAN_FUZZ cases) against a server on the sanitized addon"
-  rm -rf "$WORK/test/fuzz" "$WORK/test/memory"
+  rm -rf "$WORK/test/fuzz"
   cp -r "$ROOT/test/fuzz" "$WORK/test/fuzz"
-  mkdir -p "$WORK/test/memory" && cp "$ROOT/test/memory/gc-preload.mjs" "$WORK/test/memory/"
+  cp "$ROOT/test/helpers/gc-preload.mjs" "$WORK/test/helpers/"
   ( cd "$WORK" && FUZZ_CASES="$ASAN_FUZZ" FUZZ_ROOT="$WORK" node --import tsx "$WORK/test/fuzz/run.ts" ) 2>&1 | tee -a "$LOG"
   fstatus=${PIPESTATUS[0]}
   [ "$fstatus" -ne 0 ] && status=$fstatus

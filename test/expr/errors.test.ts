@@ -1,6 +1,6 @@
 // Every rejected input is a 400 invalid_expression whose detail says what and where.
 import { describe, expect, it } from 'vitest';
-import { expectSyntaxError, failure } from './helpers.js';
+import { expectSyntaxError, failure } from '../helpers/expr.js';
 
 describe('syntax errors name what was expected and where', () => {
   it('an unterminated paren points at the opening one', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compile, stmts } from './helpers.js';
+import { compile, stmts } from '../helpers/expr.js';
 
 /** The op names of `src`'s statements, in order, with their args: a compact view for precedence. */
 const ops = (src: string) => compile(src).statements.map((s) => [s.op, ...((s as { args?: unknown[] }).args ?? [])]);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compile, failure } from './helpers.js';
+import { compile, failure } from '../helpers/expr.js';
 
 describe('limits', () => {
   it('a source longer than maxLength is quota_exceeded with limit expr_length', () => {

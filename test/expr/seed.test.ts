@@ -1,6 +1,6 @@
 // Every statement of the seed chapter (d2l "Automatic Gradient") and the book's training step.
 import { describe, expect, it } from 'vitest';
-import { compile, stmts } from './helpers.js';
+import { compile, stmts } from '../helpers/expr.js';
 
 describe('the seed chapter', () => {
   it('x = nd.arange(4).reshape((4, 1))', () => {

@@ -1,5 +1,5 @@
 /**
- * Property-based fuzzing of every endpoint against a real gradserve process (test/fuzz/process.ts)
+ * Property-based fuzzing of every endpoint against a real gradserve process (test/helpers/spawn.ts)
  * with tight limits: random and mutated bodies, op programs from the live op table, expressions
  * from the grammar, uploads, odd content types, tokens and paths. The property (harness.ts): no
  * 5xx, no hang, the process stays up, every error is problem+json with a code, nothing under the
@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { spawnServer, type ChildServer } from './process.js';
+import { spawnServer, type ChildServer } from '../helpers/spawn.js';
 import { FUZZ_ENV, FuzzTarget, fetchOps, requestArb, showRequest, type FuzzReq } from './harness.js';
 import type { OpInfo } from './gen.js';
 import { knownBug } from './known-bugs.js';

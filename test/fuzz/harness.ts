@@ -10,7 +10,7 @@
  *   - the witness's arrays, gradients, tapes and autograd state stay byte-identical.
  */
 import fc from 'fast-check';
-import { send, call, type RawAnswer } from './http.js';
+import { send, call, type RawAnswer } from '../helpers/http.js';
 import {
   anyJson, base64Data, exprArb, name, nestedData, npyBody, number, programArb, ref, Raw, shape, toJson,
   type OpInfo,

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { call } from './http.js';
+import { call } from '../helpers/http.js';
 
 let srv: TestServer;
 beforeAll(async () => { srv = await startServer({}); });

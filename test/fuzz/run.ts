@@ -11,10 +11,10 @@
  */
 import fc from 'fast-check';
 import { fileURLToPath } from 'node:url';
-import { spawnServer } from './process.js';
+import { spawnServer } from '../helpers/spawn.js';
 import { knownBug } from './known-bugs.js';
 import { FUZZ_ENV, FuzzTarget, fetchOps, loggedMessage, requestArb, showRequest, type Finding, type FuzzReq } from './harness.js';
-import { call } from './http.js';
+import { call } from '../helpers/http.js';
 
 const CASES = Number(process.env.FUZZ_CASES ?? 100000);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
@@ -23,9 +23,9 @@ const WITNESS_EVERY = Number(process.env.FUZZ_WITNESS_EVERY ?? 2000);
 const BATCH = 1000;
 
 const t0 = Date.now();
-// --expose-gc and the SIGWINCH hook of test/memory: the memory line at the end is measured after
+// --expose-gc and the SIGWINCH hook of test/helpers/gc-preload.mjs: the memory line at the end is measured after
 // a full GC, so growth there is memory the server still holds, not garbage.
-const server = await spawnServer(FUZZ_ENV, { nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../memory/gc-preload.mjs', import.meta.url))] });
+const server = await spawnServer(FUZZ_ENV, { nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../helpers/gc-preload.mjs', import.meta.url))] });
 console.log(`fuzz: ${CASES} cases, seed ${SEED}, concurrency ${CONCURRENCY}, backend ${process.env.GRADSERVE_BACKEND ?? 'native'}, server ${server.url} (pid ${server.proc.pid})`);
 
 const target = new FuzzTarget(server.url, server.output);

@@ -3,12 +3,12 @@
  * parallel batches, against a real server process. Afterwards the store holds no native bytes
  * (gradserve_bytes 0) and the process's resident memory is within 10% of what it was after a
  * warm-up batch. RSS is read from /proc/<pid>/status; a preloaded hook runs a full GC on SIGWINCH
- * before each reading (test/memory/gc-preload.mjs).
+ * before each reading (test/helpers/gc-preload.mjs).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { spawnServer, type ChildServer } from '../fuzz/process.js';
-import { call } from '../fuzz/http.js';
+import { spawnServer, type ChildServer } from '../helpers/spawn.js';
+import { call } from '../helpers/http.js';
 
 const TOTAL = Number(process.env.MEMORY_SESSIONS ?? 10000);
 const WARMUP = 1000;
@@ -17,7 +17,7 @@ const PARALLEL = 50;
 let srv: ChildServer;
 beforeAll(async () => {
   srv = await spawnServer({ GRADSERVE_RATE_LIMIT_MAX: '0' }, {
-    nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('./gc-preload.mjs', import.meta.url))],
+    nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../helpers/gc-preload.mjs', import.meta.url))],
   });
 }, 60000);
 afterAll(async () => { expect(await srv.stop()).toBe(0); });

@@ -11,7 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { call } from '../fuzz/http.js';
+import { call } from '../helpers/http.js';
 
 let srv: TestServer;
 beforeAll(async () => {

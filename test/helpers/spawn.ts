@@ -3,7 +3,7 @@
  * process itself: that it stays up under fuzzing, its resident memory, its exit code on SIGTERM.
  * An in-process server would share the test runner's heap, signals and fate.
  *
- * Shared by test/fuzz, test/concurrency, test/memory, test/shutdown and scripts/*.
+ * Shared by the tests that spawn servers (test/fuzz, test/session, test/server) and scripts/*.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
