@@ -3,16 +3,17 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import {
   ArrayBackwardBody, ArrayBody, ArrayDescriptor, ArrayList, ArrayParams, AttachGradBody, Grads, NpyQuery,
-  Problem, PutArrayBody, ReadQuery, SessionParams,
+  PutArrayBody, ReadQuery, SessionParams,
 } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
+import { problems } from '../responses.js';
 import * as svc from '../../session/service.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 import { fastChecked, isArrayBody } from '../schemas/fast.js';
 import type { FastifyRequest } from 'fastify';
 
-const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 422: Problem, 429: Problem };
+const errors = problems(401, 404, 409, 413, 415, 422);
 
 // Tried first, so a binary body is recognised in O(1) instead of zod walking its bytes.
 const NpyBody = z.custom<Buffer>((v) => Buffer.isBuffer(v)).describe('a .npy file (Content-Type: application/x-npy)');

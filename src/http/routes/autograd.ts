@@ -1,12 +1,13 @@
 /** The scope endpoints (record, pause, train-mode, predict-mode, exit), backward and grad. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { AutogradState, BackwardBody, GradBody, Grads, Problem, ScopeBody, SessionParams } from '../schemas/api.js';
+import { AutogradState, BackwardBody, GradBody, Grads, ScopeBody, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
+import { problems } from '../responses.js';
 import { autogradState, backwardHeads, enterScope, exitScope, gradOfHeads } from '../../session/service.js';
 import type { Services } from '../services.js';
 import type { ScopeKind } from '../../program/format.js';
 
-const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 422: Problem, 429: Problem };
+const errors = problems(401, 404, 409, 413, 415, 422);
 const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
 
 export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {

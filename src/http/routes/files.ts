@@ -1,12 +1,13 @@
 /** Whole-session files: GET /export and POST /import, one safetensors file each way. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { ImportAnswer, Problem, SafetensorsFile, SessionParams } from '../schemas/api.js';
+import { ImportAnswer, SafetensorsFile, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
+import { problems } from '../responses.js';
 import { exportSession, importSession } from '../../session/files.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 
-const errors = { 400: Problem, 401: Problem, 404: Problem, 413: Problem, 429: Problem };
+const errors = problems(401, 404, 413, 415);
 export const SAFETENSORS_TYPE = 'application/x-safetensors';
 
 export const fileRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {

@@ -1,13 +1,14 @@
 /** POST /v1/sessions/{sid}/ops (programs and expressions) and GET /v1/ops (the op table). */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { OpList, OpsAnswer, OpsBody, Problem, SessionParams } from '../schemas/api.js';
+import { OpList, OpsAnswer, OpsBody, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
+import { problems } from '../responses.js';
 import { autogradState, runOps } from '../../session/service.js';
 import { allOps } from '../../ops/index.js';
 import type { Services } from '../services.js';
 
-const errors = { 400: Problem, 401: Problem, 404: Problem, 409: Problem, 413: Problem, 422: Problem, 429: Problem };
+const errors = problems(401, 404, 409, 413, 415, 422);
 
 function opListing() {
   return allOps().filter((d) => !d.internal).map((d) => ({

@@ -1,14 +1,15 @@
 /** POST /v1/sessions, GET and DELETE /v1/sessions/{sid}. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { CreateSession, Problem, Seed, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
+import { CreateSession, Seed, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
+import { problems } from '../responses.js';
 import { sessionInfo } from '../../session/service.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 
-const errors = { 400: Problem, 401: Problem, 404: Problem, 429: Problem };
+const errors = problems(401, 404, 413, 415);
 
 function matchKey(keys: string[], given: string | undefined): string | null {
   if (!given) return null;

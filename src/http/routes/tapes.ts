@@ -1,13 +1,14 @@
 /** The recorded tapes of a session: listed, read as JSON, DOT or SVG, deleted. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { Problem, SessionParams, TapeList, TapeParams, TapeQuery } from '../schemas/api.js';
+import { SessionParams, TapeList, TapeParams, TapeQuery } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
+import { problems } from '../responses.js';
 import { deleteTape, getTape, listTapes } from '../../session/service.js';
 import { dotToSvg } from '../../autograd/render.js';
 import type { Services } from '../services.js';
 
-const errors = { 400: Problem, 401: Problem, 404: Problem };
+const errors = problems(401, 404);
 
 export const tapeRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
   app.get('/v1/sessions/:sid/tapes', {
