@@ -30,8 +30,6 @@ export const UNARY_KERNELS = [
   'sin', 'cos', 'tan', 'arcsin', 'arccos', 'arctan',
   'sinh', 'cosh', 'tanh', 'arcsinh', 'arccosh', 'arctanh',
   'relu', 'sigmoid', 'softrelu', 'floor', 'ceil', 'round',
-  /** 1 where x > 0 else 0: the derivative of relu. */
-  'step',
 ] as const;
 export type UnaryKernel = (typeof UNARY_KERNELS)[number];
 

@@ -1,9 +1,10 @@
 /**
  * NDArray-level kernels: shape checks, broadcasting and output allocation around the flat backend
- * ABI. Op forwards (src/ops) call these; nothing here knows about autograd.
+ * ABI. Op forwards (src/ops) call these and nothing else: `Kernels` does not expose the backend,
+ * so every kernel an op runs passes the checks here. Nothing here knows about autograd.
  */
-import type { Backend, BinaryKernel, DType, ReduceKernel, UnaryKernel, View } from './backend.js';
-import { contiguousStrides } from './reference.js';
+import { itemSize, type Backend, type BinaryKernel, type DType, type ReduceKernel, type UnaryKernel, type View } from './backend.js';
+import { broadcastView } from './layout.js';
 import { NDArray, sizeOf, shapeStr } from './ndarray.js';
 import { fail } from '../errors.js';
 
@@ -44,20 +45,6 @@ export function broadcastShapes(a: readonly number[], b: readonly number[], site
   return out;
 }
 
-/** The view that reads `shape` as if broadcast to `to` (stride 0 on broadcast axes). */
-export function broadcastView(shape: readonly number[], to: readonly number[]): View {
-  const st = contiguousStrides(shape);
-  const strides = to.map((_, i) => {
-    const j = shape.length - to.length + i;
-    return j < 0 || shape[j] === 1 ? 0 : st[j];
-  });
-  return { shape: to, strides, offset: 0 };
-}
-
-export function contiguousView(shape: readonly number[]): View {
-  return { shape, strides: contiguousStrides(shape), offset: 0 };
-}
-
 export function sameDtype(a: NDArray, b: NDArray, site: Site): void {
   if (a.dtype !== b.dtype) {
     throw fail('dtype_mismatch', `${where(site)} got ${a.dtype} and ${b.dtype}; convert one with astype`);
@@ -72,8 +59,31 @@ export function normAxis(axis: number, rank: number, site: Site): number {
   return axis < 0 ? axis + rank : axis;
 }
 
+/** Reserves `n` draws of a random stream and returns where they start (the session's stream). */
+export type Draws = (n: number) => { seed: number; counter: number };
+
+/** A bug of the caller, not of the client: callers check what a client can get wrong first. */
+const bug = (what: string): Error => new Error(`kernels: ${what}`);
+
 export function makeKernels(m: Allocator) {
   const be = m.backend;
+  /** into[view] += x, x contiguous over view.shape. */
+  const scatterAdd = (x: NDArray, into: NDArray, v: View): void => {
+    if (x.dtype !== into.dtype) throw bug(`scatterAdd of ${x.dtype} into ${into.dtype}`);
+    if (v.shape.length !== v.strides.length || sizeOf(v.shape) !== x.size) {
+      throw bug(`scatterAdd of ${shapeStr(x.shape)} through a view of shape ${shapeStr(v.shape)}`);
+    }
+    be.scatterAddStrided(x.storage, into.storage, v);
+  };
+  /** A new array of `shape` filled by a counter-based generator (see Backend.randomUniform). */
+  const random = (dtype: DType, shape: readonly number[], draws: Draws, run: (out: NDArray, seed: number, counter: number) => void): NDArray => {
+    const out = m.alloc(dtype, [...shape]);
+    // Drawn only once the allocation succeeded, so a refused array does not advance the stream.
+    const { seed, counter } = draws(out.size);
+    run(out, seed, counter);
+    return out;
+  };
+
   // Shapes of existing arrays and shapes computed here are shared; callers' shapes are copied.
   return {
     unary(op: UnaryKernel, x: NDArray): NDArray {
@@ -120,9 +130,12 @@ export function makeKernels(m: Allocator) {
     /** zeros(shape) with x added at the view: the adjoint of gather. */
     scatter(x: NDArray, shape: readonly number[], v: View): NDArray {
       const out = m.alloc(x.dtype, [...shape]);
-      be.scatterAddStrided(x.storage, out.storage, v);
+      scatterAdd(x, out, v);
       return out;
     },
+
+    /** In place: into[view] += x, x contiguous over view.shape (joins, grouped convolution). */
+    scatterAdd,
 
     reduce(op: ReduceKernel, x: NDArray, axes: readonly number[], keepdims: boolean): NDArray {
       const sorted = [...new Set(axes)].sort((p, q) => p - q);
@@ -146,7 +159,7 @@ export function makeKernels(m: Allocator) {
     gemm(a: NDArray, b: NDArray, dims: { batch: number; m: number; n: number; k: number; transA: boolean; transB: boolean; strideA: number; strideB: number }, shape: readonly number[]): NDArray {
       m.checkFlops?.(dims.batch * dims.m * dims.n * dims.k, 'matrix product');
       const out = m.alloc(a.dtype, [...shape]);
-      if (sizeOf(shape) !== dims.batch * dims.m * dims.n) throw new Error('gemm: output shape disagrees with dims');
+      if (sizeOf(shape) !== dims.batch * dims.m * dims.n) throw bug('gemm: output shape disagrees with dims');
       be.gemm(a.storage, b.storage, out.storage, dims.batch, dims.m, dims.n, dims.k, dims.transA, dims.transB, dims.strideA, dims.strideB);
       return out;
     },
@@ -163,16 +176,68 @@ export function makeKernels(m: Allocator) {
       return out;
     },
 
+    /** In place: dst's elements become src's, in order (optimizer updates, running statistics). */
+    assign(src: NDArray, dst: NDArray): void {
+      if (src.dtype !== dst.dtype) throw bug(`assign of ${src.dtype} into ${dst.dtype}; cast first`);
+      if (src.size !== dst.size) throw bug(`assign of ${shapeStr(src.shape)} into ${shapeStr(dst.shape)}`);
+      if (src.storage !== dst.storage) be.cast(src.storage, dst.storage);
+    },
+
     full(dtype: DType, shape: readonly number[], value: number): NDArray {
       const out = m.alloc(dtype, [...shape]);
       if (value !== 0) be.fill(out.storage, value);
       return out;
     },
 
+    /** In place: every element of x becomes value. */
+    fill(x: NDArray, value: number): void {
+      be.fill(x.storage, value);
+    },
+
+    /** [length]: start + i * step (arange, linspace, index ranges). */
+    arange(dtype: DType, length: number, start: number, step: number): NDArray {
+      const out = m.alloc(dtype, [length]);
+      be.arange(out.storage, start, step);
+      return out;
+    },
+
+    /** [rows, cols]: 1 where j - i == k, else 0. */
+    eye(dtype: DType, rows: number, cols: number, k: number): NDArray {
+      const out = m.alloc(dtype, [rows, cols]);
+      be.eye(out.storage, rows, cols, k);
+      return out;
+    },
+
+    /** low + (high - low) * u, u uniform in [0, 1), from the next draws of the stream. */
+    randomUniform: (dtype: DType, shape: readonly number[], low: number, high: number, draws: Draws): NDArray =>
+      random(dtype, shape, draws, (out, seed, counter) => be.randomUniform(out.storage, seed, counter, low, high)),
+
+    /** loc + scale * z, z standard normal, from the next draws of the stream. */
+    randomNormal: (dtype: DType, shape: readonly number[], loc: number, scale: number, draws: Draws): NDArray =>
+      random(dtype, shape, draws, (out, seed, counter) => be.randomNormal(out.storage, seed, counter, loc, scale)),
+
+    /** A new array holding `values` (row-major, rounded to dtype); one value per element. */
+    fromNumbers(dtype: DType, shape: readonly number[], values: ArrayLike<number>): NDArray {
+      const out = m.alloc(dtype, [...shape]);
+      if (values.length !== out.size) throw bug(`${values.length} values for shape ${shapeStr(shape)}`);
+      be.writeNumbers(out.storage, values);
+      return out;
+    },
+
+    /** A new array holding little-endian `bytes` of dtype (uploads, files). */
+    fromBytes(dtype: DType, shape: readonly number[], bytes: Uint8Array): NDArray {
+      const out = m.alloc(dtype, [...shape]);
+      if (bytes.byteLength !== out.size * itemSize(dtype)) {
+        throw bug(`${bytes.byteLength} bytes for a ${dtype} array of shape ${shapeStr(shape)}`);
+      }
+      be.writeBytes(out.storage, bytes);
+      return out;
+    },
+
     view: (x: NDArray, shape: readonly number[]) => m.view(x, [...shape]),
     alloc: (dtype: DType, shape: readonly number[]) => m.alloc(dtype, [...shape]),
-    backend: be,
   };
 }
 
+/** What ops see of the engine: NDArrays in and out, never the backend or its storages' handles. */
 export type Kernels = ReturnType<typeof makeKernels>;

@@ -30,7 +30,7 @@ interface RawAddon {
   sync(): void;
   pendingWork(): number;
   setInlineLimit(limit: number): number;
-  kernelNames(): { unary: string[]; binary: string[]; reduce: string[] };
+  abi(): Abi;
   nativeBytesLive(): number;
   getThreads(): number;
   setThreads(n: number): number;
@@ -46,8 +46,8 @@ export interface NativeAddon {
   pendingWork(): number;
   /** Sets the cost at or above which independent calls are queued (0: queue all); returns the previous. */
   setInlineLimit(limit: number): number;
-  /** Kernel names in the index order commands use. */
-  kernelNames(): { unary: string[]; binary: string[]; reduce: string[] };
+  /** The addon's side of the tables TypeScript and C++ must agree on (see ABI). */
+  abi(): Abi;
   /** Bytes of buffer memory the addon currently holds (for leak tests). */
   nativeBytesLive(): number;
   getThreads(): number;
@@ -63,18 +63,85 @@ const require = createRequire(import.meta.url);
 // From src/engine (tsx, vitest) the package root is two levels up; from dist/src/engine, three.
 const CANDIDATES = ['../../build/Release/gradserve.node', '../../../build/Release/gradserve.node'];
 
-// Opcodes of src/native/commands.h.
-const ALLOC = 0, FREE = 1, FILL = 2, ARANGE = 3, EYE = 4, UNIFORM = 5, NORMAL = 6, UNARY = 7, BINARY = 8;
-const BINARY_SCALAR = 9, WHERE = 10, COPY_STRIDED = 11, SCATTER_ADD = 12, REDUCE = 13, ARG_REDUCE = 14;
-const GEMM = 15, CAST = 16, SET_STREAM = 17;
+/** The commands of src/native/commands.h (GS_COMMANDS) in opcode order: a command's opcode is its index. */
+const COMMANDS = [
+  'Alloc', 'Free', 'Fill', 'Arange', 'Eye', 'Uniform', 'Normal', 'Unary', 'Binary', 'BinaryScalar',
+  'Where', 'CopyStrided', 'ScatterAdd', 'Reduce', 'ArgReduce', 'Gemm', 'Cast', 'SetStream',
+] as const;
+const opcode = (name: (typeof COMMANDS)[number]): number => COMMANDS.indexOf(name);
+const ALLOC = opcode('Alloc'), FREE = opcode('Free'), FILL = opcode('Fill'), ARANGE = opcode('Arange');
+const EYE = opcode('Eye'), UNIFORM = opcode('Uniform'), NORMAL = opcode('Normal'), UNARY = opcode('Unary');
+const BINARY = opcode('Binary'), BINARY_SCALAR = opcode('BinaryScalar'), WHERE = opcode('Where');
+const COPY_STRIDED = opcode('CopyStrided'), SCATTER_ADD = opcode('ScatterAdd'), REDUCE = opcode('Reduce');
+const ARG_REDUCE = opcode('ArgReduce'), GEMM = opcode('Gemm'), CAST = opcode('Cast'), SET_STREAM = opcode('SetStream');
+
+/** Dtypes in the order of their codes in commands (kernels/common.h DType). */
+const DTYPE_CODES = ['float32', 'float64'] as const;
 
 /** Doubles in the command buffer (512 KiB); the largest command (where, three rank-32 views) is ~210. */
 const CAPACITY = 1 << 16;
+/** The most dimensions of a shape or view (kernels/common.h kMaxRank). */
 const MAX_RANK = 32;
 /** One more than the largest handle the addon's table takes (handles.h kMaxHandles). */
 const MAX_HANDLES = 2 ** 24;
 /** Allocations this large run at once even in a batch, so running out of memory throws at the op. */
 const EAGER_ALLOC_BYTES = 1 << 20;
+
+/**
+ * What TypeScript and the addon must agree on: commands and kernels travel as numbers, so a
+ * difference would run the wrong command or kernel instead of failing.
+ */
+export interface Abi {
+  /** Command names in opcode order. */
+  commands: readonly string[];
+  /** Kernel names in index order. */
+  unary: readonly string[];
+  binary: readonly string[];
+  reduce: readonly string[];
+  /** Dtype names in code order. */
+  dtypes: readonly string[];
+  maxRank: number;
+  maxHandles: number;
+}
+
+/** This side's tables; the addon's (abi()) must equal them, or it is not loaded. */
+export const ABI: Readonly<Abi> = Object.freeze({
+  commands: COMMANDS,
+  unary: UNARY_KERNELS,
+  binary: BINARY_KERNELS,
+  reduce: REDUCE_KERNELS,
+  dtypes: DTYPE_CODES,
+  maxRank: MAX_RANK,
+  maxHandles: MAX_HANDLES,
+});
+
+const show = (v: unknown): string => (v === undefined ? 'missing' : JSON.stringify(v));
+
+/** Where two lists first differ, as `[i] is .. in the addon but .. here`, or null. */
+function listDifference(ours: readonly string[], theirs: unknown): string | null {
+  if (!Array.isArray(theirs)) return theirs === undefined ? ' is missing in the addon' : ` is ${show(theirs)} in the addon, not a list`;
+  for (let i = 0; i < Math.max(ours.length, theirs.length); i++) {
+    if (theirs[i] !== ours[i]) return `[${i}] is ${show(theirs[i])} in the addon but ${show(ours[i])} here`;
+  }
+  return null;
+}
+
+/**
+ * Throws, naming the first difference, unless `theirs` (what the addon's abi() returned) equals
+ * `ours` field by field and entry by entry.
+ */
+export function checkAbi(ours: Readonly<Abi>, theirs: unknown): void {
+  const t: Record<string, unknown> = theirs !== null && typeof theirs === 'object' ? (theirs as Record<string, unknown>) : {};
+  for (const key of Object.keys(ours) as (keyof Abi)[]) {
+    const mine = ours[key];
+    const diff = typeof mine === 'number'
+      ? (t[key] === mine ? null : ` is ${show(t[key])} in the addon but ${show(mine)} here`)
+      : listDifference(mine, t[key]);
+    if (diff !== null) {
+      throw new Error(`native backend: the addon does not match src/engine/native.ts: ${key}${diff}; rebuild it (npm run build:native)`);
+    }
+  }
+}
 
 let raw: RawAddon | null | undefined;
 const cmd = new Float64Array(CAPACITY);
@@ -88,7 +155,7 @@ function load(): RawAddon | null {
   for (const path of CANDIDATES) {
     try {
       const a = require(path) as RawAddon;
-      checkKernelOrder(a);
+      checkAbi(ABI, typeof a.abi === 'function' ? a.abi() : undefined);
       a.setCommandBuffer(cmd);
       raw = a;
       return raw;
@@ -98,15 +165,6 @@ function load(): RawAddon | null {
   }
   raw = null;
   return raw;
-}
-
-/** Commands name kernels by index: the addon's order must be backend.ts's. */
-function checkKernelOrder(a: RawAddon): void {
-  const n = a.kernelNames();
-  const same = (x: readonly string[], y: string[]) => x.length === y.length && x.every((v, i) => v === y[i]);
-  if (!same(UNARY_KERNELS, n.unary) || !same(BINARY_KERNELS, n.binary) || !same(REDUCE_KERNELS, n.reduce)) {
-    throw new Error('native backend: the addon\'s kernel list differs from backend.ts; rebuild it (npm run build:native)');
-  }
 }
 
 function addon(): RawAddon {
@@ -280,7 +338,7 @@ function alloc(dtype: DType, length: number): Storage {
   const c = begin(ALLOC, 5);
   const h = freeHandles.pop() ?? nextHandle++;
   const s = new NativeStorage(dtype, length, h);
-  put(h); put(dtype === 'float32' ? 0 : 1); put(length);
+  put(h); put(DTYPE_CODES.indexOf(dtype)); put(length);
   end(c);
   try {
     if (batchDepth === 0 || length * (dtype === 'float32' ? 4 : 8) >= EAGER_ALLOC_BYTES) run();
@@ -511,7 +569,7 @@ export function loadNativeAddon(): NativeAddon | null {
     sync: after(() => a.sync()),
     pendingWork: after(() => a.pendingWork()),
     setInlineLimit: after((limit: number) => a.setInlineLimit(limit)),
-    kernelNames: () => a.kernelNames(),
+    abi: () => a.abi(),
     nativeBytesLive: after(() => a.nativeBytesLive()),
     getThreads: () => a.getThreads(),
     setThreads: after((n: number) => a.setThreads(n)),

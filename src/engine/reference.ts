@@ -6,6 +6,7 @@
 import type {
   Backend, BinaryKernel, DType, ReduceKernel, Storage, UnaryKernel, View,
 } from './backend.js';
+import { contiguousStrides } from './layout.js';
 
 type Data = Float32Array | Float64Array;
 
@@ -72,7 +73,6 @@ const UNARY: Record<UnaryKernel, (x: number) => number> = {
   ceil: Math.ceil,
   // MXNet and C's round(): halves away from zero (Math.round rounds -2.5 to -2).
   round: (x) => Math.sign(x) * Math.round(Math.abs(x)),
-  step: (x) => (x > 0 ? 1 : 0),
 };
 
 const BINARY: Record<BinaryKernel, (a: number, b: number) => number> = {
@@ -319,10 +319,3 @@ export const referenceBackend: Backend = {
     for (let i = 0; i < xd.length; i++) od[i] = xd[i];
   },
 };
-
-export function contiguousStrides(shape: readonly number[]): number[] {
-  const st = new Array<number>(shape.length);
-  let s = 1;
-  for (let d = shape.length - 1; d >= 0; d--) { st[d] = s; s *= shape[d]; }
-  return st;
-}

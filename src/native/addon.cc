@@ -254,21 +254,28 @@ Napi::Value SetInlineLimit(const Napi::CallbackInfo& info) {
 
 // ---- diagnostics (not part of Backend) -----------------------------------------------------
 
-// The kernel names in index order, for op arguments given as indices.
-Napi::Value KernelNames(const Napi::CallbackInfo& info) {
+// What native.ts must agree on with the addon, which it compares with its own tables at load:
+// the commands in opcode order, the kernel names in index order (commands name kernels by
+// index), the dtypes in code order, and the limits both sides enforce.
+Napi::Value Abi(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  auto list = [&](std::initializer_list<const char*> names) {
+  auto list = [&](const std::vector<const char*>& names) {
     Napi::Array a = Napi::Array::New(env, names.size());
-    uint32_t j = 0;
-    for (const char* n : names) a.Set(j++, Napi::String::New(env, n));
+    for (uint32_t j = 0; j < names.size(); j++) a.Set(j, Napi::String::New(env, names[j]));
     return a;
   };
 #define X(name) #name,
+  o.Set("commands", list({GS_COMMANDS(X)}));
   o.Set("unary", list({GS_UNARY_OPS(X)}));
   o.Set("binary", list({GS_BINARY_OPS(X)}));
   o.Set("reduce", list({GS_REDUCE_OPS(X)}));
 #undef X
+  std::vector<const char*> dtypes;
+  for (int d = 0; d < kDTypeCount; d++) dtypes.push_back(dtype_name(static_cast<DType>(d)));
+  o.Set("dtypes", list(dtypes));
+  o.Set("maxRank", Napi::Number::New(env, kMaxRank));
+  o.Set("maxHandles", Napi::Number::New(env, static_cast<double>(HandleTable::kMaxHandles)));
   return o;
 }
 
@@ -328,7 +335,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"sync", guarded<Sync>},
       {"pendingWork", guarded<PendingWork>},
       {"setInlineLimit", guarded<SetInlineLimit>},
-      {"kernelNames", guarded<KernelNames>},
+      {"abi", guarded<Abi>},
       {"nativeBytesLive", guarded<NativeBytesLive>},
       {"getThreads", guarded<GetThreads>},
       {"setThreads", guarded<SetThreads>},

@@ -58,7 +58,7 @@ class Fields {
   const HandleTable& table_;
 };
 
-DType dtype_field(Fields& f) { return f.integer("dtype", 0, 1) == 0 ? DType::F32 : DType::F64; }
+DType dtype_field(Fields& f) { return static_cast<DType>(f.integer("dtype", 0, kDTypeCount - 1)); }
 
 void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
   switch (cmd) {

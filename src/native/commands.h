@@ -14,27 +14,34 @@
 
 namespace gs {
 
-// Keep in step with the opcodes in src/engine/native.ts.
+// The commands in opcode order (Alloc is 0), each with its fields. native.ts keeps the same list
+// (COMMANDS); the addon exports this one (abi() in addon.cc) and native.ts refuses to load when the
+// two differ.
+#define GS_COMMANDS(X)                                                     \
+  X(Alloc)         /* h dtype length */                                    \
+  X(Free)          /* h */                                                 \
+  X(Fill)          /* out value */                                         \
+  X(Arange)        /* out start step */                                    \
+  X(Eye)           /* out rows cols k */                                   \
+  X(Uniform)       /* out seed counter low high */                         \
+  X(Normal)        /* out seed counter loc scale */                        \
+  X(Unary)         /* op x out */                                          \
+  X(Binary)        /* op a [view] b [view] out */                          \
+  X(BinaryScalar)  /* op x scalar scalarFirst out */                       \
+  X(Where)         /* c [view] a [view] b [view] out */                    \
+  X(CopyStrided)   /* x [view] out */                                      \
+  X(ScatterAdd)    /* x out [view] */                                      \
+  X(Reduce)        /* op x rank shape... naxes axes... out */              \
+  X(ArgReduce)     /* isMax x rank shape... axis out */                    \
+  X(Gemm)          /* a b out batch m n k transA transB strideA strideB */ \
+  X(Cast)          /* x out */                                             \
+  X(SetStream)     /* tag */
+
 enum class Cmd : int {
-  Alloc = 0,       // h dtype length
-  Free = 1,        // h
-  Fill = 2,        // out value
-  Arange = 3,      // out start step
-  Eye = 4,         // out rows cols k
-  Uniform = 5,     // out seed counter low high
-  Normal = 6,      // out seed counter loc scale
-  Unary = 7,       // op x out
-  Binary = 8,      // op a [view] b [view] out
-  BinaryScalar = 9,  // op x scalar scalarFirst out
-  Where = 10,      // c [view] a [view] b [view] out
-  CopyStrided = 11,  // x [view] out
-  ScatterAdd = 12,   // x out [view]
-  Reduce = 13,     // op x rank shape... naxes axes... out
-  ArgReduce = 14,  // isMax x rank shape... axis out
-  Gemm = 15,       // a b out batch m n k transA transB strideA strideB
-  Cast = 16,       // x out
-  SetStream = 17,  // tag
-  Count = 18,
+#define GS_CMD_ITEM(name) name,
+  GS_COMMANDS(GS_CMD_ITEM)
+#undef GS_CMD_ITEM
+  Count,
 };
 
 // Runs every command in p[0, n). A failing command does not stop the ones after it (they were

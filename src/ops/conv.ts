@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
 import { F } from './dispatch.js';
 import { sameDtype } from '../engine/kernels.js';
-import { contiguousStrides } from '../engine/reference.js';
+import { contiguousStrides } from '../engine/layout.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';
 import type { View } from '../engine/backend.js';
 import { fail } from '../errors.js';
@@ -216,7 +216,7 @@ defineOp({
     else {
       out = ctx.k.alloc(x.dtype, outShape);
       for (let g = 0; g < G; g++) {
-        ctx.k.backend.scatterAddStrided(groupGemm(g).storage, out.storage, { shape: [N, Fg, O], strides: [a.num_filter * O, O, 1], offset: g * Fg * O });
+        ctx.k.scatterAdd(groupGemm(g), out, { shape: [N, Fg, O], strides: [a.num_filter * O, O, 1], offset: g * Fg * O });
       }
     }
     return b ? ctx.k.binary('add', out, ctx.k.view(b, [a.num_filter, ...o.map(() => 1)]), { op: 'Convolution', arg: 'bias' }) : out;
@@ -342,8 +342,7 @@ defineOp({
     const per = poolCounts(x.shape.slice(2), w, o, a.count_include_pad);
     let count = ctx.k.full(x.dtype, [1], 1);
     per.forEach((c, i) => {
-      const v = ctx.k.alloc(x.dtype, o.map((n, j) => (j === i ? n : 1)));
-      ctx.k.backend.writeNumbers(v.storage, c);
+      const v = ctx.k.fromNumbers(x.dtype, o.map((n, j) => (j === i ? n : 1)), c);
       count = ctx.k.binary('mul', count, v, { op: 'Pooling' });
     });
     return [ctx.k.binary('div', s, count, { op: 'Pooling' }), count];

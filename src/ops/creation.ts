@@ -44,8 +44,7 @@ defineOp({
     if (a.step === 0 || !Number.isFinite(a.step)) throw fail('invalid_attribute', '`step` of `arange` must be a finite non-zero number', { attribute: 'step' });
     const n = Math.max(0, Math.ceil((stop - start) / a.step));
     if (!Number.isFinite(n)) throw fail('invalid_attribute', '`start` and `stop` of `arange` must be finite', { attribute: 'stop' });
-    const base = ctx.k.alloc(dt(ctx, a.dtype), [n]);
-    ctx.k.backend.arange(base.storage, start, a.step);
+    const base = ctx.k.arange(dt(ctx, a.dtype), n, start, a.step);
     if (a.repeat === 1) return base;
     // repeat each value `repeat` times, as MXNet does: a broadcast along a new trailing axis.
     return reshapeFlat(ctx, base, n, a.repeat);
@@ -69,9 +68,7 @@ defineOp({
   forward(ctx, _x, a) {
     const div = a.endpoint ? a.num - 1 : a.num;
     const step = div > 0 ? (a.stop - a.start) / div : 0;
-    const out = ctx.k.alloc(dt(ctx, a.dtype), [a.num]);
-    ctx.k.backend.arange(out.storage, a.start, step);
-    return out;
+    return ctx.k.arange(dt(ctx, a.dtype), a.num, a.start, step);
   },
 });
 
@@ -84,10 +81,7 @@ defineOp({
     N: z.number().int().min(0), M: z.number().int().min(0).default(0), k: z.number().int().default(0), dtype: OptDType,
   }).strict(),
   forward(ctx, _x, a) {
-    const cols = a.M || a.N;
-    const out = ctx.k.alloc(dt(ctx, a.dtype), [a.N, cols]);
-    ctx.k.backend.eye(out.storage, a.N, cols, a.k);
-    return out;
+    return ctx.k.eye(dt(ctx, a.dtype), a.N, a.M || a.N, a.k);
   },
 });
 
@@ -98,12 +92,7 @@ defineOp({
   creation: true,
   positional: ['loc', 'scale', 'shape'],
   attrs: z.object({ loc: z.number().default(0), scale: z.number().min(0).default(1), shape: Shape.default([1]), dtype: OptDType }).strict(),
-  forward(ctx, _x, a) {
-    const out = ctx.k.alloc(dt(ctx, a.dtype), a.shape);
-    const { seed, counter } = ctx.random(out.size);
-    ctx.k.backend.randomNormal(out.storage, seed, counter, a.loc, a.scale);
-    return out;
-  },
+  forward: (ctx, _x, a) => ctx.k.randomNormal(dt(ctx, a.dtype), a.shape, a.loc, a.scale, ctx.random),
 });
 
 defineOp({
@@ -115,10 +104,7 @@ defineOp({
   attrs: z.object({ low: z.number().default(0), high: z.number().default(1), shape: Shape.default([1]), dtype: OptDType }).strict(),
   forward(ctx, _x, a) {
     if (!(a.high >= a.low)) throw fail('invalid_attribute', '`high` of `random.uniform` must be at least `low`', { attribute: 'high' });
-    const out = ctx.k.alloc(dt(ctx, a.dtype), a.shape);
-    const { seed, counter } = ctx.random(out.size);
-    ctx.k.backend.randomUniform(out.storage, seed, counter, a.low, a.high);
-    return out;
+    return ctx.k.randomUniform(dt(ctx, a.dtype), a.shape, a.low, a.high, ctx.random);
   },
 });
 

@@ -5,7 +5,7 @@
  * gradients of gradients need nothing special.
  */
 import { NDArray } from '../engine/ndarray.js';
-import type { Kernels } from '../engine/kernels.js';
+import type { Draws, Kernels } from '../engine/kernels.js';
 import type { DType } from '../engine/backend.js';
 import { lookupOp, type OpContext, type OpDef, type Value } from './registry.js';
 import type { OpName } from './names.js';
@@ -15,7 +15,7 @@ import { fail } from '../errors.js';
 export interface OpEnv {
   k: Kernels;
   defaultDtype: DType;
-  random(n: number): { seed: number; counter: number };
+  random: Draws;
   /** MXNet's is_training. */
   readonly isTraining: boolean;
   /** MXNet's is_recording: when true, `record` sees every differentiable op applied. */

@@ -10,7 +10,7 @@ import { OptDType } from './attrs.js';
 import { F } from './dispatch.js';
 import { indexView } from './shape.js';
 import { normAxis } from '../engine/kernels.js';
-import { contiguousStrides } from '../engine/reference.js';
+import { permutedView } from '../engine/layout.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';
 import { fail } from '../errors.js';
 
@@ -27,8 +27,7 @@ export function indexK(ctx: OpContext, idx: NDArray, n: number, mode: 'clip' | '
 
 /** [..., depth] with 1 where the last axis equals idx (compared exactly), else 0. */
 export function oneHotK(ctx: OpContext, idx: NDArray, depth: number): NDArray {
-  const ar = ctx.k.alloc(idx.dtype, [depth]);
-  ctx.k.backend.arange(ar.storage, 0, 1);
+  const ar = ctx.k.arange(idx.dtype, depth, 0, 1);
   return ctx.k.binary('eq', ctx.k.view(idx, [...idx.shape, 1]), ar, { op: ctx.op, arg: 'indices' });
 }
 
@@ -41,9 +40,7 @@ function frontPerm(rank: number, axis: number): { p: number[]; inv: number[] } {
 }
 
 function permuteK(ctx: OpContext, x: NDArray, p: number[]): NDArray {
-  if (p.every((a, i) => a === i)) return x;
-  const st = contiguousStrides(x.shape);
-  return ctx.k.gather(x, { shape: p.map((i) => x.shape[i]), strides: p.map((i) => st[i]), offset: 0 });
+  return p.every((a, i) => a === i) ? x : ctx.k.gather(x, permutedView(x.shape, p));
 }
 
 /** take's forward: [pre, idx..., post] = a[pre, idx, post], through a one-hot GEMM. */
@@ -139,8 +136,7 @@ defineOp({
     if (x.dtype !== idx.dtype) throw fail('dtype_mismatch', `\`index\` of \`pick\` is ${idx.dtype} but \`data\` is ${x.dtype}`, { arg: 'index' });
     const n = x.shape[ax];
     const at = ctx.k.view(indexK(ctx, idx, n, a.mode), kept);
-    const ar = ctx.k.alloc(x.dtype, [n]);
-    ctx.k.backend.arange(ar.storage, 0, 1);
+    const ar = ctx.k.arange(x.dtype, n, 0, 1);
     const mask = ctx.k.binary('eq', at, ctx.k.view(ar, x.shape.map((d, i) => (i === ax ? d : 1))), { op: 'pick', arg: 'index' });
     const y = ctx.k.reduce('sum', ctx.k.binary('mul', x, mask, { op: 'pick' }), [ax], a.keepdims);
     return [y, mask];

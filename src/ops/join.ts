@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
 import { F } from './dispatch.js';
 import { normAxis, sameDtype } from '../engine/kernels.js';
-import { contiguousStrides } from '../engine/reference.js';
+import { contiguousStrides } from '../engine/layout.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';
 import { fail } from '../errors.js';
 
@@ -18,7 +18,7 @@ function joinK(ctx: OpContext, xs: NDArray[], shape: number[], axis: number, siz
   let at = 0;
   xs.forEach((x, i) => {
     const vshape = shape.map((d, k) => (k === axis ? sizes[i] : d));
-    if (x.size) ctx.k.backend.scatterAddStrided(x.storage, out.storage, { shape: vshape, strides: st, offset: at * st[axis] });
+    if (x.size) ctx.k.scatterAdd(x, out, { shape: vshape, strides: st, offset: at * st[axis] });
     at += sizes[i];
   });
   return out;

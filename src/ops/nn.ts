@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
 import { oneHotK } from './index_ops.js';
+import { unaryForward, unaryRow, type UnaryRow } from './unary.js';
 import { F } from './dispatch.js';
 import { normAxis, sameDtype } from '../engine/kernels.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';
@@ -94,19 +95,9 @@ defineOp({
 
 // --- activations ---
 
-type Grad = (g: NDArray, x: NDArray) => NDArray;
-
-/** x / (1 + |x|) with kernels. */
-const softsignK = (ctx: OpContext, x: NDArray) => ctx.k.binary('div', x, ctx.k.binary('add', ctx.k.unary('abs', x), 1, { op: ctx.op }), { op: ctx.op });
-const softsignGrad: Grad = (g, x) => F.divide(g, F.square(F.add(F.abs(x), 1)));
-
-const ACTIVATIONS: Record<'relu' | 'sigmoid' | 'tanh' | 'softrelu' | 'softsign', { k: (ctx: OpContext, x: NDArray) => NDArray; grad: Grad }> = {
-  relu: { k: (ctx, x) => ctx.k.unary('relu', x), grad: (g, x) => F.multiply(g, F.greater(x, 0)) },
-  sigmoid: { k: (ctx, x) => ctx.k.unary('sigmoid', x), grad: (g, x) => { const s = F.sigmoid(x); return F.multiply(g, F.multiply(s, F.subtract(1, s))); } },
-  tanh: { k: (ctx, x) => ctx.k.unary('tanh', x), grad: (g, x) => F.multiply(g, F.subtract(1, F.square(F.tanh(x)))) },
-  softrelu: { k: (ctx, x) => ctx.k.unary('softrelu', x), grad: (g, x) => F.multiply(g, F.sigmoid(x)) },
-  softsign: { k: softsignK, grad: softsignGrad },
-};
+/** Activation's act_types are unary ops of unary.ts: it runs their rows (forward and vjp). */
+const ACT_TYPES = ['relu', 'sigmoid', 'tanh', 'softrelu', 'softsign'] as const;
+const ACTIVATIONS = Object.fromEntries(ACT_TYPES.map((t) => [t, unaryRow(t)])) as Record<(typeof ACT_TYPES)[number], UnaryRow>;
 
 defineOp({
   name: 'Activation',
@@ -114,22 +105,14 @@ defineOp({
   doc: 'An elementwise activation chosen by act_type: relu, sigmoid, tanh, softrelu or softsign.',
   inputs: ['data'],
   positional: ['act_type'],
-  attrs: z.object({ act_type: z.enum(['relu', 'sigmoid', 'tanh', 'softrelu', 'softsign']) }).strict(),
-  save: { inputs: true },
+  attrs: z.object({ act_type: z.enum(ACT_TYPES) }).strict(),
+  // Rules read the input (relu, softrelu, softsign) or the output (sigmoid, tanh).
+  save: { inputs: true, outputs: true },
   // Away from relu's kink at 0.
   domain: [0.1, 2],
-  examples: (['relu', 'sigmoid', 'tanh', 'softrelu', 'softsign'] as const).map((act_type) => ({ shapes: [[3, 4]], attrs: { act_type } })),
-  forward: (ctx, [x], a) => ACTIVATIONS[a.act_type].k(ctx, x),
-  vjp: ({ g, x, attrs }) => [ACTIVATIONS[attrs.act_type].grad(g[0], x[0] as NDArray)],
-});
-
-defineOp({
-  name: 'softsign',
-  doc: 'Elementwise x / (1 + |x|).',
-  inputs: ['data'],
-  save: { inputs: true },
-  forward: (ctx, [x]) => softsignK(ctx, x),
-  vjp: ({ g, x }) => [softsignGrad(g[0], x[0] as NDArray)],
+  examples: ACT_TYPES.map((act_type) => ({ shapes: [[3, 4]], attrs: { act_type } })),
+  forward: (ctx, [x], a) => unaryForward(ACTIVATIONS[a.act_type], ctx, x),
+  vjp: ({ g, x, y, attrs }) => [ACTIVATIONS[attrs.act_type].vjp(g[0], x[0] as NDArray, y[0] as NDArray)],
 });
 
 defineOp({
@@ -199,9 +182,7 @@ defineOp({
   forward(ctx, [x], a) {
     if (!(a.p >= 0 && a.p < 1)) throw fail('invalid_attribute', `\`p\` of \`Dropout\` must lie in [0, 1), got ${a.p}`, { attribute: 'p' });
     if (!(ctx.isTraining || a.mode === 'always') || a.p === 0) return [ctx.k.copy(x), ctx.k.full(x.dtype, [1], 1)];
-    const u = ctx.k.alloc(x.dtype, x.shape);
-    const { seed, counter } = ctx.random(u.size);
-    ctx.k.backend.randomUniform(u.storage, seed, counter, 0, 1);
+    const u = ctx.k.randomUniform(x.dtype, x.shape, 0, 1, ctx.random);
     const mask = ctx.k.binary('mul', ctx.k.binary('ge', u, a.p, { op: 'Dropout' }), 1 / (1 - a.p), { op: 'Dropout' });
     return [ctx.k.binary('mul', x, mask, { op: 'Dropout' }), mask];
   },
@@ -309,5 +290,5 @@ defineOp({
 function updateMoving(ctx: OpContext, moving: NDArray, batch: NDArray, momentum: number): void {
   const site = { op: 'BatchNorm' };
   const next = ctx.k.binary('add', ctx.k.binary('mul', moving, momentum, site), ctx.k.binary('mul', batch, 1 - momentum, site), site);
-  ctx.k.backend.cast(next.storage, moving.storage);
+  ctx.k.assign(next, moving);
 }

@@ -30,9 +30,6 @@ function clipK(ctx: OpContext, g: NDArray, c: number): NDArray {
   return ctx.k.binary('maximum', ctx.k.binary('minimum', g, c, site), -c, site);
 }
 
-/** Writes src into dst's buffer. */
-const store = (ctx: OpContext, src: NDArray, dst: NDArray) => ctx.k.backend.cast(src.storage, dst.storage);
-
 const SGD = ['weight', 'grad'];
 defineOp({
   name: 'sgd_update',
@@ -45,7 +42,7 @@ defineOp({
     const [w, g] = xs;
     const site = { op: 'sgd_update' };
     const step = ctx.k.binary('mul', clipK(ctx, ctx.k.binary('mul', g, a.rescale_grad, site), a.clip_gradient), a.lr, site);
-    store(ctx, ctx.k.binary('sub', ctx.k.binary('mul', w, 1 - a.lr * a.wd, site), step, site), w);
+    ctx.k.assign(ctx.k.binary('sub', ctx.k.binary('mul', w, 1 - a.lr * a.wd, site), step, site), w);
     return w;
   },
 });
@@ -64,8 +61,8 @@ defineOp({
     const gs = clipK(ctx, ctx.k.binary('mul', g, a.rescale_grad, site), a.clip_gradient);
     const decay = ctx.k.binary('mul', w, a.lr * a.wd, site);
     const next = ctx.k.binary('sub', ctx.k.binary('sub', ctx.k.binary('mul', mom, a.momentum, site), decay, site), ctx.k.binary('mul', gs, a.lr, site), site);
-    store(ctx, next, mom);
-    store(ctx, ctx.k.binary('add', w, next, site), w);
+    ctx.k.assign(next, mom);
+    ctx.k.assign(ctx.k.binary('add', w, next, site), w);
     return w;
   },
 });
@@ -86,9 +83,9 @@ defineOp({
     const v2 = ctx.k.binary('add', ctx.k.binary('mul', v, a.beta2, site), ctx.k.binary('mul', ctx.k.unary('square', gs), 1 - a.beta2, site), site);
     const denom = ctx.k.binary('add', ctx.k.unary('sqrt', v2), a.epsilon, site);
     const w2 = ctx.k.binary('sub', w, ctx.k.binary('mul', ctx.k.binary('div', m2, denom, site), a.lr, site), site);
-    store(ctx, m2, mean);
-    store(ctx, v2, v);
-    store(ctx, w2, w);
+    ctx.k.assign(m2, mean);
+    ctx.k.assign(v2, v);
+    ctx.k.assign(w2, w);
     return w;
   },
 });

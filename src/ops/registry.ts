@@ -21,7 +21,7 @@
  */
 import { z } from 'zod';
 import type { NDArray } from '../engine/ndarray.js';
-import type { Kernels } from '../engine/kernels.js';
+import type { Draws, Kernels } from '../engine/kernels.js';
 import type { DType } from '../engine/backend.js';
 
 export type Value = NDArray | number;
@@ -36,8 +36,11 @@ export interface OpContext {
   /** MXNet's is_training: ops such as Dropout and BatchNorm read it. */
   isTraining: boolean;
   defaultDtype: DType;
-  /** Reserves `n` draws of the session's random stream and returns (seed, first counter). */
-  random(n: number): { seed: number; counter: number };
+  /**
+   * Reserves `n` draws of the session's random stream and returns (seed, first counter); a plain
+   * function, passed as is to the random kernels.
+   */
+  random: Draws;
   op: string;
 }
 

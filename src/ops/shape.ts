@@ -7,7 +7,7 @@ import { defineOp, type OpContext } from './registry.js';
 import { Shape } from './attrs.js';
 import { F } from './dispatch.js';
 import { normAxis, broadcastShapes } from '../engine/kernels.js';
-import { contiguousStrides } from '../engine/reference.js';
+import { contiguousStrides, permutedView } from '../engine/layout.js';
 import { sizeOf, shapeStr, type NDArray } from '../engine/ndarray.js';
 import type { View } from '../engine/backend.js';
 import { fail } from '../errors.js';
@@ -105,8 +105,7 @@ function permutation(rank: number, axes: number[] | null, op: string): number[] 
 }
 
 function gatherTransposed(ctx: OpContext, x: NDArray, p: number[]): NDArray {
-  const st = contiguousStrides(x.shape);
-  return ctx.k.gather(x, { shape: p.map((i) => x.shape[i]), strides: p.map((i) => st[i]), offset: 0 });
+  return ctx.k.gather(x, permutedView(x.shape, p));
 }
 
 defineOp({

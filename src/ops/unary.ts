@@ -1,9 +1,10 @@
 /**
  * Elementwise unary ops. Each row: MXNet name, aliases, kernel, what the vjp reads, the vjp written
  * with table ops (so it differentiates again), and the domain the generated tests sample from.
+ * Activation (nn.ts) runs the rows of its act_types through `unaryRow`, so each rule exists once.
  */
 import { z } from 'zod';
-import { defineOp, type VjpArgs } from './registry.js';
+import { defineOp, type OpContext, type VjpArgs } from './registry.js';
 import { fail } from '../errors.js';
 import { F } from './dispatch.js';
 import type { UnaryKernel } from '../engine/backend.js';
@@ -11,10 +12,11 @@ import type { NDArray } from '../engine/ndarray.js';
 
 type Rule = (g: NDArray, x: NDArray, y: NDArray) => NDArray;
 
-interface UnaryRow {
+export interface UnaryRow {
   name: string;
   aliases?: string[];
-  kernel: UnaryKernel;
+  /** A kernel of backend.ts, or the forward of a composite (softsign). */
+  kernel: UnaryKernel | ((ctx: OpContext, x: NDArray) => NDArray);
   doc: string;
   /** 'x': the vjp reads the input; 'y': the output; 'none': neither. */
   saves: 'x' | 'y' | 'none';
@@ -55,9 +57,24 @@ const ROWS: UnaryRow[] = [
   { name: 'floor', kernel: 'floor', doc: 'Elementwise floor (zero gradient).', saves: 'none', vjp: zero },
   { name: 'ceil', kernel: 'ceil', doc: 'Elementwise ceiling (zero gradient).', saves: 'none', vjp: zero },
   { name: 'round', kernel: 'round', doc: 'Elementwise rounding, halves away from zero (zero gradient).', saves: 'none', vjp: zero },
+  {
+    name: 'softsign',
+    kernel: (ctx, x) => ctx.k.binary('div', x, ctx.k.binary('add', ctx.k.unary('abs', x), 1, { op: ctx.op }), { op: ctx.op }),
+    doc: 'Elementwise x / (1 + |x|).',
+    saves: 'x',
+    vjp: (g, x) => div(g, F.square(add(F.abs(x), 1))),
+  },
 ];
 
+/** A row's forward, for its op and for Activation. */
+export function unaryForward(row: UnaryRow, ctx: OpContext, x: NDArray): NDArray {
+  return typeof row.kernel === 'string' ? ctx.k.unary(row.kernel, x) : row.kernel(ctx, x);
+}
+
+const byName = new Map<string, UnaryRow>();
+
 for (const row of ROWS) {
+  byName.set(row.name, row);
   defineOp({
     name: row.name,
     aliases: row.aliases,
@@ -65,9 +82,16 @@ for (const row of ROWS) {
     inputs: ['data'],
     domain: row.domain ?? [-2, 2],
     save: { inputs: row.saves === 'x', outputs: row.saves === 'y' },
-    forward: (ctx, [x]) => ctx.k.unary(row.kernel, x),
+    forward: (ctx, [x]) => unaryForward(row, ctx, x),
     vjp: ({ g, x, y }: VjpArgs<unknown>) => [row.vjp(g[0], x[0] as NDArray, y[0] as NDArray)],
   });
+}
+
+/** The row of the unary op `name` (its canonical name). */
+export function unaryRow(name: string): UnaryRow {
+  const row = byName.get(name);
+  if (!row) throw new Error(`internal: ${name} is not a unary op`);
+  return row;
 }
 
 defineOp({

@@ -90,7 +90,7 @@ describe('shutdown', () => {
 
     expect(r.status).toBe(200);
     expect(r.json.outputs.n.data).toEqual([1]);
-    expect(r.json.outputs.m.shape).toEqual([192, 192]);
+    expect(r.json.outputs.m.shape).toEqual([384, 384]);
     // While draining nobody is told the server is ready.
     if (!answered) {
       expect(onOld === 503 || onOld === 'closed').toBe(true);

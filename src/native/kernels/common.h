@@ -8,7 +8,9 @@
 
 namespace gs {
 
+// A dtype's code in commands is its value here.
 enum class DType : int { F32 = 0, F64 = 1 };
+constexpr int kDTypeCount = 2;
 inline int64_t item_size(DType d) { return d == DType::F32 ? 4 : 8; }
 inline const char* dtype_name(DType d) { return d == DType::F32 ? "float32" : "float64"; }
 

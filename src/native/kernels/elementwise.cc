@@ -88,7 +88,7 @@ void check_same_shape(const View& x, const View& y, const char* what) {
 static double unary_cost(Unary op) {
   switch (op) {
     case Unary::neg: case Unary::abs: case Unary::sign: case Unary::square: case Unary::relu:
-    case Unary::step: case Unary::floor: case Unary::ceil: case Unary::round: case Unary::reciprocal:
+    case Unary::floor: case Unary::ceil: case Unary::round: case Unary::reciprocal:
     case Unary::sqrt:
       return 1;
     case Unary::exp:

@@ -55,7 +55,6 @@ inline T unary_op(T x) {
     case Unary::floor: return std::floor(x);
     case Unary::ceil: return std::ceil(x);
     case Unary::round: return std::round(x);  // C round: halves away from zero
-    case Unary::step: return x > 0 ? T(1) : T(0);
   }
   return x;
 }
