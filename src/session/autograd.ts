@@ -33,12 +33,7 @@ export function runBackward(s: Session, o: BackwardOptions): NDArray[] {
     const buf = gradOf(leaf);
     const req = gradReqOf(leaf);
     if (!buf || (req !== 'write' && req !== 'add')) continue;
-    const be = s.memory.backend;
-    if (req === 'write') be.cast(g.storage, buf.storage);
-    else {
-      const sum = s.k.binary('add', buf, g, { op: 'backward' });
-      be.cast(sum.storage, buf.storage);
-    }
+    s.k.assign(req === 'write' ? g : s.k.binary('add', buf, g, { op: 'backward' }), buf);
     written.push(leaf);
   }
   return written;

@@ -65,17 +65,11 @@ export function importSession(s: Session, file: Uint8Array): ImportResult {
   }
 
   // Allocate everything first: alloc is where the quotas are enforced.
-  const be = s.memory.backend;
   const built: [string, NDArray][] = [];
   for (const [name, t] of arrays) {
-    const a = s.k.alloc(t.dtype, t.shape);
-    be.writeBytes(a.storage, t.bytes);
+    const a = s.k.fromBytes(t.dtype, t.shape, t.bytes);
     const g = grads.get(name);
-    if (g) {
-      const buf = s.k.alloc(g.dtype, g.shape);
-      be.writeBytes(buf.storage, g.bytes);
-      attachGrad(a, 'write', buf);
-    }
+    if (g) attachGrad(a, 'write', s.k.fromBytes(g.dtype, g.shape, g.bytes));
     built.push([name, a]);
   }
   for (const [name, a] of built) s.names.set(name, a);

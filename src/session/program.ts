@@ -289,10 +289,7 @@ export class ProgramRunner {
 
   /** An upload: a new array holding the decoded data, bound to its name. */
   private bindData(st: BindStatement): boolean {
-    const a = this.s.k.alloc(st.dtype, st.shape);
-    const be = this.s.memory.backend;
-    if (st.bytes) be.writeBytes(a.storage, st.bytes);
-    else if (st.values) be.writeNumbers(a.storage, st.values);
+    const a = st.bytes ? this.s.k.fromBytes(st.dtype, st.shape, st.bytes) : this.s.k.fromNumbers(st.dtype, st.shape, st.values ?? []);
     const existed = this.s.names.has(st.out);
     this.bind(st.out, a);
     return existed;
@@ -311,7 +308,7 @@ export class ProgramRunner {
       this.checkInPlace(target, st.into);
       const value = Number((p.attrs as { value?: unknown }).value);
       if (!Number.isFinite(value) && !Number.isNaN(value)) throw fail('invalid_attribute', '`value` of `_fill` must be a number');
-      this.s.memory.backend.fill(target.storage, value);
+      this.s.k.fill(target, value);
       this.bound.push(st.into.replace(/\.grad$/, ''));
       return;
     }
@@ -396,7 +393,7 @@ export class ProgramRunner {
     }
     if (target.dtype !== value.dtype) throw fail('dtype_mismatch', `cannot write a ${value.dtype} result into \`${ref}\` (${target.dtype})`, { arg: 'into' });
     this.checkInPlace(target, ref);
-    if (value.storage !== target.storage) this.s.memory.backend.cast(value.storage, target.storage);
+    this.s.k.assign(value, target);
     // The array keeps its identity and gradient buffer; it takes the result's history, if any.
     if (isRecorded(value)) takeHistory(target, value);
     else if (!isVariable(target)) setHistory(target, null);
@@ -417,8 +414,6 @@ export class ProgramRunner {
     if (typeof a === 'string') return this.lookup(a);
     if (a === null) throw fail('invalid_argument', `\`${name}\` must be an array`, { arg: name });
     const { values, shape } = parseNested(a);
-    const arr = this.s.k.alloc(like?.dtype ?? dtypeHint ?? this.s.defaultDtype, shape);
-    this.s.memory.backend.writeNumbers(arr.storage, values);
-    return arr;
+    return this.s.k.fromNumbers(like?.dtype ?? dtypeHint ?? this.s.defaultDtype, shape, values);
   }
 }
