@@ -7,6 +7,7 @@ import { fail } from '../errors.js';
 import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement } from '../program/format.js';
 import { syntaxError, type Pos } from './lexer.js';
 import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
+import { record, table } from '../lookup.js';
 
 /** What an expression evaluates to at compile time: an array reference or a JSON-able constant. */
 type Value =
@@ -20,10 +21,10 @@ type Value =
 
 type Json = number | string | boolean | null | Json[];
 
-const BINARY_OPS: Record<string, string> = {
+const BINARY_OPS = table<string>({
   '+': 'add', '-': 'subtract', '*': 'multiply', '/': 'divide', '**': 'power', '@': 'dot',
   '==': 'equal', '!=': 'not_equal', '<': 'lesser', '<=': 'lesser_equal', '>': 'greater', '>=': 'greater_equal',
-};
+});
 /** A leading name from this set starts an op path (`nd.random.normal`), never an array. */
 const NAMESPACES = new Set(['mx', 'nd', 'ndarray', 'random', 'linalg', 'contrib', 'autograd']);
 /** Prefixes that name the op library itself and are dropped from op names. */
@@ -391,7 +392,7 @@ class Compiler {
   private callOp(op: string, lead: Arg[], call: Extract<Trailer, { t: 'call' }>): Value {
     const args = [...lead];
     for (const a of call.args) args.push(this.arg(this.expr(a), a.pos));
-    const attrs: Record<string, unknown> = {};
+    const attrs = record<unknown>();
     let into: string | undefined;
     for (const kw of call.kwargs) {
       const v = this.expr(kw.value);

@@ -3,6 +3,7 @@
  * INDENT/DEDENT bracket a block, and newlines inside brackets are ignored (implicit joining).
  */
 import { fail, type ApiError } from '../errors.js';
+import { table } from '../lookup.js';
 
 export interface Pos { line: number; column: number }
 
@@ -42,10 +43,10 @@ const OPS = [
   '+', '-', '*', '/', '@', '%', '<', '>', '=', '(', ')', '[', ']', '{', '}', ',', ':', ';', '.', '~',
   '&', '|', '^',
 ];
-const OPENERS: Record<string, string> = { '(': ')', '[': ']', '{': '}' };
+const OPENERS = table<string>({ '(': ')', '[': ']', '{': '}' });
 const CLOSERS = new Set([')', ']', '}']);
 const MAX_NAME = 64;
-const ESCAPES: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"', '0': '\0' };
+const ESCAPES = table<string>({ n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"', '0': '\0' });
 
 const isDigit = (c: string | undefined) => c !== undefined && c >= '0' && c <= '9';
 const isNameStart = (c: string | undefined) => c !== undefined && /[A-Za-z_]/.test(c);

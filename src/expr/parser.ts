@@ -5,6 +5,7 @@
  * for the same reason: the compiler walks them with loops.
  */
 import { depthExceeded, syntaxError, type Pos, type Token } from './lexer.js';
+import { table } from '../lookup.js';
 
 export type Expr =
   | { k: 'num'; v: number; isInt: boolean; pos: Pos }
@@ -36,7 +37,7 @@ export type Stmt =
   | { k: 'del'; names: string[]; pos: Pos };
 
 const CONTROL = 'control flow stays with the client';
-const KEYWORDS: Record<string, string> = {
+const KEYWORDS = table<string>({
   for: `loops are not supported: ${CONTROL}`,
   while: `loops are not supported: ${CONTROL}`,
   break: `loops are not supported: ${CONTROL}`,
@@ -68,7 +69,7 @@ const KEYWORDS: Record<string, string> = {
   from: 'imports are not supported',
   as: `'as' is not supported here`,
   with: 'a with statement must start its own line',
-};
+});
 const UNSUPPORTED_OPS = new Set(['//', '%', '<<', '>>', '&', '|', '^', '~', '//=', '%=', '<<=', '>>=', '&=', '|=', '^=', '->']);
 const COMPARISONS = new Set(['==', '!=', '<', '<=', '>', '>=']);
 export const AUG_OPS = new Set(['+=', '-=', '*=', '/=', '**=', '@=']);

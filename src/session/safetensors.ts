@@ -12,6 +12,7 @@
 import type { DType } from '../engine/backend.js';
 import { itemSize } from '../engine/backend.js';
 import { fail } from '../errors.js';
+import { record, table } from '../lookup.js';
 
 export interface Tensor {
   name: string;
@@ -27,7 +28,7 @@ export interface SafetensorsFile {
 }
 
 const TO_FILE: Record<DType, string> = { float32: 'F32', float64: 'F64' };
-const FROM_FILE: Record<string, DType> = { F32: 'float32', F64: 'float64' };
+const FROM_FILE = table<DType>({ F32: 'float32', F64: 'float64' });
 /** The dtypes of the format that gradserve cannot hold, so that the refusal can say so. */
 const OTHER_DTYPES = new Set(['BOOL', 'U8', 'I8', 'U16', 'I16', 'F16', 'BF16', 'U32', 'I32', 'U64', 'I64', 'F8_E4M3', 'F8_E5M2', 'C64']);
 const METADATA = '__metadata__';
@@ -43,7 +44,7 @@ const bad = (detail: string) => fail('invalid_request', `not a valid safetensors
  * data part starts aligned.
  */
 export function encodeSafetensors(tensors: readonly Tensor[], metadata: Record<string, string> = {}): Buffer {
-  const header: Record<string, unknown> = {};
+  const header = record<unknown>();
   if (Object.keys(metadata).length) header[METADATA] = metadata;
   let offset = 0;
   for (const t of tensors) {
@@ -96,7 +97,7 @@ export function decodeSafetensors(file: Uint8Array, validName: (name: string) =>
   if (dup !== null) throw bad(`the header names \`${dup}\` twice`);
 
   const entries = header as Record<string, unknown>;
-  const metadata: Record<string, string> = {};
+  const metadata = record<string>();
   if (METADATA in entries) {
     const m = entries[METADATA];
     if (m === null || typeof m !== 'object' || Array.isArray(m)) throw bad('`__metadata__` must be an object of strings');

@@ -14,6 +14,7 @@ import { gradOf, gradReqOf, isRecorded, nodeOf } from '../autograd/slot.js';
 import type { Scope } from '../autograd/scopes.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
+import { record } from '../lookup.js';
 
 export type Format = 'nested' | 'flat' | 'base64';
 
@@ -115,7 +116,7 @@ export function attachGrad(s: Session, name: string, req: GradReq): Descriptor {
 }
 
 function gradsAnswer(s: Session, leaves: NDArray[]): Record<string, Descriptor> {
-  const out: Record<string, Descriptor> = {};
+  const out = record<Descriptor>();
   for (const leaf of leaves) {
     const name = s.nameOf(leaf);
     const g = gradOf(leaf);
@@ -156,7 +157,7 @@ export function gradOfHeads(s: Session, input: GradInput): Record<string, Descri
     },
     out: input.out,
   });
-  const answer: Record<string, Descriptor> = {};
+  const answer = record<Descriptor>();
   arrays!.forEach((g, i) => {
     const name = input.out?.[i];
     answer[input.variables[i]] = describe(s, name ?? `${input.variables[i]}.grad`, g, name ? null : 'nested');
@@ -213,7 +214,7 @@ export function runOps(s: Session, input: OpsInput): OpsAnswer {
   const outcome = new ProgramRunner(s).run(program, { resultName });
   const format = input.format ?? 'nested';
   const fetch = new Set(input.fetch === true ? outcome.bound : Array.isArray(input.fetch) ? input.fetch : []);
-  const outputs: Record<string, Descriptor> = {};
+  const outputs = record<Descriptor>();
   for (const name of outcome.bound) {
     const a = s.names.get(name);
     if (a) outputs[name] = describe(s, name, a, fetch.has(name) ? format : null);

@@ -17,6 +17,7 @@ import { SessionMemory, type ProcessMemory } from './memory.js';
 import type { Limits } from '../config.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
+import { record } from '../lookup.js';
 
 export interface SessionOptions {
   id: string;
@@ -275,8 +276,8 @@ export class Session {
 function resolveDeferred<T>(v: T): T {
   if (v instanceof Deferred) return v.read() as T;
   if (Array.isArray(v)) return v.map(resolveDeferred) as T;
-  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-    const out: Record<string, unknown> = {};
+  if (v && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
+    const out = record<unknown>();
     for (const [k, x] of Object.entries(v)) out[k] = resolveDeferred(x);
     return out as T;
   }

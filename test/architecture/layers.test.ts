@@ -13,7 +13,7 @@ const src = join(root, 'src');
 
 /** Lowest first. A path prefix (relative to src/) names each layer's files. */
 const LAYERS: [string, string[]][] = [
-  ['base', ['errors.ts', 'config.ts', 'logging.ts']],
+  ['base', ['errors.ts', 'config.ts', 'logging.ts', 'lookup.ts']],
   ['engine', ['engine/']],
   ['program', ['program/']],
   ['expr', ['expr/']],
