@@ -115,7 +115,12 @@ function prepareOne(st: AnyStatement, path: Path, i: number, out: PreparedBodies
   }
   const def = lookupOp(os.op);
   // Errors name the statement by its path; the string is built only when one is thrown.
-  if (!def || def.internal && !os.op.startsWith('_')) {
+  if (def?.internal) {
+    // Internal ops serve gradient rules, which call them with attributes they derive; a client's
+    // attributes could disagree with the data in ways only those rules rule out.
+    throw fail('unknown_op', `statement ${pathStr(path, i)}: \`${os.op}\` is internal to the server's gradient rules and cannot be called (GET /v1/ops lists the ops)`, atStatement(path, i, os.op));
+  }
+  if (!def) {
     const near = suggestOps(os.op);
     throw fail('unknown_op', `statement ${pathStr(path, i)}: there is no op \`${os.op}\`${near.length ? `; did you mean ${near.map((n) => `\`${n}\``).join(', ')}?` : ''} (GET /v1/ops lists them)`, atStatement(path, i, os.op));
   }

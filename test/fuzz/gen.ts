@@ -42,7 +42,7 @@ export interface OpInfo {
 }
 export type JsonSchema = Record<string, any>;
 
-/** Internal ops that the program runner still accepts by their `_` name: hostile clients will try them. */
+/** Internal names hostile clients will try: the executor's own (_alias, _fill) and the table's internal ops, which it refuses. */
 const INTERNAL_OPS: OpInfo[] = [
   { name: '_alias', aliases: [], inputs: ['data'], variadic: false, positional: [], attrs: { type: 'object', properties: {} } },
   { name: '_fill', aliases: [], inputs: [], variadic: false, positional: [], attrs: { type: 'object', properties: { value: { type: 'number' } } } },
