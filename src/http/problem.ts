@@ -39,8 +39,18 @@ function fromFastify(err: FastifyError): ApiError | null {
   if (err.statusCode === 415) return new ApiError('unsupported_media_type', err.message);
   if (err.statusCode === 429) return new ApiError('rate_limited', err.message);
   if (err.statusCode === 503) return new ApiError('unavailable', err.message);
+  // A plugin's own client error (the static files of /docs refuse a path outside their root with
+  // 403) keeps its status when the catalogue has it, and is a 400 otherwise: never a 500.
+  const status = err.statusCode ?? 0;
+  if (status >= 400 && status < 500) {
+    const code = CLIENT_ERRORS.get(status) ?? 'invalid_request';
+    return new ApiError(code, err.message);
+  }
   return null;
 }
+
+/** One catalogue code for each client-error status, for errors that come with a status alone. */
+const CLIENT_ERRORS = new Map<number, ErrorCode>([[403, 'forbidden'], [404, 'not_found'], [405, 'method_not_allowed'], [406, 'not_acceptable']]);
 
 export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyRequest): FastifyReply {
   const problem = toProblem(err, req?.url);
