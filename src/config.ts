@@ -36,6 +36,11 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_HEAP_BYTES: int(0),
   /** Longest a draining server waits for in-flight requests on SIGTERM. */
   GRADSERVE_SHUTDOWN_GRACE_MS: int(10000),
+  /**
+   * After SIGTERM, how long the server goes on accepting requests with readiness at 503 before it
+   * stops listening, so that a balancer's readiness probe sees the drain and stops sending work.
+   */
+  GRADSERVE_DRAIN_NOTICE_MS: int(1000),
   /** Largest multiply-add count of one matrix product (refused up front above it). */
   GRADSERVE_MAX_KERNEL_FLOPS: int(2 ** 36),
   /** Idempotency-Key answers kept per process. */
@@ -74,6 +79,7 @@ export interface Protection {
   maxEventLoopDelayMs: number;
   maxHeapBytes: number;
   shutdownGraceMs: number;
+  drainNoticeMs: number;
   idempotencyEntries: number;
 }
 
@@ -130,6 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxEventLoopDelayMs: e.GRADSERVE_MAX_EVENT_LOOP_DELAY_MS,
       maxHeapBytes: e.GRADSERVE_MAX_HEAP_BYTES,
       shutdownGraceMs: e.GRADSERVE_SHUTDOWN_GRACE_MS,
+      drainNoticeMs: e.GRADSERVE_DRAIN_NOTICE_MS,
       idempotencyEntries: e.GRADSERVE_IDEMPOTENCY_ENTRIES,
     },
   };

@@ -13,10 +13,13 @@ const { app, services } = await buildApp({
   logger: loggerOptions(config),
 });
 
-closeWithGrace({ delay: config.protection.shutdownGraceMs }, async ({ signal, err }) => {
+const { drainNoticeMs, shutdownGraceMs } = config.protection;
+closeWithGrace({ delay: drainNoticeMs + shutdownGraceMs }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, 'shutting down after an error');
   else app.log.info({ signal }, 'draining and shutting down');
   services.state.draining = true;
+  // Still listening: readiness answers 503 until the balancer has seen it (not after an error).
+  if (!err && drainNoticeMs > 0) await new Promise((r) => setTimeout(r, drainNoticeMs));
   // fastify closes the connections that are idle when close starts; a keep-alive connection that
   // was mid-request then and idle later would hold the server open until the grace period ends.
   const sweep = setInterval(() => app.server.closeIdleConnections(), 100);

@@ -101,6 +101,19 @@ describe('shutdown', () => {
     probe.destroy();
   });
 
+  it('after SIGTERM, readiness reads 503 on new connections for the drain notice, then the process exits 0', { timeout: 30000 }, async () => {
+    const srv = await spawnServer({ GRADSERVE_DRAIN_NOTICE_MS: '3000' });
+    onTestFinished(() => { if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL'); });
+    expect((await call(srv.url, 'GET', '/readyz')).status).toBe(200);
+    const exited = new Promise<number | null>((r) => srv.proc.once('exit', (code) => r(code)));
+    srv.proc.kill('SIGTERM');
+    for (let i = 0; i < 100 && !/draining and shutting down/.test(srv.output()); i++) await new Promise((r) => setTimeout(r, 20));
+    const during = await send(srv.url, { method: 'GET', path: '/readyz', headers: { connection: 'close' } }, 2000);
+    expect(during.status).toBe(503);
+    expect(JSON.parse(during.body.toString()).status).toBe('draining');
+    expect(await exited).toBe(0);
+  });
+
   it('SIGTERM on an idle server exits 0 promptly', { timeout: 30000 }, async () => {
     const srv = await spawnServer({});
     onTestFinished(() => { if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGKILL'); });
