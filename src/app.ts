@@ -68,7 +68,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
       metrics.quotaRefusals.inc({ limit: String(err.extra.limit ?? err.code) });
     }
   });
-  await registerProtection(app, o.config);
+  await registerProtection(app, o.config, store);
   registerIdempotency(app, o.config.protection.idempotencyEntries);
   await app.register(swagger, {
     openapi: {

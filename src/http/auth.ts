@@ -1,5 +1,6 @@
 /** Resolving `/v1/sessions/{sid}` requests to their session, with the bearer token checked. */
 import type { IncomingHttpHeaders } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
 import type { SessionStore } from '../session/store.js';
 import type { Session } from '../session/session.js';
 
@@ -8,6 +9,17 @@ export function bearer(headers: IncomingHttpHeaders): string | null {
   if (!h) return null;
   const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
   return m ? m[1] : '';
+}
+
+/** The configured API key equal to `given` (compared in constant time), or null. */
+export function matchApiKey(keys: readonly string[], given: unknown): string | null {
+  if (typeof given !== 'string' || !given) return null;
+  const g = Buffer.from(given);
+  for (const k of keys) {
+    const kb = Buffer.from(k);
+    if (kb.length === g.length && timingSafeEqual(kb, g)) return k;
+  }
+  return null;
 }
 
 export function sessionOf(store: SessionStore, req: { params: unknown; headers: IncomingHttpHeaders }): Session {

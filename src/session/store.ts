@@ -62,6 +62,12 @@ export class SessionStore {
     return { session, token };
   }
 
+  /** True when `token` is the token of the live session `id` (for bucketing, before the route runs). */
+  holds(id: string, token: string): boolean {
+    const s = this.sessions.get(id);
+    return !!s && !s.closed && timingSafeEqual(hash(token), s.tokenHash);
+  }
+
   /** The session for `id` if `token` is its token: 404 for an unknown id, 401 for a bad token. */
   authorize(id: string, token: string | null): Session {
     const s = this.sessions.get(id);

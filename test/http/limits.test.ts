@@ -111,6 +111,27 @@ describe('rate limits', () => {
     expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
     await request(srv.url).get('/healthz').expect(200);
   });
+
+  it('made-up tokens, token spellings and wrong API keys share their address\'s bucket; a verified token has its own', async () => {
+    const srv = await server({ GRADSERVE_RATE_LIMIT_MAX: '5', GRADSERVE_RATE_LIMIT_WINDOW_MS: '60000', GRADSERVE_API_KEYS: 'good-key' });
+    const c = await request(srv.url).post('/v1/sessions').set('X-API-Key', 'good-key').expect(201);
+    const path = `/v1/sessions/${c.body.id}/autograd`;
+    const forged = [
+      (r: request.Test) => r.set('Authorization', `Bearer ${Math.random().toString(36).slice(2)}`),
+      (r: request.Test) => r.set('Authorization', `bEaReR   ${c.body.token.toUpperCase()}`),
+      (r: request.Test) => r.set('X-API-Key', `wrong-${Math.random()}`),
+      (r: request.Test) => r.set('Authorization', 'Basic abc'),
+      (r: request.Test) => r,
+    ];
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await forged[i % forged.length](request(srv.url).get(path))).status);
+    expect(statuses.slice(0, 5).every((s) => s === 401)).toBe(true);
+    expect(statuses.slice(5)).toEqual([429, 429, 429, 429, 429]);
+    // The session's own token is verified: its bucket is untouched by the address's.
+    await request(srv.url).get(path).set('Authorization', `Bearer ${c.body.token}`).expect(200);
+    // So is the API key's, for creating sessions.
+    await request(srv.url).post('/v1/sessions').set('X-API-Key', 'good-key').expect(201);
+  });
 });
 
 describe('idempotency', () => {

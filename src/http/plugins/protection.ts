@@ -1,5 +1,6 @@
 /**
- * Back-pressure and rate limits: @fastify/rate-limit per API key, session token or client address,
+ * Back-pressure and rate limits: @fastify/rate-limit per verified credential (a session's token,
+ * or a configured API key) and per client address otherwise,
  * and @fastify/under-pressure on event-loop lag and heap, both answering problem+json with
  * Retry-After. Health and readiness probes are never throttled.
  */
@@ -8,26 +9,35 @@ import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import { hash } from 'node:crypto';
 import type { Config } from '../../config.js';
+import type { SessionStore } from '../../session/store.js';
+import { bearer, matchApiKey } from '../auth.js';
 import { ApiError } from '../../errors.js';
 import { sendProblem } from '../problem.js';
 
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
-function clientKey(req: FastifyRequest): string {
-  const key = req.headers['x-api-key'];
-  if (typeof key === 'string' && key) return `key:${hash('sha256', key, 'hex').slice(0, 16)}`;
-  const auth = req.headers.authorization;
-  if (auth) return `tok:${hash('sha256', auth, 'hex').slice(0, 16)}`;
-  return `ip:${req.ip}`;
+/**
+ * A bucket per credential only once it is verified: otherwise every made-up token or key (or
+ * spelling of the header) would get a fresh bucket of its own.
+ */
+function clientKey(store: SessionStore, apiKeys: readonly string[]) {
+  return (req: FastifyRequest): string => {
+    const sid = (req.params as { sid?: unknown } | undefined)?.sid;
+    const token = typeof sid === 'string' ? bearer(req.headers) : null;
+    if (token && store.holds(sid as string, token)) return `session:${sid as string}`;
+    const key = apiKeys.length ? matchApiKey(apiKeys, req.headers['x-api-key']) : null;
+    if (key) return `key:${hash('sha256', key, 'hex').slice(0, 16)}`;
+    return `ip:${req.ip}`;
+  };
 }
 
-export async function registerProtection(app: FastifyInstance, config: Config): Promise<void> {
+export async function registerProtection(app: FastifyInstance, config: Config, store: SessionStore): Promise<void> {
   const p = config.protection;
   if (p.rateLimitMax > 0) {
     await app.register(rateLimit, {
       max: p.rateLimitMax,
       timeWindow: p.rateLimitWindowMs,
-      keyGenerator: clientKey,
+      keyGenerator: clientKey(store, config.apiKeys),
       errorResponseBuilder: (_req, ctx) => new ApiError('rate_limited', `more than ${ctx.max} requests in ${Math.round(p.rateLimitWindowMs / 1000)} s from this client; retry after ${Math.ceil(ctx.ttl / 1000)} s`, { limit: 'rate', value: ctx.max, retry_after: Math.ceil(ctx.ttl / 1000) }),
     });
   }

@@ -1,25 +1,15 @@
 /** POST /v1/sessions, GET and DELETE /v1/sessions/{sid}. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { CreateSession, Seed, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
-import { sessionOf } from '../auth.js';
+import { sessionOf, matchApiKey } from '../auth.js';
 import { problems } from '../responses.js';
 import { sessionInfo } from '../../session/service.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
-import { timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 
 const errors = problems(401, 404, 413, 415);
 
-function matchKey(keys: string[], given: string | undefined): string | null {
-  if (!given) return null;
-  const g = Buffer.from(given);
-  for (const k of keys) {
-    const kb = Buffer.from(k);
-    if (kb.length === g.length && timingSafeEqual(kb, g)) return k;
-  }
-  return null;
-}
 
 export const sessionRoutes = (svc: Services): FastifyPluginAsyncZod => async (app) => {
   app.post('/v1/sessions', {
@@ -32,7 +22,7 @@ export const sessionRoutes = (svc: Services): FastifyPluginAsyncZod => async (ap
   }, async (req, reply) => {
     let apiKey: string | null = null;
     if (svc.config.apiKeys.length) {
-      apiKey = matchKey(svc.config.apiKeys, req.headers['x-api-key'] as string | undefined);
+      apiKey = matchApiKey(svc.config.apiKeys, req.headers['x-api-key']);
       if (!apiKey) throw fail('unauthorized', 'creating a session needs a valid API key in the X-API-Key header');
     }
     const minted = req.headers['x-gradserve-session-id'];
