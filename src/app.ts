@@ -69,7 +69,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     }
   });
   await registerProtection(app, o.config, store);
-  registerIdempotency(app, o.config.protection.idempotencyEntries);
+  registerIdempotency(app, o.config.protection.idempotencyEntries, store, o.config.apiKeys);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

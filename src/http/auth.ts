@@ -22,6 +22,19 @@ export function matchApiKey(keys: readonly string[], given: unknown): string | n
   return null;
 }
 
+/**
+ * The caller's credential once verified, as a stable string: the session whose token the request
+ * carries (on a session's route), or the configured API key it carries; null for anything else.
+ * Buckets and idempotency records are keyed by it, never by what a client merely claims.
+ */
+export function verifiedCredential(store: SessionStore, apiKeys: readonly string[], req: { params?: unknown; headers: IncomingHttpHeaders }): string | null {
+  const sid = (req.params as { sid?: unknown } | undefined)?.sid;
+  const token = typeof sid === 'string' ? bearer(req.headers) : null;
+  if (token && store.holds(sid as string, token)) return `session:${sid as string}`;
+  const key = apiKeys.length ? matchApiKey(apiKeys, req.headers['x-api-key']) : null;
+  return key === null ? null : `key:${key}`;
+}
+
 export function sessionOf(store: SessionStore, req: { params: unknown; headers: IncomingHttpHeaders }): Session {
   return store.authorize((req.params as { sid: string }).sid, bearer(req.headers));
 }

@@ -169,6 +169,28 @@ describe('idempotency', () => {
     await d.expr('x = nd.array([10])');
     expect((await d.post('/ops', body).set('Idempotency-Key', 'k1').expect(200)).body.outputs.x.data).toEqual([11]);
   });
+
+  it('two clients at one address with one key on POST /v1/sessions get two sessions (no verified credential, no replay)', async () => {
+    const srv = await server({});
+    const a = await request(srv.url).post('/v1/sessions').set('Idempotency-Key', 'same').send({}).expect(201);
+    const b = await request(srv.url).post('/v1/sessions').set('Idempotency-Key', 'same').send({}).expect(201);
+    expect(b.body.id).not.toBe(a.body.id);
+    expect(b.body.token).not.toBe(a.body.token);
+    expect(b.headers['idempotent-replayed']).toBeUndefined();
+  });
+
+  it('with API keys, a retried creation is replayed for the same key only', async () => {
+    const srv = await server({ GRADSERVE_API_KEYS: 'alice,bob' });
+    const a1 = await request(srv.url).post('/v1/sessions').set('X-API-Key', 'alice').set('Idempotency-Key', 'k').send({}).expect(201);
+    const a2 = await request(srv.url).post('/v1/sessions').set('X-API-Key', 'alice').set('Idempotency-Key', 'k').send({}).expect(201);
+    expect(a2.body.id).toBe(a1.body.id);
+    expect(a2.headers['idempotent-replayed']).toBe('true');
+    const b = await request(srv.url).post('/v1/sessions').set('X-API-Key', 'bob').set('Idempotency-Key', 'k').send({}).expect(201);
+    expect(b.body.id).not.toBe(a1.body.id);
+    // A forged bearer token is no credential: a session's route with one is never replayed from another's record.
+    const forged = await request(srv.url).post(`/v1/sessions/${a1.body.id}/ops`).set('Authorization', 'Bearer forged').set('Idempotency-Key', 'k').send({ expr: 'x = nd.ones((1,))' });
+    expect(forged.status).toBe(401);
+  });
 });
 
 describe('metrics', () => {

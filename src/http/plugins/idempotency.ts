@@ -1,13 +1,17 @@
 /**
  * Idempotency-Key on the POSTs that change state: a retry with the same key and body replays the
  * stored answer; the same key with another body is 422; a key whose first request is still
- * running is 409. Keys are scoped by the caller's credentials, so one client can never replay
- * another's answer.
+ * running is 409. Keys are scoped by the caller's verified credential (a session's token, or an API
+ * key), so one client can never replay another's answer; a request with no verified credential
+ * (creating a session on a server without API keys) is run as if it had no key, since clients
+ * behind one address are not one client.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { createHash } from 'node:crypto';
 import { ApiError } from '../../errors.js';
 import { sendProblem } from '../problem.js';
+import { verifiedCredential } from '../auth.js';
+import type { SessionStore } from '../../session/store.js';
 
 interface Entry {
   bodyHash: string;
@@ -21,14 +25,15 @@ const ROUTES = [/^\/v1\/sessions$/, /^\/v1\/sessions\/[^/]+\/(ops|backward|grad)
 
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 
-export function registerIdempotency(app: FastifyInstance, maxEntries: number): void {
+export function registerIdempotency(app: FastifyInstance, maxEntries: number, store: SessionStore, apiKeys: readonly string[]): void {
   const entries = new Map<string, Entry>();
   const keyOf = (req: FastifyRequest): string | null => {
     const k = req.headers['idempotency-key'];
     if (req.method !== 'POST' || typeof k !== 'string' || !k) return null;
     const path = req.url.split('?')[0];
     if (!ROUTES.some((r) => r.test(path))) return null;
-    const who = `${req.headers.authorization ?? ''}|${req.headers['x-api-key'] ?? ''}|${req.ip}`;
+    const who = verifiedCredential(store, apiKeys, req);
+    if (who === null) return null;
     return sha(`${sha(who)}|${path}|${k}`);
   };
 

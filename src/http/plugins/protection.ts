@@ -10,7 +10,7 @@ import underPressure from '@fastify/under-pressure';
 import { hash } from 'node:crypto';
 import type { Config } from '../../config.js';
 import type { SessionStore } from '../../session/store.js';
-import { bearer, matchApiKey } from '../auth.js';
+import { verifiedCredential } from '../auth.js';
 import { ApiError } from '../../errors.js';
 import { sendProblem } from '../problem.js';
 
@@ -22,12 +22,8 @@ const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
  */
 function clientKey(store: SessionStore, apiKeys: readonly string[]) {
   return (req: FastifyRequest): string => {
-    const sid = (req.params as { sid?: unknown } | undefined)?.sid;
-    const token = typeof sid === 'string' ? bearer(req.headers) : null;
-    if (token && store.holds(sid as string, token)) return `session:${sid as string}`;
-    const key = apiKeys.length ? matchApiKey(apiKeys, req.headers['x-api-key']) : null;
-    if (key) return `key:${hash('sha256', key, 'hex').slice(0, 16)}`;
-    return `ip:${req.ip}`;
+    const who = verifiedCredential(store, apiKeys, req);
+    return who === null ? `ip:${req.ip}` : hash('sha256', who, 'hex').slice(0, 24);
   };
 }
 
