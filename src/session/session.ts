@@ -225,30 +225,35 @@ export class Session {
     const nodes = new Set<Node>();
     const stack: NDArray[] = [...this.names.values()];
     const seenArrays = new Set<NDArray>();
-    const visitNode = (n: Node) => {
-      if (nodes.has(n) || n.freed) return;
-      nodes.add(n);
-      for (const v of n.x) if (v instanceof NDArray) stack.push(v);
-      for (const v of n.y) if (v) stack.push(v);
-      for (const e of n.inputs) {
-        if (!e) continue;
-        if ('leaf' in e) stack.push(e.leaf);
-        else visitNode(e.node);
-      }
-    };
+    // Two explicit stacks, arrays and nodes, never recursion: a recorded chain can be as long as
+    // the tape-node quota, far deeper than the call stack.
+    const nodeStack: Node[] = [];
     for (const r of extraRoots) {
       if (r instanceof NDArray) stack.push(r);
-      else visitNode(r);
+      else nodeStack.push(r);
     }
-    while (stack.length) {
+    while (stack.length || nodeStack.length) {
+      const n = nodeStack.pop();
+      if (n) {
+        if (nodes.has(n) || n.freed) continue;
+        nodes.add(n);
+        for (const v of n.x) if (v instanceof NDArray) stack.push(v);
+        for (const v of n.y) if (v) stack.push(v);
+        for (const e of n.inputs) {
+          if (!e) continue;
+          if ('leaf' in e) stack.push(e.leaf);
+          else nodeStack.push(e.node);
+        }
+        continue;
+      }
       const a = stack.pop()!;
       if (seenArrays.has(a)) continue;
       seenArrays.add(a);
       live.add(a.storage);
       const g = gradOf(a);
       if (g) stack.push(g);
-      const n = nodeOf(a);
-      if (n) visitNode(n);
+      const made = nodeOf(a);
+      if (made) nodeStack.push(made);
     }
     for (const [id, t] of this.tapes) {
       // Compacted in place: a tape may hold more nodes than a spread's argument limit.
