@@ -36,6 +36,22 @@ export class SessionMemory implements Allocator {
     private readonly maxFlops = Infinity,
   ) {}
 
+  /**
+   * Dimensions are non-negative integers whose product, counting a 0 as 1, stays within the
+   * element limit: an empty array of shape [0, 2^31, 2^31] holds nothing, but its strides would
+   * overflow what kernels index with.
+   */
+  private checkShape(shape: readonly number[]): void {
+    let extent = 1;
+    for (const d of shape) {
+      if (!Number.isSafeInteger(d) || d < 0) throw fail('invalid_argument', `shape ${shapeStr(shape)} has a dimension that is not a non-negative integer`);
+      extent *= Math.max(d, 1);
+    }
+    if (extent > this.maxElements) {
+      throw fail('array_too_large', `shape ${shapeStr(shape)} spans ${extent} elements counting its empty axes as 1; the limit is ${this.maxElements} (GRADSERVE_MAX_ARRAY_ELEMENTS)`, { limit: 'array_elements', value: extent });
+    }
+  }
+
   checkFlops(flops: number, what: string): void {
     if (flops > this.maxFlops) {
       throw fail('array_too_large', `this ${what} needs ${flops} multiply-adds; the limit is ${this.maxFlops} (GRADSERVE_MAX_KERNEL_FLOPS). Split it into smaller products`, { limit: 'kernel_flops', value: flops });
@@ -43,9 +59,7 @@ export class SessionMemory implements Allocator {
   }
 
   alloc(dtype: DType, shape: readonly number[]): NDArray {
-    for (const d of shape) {
-      if (!Number.isSafeInteger(d) || d < 0) throw fail('invalid_argument', `shape ${shapeStr(shape)} has a dimension that is not a non-negative integer`);
-    }
+    this.checkShape(shape);
     const n = sizeOf(shape);
     if (n > this.maxElements) {
       throw fail('array_too_large', `an array of shape ${shapeStr(shape)} has ${n} elements; the limit is ${this.maxElements} (GRADSERVE_MAX_ARRAY_ELEMENTS)`, { limit: 'array_elements', value: n });
@@ -68,6 +82,7 @@ export class SessionMemory implements Allocator {
   }
 
   view(of: NDArray, shape: readonly number[]): NDArray {
+    this.checkShape(shape);
     return new NDArray(of.storage, shape, of.dtype);
   }
 
