@@ -18,8 +18,8 @@
 import { createRequire } from 'node:module';
 import { BINARY_KERNELS, REDUCE_KERNELS, UNARY_KERNELS, type Backend, type DType, type Storage, type View } from './backend.js';
 
-/** What the addon exports (src/native/addon.cc). */
-interface RawAddon {
+/** What the addon exports (src/native/addon.cc): its diagnostics (NativeAddon, below) and these. */
+interface RawAddon extends NativeAddon {
   setCommandBuffer(commands: Float64Array): void;
   run(n: number): void;
   writeBytes(h: number, bytes: Uint8Array): void;
@@ -27,15 +27,6 @@ interface RawAddon {
   writeNumbers(h: number, data: ArrayLike<number>): void;
   readNumbers(h: number): Float64Array;
   flush(stream?: number): Promise<void>;
-  sync(): void;
-  pendingWork(): number;
-  setInlineLimit(limit: number): number;
-  abi(): Abi;
-  nativeBytesLive(): number;
-  getThreads(): number;
-  setThreads(n: number): number;
-  simdLevel(): string;
-  setSimdCap(level: string): string;
 }
 
 /** Diagnostics and tuning knobs of the addon (tests and benchmarks); each runs pending commands first. */
@@ -365,30 +356,31 @@ function free(s: Storage): void {
   scheduleRun();
 }
 
+/** copyStrided and scatterAddStrided: one layout (x, the view, out); the view is x's or out's. */
+function strided(opcode: number, x: Storage, v: View, vname: string, out: Storage): void {
+  const [p] = readViews([v], [vname]);
+  const hx = handle(x, 'x'), o = handle(out, 'out');
+  const c = begin(opcode, 4 + VIEW_ROOM);
+  put(hx); putView(p); put(o);
+  end(c);
+  issued();
+}
+
+/** A data transfer: it bypasses the command buffer, so every pending command runs first. */
+function direct<T>(s: Storage, call: (a: RawAddon, h: number) => T): T {
+  const h = handle(s, 's');
+  run();
+  return call(addon(), h);
+}
+
 export const nativeBackend: Backend = {
   name: 'native',
   alloc,
   free,
-  writeBytes(s, bytes) {
-    const h = handle(s, 's');
-    run();
-    addon().writeBytes(h, bytes);
-  },
-  readBytes(s) {
-    const h = handle(s, 's');
-    run();
-    return addon().readBytes(h);
-  },
-  writeNumbers(s, data) {
-    const h = handle(s, 's');
-    run();
-    addon().writeNumbers(h, data);
-  },
-  readNumbers(s) {
-    const h = handle(s, 's');
-    run();
-    return addon().readNumbers(h);
-  },
+  writeBytes: (s, bytes) => direct(s, (a, h) => a.writeBytes(h, bytes)),
+  readBytes: (s) => direct(s, (a, h) => a.readBytes(h)),
+  writeNumbers: (s, data) => direct(s, (a, h) => a.writeNumbers(h, data)),
+  readNumbers: (s) => direct(s, (a, h) => a.readNumbers(h)),
   fill(out, value) {
     const o = handle(out, 'out');
     const c = begin(FILL, 4);
@@ -457,22 +449,8 @@ export const nativeBackend: Backend = {
     end(c);
     issued();
   },
-  copyStrided(x, xv, out) {
-    const [p] = readViews([xv], ['xv']);
-    const hx = handle(x, 'x'), o = handle(out, 'out');
-    const c = begin(COPY_STRIDED, 4 + VIEW_ROOM);
-    put(hx); putView(p); put(o);
-    end(c);
-    issued();
-  },
-  scatterAddStrided(x, out, ov) {
-    const [p] = readViews([ov], ['ov']);
-    const hx = handle(x, 'x'), o = handle(out, 'out');
-    const c = begin(SCATTER_ADD, 4 + VIEW_ROOM);
-    put(hx); put(o); putView(p);
-    end(c);
-    issued();
-  },
+  copyStrided: (x, xv, out) => strided(COPY_STRIDED, x, xv, 'xv', out),
+  scatterAddStrided: (x, out, ov) => strided(SCATTER_ADD, x, ov, 'ov', out),
   reduce(op, x, shape, axes, out) {
     const k = opIndex(REDUCE_INDEX, 'reduce', op);
     const sh = intList(shape, 'shape');

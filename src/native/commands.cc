@@ -41,6 +41,15 @@ class Fields {
     for (int d = 0; d < v.rank; d++) v.strides[d] = integer(name, -kMaxIndex, kMaxIndex);
     return v;
   }
+  // A buffer read through a strided view: what broadcasting commands take for each operand.
+  struct Viewed {
+    BlockRef block;
+    View view;
+  };
+  Viewed viewed(const char* block_name, const char* view_name) {
+    BlockRef b = block(block_name);
+    return {b, view(view_name)};
+  }
   // A count-prefixed list of at most kMaxRank integers.
   int list(const char* name, int64_t* out, int64_t lo, int64_t hi) {
     const int len = static_cast<int>(integer(name, 0, kMaxRank));
@@ -122,13 +131,11 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
     }
     case Cmd::Binary: {
       const Binary op = f.op<Binary>(kBinaryCount);
-      BlockRef a = f.block("a");
-      const View av = f.view("av");
-      BlockRef b = f.block("b");
-      const View bv = f.view("bv");
+      const auto a = f.viewed("a", "av");
+      const auto b = f.viewed("b", "bv");
       BlockRef o = f.block("out");
       f.end();
-      s.submit(binary(op, a->buf(), av, b->buf(), bv, o->buf()), {&a, &b}, {&o});
+      s.submit(binary(op, a.block->buf(), a.view, b.block->buf(), b.view, o->buf()), {&a.block, &b.block}, {&o});
       return;
     }
     case Cmd::BinaryScalar: {
@@ -142,15 +149,12 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       return;
     }
     case Cmd::Where: {
-      BlockRef c = f.block("cond");
-      const View cv = f.view("cv");
-      BlockRef a = f.block("a");
-      const View av = f.view("av");
-      BlockRef b = f.block("b");
-      const View bv = f.view("bv");
+      const auto c = f.viewed("cond", "cv");
+      const auto a = f.viewed("a", "av");
+      const auto b = f.viewed("b", "bv");
       BlockRef o = f.block("out");
       f.end();
-      s.submit(where(c->buf(), cv, a->buf(), av, b->buf(), bv, o->buf()), {&c, &a, &b}, {&o});
+      s.submit(where(c.block->buf(), c.view, a.block->buf(), a.view, b.block->buf(), b.view, o->buf()), {&c.block, &a.block, &b.block}, {&o});
       return;
     }
     case Cmd::CopyStrided: {
@@ -162,8 +166,10 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       return;
     }
     case Cmd::ScatterAdd: {
-      BlockRef x = f.block("x"), o = f.block("out");
+      // Laid out as CopyStrided is (x, a view, out); here the view is out's.
+      BlockRef x = f.block("x");
       const View ov = f.view("ov");
+      BlockRef o = f.block("out");
       f.end();
       // out is read as well as written (it accumulates).
       s.submit(scatter_add_strided(x->buf(), o->buf(), ov), {&x, &o}, {&o});

@@ -77,32 +77,24 @@ GS_AVX2_INLINE __m256 exp8f(__m256 x) {
 }
 
 template <class T> struct Vec;
-template <> struct Vec<double> {
-  using V = __m256d;
-  static constexpr int W = 4;
-  GS_AVX2_INLINE V load(const double* p) { return _mm256_loadu_pd(p); }
-  GS_AVX2_INLINE V bcast(const double* p) { return _mm256_broadcast_sd(p); }
-  GS_AVX2_INLINE void stream(double* p, V v) { _mm256_stream_pd(p, v); }
-  template <Binary op> GS_AVX2_INLINE V apply(V a, V b) {
-    if constexpr (op == Binary::add) return _mm256_add_pd(a, b);
-    else if constexpr (op == Binary::sub) return _mm256_sub_pd(a, b);
-    else if constexpr (op == Binary::mul) return _mm256_mul_pd(a, b);
-    else return _mm256_div_pd(a, b);
+// One specialisation per dtype, over the intrinsics _mm256_op_SUFFIX.
+#define GS_AVX2_VEC(TYPE, VEC, WIDTH, SUFFIX)                                            \
+  template <> struct Vec<TYPE> {                                                         \
+    using V = VEC;                                                                       \
+    static constexpr int W = WIDTH;                                                      \
+    GS_AVX2_INLINE V load(const TYPE* p) { return _mm256_loadu_##SUFFIX(p); }            \
+    GS_AVX2_INLINE V bcast(const TYPE* p) { return _mm256_set1_##SUFFIX(*p); }           \
+    GS_AVX2_INLINE void stream(TYPE* p, V v) { _mm256_stream_##SUFFIX(p, v); }           \
+    template <Binary op> GS_AVX2_INLINE V apply(V a, V b) {                              \
+      if constexpr (op == Binary::add) return _mm256_add_##SUFFIX(a, b);                 \
+      else if constexpr (op == Binary::sub) return _mm256_sub_##SUFFIX(a, b);            \
+      else if constexpr (op == Binary::mul) return _mm256_mul_##SUFFIX(a, b);            \
+      else return _mm256_div_##SUFFIX(a, b);                                             \
+    }                                                                                    \
   }
-};
-template <> struct Vec<float> {
-  using V = __m256;
-  static constexpr int W = 8;
-  GS_AVX2_INLINE V load(const float* p) { return _mm256_loadu_ps(p); }
-  GS_AVX2_INLINE V bcast(const float* p) { return _mm256_broadcast_ss(p); }
-  GS_AVX2_INLINE void stream(float* p, V v) { _mm256_stream_ps(p, v); }
-  template <Binary op> GS_AVX2_INLINE V apply(V a, V b) {
-    if constexpr (op == Binary::add) return _mm256_add_ps(a, b);
-    else if constexpr (op == Binary::sub) return _mm256_sub_ps(a, b);
-    else if constexpr (op == Binary::mul) return _mm256_mul_ps(a, b);
-    else return _mm256_div_ps(a, b);
-  }
-};
+GS_AVX2_VEC(double, __m256d, 4, pd);
+GS_AVX2_VEC(float, __m256, 8, ps);
+#undef GS_AVX2_VEC
 
 // add/sub/mul/div with non-temporal stores, for outputs far larger than the caches: the output
 // lines are not read first (no write-allocate), which saves a quarter of the memory traffic.

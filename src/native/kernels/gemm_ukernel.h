@@ -22,3 +22,20 @@ MicroKernels micro_kernels_avx2();
 MicroKernels micro_kernels_avx512();
 
 }  // namespace gs
+
+// The vector traits gemm_ukernel.inl is written against, for one dtype of one instruction set:
+// NAME(T, V, W) over intrinsics PREFIX_op_SUFFIX (`_mm256_loadu_pd`), with the broadcast and the
+// multiply-add given whole since instruction sets spell them differently (SSE2 has no FMA). Each
+// file defines GS_UK_INLINE (its target attribute) before expanding it.
+#define GS_UK_TRAITS(NAME, TYPE, VEC, WIDTH, PREFIX, SUFFIX, BCAST, FMA)               \
+  struct NAME {                                                                        \
+    using T = TYPE;                                                                    \
+    using V = VEC;                                                                     \
+    static constexpr int W = WIDTH;                                                    \
+    GS_UK_INLINE V zero() { return PREFIX##_setzero_##SUFFIX(); }                      \
+    GS_UK_INLINE V load(const T* p) { return PREFIX##_loadu_##SUFFIX(p); }             \
+    GS_UK_INLINE V bcast(const T* p) { return BCAST; }                                 \
+    GS_UK_INLINE V fma(V a, V b, V c) { return FMA; }                                  \
+    GS_UK_INLINE V add(V a, V b) { return PREFIX##_add_##SUFFIX(a, b); }               \
+    GS_UK_INLINE void store(T* p, V v) { PREFIX##_storeu_##SUFFIX(p, v); }             \
+  }

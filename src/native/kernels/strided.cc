@@ -2,27 +2,48 @@
 
 #include <cstring>
 #include <memory>
+#include <string>
+#include <type_traits>
 
 #include "kernels/layout.h"
 #include "kernels/threads.h"
 
 namespace gs {
 
+namespace {
+
+// Both kernels walk one strided view of `viewed` against a contiguous buffer of the view's size:
+// the checks and the plan are the same, only the direction of the copy differs.
+std::shared_ptr<const Plan<1>> view_plan(const Buf& viewed, const View& v, const char* vname, const Buf& dense,
+                                         const char* what) {
+  same_dtype(viewed, dense, what);
+  check_view(viewed.length, v, vname);
+  if (numel(v.shape, v.rank) != dense.length) fail(std::string(what) + ": the contiguous buffer's length does not match the view shape");
+  if (dense.length == 0) return nullptr;
+  const int64_t* strides[1] = {v.strides};
+  const int64_t offsets[1] = {v.offset};
+  return std::make_shared<const Plan<1>>(make_plan<1>(v.shape, v.rank, strides, offsets));
+}
+
+// The Work of a kernel between x and out through one plan: body(plan, x's data, out's data),
+// typed by the dtype (both have it).
+template <class Body>
+Work plan_work(std::shared_ptr<const Plan<1>> plan, const Buf& x, const Buf& out, double cost, Body body) {
+  return {[plan, x, out, body] {
+    with_dtype(x.dtype, [&](auto t) {
+      using T = decltype(t);
+      body(*plan, x.as<T>(), out.as<T>());
+    });
+  }, cost};
+}
+
+}  // namespace
+
 Work copy_strided(const Buf& x_, const View& xv, const Buf& out_) {
-  same_dtype(x_, out_, "copyStrided");
-  check_view(x_.length, xv, "x");
-  if (numel(xv.shape, xv.rank) != out_.length) fail("copyStrided: out length does not match the view shape");
-  if (out_.length == 0) return {};
-  const int64_t* strides[1] = {xv.strides};
-  const int64_t offsets[1] = {xv.offset};
-  auto plan = std::make_shared<Plan<1>>(make_plan<1>(xv.shape, xv.rank, strides, offsets));
-  const Buf x = x_, out = out_;
-  return {[plan, x, out] {
-  const Plan<1>& p = *plan;
-  with_dtype(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    const T* src = x.as<T>();
-    T* o = out.as<T>();
+  auto plan = view_plan(x_, xv, "x", out_, "copyStrided");
+  if (!plan) return {};
+  return plan_work(plan, x_, out_, double(out_.length), [](const Plan<1>& p, const auto* src, auto* o) {
+    using T = std::remove_pointer_t<decltype(o)>;
     parallel_for(p.size, kGrain, [&](int64_t lo, int64_t hi) {
       walk(p, lo, hi, [&](int64_t i, int64_t cnt, const int64_t* off, const int64_t* in) {
         const T* s = src + off[0];
@@ -38,24 +59,13 @@ Work copy_strided(const Buf& x_, const View& xv, const Buf& out_) {
       });
     });
   });
-  }, double(out_.length)};
 }
 
 Work scatter_add_strided(const Buf& x_, const Buf& out_, const View& ov) {
-  same_dtype(x_, out_, "scatterAddStrided");
-  check_view(out_.length, ov, "out");
-  if (numel(ov.shape, ov.rank) != x_.length) fail("scatterAddStrided: x length does not match the view shape");
-  if (x_.length == 0) return {};
-  const int64_t* strides[1] = {ov.strides};
-  const int64_t offsets[1] = {ov.offset};
-  auto plan = std::make_shared<Plan<1>>(make_plan<1>(ov.shape, ov.rank, strides, offsets));
-  const Buf x = x_, out = out_;
-  return {[plan, x, out] {
-  const Plan<1>& p = *plan;
-  with_dtype(x.dtype, [&](auto t) {
-    using T = decltype(t);
-    const T* src = x.as<T>();
-    T* o = out.as<T>();
+  auto plan = view_plan(out_, ov, "out", x_, "scatterAddStrided");
+  if (!plan) return {};
+  return plan_work(plan, x_, out_, double(x_.length), [](const Plan<1>& p, const auto* src, auto* o) {
+    using T = std::remove_pointer_t<decltype(o)>;
     // Serial and in row-major order: a view with zero strides sends several x elements to one
     // out element, and the sum must be taken in the reference's order.
     walk(p, 0, p.size, [&](int64_t i, int64_t cnt, const int64_t* off, const int64_t* in) {
@@ -70,7 +80,6 @@ Work scatter_add_strided(const Buf& x_, const Buf& out_, const View& ov) {
       }
     });
   });
-  }, double(x_.length)};
 }
 
 }  // namespace gs
