@@ -109,8 +109,8 @@ def grad(heads, variables, head_grads=None, retain_graph=None, create_graph: boo
          train_mode: bool = True):
     """The gradients of `heads` with respect to `variables`, as new arrays (`.grad` untouched).
 
-    Returns one NDArray when `variables` is one NDArray, else a list aligned with it."""
-    single = isinstance(variables, NDArray)
+    Returns a list aligned with `variables`, even for one NDArray, as MXNet 1.x does (its own tests
+    write `autograd.grad(y, x)[0]`)."""
     heads = _as_list(heads)
     variables = _as_list(variables)
     client = _client_of(heads, variables)
@@ -140,7 +140,7 @@ def grad(heads, variables, head_grads=None, retain_graph=None, create_graph: boo
         desc.setdefault('shape', v.shape)
         desc.setdefault('dtype', v._dtype)
         result.append(NDArray._from_desc(client, desc))
-    return result[0] if single else result
+    return result
 
 
 class TapeDrawing:

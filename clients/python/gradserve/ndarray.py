@@ -529,7 +529,8 @@ def _nullable_exact(s) -> bool:
 def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None):
     """Runs one server op: positional arguments fill the op's `inputs`, then its `positional`
     attributes (as listed by GET /v1/ops); keywords name inputs or attributes. `out=` writes into an
-    existing NDArray in place. Returns the output NDArray (or a float for `asscalar`)."""
+    existing NDArray in place. Returns the output NDArray, a list of them for an op with several
+    outputs (split, SliceChannel), or a float for `asscalar`."""
     if client is None:
         client = next((a._client for a in list(args) + list(kwargs.values()) if isinstance(a, NDArray)), None)
         if client is None:
@@ -603,24 +604,28 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
     except BaseException:
         client.give_back(name)
         raise
-    desc = answer.get('outputs', {}).get(name)
+    outputs = answer.get('outputs', {})
+    desc = outputs.get(name)
     if desc is None:
         desc = {'name': name, 'shape': [], 'dtype': 'float32'}
     del keep
-    return NDArray._from_desc(client, desc)
+    first = NDArray._from_desc(client, desc)
+    # The server binds an op's further outputs to names of its own, in output order.
+    rest = [NDArray._from_desc(client, d) for n, d in outputs.items() if n != name]
+    return [first] + rest if rest else first
 
 
 def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray:
     """An NDArray holding `source` (nested lists, a number, a numpy array or an NDArray).
 
-    dtype defaults to the numpy array's float dtype, else float32 (as MXNet)."""
+    dtype defaults to float32 unless `source` is an NDArray, whatever a numpy source's dtype (as
+    MXNet 1.x: `nd.array(np.zeros(3))` is float32)."""
     client = client or (source._client if isinstance(source, NDArray) else None) or get_client()
     if isinstance(source, NDArray):
         a = _invoke('copy', [source], {}, client=client)
         return a.astype(dtype) if dtype is not None and _dtype_name(dtype) != a._dtype else a
     if np is not None and isinstance(source, np.ndarray):
-        dt = _dtype_name(dtype) if dtype is not None else (
-            source.dtype.name if source.dtype.name in _STRUCT else 'float32')
+        dt = _dtype_name(dtype) if dtype is not None else 'float32'
         arr = np.ascontiguousarray(source, dtype=np.dtype(dt).newbyteorder('<'))
         shape = tuple(arr.shape) or (1,)
         if arr.size <= INLINE_MAX and bool(np.isfinite(arr).all()):

@@ -122,6 +122,26 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(len(x), 3)
         self.assertEqual([r.tolist() for r in nd.arange(4).reshape((2, 2))], [[0, 1], [2, 3]])
 
+    def test_ops_with_several_outputs_return_them_all(self):
+        x = nd.arange(12).reshape((2, 6))
+        a, b, c = nd.split(x, num_outputs=3)
+        self.assertList(a, [[0, 1], [6, 7]])
+        self.assertList(c, [[4, 5], [10, 11]])
+        parts = x.split(num_outputs=2, axis=1)
+        self.assertEqual([p.shape for p in parts], [(2, 3), (2, 3)])
+        rows = nd.split(x, num_outputs=2, axis=0, squeeze_axis=True)
+        self.assertList(rows[1], [6, 7, 8, 9, 10, 11])
+        # One output: an NDArray, not a list of one.
+        self.assertIsInstance(nd.split(x, num_outputs=1), gradserve.NDArray)
+        # The parts differentiate like any array.
+        w = nd.arange(4)
+        w.attach_grad()
+        with autograd.record():
+            p, q = nd.split(w, num_outputs=2, axis=0)
+            y = (p * 2 + q * 3).sum()
+        y.backward()
+        self.assertList(w.grad, [2, 2, 3, 3])
+
     def test_reductions_and_method_fallback(self):
         x = nd.arange(6).reshape((2, 3))
         self.assertEqual(x.sum().asscalar(), 15)
@@ -148,8 +168,12 @@ class ClientTest(unittest.TestCase):
                 nd.arange(3).asnumpy()
             return
         a = np.arange(20, dtype=np.float64).reshape(4, 5)
+        # MXNet 1.x: a numpy source becomes float32 unless dtype is given.
         x = nd.array(a)
-        self.assertEqual(str(x.dtype), str(np.float64))
+        self.assertEqual(str(x.dtype), str(np.float32))
+        self.assertEqual(str(nd.array(a, dtype='float64').dtype), str(np.float64))
+        self.assertEqual(str(nd.array(a, dtype=np.float64).dtype), str(np.float64))
+        self.assertEqual(str(nd.array(nd.array(a, dtype='float64')).dtype), str(np.float64))
         self.assertTrue((x.asnumpy() == a).all())
         self.assertTrue((np.asarray(x * 2) == a * 2).all())
         self.assertEqual(nd.array(np.ones(3, dtype=np.int64)).dtype, np.float32)
@@ -256,8 +280,10 @@ class ClientTest(unittest.TestCase):
         with autograd.record():
             y = (x ** 3).sum()
         g = autograd.grad(y, x, create_graph=True, retain_graph=True)
-        self.assertIsInstance(g, gradserve.NDArray)
-        self.assertList(g, [3, 12, 27])
+        # A list even for one variable, as MXNet 1.x: `autograd.grad(y, x)[0]` is the gradient.
+        self.assertIsInstance(g, list)
+        self.assertEqual(len(g), 1)
+        self.assertList(g[0], [3, 12, 27])
         self.assertList(x.grad, [0, 0, 0])  # .grad untouched
         gl = autograd.grad([y], [x], retain_graph=True)
         self.assertIsInstance(gl, list)
