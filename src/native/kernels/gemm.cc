@@ -62,6 +62,17 @@ struct Problem {
   bool ta, tb;
 };
 
+// One sliver from `lines` source lines (rows of A, or columns of B when transposed), each kc
+// long and ld apart, laid out depth-major (width values a step) as the micro-kernel reads it;
+// the lanes past `lines` are zero so edge tiles need no branch in the micro-kernel.
+template <class T>
+inline void pack_depth_major(const T* src, int64_t ld, int lines, int width, int64_t kc, T* dst) {
+  for (int l = 0; l < lines; l++, src += ld)
+    for (int64_t p = 0; p < kc; p++) dst[p * width + l] = src[p];
+  for (int l = lines; l < width; l++)
+    for (int64_t p = 0; p < kc; p++) dst[p * width + l] = T(0);
+}
+
 // Rows [i0, i0+mc) and depth [p0, p0+kc) of op(A), as mr-high slivers (p-major inside).
 template <class T>
 void pack_a(const Problem<T>& P, int64_t i0, int64_t mc, int64_t p0, int64_t kc, int mr, T* dst) {
@@ -75,12 +86,7 @@ void pack_a(const Problem<T>& P, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
         for (int r = rows; r < mr; r++) d[r] = T(0);
       }
     } else {
-      for (int r = 0; r < rows; r++) {
-        const T* src = P.a + (i0 + ir + r) * P.k + p0;
-        for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = src[p];
-      }
-      for (int r = rows; r < mr; r++)
-        for (int64_t p = 0; p < kc; p++) dst[p * mr + r] = T(0);
+      pack_depth_major(P.a + (i0 + ir) * P.k + p0, P.k, rows, mr, kc, dst);
     }
   }
 }
@@ -111,14 +117,8 @@ void pack_b(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc,
   }
   for (int64_t s = jr_lo; s < jr_hi; s++) {
     const int64_t jr = s * nr;
-    T* dst = panel + s * nr * kc;
     const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
-    for (int c = 0; c < cols; c++) {
-      const T* src = P.b + (j0 + jr + c) * P.k + p0;
-      for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = src[p];
-    }
-    for (int c = cols; c < nr; c++)
-      for (int64_t p = 0; p < kc; p++) dst[p * nr + c] = T(0);
+    pack_depth_major(P.b + (j0 + jr) * P.k + p0, P.k, cols, nr, kc, panel + s * nr * kc);
   }
 }
 

@@ -7,7 +7,6 @@ namespace gs {
 namespace {
 
 #define GS_UK_TARGET "avx2,fma"
-#define GS_UK_INLINE __attribute__((target(GS_UK_TARGET), always_inline)) static inline
 
 GS_UK_TRAITS(F64, double, __m256d, 4, _mm256, pd, _mm256_broadcast_sd(p), _mm256_fmadd_pd(a, b, c));
 GS_UK_TRAITS(F32, float, __m256, 8, _mm256, ps, _mm256_broadcast_ss(p), _mm256_fmadd_ps(a, b, c));
@@ -16,11 +15,6 @@ GS_UK_TRAITS(F32, float, __m256, 8, _mm256, ps, _mm256_broadcast_ss(p), _mm256_f
 
 }  // namespace
 
-MicroKernels micro_kernels_avx2() {
-  MicroKernels k;
-  k.f32 = make_micro_kernel<F32, 6, 2>();
-  k.f64 = make_micro_kernel<F64, 6, 2>();
-  return k;
-}
+MicroKernels micro_kernels_avx2() { return make_micro_kernels<F32, F64, 6, 2>(); }
 
 }  // namespace gs

@@ -7,7 +7,6 @@ namespace gs {
 namespace {
 
 #define GS_UK_TARGET "avx512f"
-#define GS_UK_INLINE __attribute__((target(GS_UK_TARGET), always_inline)) static inline
 
 GS_UK_TRAITS(F64, double, __m512d, 8, _mm512, pd, _mm512_set1_pd(*p), _mm512_fmadd_pd(a, b, c));
 GS_UK_TRAITS(F32, float, __m512, 16, _mm512, ps, _mm512_set1_ps(*p), _mm512_fmadd_ps(a, b, c));
@@ -16,11 +15,6 @@ GS_UK_TRAITS(F32, float, __m512, 16, _mm512, ps, _mm512_set1_ps(*p), _mm512_fmad
 
 }  // namespace
 
-MicroKernels micro_kernels_avx512() {
-  MicroKernels k;
-  k.f32 = make_micro_kernel<F32, 12, 2>();
-  k.f64 = make_micro_kernel<F64, 12, 2>();
-  return k;
-}
+MicroKernels micro_kernels_avx512() { return make_micro_kernels<F32, F64, 12, 2>(); }
 
 }  // namespace gs

@@ -7,7 +7,6 @@ namespace gs {
 namespace {
 
 #define GS_UK_TARGET "sse2"
-#define GS_UK_INLINE __attribute__((target(GS_UK_TARGET), always_inline)) static inline
 
 GS_UK_TRAITS(F64, double, __m128d, 2, _mm, pd, _mm_set1_pd(*p), _mm_add_pd(_mm_mul_pd(a, b), c));
 GS_UK_TRAITS(F32, float, __m128, 4, _mm, ps, _mm_set1_ps(*p), _mm_add_ps(_mm_mul_ps(a, b), c));
@@ -16,11 +15,6 @@ GS_UK_TRAITS(F32, float, __m128, 4, _mm, ps, _mm_set1_ps(*p), _mm_add_ps(_mm_mul
 
 }  // namespace
 
-MicroKernels micro_kernels_sse2() {
-  MicroKernels k;
-  k.f32 = make_micro_kernel<F32, 6, 2>();
-  k.f64 = make_micro_kernel<F64, 6, 2>();
-  return k;
-}
+MicroKernels micro_kernels_sse2() { return make_micro_kernels<F32, F64, 6, 2>(); }
 
 }  // namespace gs

@@ -26,7 +26,10 @@ MicroKernels micro_kernels_avx512();
 // The vector traits gemm_ukernel.inl is written against, for one dtype of one instruction set:
 // NAME(T, V, W) over intrinsics PREFIX_op_SUFFIX (`_mm256_loadu_pd`), with the broadcast and the
 // multiply-add given whole since instruction sets spell them differently (SSE2 has no FMA). Each
-// file defines GS_UK_INLINE (its target attribute) before expanding it.
+// file defines GS_UK_TARGET before expanding it: the target attribute, not -march, is what lets
+// one binary hold every instruction set and pick at run time; always_inline because a trait left
+// as a call inside the micro-kernel's loop would cost more than the instruction it wraps.
+#define GS_UK_INLINE __attribute__((target(GS_UK_TARGET), always_inline)) static inline
 #define GS_UK_TRAITS(NAME, TYPE, VEC, WIDTH, PREFIX, SUFFIX, BCAST, FMA)               \
   struct NAME {                                                                        \
     using T = TYPE;                                                                    \

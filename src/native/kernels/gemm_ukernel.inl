@@ -54,3 +54,12 @@ MicroKernel<typename S::T> make_micro_kernel() {
   uk.run = &micro_kernel<S, MR, NV>;
   return uk;
 }
+
+// Both dtypes of an instruction set share its register tile shape (MR rows, NV vectors wide).
+template <class F32, class F64, int MR, int NV>
+MicroKernels make_micro_kernels() {
+  MicroKernels k;
+  k.f32 = make_micro_kernel<F32, MR, NV>();
+  k.f64 = make_micro_kernel<F64, MR, NV>();
+  return k;
+}
