@@ -27,6 +27,14 @@ export interface UnaryRow {
 const { multiply: mul, divide: div, subtract: sub, add } = F;
 const zero: Rule = (g) => F.zeros_like(g);
 
+function scaled(ctx: OpContext, x: NDArray, c: number): NDArray {
+  return ctx.k.binary('mul', x, c, { op: ctx.op });
+}
+
+function cubeRoot(ctx: OpContext, x: NDArray): NDArray {
+  return ctx.k.binary('mul', ctx.k.unary('sign', x), ctx.k.binary('pow', ctx.k.unary('abs', x), 1 / 3, { op: ctx.op }), { op: ctx.op });
+}
+
 const ROWS: UnaryRow[] = [
   { name: 'negative', aliases: ['neg'], kernel: 'neg', doc: 'Elementwise -x.', saves: 'none', vjp: (g) => F.negative(g) },
   { name: 'abs', kernel: 'abs', doc: 'Elementwise |x|.', saves: 'x', vjp: (g, x) => mul(g, F.sign(x)), domain: [0.1, 2] },
@@ -57,6 +65,14 @@ const ROWS: UnaryRow[] = [
   { name: 'floor', kernel: 'floor', doc: 'Elementwise floor (zero gradient).', saves: 'none', vjp: zero },
   { name: 'ceil', kernel: 'ceil', doc: 'Elementwise ceiling (zero gradient).', saves: 'none', vjp: zero },
   { name: 'round', kernel: 'round', doc: 'Elementwise rounding, halves away from zero (zero gradient).', saves: 'none', vjp: zero },
+  // MXNet's log2/log10/cbrt/rcbrt/radians/degrees: composites over existing kernels (no engine change).
+  { name: 'log2', kernel: (ctx, x) => scaled(ctx, ctx.k.unary('log', x), 1 / Math.LN2), doc: 'Elementwise base-2 logarithm.', saves: 'x', vjp: (g, x) => div(g, mul(x, Math.LN2)), domain: [0.2, 3] },
+  { name: 'log10', kernel: (ctx, x) => scaled(ctx, ctx.k.unary('log', x), 1 / Math.LN10), doc: 'Elementwise base-10 logarithm.', saves: 'x', vjp: (g, x) => div(g, mul(x, Math.LN10)), domain: [0.2, 3] },
+  // sign(x)·|x|^(1/3), so that negative inputs have a real cube root as in MXNet.
+  { name: 'cbrt', kernel: (ctx, x) => cubeRoot(ctx, x), doc: 'Elementwise cube root (real for negative x).', saves: 'y', vjp: (g, _x, y) => div(g, mul(3, F.square(y))), domain: [0.2, 3] },
+  { name: 'rcbrt', kernel: (ctx, x) => ctx.k.unary('reciprocal', cubeRoot(ctx, x)), doc: 'Elementwise 1/cbrt(x).', saves: 'y', vjp: (g, _x, y) => mul(g, mul(-1 / 3, F.power(y, 4))), domain: [0.2, 3] },
+  { name: 'radians', kernel: (ctx, x) => scaled(ctx, x, Math.PI / 180), doc: 'Elementwise degrees to radians.', saves: 'none', vjp: (g) => mul(g, Math.PI / 180) },
+  { name: 'degrees', kernel: (ctx, x) => scaled(ctx, x, 180 / Math.PI), doc: 'Elementwise radians to degrees.', saves: 'none', vjp: (g) => mul(g, 180 / Math.PI) },
   {
     name: 'softsign',
     kernel: (ctx, x) => ctx.k.binary('div', x, ctx.k.binary('add', ctx.k.unary('abs', x), 1, { op: ctx.op }), { op: ctx.op }),
