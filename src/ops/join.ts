@@ -1,5 +1,6 @@
 /**
- * Joining and repeating: concat, stack, split, tile, repeat. Joins scatter each input into its
+ * Joining and repeating: concat, stack, split, tile, repeat, and add_n (the elementwise sum of
+ * same-shaped arrays, checked like a join). Joins scatter each input into its
  * place in one zero-initialised output; repeats gather a view with a stride-0 axis. Each gradient
  * is the adjoint: slices for joins, a sum over the repeated axis for repeats.
  */
@@ -81,6 +82,23 @@ defineOp({
     const axis = normAxis(attrs.axis, shapes[0]!.length + 1, { op: 'stack', arg: 'axis' });
     return shapes.map((s, i) => F.reshape(F.slice_axis(g[0], { axis, begin: i, end: i + 1 }), { shape: [...s!] }));
   },
+});
+
+defineOp({
+  name: 'add_n',
+  aliases: ['ElementWiseSum'],
+  doc: 'Elementwise sum of arrays of one shape (no broadcasting, as in MXNet); each input gets the whole gradient.',
+  inputs: ['args'],
+  variadic: true,
+  attrs: z.object({ num_args: z.number().int().min(1).optional() }).strict(),
+  examples: [{ shapes: [[2, 3]] }, { shapes: [[2, 3], [2, 3], [2, 3]] }],
+  forward(ctx, xs, a) {
+    if (a.num_args !== undefined && a.num_args !== xs.length) throw fail('invalid_attribute', `\`num_args\` of \`add_n\` is ${a.num_args} but ${xs.length} arrays were given`, { attribute: 'num_args' });
+    checkJoin('add_n', xs, () => 0, false);
+    // A fresh array even for one input, so the result never aliases an argument.
+    return xs.slice(1).reduce((acc, x) => ctx.k.binary('add', acc, x, { op: ctx.op }), ctx.k.binary('add', xs[0], 0, { op: ctx.op }));
+  },
+  vjp: ({ g, shapes }) => shapes.map(() => g[0]),
 });
 
 defineOp({

@@ -25,3 +25,10 @@ describe('logarithms, roots and angle conversions', () => {
     near(await val(c, 'nd.degrees(nd.array([0, 3.141592653589793, -1.5707963267948966]))'), [0, 180, -90]);
   });
 });
+
+describe('add_n', () => {
+  it('sums arrays of one shape elementwise, and copies a single one', async () => {
+    near(await val(c, 'nd.add_n(nd.array([1, 2]), nd.array([10, 20]), nd.array([100, 200]))'), [111, 222]);
+    near(await val(c, 'nd.ElementWiseSum(nd.array([1, 2]))'), [1, 2]);
+  });
+});
