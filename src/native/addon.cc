@@ -180,6 +180,7 @@ std::vector<double> numbers_arg(const Napi::CallbackInfo& info, size_t i) {
 }
 
 Napi::Value WriteNumbers(const Napi::CallbackInfo& info) {
+  static_assert(kDTypeCount == 2, "the branch below treats every non-float64 buffer as float32");
   std::vector<double> data = numbers_arg(info, 1);
   BlockRef b = block_arg(info, 0, "s");
   Buf s = b->buf();
@@ -196,6 +197,7 @@ Napi::Value WriteNumbers(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ReadNumbers(const Napi::CallbackInfo& info) {
+  static_assert(kDTypeCount == 2, "the branch below treats every non-float64 buffer as float32");
   Buf s = settled(info, block_arg(info, 0, "s"), true)->buf();
   Napi::Float64Array out = Napi::Float64Array::New(info.Env(), static_cast<size_t>(s.length));
   if (s.dtype == DType::F64) {

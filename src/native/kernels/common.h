@@ -8,11 +8,32 @@
 
 namespace gs {
 
+// Thrown for any inconsistent argument; the addon turns it into a JS Error.
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+[[noreturn]] inline void fail(const std::string& msg) { throw KernelError("native backend: " + msg); }
+
 // A dtype's code in commands is its value here.
+// Code that branches on a dtype names every case and fails on any other (never "else = the other
+// float"), and two-way branches elsewhere carry static_assert(kDTypeCount == 2): adding a dtype
+// then stops the build at each place that must learn it, instead of reading its bytes as a float.
 enum class DType : int { F32 = 0, F64 = 1 };
 constexpr int kDTypeCount = 2;
-inline int64_t item_size(DType d) { return d == DType::F32 ? 4 : 8; }
-inline const char* dtype_name(DType d) { return d == DType::F32 ? "float32" : "float64"; }
+inline int64_t item_size(DType d) {
+  switch (d) {
+    case DType::F32: return 4;
+    case DType::F64: return 8;
+  }
+  fail("unknown dtype code " + std::to_string(static_cast<int>(d)));
+}
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::F32: return "float32";
+    case DType::F64: return "float64";
+  }
+  return "unknown";  // only ever printed in a message about the bad code itself
+}
 
 // A live buffer: `length` elements of `dtype` at `data` (null when length is 0).
 struct Buf {
@@ -21,12 +42,6 @@ struct Buf {
   DType dtype;
   template <class T> T* as() const { return static_cast<T*>(data); }
 };
-
-// Thrown for any inconsistent argument; the addon turns it into a JS Error.
-struct KernelError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-[[noreturn]] inline void fail(const std::string& msg) { throw KernelError("native backend: " + msg); }
 
 // Largest element count or |stride| accepted: keeps every offset product inside int64 and
 // every count exactly representable as a JS number.
@@ -59,7 +74,11 @@ struct Work {
 
 // Calls f(T{}) with T the C++ type of d, so one template body serves both dtypes.
 template <class F> inline void with_dtype(DType d, F&& f) {
-  if (d == DType::F32) f(float{}); else f(double{});
+  switch (d) {
+    case DType::F32: f(float{}); return;
+    case DType::F64: f(double{}); return;
+  }
+  fail("unknown dtype code " + std::to_string(static_cast<int>(d)));
 }
 
 }  // namespace gs

@@ -161,6 +161,7 @@ Work cast(const Buf& x, const Buf& out) {
                 });
               }
             } else if (xs.dtype == DType::F32) {
+              static_assert(kDTypeCount == 2, "the cast below knows float32<->float64 only");
               const float* s = xs.as<float>();
               double* d = o.as<double>();
               parallel_for(xs.length, kGrain, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; i++) d[i] = s[i]; });
