@@ -4,6 +4,7 @@ import { defineOp, type OpContext } from './registry.js';
 import { OptDType, Shape } from './attrs.js';
 import { NDArray } from '../engine/ndarray.js';
 import { fail } from '../errors.js';
+import { decodeBase64 } from '../engine/base64.js';
 
 const dt = (ctx: OpContext, d?: 'float32' | 'float64') => d ?? ctx.defaultDtype;
 
@@ -124,4 +125,13 @@ defineOp({
   positional: ['dtype'],
   attrs: z.object({ dtype: OptDType }).strict(),
   forward: (ctx, [x], a) => ctx.k.cast(x, a.dtype ?? x.dtype),
+});
+
+defineOp({
+  name: 'frombuffer',
+  doc: 'An array from little-endian bytes in base64 (`data`), of `shape` and `dtype`: an upload inside a program, as numpy.frombuffer reads bytes.',
+  creation: true,
+  positional: ['data', 'shape', 'dtype'],
+  attrs: z.object({ data: z.string(), shape: Shape, dtype: OptDType }).strict(),
+  forward: (ctx, _x, a) => ctx.k.fromBytes(dt(ctx, a.dtype), a.shape, decodeBase64(a.data, a.shape, dt(ctx, a.dtype), 'data')),
 });

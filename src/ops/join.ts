@@ -103,6 +103,7 @@ defineOp({
 
 defineOp({
   name: 'split',
+  outputCount: 'num_outputs',
   aliases: ['SliceChannel'],
   doc: 'Splits into `num_outputs` equal parts along `axis` (several outputs); squeeze_axis drops that axis when each part has size 1.',
   inputs: ['data'],

@@ -74,6 +74,11 @@ export interface OpDef<A = any> {
    */
   visibleOutputs?: number;
   /**
+   * The attribute that gives how many outputs a call returns (split's num_outputs), for ops whose
+   * count varies; GET /v1/ops lists it so a client can name every output before the call runs.
+   */
+  outputCount?: string;
+  /**
    * Inputs the op writes in place (optimizer updates, BatchNorm's running statistics). The
    * executor refuses them inside record scopes and on arrays a live tape needs.
    */

@@ -7,7 +7,7 @@ import { defineOp, type OpContext } from './registry.js';
 import { Shape } from './attrs.js';
 import { F } from './dispatch.js';
 import { normAxis, broadcastShapes } from '../engine/kernels.js';
-import { contiguousStrides, permutedView } from '../engine/layout.js';
+import { broadcastView, contiguousStrides, permutedView } from '../engine/layout.js';
 import { sizeOf, shapeStr, type NDArray } from '../engine/ndarray.js';
 import type { View } from '../engine/backend.js';
 import { fail } from '../errors.js';
@@ -238,4 +238,36 @@ defineOp({
     return ctx.k.scatter(g, a.shape, v);
   },
   vjp: ({ g, attrs, shapes }) => [F.reshape(F.getitem(g[0], { key: attrs.key }), { shape: [...shapes[0]!] })],
+});
+
+/** 1 where x[key] reads, 0 elsewhere: the region slice_assign writes. */
+const keyMask = (ctx: OpContext, x: NDArray, v: View) => ctx.k.scatter(ctx.k.full(x.dtype, v.shape, 1), x.shape, v);
+
+defineOp({
+  name: 'slice_assign',
+  examples: [
+    { shapes: [[4, 5], [2, 5]], attrs: { key: [{ start: 1, stop: 3 }] } },
+    { shapes: [[4, 5], [1]], attrs: { key: [{ start: null, stop: null }, 0] } },
+  ],
+  aliases: ['setitem', '__setitem__'],
+  doc: '`x[key] = value` as a new array: `data` with the region `key` reads replaced by `value` (broadcast to it). With `into` naming `data` it writes in place, as MXNet\'s slice assignment does.',
+  inputs: ['data', 'value'],
+  positional: ['key'],
+  scalarInputs: true,
+  attrs: z.object({ key: Key }).strict(),
+  forward(ctx, [x, value], a) {
+    if (typeof (x as unknown) === 'number') throw fail('invalid_argument', '`data` of `slice_assign` must be an array', { argument: 'data' });
+    const v = indexView(x.shape, a.key, 'slice_assign');
+    const fill = typeof (value as unknown) === 'number'
+      ? ctx.k.full(x.dtype, v.shape, value as unknown as number)
+      : ctx.k.gather(value, broadcastView(value.shape, broadcastShapes(value.shape, v.shape, { op: 'slice_assign', arg: 'value' })));
+    if (fill.dtype !== x.dtype) throw fail('dtype_mismatch', `\`value\` of \`slice_assign\` is ${fill.dtype} but \`data\` is ${x.dtype}; use astype`, { argument: 'value' });
+    if (sizeOf(fill.shape) !== sizeOf(v.shape)) throw fail('shape_mismatch', `\`value\` of shape ${shapeStr(value.shape)} cannot be assigned to x[key] of shape ${shapeStr(v.shape)}`, { argument: 'value' });
+    return ctx.k.where(keyMask(ctx, x, v), ctx.k.scatter(fill, x.shape, v), x, { op: 'slice_assign' });
+  },
+  vjp: ({ g, shapes, attrs }) => {
+    const region = F.getitem(g[0], { key: attrs.key });
+    const mask = F._getitem_backward(F.ones_like(region), { key: attrs.key, shape: [...shapes[0]!] });
+    return [F.multiply(g[0], F.subtract(1, mask)), shapes[1] ? region : null];
+  },
 });

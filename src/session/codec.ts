@@ -122,22 +122,7 @@ export function toNested(values: Float64Array, shape: readonly number[], dtype: 
   return build(0, 0);
 }
 
-const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
-
-/** The bytes of `data_base64`, checked against the shape; one decode, no other copy. */
-export function decodeBase64(b64: string, shape: readonly number[], dtype: DType): Uint8Array {
-  const bytes = Buffer.from(b64, 'base64');
-  // Buffer.from skips characters outside the alphabet, so the text must be checked. Canonical
-  // base64 (what encoders write) re-encodes to itself, which proves it is only alphabet and
-  // padding, at a fraction of the cost of the regex on a long string; only a text that is not
-  // canonical (unpadded, or not base64) is left to the regex.
-  if (bytes.toString('base64') !== b64 && !BASE64_RE.test(b64)) throw fail('invalid_request', '`data_base64` is not valid base64');
-  const want = sizeOf(shape) * itemSize(dtype);
-  if (bytes.length !== want) {
-    throw fail('shape_mismatch', `\`data_base64\` holds ${bytes.length} bytes but shape ${shapeStr(shape)} of ${dtype} needs ${want}`);
-  }
-  return bytes;
-}
+export { decodeBase64 } from '../engine/base64.js';
 
 // .npy: magic, version, little-endian header length, then a Python dict literal padded to 64 bytes.
 const MAGIC = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]);

@@ -22,6 +22,7 @@ function opListing() {
     differentiable: d.differentiable,
     mode_dependent: d.modeDependent,
     scalar_inputs: d.scalarInputs,
+    outputs: d.outputCount ?? d.visibleOutputs ?? 1,
   }));
 }
 

@@ -166,6 +166,8 @@ export const OpInfo = z.object({
   differentiable: z.boolean(),
   mode_dependent: z.boolean(),
   scalar_inputs: z.boolean(),
+  outputs: z.union([z.number().int().min(1), z.string()])
+    .describe('how many outputs a call returns, or the attribute that says (split: "num_outputs")'),
 });
 
 export const OpList = z.object({ ops: z.array(OpInfo) }).meta({ id: 'OpList' });
