@@ -13,7 +13,16 @@
 
 export type DType = 'float32' | 'float64';
 export const DTYPES: readonly DType[] = ['float32', 'float64'];
-export const itemSize = (d: DType): number => (d === 'float32' ? 4 : 8);
+/**
+ * What every layer needs to know of a dtype, in one table: a new dtype is one row here, and each
+ * Record<DType, ...> elsewhere (reference arrays, .npy descriptors) fails to typecheck until it
+ * has one too, rather than falling into an `else` meant for the other float.
+ */
+export const DTYPE_INFO: Readonly<Record<DType, { bytes: number; npy: string }>> = {
+  float32: { bytes: 4, npy: '<f4' },
+  float64: { bytes: 8, npy: '<f8' },
+};
+export const itemSize = (d: DType): number => DTYPE_INFO[d].bytes;
 
 /** An opaque buffer handle. `length` is in elements. */
 export interface Storage {
@@ -132,6 +141,13 @@ export interface Backend {
    * blocks the event loop.
    */
   flush(stream?: number): Promise<void>;
+
+  /**
+   * Optional: runs the kernels queued so far (in a batch) now, throwing the failure of any, so a
+   * program can attribute a kernel's failure to the statement that queued it. Kernels large
+   * enough to run off the thread are only started, never waited for.
+   */
+  drain?(): void;
 
   /**
    * Optional: runs fn with the kernels it calls attributed to `stream` (a positive integer, one

@@ -16,7 +16,7 @@
  * freed storage); the addon checks every number: ranges, lengths, strides and bounds.
  */
 import { createRequire } from 'node:module';
-import { BINARY_KERNELS, REDUCE_KERNELS, UNARY_KERNELS, type Backend, type DType, type Storage, type View } from './backend.js';
+import { BINARY_KERNELS, REDUCE_KERNELS, UNARY_KERNELS, DTYPE_INFO, itemSize, type Backend, type DType, type Storage, type View } from './backend.js';
 
 /** What the addon exports (src/native/addon.cc): its diagnostics (NativeAddon, below) and these. */
 interface RawAddon extends NativeAddon {
@@ -320,7 +320,7 @@ const VIEW_ROOM = 2 + 2 * MAX_RANK;
 // ---- the backend ------------------------------------------------------------------------------
 
 function alloc(dtype: DType, length: number): Storage {
-  if (dtype !== 'float32' && dtype !== 'float64') throw new TypeError(`native backend: unknown dtype ${String(dtype)}`);
+  if (!Object.hasOwn(DTYPE_INFO, dtype)) throw new TypeError(`native backend: unknown dtype ${String(dtype)}`);
   num(length, 'length');
   addon();
   if (freeHandles.length === 0 && nextHandle >= MAX_HANDLES) {
@@ -332,7 +332,7 @@ function alloc(dtype: DType, length: number): Storage {
   put(h); put(DTYPE_CODES.indexOf(dtype)); put(length);
   end(c);
   try {
-    if (batchDepth === 0 || length * (dtype === 'float32' ? 4 : 8) >= EAGER_ALLOC_BYTES) run();
+    if (batchDepth === 0 || length * itemSize(dtype) >= EAGER_ALLOC_BYTES) run();
   } catch (err) {
     // The failure may be another command's; freeing an empty handle is a no-op, so this is safe
     // either way.
@@ -492,6 +492,9 @@ export const nativeBackend: Backend = {
     put(hx); put(o);
     end(c);
     issued();
+  },
+  drain() {
+    run();
   },
   flush(stream) {
     run();

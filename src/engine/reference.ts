@@ -129,8 +129,10 @@ const REDUCE_STEP: Record<ReduceKernel, (acc: number, x: number) => number> = {
   min: (a, x) => (a !== a || x !== x ? NaN : x < a ? x : a),
 };
 
+const ARRAYS: Record<DType, new (n: number) => Data> = { float32: Float32Array, float64: Float64Array };
+
 function make(dtype: DType, n: number): Data {
-  return dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+  return new ARRAYS[dtype](n);
 }
 
 export const referenceBackend: Backend = {

@@ -2,7 +2,7 @@
  * Array data on the wire: nested or flat JSON lists (non-finite numbers as the strings "NaN",
  * "Infinity", "-Infinity"), little-endian base64, and NumPy's .npy format.
  */
-import { itemSize, type DType } from '../engine/backend.js';
+import { DTYPE_INFO, itemSize, type DType } from '../engine/backend.js';
 import { sizeOf, shapeStr } from '../engine/ndarray.js';
 import { fail } from '../errors.js';
 
@@ -210,7 +210,7 @@ export function parseNpy(buf: Buffer): NpyArray {
 
 export function writeNpy(bytes: Uint8Array, shape: readonly number[], dtype: DType): Buffer {
   const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
-  let header = `{'descr': '${dtype === 'float32' ? '<f4' : '<f8'}', 'fortran_order': False, 'shape': (${dims}), }`;
+  let header = `{'descr': '${DTYPE_INFO[dtype].npy}', 'fortran_order': False, 'shape': (${dims}), }`;
   const total = 10 + header.length + 1;
   header += ' '.repeat((64 - (total % 64)) % 64) + '\n';
   const head = Buffer.alloc(10);
