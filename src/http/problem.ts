@@ -61,6 +61,8 @@ export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyReq
 export function registerProblems(app: FastifyInstance, onProblem: (err: ApiError) => void = () => {}): void {
   app.setErrorHandler((error: FastifyError, req, reply) => {
     let err = error instanceof ApiError ? error : fromFastify(error);
+    const cause = err?.code === 'internal' ? (err as { cause?: unknown }).cause : undefined;
+    if (cause instanceof Error) req.log.error({ err: { message: cause.message, stack: cause.stack } }, 'unhandled error in a statement');
     if (!err) {
       req.log.error({ err: { message: error.message, stack: error.stack, code: error.code } }, 'unhandled error');
       err = new ApiError('internal', 'the server failed on this request; it has been logged');

@@ -213,16 +213,25 @@ export class ProgramRunner {
       this.seq++;
       try {
         const value = this.runStatement(st, prepared[i], path, i);
+        // The kernels this statement queued run now, so a failure among them stops the program
+        // here and is this statement's, not a later one's (or the batch end's).
+        if (this.nameStatements && st.op !== 'scope') this.s.memory.backend.drain?.();
         if (path.length === 0) this.last = value;
         this.s.maybeReclaim();
       } catch (e) {
-        if (this.nameStatements && e instanceof ApiError && e.extra.statement === undefined) {
-          const here = pathStr(path, i);
-          throw new ApiError(e.code, `statement ${here} (\`${st.op}\`): ${e.message}`, {
-            ...e.extra, statement: here, op: st.op, changed: [...new Set(this.bound)],
-          });
-        }
-        throw e;
+        if (!this.nameStatements) throw e;
+        if (e instanceof ApiError && e.extra.statement !== undefined) throw e;
+        const here = pathStr(path, i);
+        const at = {
+          statement: here, statement_index: path.length === 0 ? i : (path[0] as number),
+          statement_path: [...path, i], op: st.op, changed: [...new Set(this.bound)],
+        };
+        if (e instanceof ApiError) throw new ApiError(e.code, `statement ${here} (\`${st.op}\`): ${e.message}`, { ...e.extra, ...at });
+        // A server fault (a kernel's failure included) still stops here and says where; the
+        // original error is kept as the cause, which the error handler logs.
+        const wrapped = new ApiError('internal', `statement ${here} (\`${st.op}\`) failed in the server; it has been logged`, at);
+        (wrapped as { cause?: unknown }).cause = e;
+        throw wrapped;
       }
     }
   }
@@ -343,6 +352,8 @@ export class ProgramRunner {
     if (def.visibleOutputs !== undefined && def.visibleOutputs < outs.length) outs = outs.slice(0, def.visibleOutputs);
     this.s.stats.opsRun++;
     if (def.name === 'asscalar') this.scalars.add(outs[0]);
+    // A queued kernel that fails must leave its outputs unbound: run the queue before binding.
+    if (this.nameStatements) this.s.memory.backend.drain?.();
     if (st.into) {
       this.writeInto(st.into, outs[0]);
       return;
