@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.parse
 
+from ._engine import Engine, eager_from_env
 from ._errors import GradserveConnectionError, RateLimitError, error_for
 
 DEFAULT_URL = 'http://127.0.0.1:8080'
@@ -73,6 +74,7 @@ class Client:
         self._closed = False
         self._ops: dict | None = None
         self.requests = 0  # number of HTTP requests sent (for tests and curiosity)
+        self.engine = Engine(self, eager_from_env())
 
     # -- HTTP -------------------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
@@ -186,10 +188,8 @@ class Client:
         return self.session_id
 
     def session(self, method: str, sub: str, body=None, **kw):
-        """A request under /v1/sessions/{sid}; first releases the names of collected NDArrays
-        when too many are waiting."""
+        """A request under /v1/sessions/{sid}."""
         sid = self.ensure_session()
-        self._release_dead(keep=MAX_DEAD_NAMES, keep_bytes=MAX_DEAD_BYTES)
         return self.http(method, '/v1/sessions/%s%s' % (sid, sub), body, **kw)
 
     def close(self) -> None:
@@ -198,6 +198,7 @@ class Client:
             self._closed = True
             sid, self.session_id = self.session_id, None
             self._dead.clear()
+            self.engine = Engine(self, self.engine.eager)
             if sid is not None:
                 try:
                     self.http('DELETE', '/v1/sessions/%s' % sid, ok_missing=True)
@@ -236,26 +237,28 @@ class Client:
             return
         self._dead.append((name, nbytes))  # list.append is atomic; no lock in __del__
 
-    def _release_dead(self, keep: int = 0, keep_bytes: int = 0) -> None:
-        dead = self._dead
-        if not dead:
-            return
-        total = sum(b for _, b in dead)
-        if len(dead) <= keep and total <= keep_bytes:
-            return
+    def take_dead(self, everything: bool = False) -> list[tuple[str, int]]:
+        """Collected names to delete now: all of them, or those beyond the few kept for reuse."""
         with self._lock:
-            while self._dead and (len(self._dead) > keep or sum(b for _, b in self._dead) > keep_bytes):
-                name, _ = self._dead.pop(0)
-                try:
-                    self.http('DELETE', '/v1/sessions/%s/arrays/%s' % (self.session_id, name),
-                              ok_missing=True)
-                except Exception:
-                    pass
+            dead = self._dead
+            if everything:
+                self._dead = []
+                return dead
+            total = sum(b for _, b in dead)
+            out = []
+            while dead and (len(dead) > MAX_DEAD_NAMES or total > MAX_DEAD_BYTES):
+                n, b = dead.pop(0)
+                total -= b
+                out.append((n, b))
+            return out
+
+    def return_dead(self, names: list[tuple[str, int]]) -> None:
+        self._dead.extend(names)
 
     def flush(self) -> None:
-        """Deletes the server bindings of every collected NDArray now."""
-        if self.session_id is not None:
-            self._release_dead(0, 0)
+        """Runs every queued op and deletes the server bindings of every collected NDArray now."""
+        if self.session_id is not None or self.engine.count:
+            self.engine.flush(release_all=True)
 
     @staticmethod
     def nbytes(shape, dtype) -> int:

@@ -70,7 +70,11 @@ def error_for(status: int, problem: dict, method: str, url: str) -> GradserveErr
     code = problem.get('code') if isinstance(problem, dict) else None
     detail = problem.get('detail') if isinstance(problem, dict) else None
     title = problem.get('title') if isinstance(problem, dict) else None
-    msg = '%s %s -> %d %s: %s' % (method, url, status, code or title or 'error', detail or title or '')
+    # What went wrong comes first; where (method, URL) is kept on the error's attributes.
+    msg = '%s: %s' % (code or title or 'HTTP %d' % status, detail or title or '')
+    if status == 404 and isinstance(detail, str) and detail.startswith('there is no session'):
+        msg += (' (the session expired or was deleted: its arrays are gone; gradserve.connect() opens a '
+                'new session on next use)')
     return cls(msg, status=status, code=code, title=title, detail=detail,
                type=problem.get('type') if isinstance(problem, dict) else None,
                problem=problem if isinstance(problem, dict) else {}, method=method, url=url)

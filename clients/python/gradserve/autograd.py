@@ -23,58 +23,94 @@ def _client_of(*things) -> Client:
 
 
 class _Scope:
-    """A `with` scope: POST autograd/<kind> on entry, POST autograd/exit on exit (always)."""
+    """A `with` scope, kept by the client's engine: its ops become a scope statement of the program."""
 
-    def __init__(self, endpoint: str, body: dict | None):
-        self._endpoint = endpoint
-        self._body = body
+    def __init__(self, kind: str, train_mode=None):
+        self._kind = kind
+        self._train_mode = train_mode
         self._client: Client | None = None
 
     def __enter__(self):
         self._client = get_client()
-        self._client.session('POST', '/autograd/' + self._endpoint, self._body if self._body is not None else {})
+        self._client.engine.push(self._kind, self._train_mode)
         return self
 
     def __exit__(self, exc_type, exc, tb):
         client, self._client = self._client, None
-        try:
-            client.session('POST', '/autograd/exit', {})
-        except Exception:
-            if exc_type is None:
-                raise
+        client.engine.pop()
         return False
 
 
 def record(train_mode: bool = True) -> _Scope:
     """`with autograd.record():` records the ops run inside for backward (training mode by default)."""
-    return _Scope('record', {'train_mode': bool(train_mode)})
+    return _Scope('record', bool(train_mode))
 
 
 def pause(train_mode: bool = False) -> _Scope:
     """`with autograd.pause():` stops recording inside (prediction mode by default)."""
-    return _Scope('pause', {'train_mode': bool(train_mode)})
+    return _Scope('pause', bool(train_mode))
 
 
 def train_mode() -> _Scope:
     """`with autograd.train_mode():` training mode on, recording untouched."""
-    return _Scope('train-mode', None)
+    return _Scope('train_mode')
 
 
 def predict_mode() -> _Scope:
     """`with autograd.predict_mode():` training mode off, recording untouched."""
-    return _Scope('predict-mode', None)
-
-
-def _state() -> dict:
-    return get_client().session('GET', '/autograd')
+    return _Scope('predict_mode')
 
 
 def is_recording() -> bool:
-    return bool(_state()['is_recording'])
+    return get_client().engine.flags()[0]
 
 
 def is_training() -> bool:
-    return bool(_state()['is_training'])
+    return get_client().engine.flags()[1]
+
+
+def _set(recording: bool | None, training: bool | None) -> bool:
+    """MXNet's set_recording / set_training: changes the state until changed back; returns the old one."""
+    engine = get_client().engine
+    rec, train = engine.flags()
+    old = rec if recording is not None else train
+    if engine.frames[-1].set_by_call:
+        engine.pop()
+    base_rec, base_train = engine.flags()
+    rec = rec if recording is None else recording
+    train = train if training is None else training
+    if (rec, train) != (base_rec, base_train):
+        engine.push('record' if rec else 'pause', train, set_by_call=True)
+    return old
+
+
+def set_recording(is_recording: bool) -> bool:  # noqa: F811
+    return _set(bool(is_recording), None)
+
+
+def set_training(train_mode: bool) -> bool:  # noqa: F811
+    return _set(None, bool(train_mode))
+
+
+class _ServerScopes:
+    """Opens the client's scopes on the server around an endpoint that is not a program (grad)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.opened = 0
+
+    def __enter__(self):
+        self.client.engine.flush()
+        for f in self.client.engine.frames[1:]:
+            body = {'train_mode': bool(f.train_mode)} if f.kind in ('record', 'pause') and f.train_mode is not None else {}
+            self.client.session('POST', '/autograd/' + f.kind.replace('_', '-'), body)
+            self.opened += 1
+        return self
+
+    def __exit__(self, *exc):
+        for _ in range(self.opened):
+            self.client.session('POST', '/autograd/exit', {})
+        return False
 
 
 def _as_list(x):
@@ -97,12 +133,27 @@ def backward(heads, head_grads=None, retain_graph: bool = False, train_mode: boo
     heads = _as_list(heads)
     client = _client_of(heads)
     keep: list = []
-    body = {'heads': [_arg(client, h, keep) for h in heads], 'retain_graph': bool(retain_graph),
-            'train_mode': bool(train_mode)}
+    attrs = {'retain_graph': bool(retain_graph), 'train_mode': bool(train_mode)}
     hg = _head_grads(client, heads, head_grads, keep)
     if hg is not None:
-        body['head_grads'] = hg
-    client.session('POST', '/backward', body)
+        attrs['head_grads'] = hg
+    client.engine.enqueue({'op': 'backward', 'args': [_arg(client, h, keep) for h in heads], 'attrs': attrs})
+    del keep
+
+
+def mark_variables(variables, gradients, grad_reqs='write') -> None:
+    """MXNet's mark_variables: each variable gets a gradient buffer holding `gradients[i]`'s values.
+
+    The server keeps one buffer per variable, so the buffer starts as a copy of the given array
+    (MXNet shares it): read the result through `variable.grad`."""
+    variables = _as_list(variables)
+    gradients = _as_list(gradients)
+    if len(variables) != len(gradients):
+        raise ValueError('variables and gradients must have the same length')
+    reqs = [grad_reqs] * len(variables) if isinstance(grad_reqs, str) else list(grad_reqs)
+    for v, g, r in zip(variables, gradients, reqs):
+        v.attach_grad(r)
+        v.client.engine.enqueue({'op': 'copy', 'args': [g.name], 'into': v.name + '.grad'})
 
 
 def grad(heads, variables, head_grads=None, retain_graph=None, create_graph: bool = False,
@@ -127,7 +178,8 @@ def grad(heads, variables, head_grads=None, retain_graph=None, create_graph: boo
     if hg is not None:
         body['head_grads'] = hg
     try:
-        answer = client.session('POST', '/grad', body)
+        with _ServerScopes(client):
+            answer = client.session('POST', '/grad', body)
     except BaseException:
         for o in outs:
             client.give_back(o)
@@ -196,6 +248,7 @@ def show(y: NDArray) -> TapeDrawing:
         raise TypeError('autograd.show takes an NDArray recorded under autograd.record()')
     client = y.client
     # The listing carries descriptors without data, so a large y is not downloaded.
+    client.engine.flush()
     listing = client.session('GET', '/arrays')
     desc = next((d for d in listing.get('arrays', []) if d.get('name') == y.name), None)
     tape = desc.get('tape') if desc else None
@@ -203,11 +256,3 @@ def show(y: NDArray) -> TapeDrawing:
         raise ValueError('%s has no recorded history to show: record it under autograd.record() '
                          '(and show it before backward frees the history)' % y.name)
     return TapeDrawing(tape, _get_text(client, '/tapes/%s' % tape, {'format': 'svg'}))
-
-
-def set_recording(is_recording: bool):  # noqa: D401
-    raise NotImplementedError('gradserve has scopes only: use `with autograd.record():` / `pause()`')
-
-
-def set_training(train_mode: bool):
-    raise NotImplementedError('gradserve has scopes only: use `with autograd.train_mode():` / `predict_mode()`')

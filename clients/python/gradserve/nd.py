@@ -52,7 +52,8 @@ def _lookup(name: str):
 
 
 def waitall() -> None:
-    """Nothing to wait for: every request answers when its ops have run."""
+    """Runs every queued op (MXNet's engine sync); raises the first error they met."""
+    get_client().engine.flush()
 
 
 def __getattr__(attr):  # PEP 562: nd.<any server op>

@@ -123,16 +123,20 @@ class NDArray:
     Supports MXNet's operators, indexing, `attach_grad` / `grad` / `backward`, and every op the
     server lists (`x.exp()`, `x.sum(axis=1)`), called as methods."""
 
-    __slots__ = ('_client', '_name', '_owner', '_shape', '_dtype', '_grad_req', '_recorded', '__weakref__')
+    __slots__ = ('_client', '_name', '_owner', '_shape', '_dtype', '_grad_req', '_recorded', '_error', '_stale',
+                 '__weakref__')
     __array_priority__ = 1000.0  # numpy defers binary operators to us
 
-    def __init__(self, client: Client, name: str, shape=(), dtype: str = 'float32', grad_req=None,
+    def __init__(self, client: Client, name: str, shape=(), dtype: str | None = 'float32', grad_req=None,
                  recorded: bool = False, owner: 'NDArray | None' = None):
         self._client = client
         self._name = name          # server name, or "<name>.grad" for a gradient handle
         self._owner = owner        # for gradient handles: the array whose buffer this is
-        self._shape = tuple(shape)
+        # None until the server answers for a queued op (reading .shape waits for it)
+        self._shape = tuple(shape) if shape is not None else None
         self._dtype = dtype
+        self._error = None         # the error of the program that should have computed it
+        self._stale = False        # bound on the server, descriptor not yet known
         self._grad_req = grad_req
         self._recorded = recorded
 
@@ -144,7 +148,8 @@ class NDArray:
     def _update(self, desc: dict) -> None:
         if desc is None:
             return
-        self._shape = tuple(desc.get('shape', self._shape))
+        self._stale = False
+        self._shape = tuple(desc['shape']) if 'shape' in desc else self._shape
         self._dtype = desc.get('dtype', self._dtype)
         if self._owner is None:
             self._grad_req = desc.get('grad_req', self._grad_req)
@@ -153,7 +158,7 @@ class NDArray:
     def __del__(self):
         try:
             if self._owner is None and self._client is not None:
-                self._client.give_back(self._name, Client.nbytes(self._shape, self._dtype))
+                self._client.give_back(self._name, Client.nbytes(self._shape or (), self._dtype))
         except Exception:
             pass
 
@@ -167,24 +172,41 @@ class NDArray:
     def client(self) -> Client:
         return self._client
 
+    def _known(self) -> None:
+        """Waits for the descriptor of a queued array (MXNet infers shapes at once; we ask)."""
+        if self._error is not None:
+            raise self._error
+        if self._shape is None or self._dtype is None or self._stale:
+            if self._owner is not None:
+                self._owner._known()
+                self._shape, self._dtype = self._owner._shape, self._owner._dtype
+                return
+            self._client.engine.flush()
+            if self._error is not None:
+                raise self._error
+            if self._shape is None or self._dtype is None or self._stale:
+                self._update(self._client.session('GET', '/arrays/%s' % self._name, query={'format': 'base64'}))
+
     @property
     def shape(self) -> tuple:
+        self._known()
         return self._shape
 
     @property
     def dtype(self):
+        self._known()
         return _public_dtype(self._dtype)
 
     @property
     def size(self) -> int:
         n = 1
-        for d in self._shape:
+        for d in self.shape:
             n *= d
         return n
 
     @property
     def ndim(self) -> int:
-        return len(self._shape)
+        return len(self.shape)
 
     @property
     def context(self) -> str:
@@ -213,20 +235,25 @@ class NDArray:
 
     # -- data -------------------------------------------------------------------------------
     def _read(self) -> dict:
-        if self._owner is not None:
-            path = '/arrays/%s/grad' % self._owner._name
-        else:
-            path = '/arrays/%s' % self._name
-        desc = self._client.session('GET', path, query={'format': 'base64'})
+        """Runs the queue and this array's value with it: the sync point of MXNet's engine."""
+        if self._error is not None:
+            raise self._error
+        answer = self._client.engine.flush(fetch=[self._name])
+        if self._error is not None:
+            raise self._error
+        desc = answer['outputs'][self._name]
         if self._owner is None:
             self._update(desc)
+        else:
+            self._shape, self._dtype = tuple(desc['shape']), desc['dtype']
         return desc
 
     def _flat(self) -> list[float]:
         return _decode(self._read())
 
     def tolist(self):
-        return _nest(self._flat(), self._shape)
+        flat = self._flat()
+        return _nest(flat, self._shape)
 
     def asnumpy(self):
         if np is None:
@@ -238,15 +265,20 @@ class NDArray:
         return a.astype(dtype) if dtype is not None else a
 
     def asscalar(self) -> float:
-        if self.size != 1:
+        vals = self._flat()  # one round trip: the size is checked on what comes back
+        if len(vals) != 1:
             raise ValueError('The current array is not a scalar')
-        return self._flat()[0]
+        return vals[0]
 
     def item(self) -> float:
         return self.asscalar()
 
     def wait_to_read(self) -> None:
-        pass
+        if self._error is not None:
+            raise self._error
+        self._client.engine.flush()
+        if self._error is not None:
+            raise self._error
 
     def __float__(self):
         return float(self.asscalar())
@@ -268,7 +300,7 @@ class NDArray:
     __nonzero__ = __bool__
 
     def __len__(self):
-        if not self._shape:
+        if not self.shape:
             raise TypeError('len() of unsized object')
         return self._shape[0]
 
@@ -303,22 +335,19 @@ class NDArray:
         """Allocates the gradient buffer (MXNet attach_grad); cuts any history of the array."""
         if self._owner is not None:
             raise TypeError('cannot attach a gradient to a gradient buffer')
-        desc = self._client.session('POST', '/arrays/%s/attach-grad' % self._name, {'grad_req': grad_req})
-        self._update(desc)
+        if stype not in (None, 'default'):
+            raise NotImplementedError('gradserve has dense storage only: sparse gradients (stype=%r) are out of scope' % stype)
+        self._client.engine.enqueue({'op': 'attach_grad', 'args': [self._name], 'attrs': {'grad_req': grad_req}})
+        self._grad_req = grad_req
+        self._recorded = False
 
     def backward(self, out_grad=None, retain_graph: bool = False, train_mode: bool = True) -> None:
         """Backward from this array (non-scalar heads get ones, i.e. the gradient of their sum)."""
-        body = {'retain_graph': bool(retain_graph), 'train_mode': bool(train_mode)}
+        attrs = {'retain_graph': bool(retain_graph), 'train_mode': bool(train_mode)}
         keep = []
         if out_grad is not None:
-            body['head_grad'] = _arg(self._client, out_grad, keep)
-        if self._owner is None:
-            self._client.session('POST', '/arrays/%s/backward' % self._name, body)
-        else:
-            body['heads'] = [self._name]
-            if 'head_grad' in body:
-                body['head_grads'] = [body.pop('head_grad')]
-            self._client.session('POST', '/backward', body)
+            attrs['head_grads'] = [_arg(self._client, out_grad, keep)]
+        self._client.engine.enqueue({'op': 'backward', 'args': [self._name], 'attrs': attrs})
         del keep
 
     def detach(self) -> 'NDArray':
@@ -454,17 +483,21 @@ class NDArray:
         return _invoke('getitem', [self], {'key': self._key(key)})
 
     def __setitem__(self, key, value) -> None:
+        """`x[key] = value` in place (MXNet's slice assignment): value an NDArray, array-like or number."""
+        if self._owner is not None:
+            raise TypeError('cannot assign into a gradient handle; write into the array instead')
         key = self._key(key)
-        if any(k != {} for k in key):
-            raise NotImplementedError('gradserve writes in place only into the whole array (x[:] = ...)')
-        if isinstance(value, numbers.Number):
-            _invoke('full', [], {'shape': list(self._shape), 'val': float(value), 'dtype': self._dtype, 'out': self})
+        keep: list = []
+        if isinstance(value, (NDArray, numbers.Number)) or (np is not None and isinstance(value, np.generic)):
+            v = _arg(self._client, value, keep)
         else:
-            if not isinstance(value, NDArray):
-                value = array(value, dtype=self._dtype, client=self._client)
-            if tuple(value.shape) != self._shape:
-                value = _invoke('broadcast_to', [value], {'shape': list(self._shape)})
-            _invoke('copy', [value], {'out': self})
+            if self._dtype is None:
+                self._known()
+            up = array(value, dtype=self._dtype, client=self._client)
+            keep.append(up)
+            v = up._name
+        self._client.engine.enqueue({'op': 'slice_assign', 'args': [self._name, v], 'attrs': {'key': key}, 'into': self._name})
+        del keep
 
 
 # -- calling ops ----------------------------------------------------------------------------
@@ -589,30 +622,26 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
     stmt = {'op': info['name'], 'args': [_arg(client, a, keep) for a in in_vals]}
     if wire_attrs:
         stmt['attrs'] = wire_attrs
+    for a in in_vals:
+        if isinstance(a, NDArray) and a._error is not None:
+            raise a._error
     if out is not None:
         if not isinstance(out, NDArray):
             raise TypeError('out= must be an NDArray')
         stmt['into'] = out._name
-        answer = client.session('POST', '/ops', {'ops': [stmt]})
-        if out._owner is None:
-            out._update(answer.get('outputs', {}).get(out._name))
+        client.engine.enqueue(stmt)
         return out
-    name = client.new_name()
-    stmt['out'] = name
-    try:
-        answer = client.session('POST', '/ops', {'ops': [stmt]})
-    except BaseException:
-        client.give_back(name)
-        raise
-    outputs = answer.get('outputs', {})
-    desc = outputs.get(name)
-    if desc is None:
-        desc = {'name': name, 'shape': [], 'dtype': 'float32'}
+    count = info.get('outputs', 1)
+    if isinstance(count, str):
+        count = wire_attrs.get(count)
+        if not isinstance(count, int) or count < 1:
+            raise TypeError('%s() needs %s, an integer >= 1' % (opname, info.get('outputs')))
+    names = [client.new_name() for _ in range(count)]
+    stmt['out'] = names[0] if count == 1 else names
+    outs = [NDArray(client, n, None, None) for n in names]
+    client.engine.enqueue(stmt, outs)
     del keep
-    first = NDArray._from_desc(client, desc)
-    # The server binds an op's further outputs to names of its own, in output order.
-    rest = [NDArray._from_desc(client, d) for n, d in outputs.items() if n != name]
-    return [first] + rest if rest else first
+    return outs[0] if count == 1 else outs
 
 
 def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray:
@@ -628,23 +657,15 @@ def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray
         dt = _dtype_name(dtype) if dtype is not None else 'float32'
         arr = np.ascontiguousarray(source, dtype=np.dtype(dt).newbyteorder('<'))
         shape = tuple(arr.shape) or (1,)
-        if arr.size <= INLINE_MAX and bool(np.isfinite(arr).all()):
-            body = {'data': arr.astype(float).ravel().tolist(), 'shape': list(shape), 'dtype': dt}
-        else:
-            body = {'data_base64': base64.b64encode(arr.tobytes()).decode('ascii'), 'shape': list(shape), 'dtype': dt}
+        raw = arr.tobytes()
     else:
         dt = _dtype_name(dtype) if dtype is not None else 'float32'
         flat, shape = _flatten(source)
         shape = shape or (1,)
-        if len(flat) <= INLINE_MAX and all(math.isfinite(v) for v in flat):
-            body = {'data': flat, 'shape': list(shape), 'dtype': dt}
-        else:
-            body = {'data_base64': _encode(flat, dt), 'shape': list(shape), 'dtype': dt}
+        raw = struct.pack('<%d%s' % (len(flat), _STRUCT[dt]), *flat)
     name = client.new_name()
-    body['name'] = name
-    try:
-        desc = client.session('PUT', '/arrays/%s' % name, body)
-    except BaseException:
-        client.give_back(name)
-        raise
-    return NDArray._from_desc(client, desc)
+    out = NDArray(client, name, shape, dt)
+    client.engine.enqueue({'op': 'frombuffer', 'attrs': {'data': base64.b64encode(raw).decode('ascii'),
+                                                         'shape': list(shape), 'dtype': dt}, 'out': name},
+                          [out], len(raw))
+    return out

@@ -209,6 +209,7 @@ class ClientTest(unittest.TestCase):
         self.assertEqual((x.grad - 4 * x).norm().asscalar(), 0)
         with self.assertRaises(gradserve.ConflictError) as cm:
             y.backward()
+            x.grad.wait_to_read()
         self.assertIn(cm.exception.code, ('graph_freed', 'no_graph'))
         self.assertEqual(cm.exception.status, 409)
 
@@ -226,6 +227,7 @@ class ClientTest(unittest.TestCase):
         x.attach_grad()
         with self.assertRaises(gradserve.ConflictError) as cm:
             (x * 2).backward()
+            nd.waitall()  # as in MXNet, the error surfaces where the engine syncs
         self.assertEqual(cm.exception.code, 'no_graph')
 
     def test_scopes(self):
@@ -264,6 +266,7 @@ class ClientTest(unittest.TestCase):
         self.assertList(x.grad, [1, 2])
         with self.assertRaises(gradserve.ConflictError):
             z.backward()
+            nd.waitall()
 
     def test_autograd_backward_several_heads(self):
         x = nd.array([1, 2])
@@ -308,11 +311,119 @@ class ClientTest(unittest.TestCase):
             ok = (nd.abs(a.grad - c / a) <= 1e-6 * nd.abs(a.grad)).min().asscalar()
             self.assertEqual(ok, 1, start)
 
+    # -- the asynchronous engine -------------------------------------------------------------
+    def test_a_training_step_is_one_request(self):
+        client = gradserve.get_client()
+        w = nd.array([[0.0], [0.0]])
+        b = nd.array([0.0])
+        w.attach_grad()
+        b.attach_grad()
+        X = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+        y = [[5.0], [11.0], [17.0]]  # y = X @ [1, 2]
+        nd.waitall()
+        before = client.requests
+        losses = []
+        for _ in range(3):
+            Xb, yb = nd.array(X), nd.array(y)
+            with autograd.record():
+                l = ((nd.dot(Xb, w) + b - yb) ** 2 / 2).mean()
+            l.backward()
+            w[:] = w - 0.01 * w.grad
+            b[:] = b - 0.01 * b.grad
+            losses.append(l.asscalar())
+        self.assertLessEqual(client.requests - before, 3)  # one per step, the read included
+        self.assertAlmostEqual(losses[0], (25 + 121 + 289) / 6, places=3)
+        self.assertLess(losses[2], losses[1])
+        self.assertLess(losses[1], losses[0])
+
+    def test_a_failing_statement_stops_the_queue_there(self):
+        a = nd.array([1, 2, 3]) * 2
+        bad = a.reshape((7,))
+        c = a + 1
+        with self.assertRaises(gradserve.UnprocessableError) as cm:
+            nd.waitall()
+        self.assertEqual(cm.exception.code, 'shape_mismatch')
+        self.assertIn('bad = a.reshape((7,))', str(cm.exception))
+        self.assertList(a, [2, 4, 6])  # what ran before it stays
+        for later in (bad, c):  # what was queued after it did not run
+            with self.assertRaises(gradserve.UnprocessableError):
+                later.tolist()
+        self.assertList(nd.array([1]) + 1, [2])  # and the engine goes on
+
+    def test_eager_mode_raises_at_the_call(self):
+        saved = os.environ.get('GRADSERVE_EAGER')
+        os.environ['GRADSERVE_EAGER'] = '1'
+        try:
+            c = gradserve.Client(URL)
+        finally:
+            if saved is None:
+                del os.environ['GRADSERVE_EAGER']
+            else:
+                os.environ['GRADSERVE_EAGER'] = saved
+        try:
+            x = nd.array([1, 2, 3], client=c)
+            with self.assertRaises(gradserve.UnprocessableError):
+                x.reshape((7,))
+            self.assertEqual(c.engine.count, 0)
+        finally:
+            c.close()
+
+    def test_shape_of_a_queued_array(self):
+        x = nd.ones((2, 3))
+        y = nd.dot(x, x.T)
+        self.assertEqual(y.shape, (2, 2))
+        self.assertEqual(y.size, 4)
+        self.assertEqual(len(nd.split(nd.ones((6, 2)), num_outputs=3, axis=0)), 3)
+        a, b, c = nd.split(nd.arange(6).reshape((3, 2)), num_outputs=3, axis=0)
+        self.assertList(c, [[4, 5]])
+
+    def test_slice_assignment(self):
+        x = nd.zeros((3, 4))
+        x[1:3, :] = nd.ones((2, 4))
+        x[:, 0] += 1
+        x[0, 1:3] = 5
+        self.assertList(x, [[1, 5, 5, 0], [2, 1, 1, 1], [2, 1, 1, 1]])
+        x[:] = 7
+        self.assertList(x, [[7] * 4] * 3)
+        w = nd.ones((2,))
+        w.attach_grad()
+        with autograd.record():
+            z = w * 2
+            with self.assertRaises(gradserve.ConflictError) as cm:
+                w[0] = 3
+                nd.waitall()
+        self.assertEqual(cm.exception.code, 'inplace_on_recorded')
+
+    def test_recording_state_and_mark_variables(self):
+        self.assertFalse(autograd.is_recording())
+        self.assertFalse(autograd.set_recording(True))
+        self.assertTrue(autograd.is_recording())
+        self.assertTrue(autograd.is_training() is False or autograd.is_training() is True)
+        self.assertTrue(autograd.set_recording(False))
+        self.assertFalse(autograd.is_recording())
+        self.assertFalse(autograd.set_training(True))
+        self.assertTrue(autograd.is_training())
+        autograd.set_training(False)
+        x = nd.array([1, 2, 3])
+        g = nd.zeros((3,))
+        autograd.mark_variables([x], [g])
+        with autograd.record():
+            y = (x * x).sum()
+        y.backward()
+        self.assertList(x.grad, [2, 4, 6])
+
     # -- errors and resources ---------------------------------------------------------------
     def test_errors(self):
         with self.assertRaises(gradserve.UnprocessableError) as cm:
-            nd.dot(nd.zeros((2, 3)), nd.zeros((2, 3)))
+            bad = nd.dot(nd.zeros((2, 3)), nd.zeros((2, 3)))
+            bad.wait_to_read()
         e = cm.exception
+        # the error names the line of user code that queued the op, and does not start with a URL
+        self.assertIn('test_client.py', str(e))
+        self.assertIn('bad = nd.dot(', str(e))
+        self.assertFalse(str(e).startswith('POST'))
+        with self.assertRaises(gradserve.UnprocessableError):  # reading it again raises again
+            bad.asnumpy() if np is not None else bad.tolist()
         self.assertIsInstance(e, gradserve.GradserveError)
         self.assertEqual(e.status, 422)
         self.assertEqual(e.code, 'shape_mismatch')
@@ -320,7 +431,7 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(ValueError):  # as MXNet: checked on the client
             nd.arange(4).asscalar()
         with self.assertRaises(gradserve.GradserveError) as cm:
-            nd.arange(4).reshape((3, 5))
+            nd.arange(4).reshape((3, 5)).wait_to_read()
         self.assertEqual(cm.exception.status, 422)
 
     def test_connection_error_names_the_url(self):
