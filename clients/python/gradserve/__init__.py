@@ -1,6 +1,7 @@
 """gradserve: MXNet's `autograd` and `nd` against a gradserve server.
 
     from gradserve import autograd, nd
+    import gradserve as mx      # code written for `import mxnet as mx` runs as written
 
 The server is $GRADSERVE_URL (default http://127.0.0.1:8080) or the one given to
 `gradserve.connect(url, api_key=None, seed=None)`. A session is opened on first use and deleted at
@@ -11,11 +12,27 @@ from ._errors import (BadRequestError, ConflictError, GradserveConnectionError, 
                       NotFoundError, PayloadTooLargeError, RateLimitError, ServerError,
                       UnauthorizedError, UnprocessableError)
 from . import autograd, nd
+from . import random, test_utils
 from .ndarray import NDArray
 
 __version__ = '0.1.0'
+ndarray = nd
 
-__all__ = ['autograd', 'nd', 'NDArray', 'Client', 'connect', 'disconnect', 'get_client',
+
+from .context import Context, cpu, current_context, gpu  # noqa: E402
+
+
+def waitall() -> None:
+    nd.waitall()
+
+
+def __getattr__(attr):
+    if attr in ('gluon', 'sym', 'symbol', 'module', 'mod', 'init', 'initializer', 'optimizer'):
+        raise AttributeError('mxnet.%s is out of scope for gradserve (nd and autograd only; Gluon and '
+                             'symbols are not served)' % attr)
+    raise AttributeError('module gradserve has no attribute %r' % attr)
+
+__all__ = ['autograd', 'nd', 'ndarray', 'random', 'test_utils', 'cpu', 'gpu', 'Context', 'waitall', 'NDArray', 'Client', 'connect', 'disconnect', 'get_client',
            'GradserveError', 'GradserveConnectionError', 'BadRequestError', 'UnauthorizedError',
            'NotFoundError', 'ConflictError', 'PayloadTooLargeError', 'UnprocessableError',
            'RateLimitError', 'ServerError']

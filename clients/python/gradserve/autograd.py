@@ -8,7 +8,7 @@ import urllib.request
 
 from ._client import Client, get_client
 from ._errors import GradserveConnectionError, error_for
-from .ndarray import NDArray, _arg
+from .ndarray import NDArray, _arg, check_graphs
 
 
 def _client_of(*things) -> Client:
@@ -137,15 +137,21 @@ def backward(heads, head_grads=None, retain_graph: bool = False, train_mode: boo
     hg = _head_grads(client, heads, head_grads, keep)
     if hg is not None:
         attrs['head_grads'] = hg
+    check_graphs(heads)
     client.engine.enqueue({'op': 'backward', 'args': [_arg(client, h, keep) for h in heads], 'attrs': attrs})
+    if not retain_graph:
+        for h in heads:
+            if isinstance(h, NDArray):
+                h._freed = True
     del keep
 
 
 def mark_variables(variables, gradients, grad_reqs='write') -> None:
-    """MXNet's mark_variables: each variable gets a gradient buffer holding `gradients[i]`'s values.
+    """MXNet's mark_variables: `gradients[i]` becomes the gradient buffer of `variables[i]`.
 
-    The server keeps one buffer per variable, so the buffer starts as a copy of the given array
-    (MXNet shares it): read the result through `variable.grad`."""
+    The server keeps the buffer with the variable, so the buffer starts as a copy of the given
+    array and the given NDArray object then refers to it: reading or writing it reads or writes
+    the variable's gradient, as in MXNet, where they are one array."""
     variables = _as_list(variables)
     gradients = _as_list(gradients)
     if len(variables) != len(gradients):
@@ -154,6 +160,9 @@ def mark_variables(variables, gradients, grad_reqs='write') -> None:
     for v, g, r in zip(variables, gradients, reqs):
         v.attach_grad(r)
         v.client.engine.enqueue({'op': 'copy', 'args': [g.name], 'into': v.name + '.grad'})
+        if g._owner is None:
+            g._client.give_back(g._name, 0)
+        g._name, g._owner = v.name + '.grad', v
 
 
 def grad(heads, variables, head_grads=None, retain_graph=None, create_graph: bool = False,
@@ -256,3 +265,61 @@ def show(y: NDArray) -> TapeDrawing:
         raise ValueError('%s has no recorded history to show: record it under autograd.record() '
                          '(and show it before backward frees the history)' % y.name)
     return TapeDrawing(tape, _get_text(client, '/tapes/%s' % tape, {'format': 'svg'}))
+
+
+class Symbol:
+    """What `get_symbol` answers: the recorded graph that computed an array, read from its tape.
+
+    ``list_arguments()`` names the variables it reads (arrays with a gradient buffer), in the order
+    the graph first meets them; ``tojson()`` is the graph as JSON (nodes in the order they ran)."""
+
+    def __init__(self, nodes: list, head: str):
+        self.nodes = nodes
+        self.head = head
+
+    def list_arguments(self) -> list:
+        seen, out = set(), []
+        for n in self.nodes:
+            for i in n.get('inputs', []):
+                if i.get('from') == 'variable' and i.get('array') not in seen:
+                    seen.add(i.get('array'))
+                    out.append(i.get('name') or 'var%d' % len(out))
+        return out
+
+    def list_outputs(self) -> list:
+        return [self.head + '_output']
+
+    def tojson(self) -> str:
+        return json.dumps({'nodes': self.nodes, 'heads': [self.head]})
+
+    def __repr__(self) -> str:
+        return '<Symbol %s: %d ops>' % (self.head, len(self.nodes))
+
+
+def get_symbol(x: NDArray) -> Symbol:
+    """MXNet's get_symbol: the graph recorded for `x` (before backward frees it)."""
+    if not isinstance(x, NDArray) or x._owner is not None:
+        raise TypeError('get_symbol takes an NDArray recorded under autograd.record()')
+    client = x.client
+    client.engine.flush()
+    listing = client.session('GET', '/arrays')
+    desc = next((d for d in listing.get('arrays', []) if d.get('name') == x.name), None)
+    tape = desc.get('tape') if desc else None
+    if not tape:
+        raise ValueError('%s has no recorded history: record it under autograd.record() first' % x.name)
+    nodes = client.session('GET', '/tapes/%s' % tape, query={'format': 'json'})['nodes']
+    producer = {}
+    for n in nodes:
+        for o in n.get('outputs', []):
+            producer[o.get('array')] = n
+    head = next((o.get('array') for n in reversed(nodes) for o in n.get('outputs', []) if o.get('name') == x.name), None)
+    keep, stack = set(), [producer.get(head)] if head in producer else []
+    while stack:
+        n = stack.pop()
+        if n is None or n['id'] in keep:
+            continue
+        keep.add(n['id'])
+        for i in n.get('inputs', []):
+            if i.get('array') in producer:
+                stack.append(producer[i['array']])
+    return Symbol([n for n in nodes if n['id'] in keep], x.name)

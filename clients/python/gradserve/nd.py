@@ -7,6 +7,7 @@ positional attributes, in the order the server lists them."""
 from __future__ import annotations
 
 from ._client import get_client
+from ._names import did_you_mean
 from .ndarray import NDArray, _invoke, array  # noqa: F401
 
 
@@ -48,7 +49,8 @@ def _lookup(name: str):
     prefix = name + '.'
     if any(n.startswith(prefix) for n in ops):
         return _Namespace(name)
-    raise AttributeError('gradserve.nd has no %r: the server lists no such op (GET /v1/ops)' % name)
+    raise AttributeError('gradserve.nd has no %r: the server lists no such op (GET /v1/ops)%s'
+                         % (name, did_you_mean(name, [n for n in ops if n.count('.') == name.count('.')])))
 
 
 def waitall() -> None:

@@ -9,6 +9,9 @@ import struct
 
 from . import _format
 from ._client import Client, get_client, json_number
+from ._errors import ConflictError, UnprocessableError
+from ._names import did_you_mean
+from .context import Context, cpu
 
 # numpy is used when it imports (and works); it is never required.
 np = None
@@ -124,7 +127,7 @@ class NDArray:
     server lists (`x.exp()`, `x.sum(axis=1)`), called as methods."""
 
     __slots__ = ('_client', '_name', '_owner', '_shape', '_dtype', '_grad_req', '_recorded', '_error', '_stale',
-                 '__weakref__')
+                 '_freed', '__weakref__')
     __array_priority__ = 1000.0  # numpy defers binary operators to us
 
     def __init__(self, client: Client, name: str, shape=(), dtype: str | None = 'float32', grad_req=None,
@@ -137,6 +140,7 @@ class NDArray:
         self._dtype = dtype
         self._error = None         # the error of the program that should have computed it
         self._stale = False        # bound on the server, descriptor not yet known
+        self._freed = False        # a backward without retain_graph has run from this head
         self._grad_req = grad_req
         self._recorded = recorded
 
@@ -209,8 +213,8 @@ class NDArray:
         return len(self.shape)
 
     @property
-    def context(self) -> str:
-        return DEVICE
+    def context(self) -> Context:
+        return cpu()
 
     ctx = context
 
@@ -347,7 +351,10 @@ class NDArray:
         keep = []
         if out_grad is not None:
             attrs['head_grads'] = [_arg(self._client, out_grad, keep)]
+        check_graphs([self])
         self._client.engine.enqueue({'op': 'backward', 'args': [self._name], 'attrs': attrs})
+        if not retain_graph:
+            self._freed = True
         del keep
 
     def detach(self) -> 'NDArray':
@@ -371,11 +378,18 @@ class NDArray:
     def astype(self, dtype, copy: bool = True) -> 'NDArray':
         return _invoke('astype', [self], {'dtype': _dtype_name(dtype)})
 
+    def tostype(self, stype) -> 'NDArray':
+        if stype != 'default':
+            raise NotImplementedError('gradserve arrays are dense: sparse storage (%r) is out of scope' % (stype,))
+        return self
+
     def copy(self) -> 'NDArray':
         return _invoke('copy', [self], {})
 
     def as_in_context(self, context) -> 'NDArray':
         return self
+
+    as_in_ctx = as_in_context
 
     def copyto(self, other):
         if isinstance(other, NDArray):
@@ -399,7 +413,9 @@ class NDArray:
         client = object.__getattribute__(self, '_client')
         ops = client.ops()
         if attr not in ops:
-            raise AttributeError("'NDArray' object has no attribute %r (and the server has no op of that name)" % attr)
+            names = [n for n in ops if '.' not in n] + [n for n in dir(type(self)) if not n.startswith('_')]
+            raise AttributeError("'NDArray' object has no attribute %r (and the server has no op of that name)%s"
+                                 % (attr, did_you_mean(attr, names)))
 
         def method(*args, **kwargs):
             return _invoke(attr, [self] + list(args), kwargs)
@@ -484,8 +500,6 @@ class NDArray:
 
     def __setitem__(self, key, value) -> None:
         """`x[key] = value` in place (MXNet's slice assignment): value an NDArray, array-like or number."""
-        if self._owner is not None:
-            raise TypeError('cannot assign into a gradient handle; write into the array instead')
         key = self._key(key)
         keep: list = []
         if isinstance(value, (NDArray, numbers.Number)) or (np is not None and isinstance(value, np.generic)):
@@ -498,6 +512,15 @@ class NDArray:
             v = up._name
         self._client.engine.enqueue({'op': 'slice_assign', 'args': [self._name, v], 'attrs': {'key': key}, 'into': self._name})
         del keep
+
+
+def check_graphs(heads) -> None:
+    """MXNet refuses a second backward through a freed graph when it is called; so do we."""
+    for h in heads:
+        if isinstance(h, NDArray) and h._freed:
+            raise ConflictError('graph_freed: %s was already used as the head of a backward pass that freed its '
+                                'graph; record it again, or pass retain_graph=True to the first backward' % h._name,
+                                status=409, code='graph_freed')
 
 
 # -- calling ops ----------------------------------------------------------------------------
@@ -571,7 +594,8 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
     ops = client.ops()
     info = ops.get(opname)
     if info is None:
-        raise AttributeError('the gradserve server has no op %r (GET /v1/ops lists them)' % opname)
+        raise AttributeError('the gradserve server has no op %r (GET /v1/ops lists them)%s'
+                             % (opname, did_you_mean(opname, ops)))
     if info['name'] == 'asscalar' and args and isinstance(args[0], NDArray) and len(args) == 1:
         return args[0].asscalar()
     kwargs = dict(kwargs)
@@ -611,6 +635,18 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
         if k in attrs:
             raise TypeError('%s() got multiple values for %r' % (opname, k))
         attrs[k] = v
+    if 'stype' in attrs and attrs['stype'] not in (None, 'default'):
+        raise NotImplementedError('gradserve arrays are dense: sparse storage (stype=%r) is out of scope' % (attrs['stype'],))
+    attrs.pop('stype', None)
+    schema = info.get('attrs') if isinstance(info.get('attrs'), dict) else {}
+    if schema.get('additionalProperties') is False:
+        # Checked here, as MXNet checks arguments when the op is called, not when it runs.
+        for k in attrs:
+            if k not in props:
+                raise UnprocessableError('invalid_attribute: %s() has no argument %r (it takes %s)%s'
+                                         % (opname, k, ', '.join(inputs + sorted(props)) or 'none',
+                                            did_you_mean(k, inputs + list(props))),
+                                         status=422, code='invalid_attribute')
     wire_attrs = {}
     for k, v in attrs.items():
         if k == 'dtype':

@@ -412,6 +412,70 @@ class ClientTest(unittest.TestCase):
         y.backward()
         self.assertList(x.grad, [2, 4, 6])
 
+    def test_mark_variables_shares_the_buffer(self):
+        x = nd.ones((2, 2))
+        dx = nd.zeros((2, 2))
+        autograd.mark_variables([x], [dx], grad_reqs='add')
+        with autograd.record():
+            y = x + 1
+        y.backward()
+        self.assertList(dx, [[1, 1], [1, 1]])  # dx is x's gradient buffer, as in MXNet
+        dx[:] = 0
+        with autograd.record():
+            y = x * 3
+        y.backward()
+        self.assertList(x.grad, [[3, 3], [3, 3]])
+
+    def test_errors_mxnet_raises_at_the_call(self):
+        x = nd.ones((2,))
+        x.attach_grad()
+        with autograd.record():
+            y = x * 2
+        y.backward()
+        with self.assertRaises(gradserve.ConflictError) as cm:  # before anything is sent
+            y.backward()
+        self.assertEqual(cm.exception.code, 'graph_freed')
+        with self.assertRaises(gradserve.UnprocessableError) as cm:
+            nd.sum(x, axes=0)
+        self.assertIn("did you mean 'axis'", str(cm.exception))
+        with self.assertRaises(NotImplementedError):
+            nd.zeros((2,), stype='csr')
+        with self.assertRaises(AttributeError) as cm:
+            nd.expp(x)
+        self.assertIn("'exp'", str(cm.exception))
+        with self.assertRaises(AttributeError) as cm:
+            x.sofmax()
+        self.assertIn("'softmax'", str(cm.exception))
+        self.assertList(x.grad, [2, 2])  # nothing of the refused calls reached the session
+
+    def test_get_symbol(self):
+        x = nd.ones((1,))
+        x.attach_grad()
+        z = nd.ones((1,))
+        z.attach_grad()
+        with autograd.record():
+            y = x * x + 2 * x - 1
+            w = x * x + 2 * z - 1
+        self.assertEqual(len(autograd.get_symbol(y).list_arguments()), 1)
+        self.assertEqual(sorted(autograd.get_symbol(w).list_arguments()), sorted([x.name, z.name]))
+        self.assertIn('"multiply"', autograd.get_symbol(w).tojson())
+
+    def test_import_gradserve_as_mx(self):
+        import gradserve as mx
+        mx.random.seed(7)
+        a = mx.nd.random.normal(shape=4).tolist()
+        mx.random.seed(7)
+        self.assertEqual(mx.nd.random.normal(shape=4).tolist(), a)
+        self.assertEqual(mx.nd.ones((1,)).context, mx.cpu())
+        self.assertIs(mx.ndarray, mx.nd)
+        if np is not None:
+            mx.test_utils.assert_almost_equal(mx.nd.array([1, 2]), np.array([1, 2.0000001]))
+            with self.assertRaises(AssertionError):
+                mx.test_utils.assert_almost_equal(mx.nd.array([1, 2]), np.array([1, 2.1]))
+        with self.assertRaises(AttributeError) as cm:
+            mx.gluon
+        self.assertIn('out of scope', str(cm.exception))
+
     # -- errors and resources ---------------------------------------------------------------
     def test_errors(self):
         with self.assertRaises(gradserve.UnprocessableError) as cm:
