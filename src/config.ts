@@ -26,6 +26,7 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_EXPR_LENGTH: int(100000),
   GRADSERVE_MAX_EXPR_DEPTH: int(64),
   GRADSERVE_MAX_TAPE_NODES: int(100000),
+  GRADSERVE_MAX_RENDER_NODES: int(2000),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
   /** Requests per window per client (API key, session token, or address); 0 turns the limit off. */
@@ -66,6 +67,8 @@ export interface Limits {
   maxTotalBytes: number;
   maxArrayElements: number;
   maxStatements: number;
+  /** Live nodes of a tape rendered as DOT or SVG (413 above): rendering runs on the event loop. */
+  maxRenderNodes: number;
   maxExprLength: number;
   maxExprDepth: number;
   maxTapeNodes: number;
@@ -124,6 +127,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxTotalBytes: e.GRADSERVE_MAX_TOTAL_BYTES,
       maxArrayElements: e.GRADSERVE_MAX_ARRAY_ELEMENTS,
       maxStatements: e.GRADSERVE_MAX_STATEMENTS,
+      maxRenderNodes: e.GRADSERVE_MAX_RENDER_NODES,
       maxExprLength: e.GRADSERVE_MAX_EXPR_LENGTH,
       maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,

@@ -284,6 +284,14 @@ export function getTape(s: Session, tid: string, format: 'json' | 'dot'): unknow
   const names = new Map<number, string>();
   for (const [n, a] of s.names) if (!names.has(a.id)) names.set(a.id, n);
   const nameOf = (id: number) => names.get(id);
+  if (format === 'dot') {
+    // DOT and its SVG layout are built on the event loop: bounded, so one big tape cannot stall it.
+    const live = t.nodes.filter((n) => !n.freed).length;
+    const max = s.limits.maxRenderNodes;
+    if (live > max) {
+      throw fail('payload_too_large', `tape \`${tid}\` has ${live} live nodes; DOT and SVG render at most ${max} (GRADSERVE_MAX_RENDER_NODES); ask for ?format=json`, { limit: 'render_nodes', value: live, max });
+    }
+  }
   return format === 'dot' ? tapeToDot(t, nameOf) : tapeToJson(t, nameOf);
 }
 
