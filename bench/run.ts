@@ -8,7 +8,7 @@
  * named in the report and our side still runs.
  *
  *   npm run bench                 everything
- *   npm run bench -- gemm elem    some sections (gemm, elem, mlp, chain, http, memory, upload)
+ *   npm run bench -- gemm elem    some sections (gemm, elem, mlp, chain, http, memory, upload, d2l)
  *   BENCH_QUICK=1 npm run bench   fewer rounds
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -374,6 +374,35 @@ async function uploadSection(srv: Server): Promise<void> {
   }
 }
 
+/**
+ * The book's softmax regression and MLP from scratch, one Fashion-MNIST epoch each, written for
+ * MXNet and run through the Python client (its asynchronous engine), beside the same recipe in
+ * PyTorch in-process; bench/d2l_epoch.py runs both, alternating, in one process.
+ */
+async function d2lSection(srv: Server): Promise<void> {
+  if (!existsSync('/usr/share/datasets/fashion-mnist')) {
+    console.log('d2l: Fashion-MNIST missing (`apt-get install dataset-fashion-mnist`); skipped');
+    return;
+  }
+  const script = fileURLToPath(new URL('./d2l_epoch.py', import.meta.url));
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn('/usr/bin/python3', [script, srv.url, QUICK ? '1' : '2'], { env: { ...process.env, OMP_NUM_THREADS: '2' } });
+    let text = '';
+    p.stdout.on('data', (d) => { text += d; });
+    p.stderr.on('data', (d) => process.stderr.write(d));
+    p.on('error', reject);
+    p.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`d2l_epoch.py exited with ${code}`))));
+  });
+  for (const line of out.trim().split('\n')) {
+    const r = JSON.parse(line) as { model: string; ours_s: number; torch_s: number; requests_per_step: number; ours_acc: number; torch_acc: number };
+    report({
+      section: 'd2l', case: `${r.model} from scratch, 1 epoch (${r.requests_per_step.toFixed(1)} req/step, acc ${r.ours_acc.toFixed(3)})`,
+      ours: `${r.ours_s.toFixed(2)} s`, theirs: `${r.torch_s.toFixed(2)} s torch (acc ${r.torch_acc.toFixed(3)})`,
+      ratio: r.torch_s / r.ours_s, bar: 1 / 3,
+    });
+  }
+}
+
 // ---- main ------------------------------------------------------------------------------------
 
 const py = new Python();
@@ -390,6 +419,7 @@ try {
   if (want('http')) await httpSection(srv);
   if (want('memory')) await memorySection();
   if (want('upload')) await uploadSection(srv);
+  if (want('d2l')) await d2lSection(srv);
 } finally {
   agent.destroy();
   await srv.close();
