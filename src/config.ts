@@ -26,6 +26,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_EXPR_LENGTH: int(100000),
   GRADSERVE_MAX_EXPR_DEPTH: int(64),
   GRADSERVE_MAX_TAPE_NODES: int(100000),
+  GRADSERVE_MAX_SESSION_ARRAYS: int(200000),
+  GRADSERVE_MAX_TOTAL_ARRAYS: int(1000000),
   GRADSERVE_MAX_RENDER_NODES: int(2000),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
@@ -72,6 +74,9 @@ export interface Limits {
   maxExprLength: number;
   maxExprDepth: number;
   maxTapeNodes: number;
+  /** Buffers held per session and per process: each costs JavaScript heap that no byte quota sees. */
+  maxSessionArrays: number;
+  maxTotalArrays: number;
   requestTimeoutMs: number;
   maxKernelFlops: number;
 }
@@ -131,6 +136,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxExprLength: e.GRADSERVE_MAX_EXPR_LENGTH,
       maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,
+      maxSessionArrays: e.GRADSERVE_MAX_SESSION_ARRAYS,
+      maxTotalArrays: e.GRADSERVE_MAX_TOTAL_ARRAYS,
       requestTimeoutMs: e.GRADSERVE_REQUEST_TIMEOUT_MS,
       maxKernelFlops: e.GRADSERVE_MAX_KERNEL_FLOPS,
     },

@@ -9,10 +9,16 @@ import { NDArray, sizeOf, shapeStr } from '../engine/ndarray.js';
 import type { Allocator } from '../engine/kernels.js';
 import { fail } from '../errors.js';
 
-/** Bytes held by all sessions of the process, against GRADSERVE_MAX_TOTAL_BYTES. */
+/**
+ * Bytes and buffers held by all sessions of the process, against GRADSERVE_MAX_TOTAL_BYTES and
+ * GRADSERVE_MAX_TOTAL_ARRAYS. Buffers are counted because each array costs about a kilobyte of
+ * JavaScript heap (its handle, its name, the tape nodes that save it) whatever its size: 700,000
+ * arrays of one element held 36 MB of native memory and exhausted a 4 GB heap.
+ */
 export class ProcessMemory {
   bytes = 0;
-  constructor(readonly maxBytes: number) {}
+  buffers = 0;
+  constructor(readonly maxBytes: number, readonly maxBuffers = Infinity) {}
 }
 
 export class SessionMemory implements Allocator {
@@ -34,6 +40,7 @@ export class SessionMemory implements Allocator {
     private readonly maxBytes: number,
     private readonly maxElements: number,
     private readonly maxFlops = Infinity,
+    private readonly maxBuffers = Infinity,
   ) {}
 
   /**
@@ -71,7 +78,14 @@ export class SessionMemory implements Allocator {
     if (this.proc.bytes + b > this.proc.maxBytes) {
       throw fail('quota_exceeded', `the server holds ${this.proc.bytes} bytes and its limit is ${this.proc.maxBytes} (GRADSERVE_MAX_TOTAL_BYTES); try again later`, { limit: 'total_bytes', value: this.proc.bytes + b });
     }
+    if (this.held.length >= this.maxBuffers) {
+      throw fail('quota_exceeded', `this session holds ${this.held.length} arrays, its limit (GRADSERVE_MAX_SESSION_ARRAYS); delete arrays you no longer need, or keep many small ones as one larger array`, { limit: 'session_arrays', value: this.held.length });
+    }
+    if (this.proc.buffers >= this.proc.maxBuffers) {
+      throw fail('quota_exceeded', `the server holds ${this.proc.buffers} arrays, its limit (GRADSERVE_MAX_TOTAL_ARRAYS); try again later`, { limit: 'total_arrays', value: this.proc.buffers });
+    }
     const s = this.backend.alloc(dtype, n);
+    this.proc.buffers++;
     this.held.push(s);
     this.heldBytes.push(b);
     this.bytes += b;
@@ -100,6 +114,7 @@ export class SessionMemory implements Allocator {
           this.backend.free(s);
           this.bytes -= b;
           this.proc.bytes -= b;
+          this.proc.buffers--;
           continue;
         }
         held[kept] = s;

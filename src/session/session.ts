@@ -66,7 +66,7 @@ export class Session {
     this.seed = o.seed >>> 0;
     this.defaultDtype = o.defaultDtype;
     this.apiKey = o.apiKey;
-    this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements, limits.maxKernelFlops);
+    this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements, limits.maxKernelFlops, limits.maxSessionArrays);
     this.k = makeKernels(this.memory);
     this.reclaimAt = this.reclaimStep();
     const scopes = this.scopes;

@@ -28,7 +28,7 @@ export class SessionStore {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(readonly backend: Backend, readonly limits: Limits) {
-    this.memory = new ProcessMemory(limits.maxTotalBytes);
+    this.memory = new ProcessMemory(limits.maxTotalBytes, limits.maxTotalArrays);
   }
 
   get size(): number {
