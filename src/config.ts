@@ -29,6 +29,7 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_SESSION_ARRAYS: int(200000),
   GRADSERVE_MAX_TOTAL_ARRAYS: int(1000000),
   GRADSERVE_MAX_RENDER_NODES: int(2000),
+  GRADSERVE_MAX_JSON_ELEMENTS: int(100000),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
   /** Requests per window per client (API key, session token, or address); 0 turns the limit off. */
@@ -74,6 +75,8 @@ export interface Limits {
   maxExprLength: number;
   maxExprDepth: number;
   maxTapeNodes: number;
+  /** Array elements one answer may write as JSON numbers: encoding them blocks the event loop (~1.3 µs each). */
+  maxJsonElements: number;
   /** Buffers held per session and per process: each costs JavaScript heap that no byte quota sees. */
   maxSessionArrays: number;
   maxTotalArrays: number;
@@ -133,6 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxArrayElements: e.GRADSERVE_MAX_ARRAY_ELEMENTS,
       maxStatements: e.GRADSERVE_MAX_STATEMENTS,
       maxRenderNodes: e.GRADSERVE_MAX_RENDER_NODES,
+      maxJsonElements: e.GRADSERVE_MAX_JSON_ELEMENTS,
       maxExprLength: e.GRADSERVE_MAX_EXPR_LENGTH,
       maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,

@@ -34,6 +34,10 @@ export function encodeData(s: Session, a: NDArray, format: Format): unknown {
   const be = s.memory.backend;
   // A view may cover part of a larger storage only through reshape, which keeps the size.
   if (format === 'base64') return Buffer.from(be.readBytes(a.storage)).toString('base64');
+  s.jsonElements += a.size;
+  if (s.jsonElements > s.limits.maxJsonElements) {
+    throw fail('array_too_large', `this answer would write ${s.jsonElements} elements as JSON numbers; the limit is ${s.limits.maxJsonElements} (GRADSERVE_MAX_JSON_ELEMENTS), since encoding them stalls the server. The arrays are bound: read large ones with format=base64, or as .npy (GET /arrays/{name} with Accept: application/x-npy)`, { limit: 'json_elements', value: s.jsonElements });
+  }
   const values = be.readNumbers(a.storage);
   return format === 'flat' ? toFlat(values, a.dtype) : toNested(values, a.shape, a.dtype);
 }

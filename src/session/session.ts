@@ -58,6 +58,9 @@ export class Session {
   readonly stream = nextStream();
   closed = false;
 
+  /** Elements the current request's answer writes as JSON (bounded by limits.maxJsonElements). */
+  jsonElements = 0;
+
   constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats = { opsRun: 0 }) {
     this.id = o.id;
     this.tokenHash = o.tokenHash;
@@ -137,6 +140,7 @@ export class Session {
     const next = this.queue.then(async () => {
       if (this.closed) throw fail('not_found', `session ${this.id} was deleted`);
       this.touch();
+      this.jsonElements = 0;
       try {
         const be = this.memory.backend;
         const value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));

@@ -1,0 +1,36 @@
+/**
+ * Answers bound the data they write as JSON numbers (issue 15, finding 3): encoding millions of
+ * numbers stalls every session, so over GRADSERVE_MAX_JSON_ELEMENTS the answer is a 413 naming
+ * base64 and .npy, which stay open for the same array.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, startServer, type TestServer } from '../helpers/server.js';
+
+let srv: TestServer;
+beforeAll(async () => { srv = await startServer({ GRADSERVE_MAX_JSON_ELEMENTS: '1000' }); });
+afterAll(async () => { await srv.close(); });
+
+describe('JSON answer size', () => {
+  it('GET of an array over the JSON limit is a 413 naming base64; base64 and .npy still answer', async () => {
+    const c = await Client.open(srv.url);
+    await c.post('/ops', { ops: [{ op: 'ones', attrs: { shape: [40, 30] }, out: 'big' }, { op: 'ones', attrs: { shape: [10] }, out: 'small' }] }).expect(200);
+    const r = await c.get('/arrays/big');
+    expect(r.status).toBe(413);
+    expect(r.body.limit).toBe('json_elements');
+    expect(r.body.detail).toMatch(/base64/);
+    const b = await c.get('/arrays/big?format=base64').expect(200);
+    expect(Buffer.from(b.body.data, 'base64').length).toBe(1200 * 4);
+    await c.get('/arrays/big').set('Accept', 'application/x-npy').expect(200);
+    expect((await c.get('/arrays/small?format=flat').expect(200)).body.data).toHaveLength(10);
+  });
+
+  it('the limit counts every array an answer fetches, and a last expression', async () => {
+    const c = await Client.open(srv.url);
+    const r = await c.post('/ops', { ops: [{ op: 'ones', attrs: { shape: [600] }, out: 'a' }, { op: 'ones', attrs: { shape: [600] }, out: 'b' }], fetch: true });
+    expect(r.status).toBe(413);
+    expect(r.body.limit).toBe('json_elements');
+    expect((await c.post('/ops', { expr: 'nd.ones((2000,))' })).status).toBe(413);
+    // the arrays were bound: they read within the limit one at a time
+    expect((await c.post('/ops', { ops: [], fetch: ['a'], format: 'flat' }).expect(200)).body.outputs.a.data).toHaveLength(600);
+  });
+});
