@@ -133,5 +133,8 @@ defineOp({
   creation: true,
   positional: ['data', 'shape', 'dtype'],
   attrs: z.object({ data: z.string(), shape: Shape, dtype: OptDType }).strict(),
-  forward: (ctx, _x, a) => ctx.k.fromBytes(dt(ctx, a.dtype), a.shape, decodeBase64(a.data, a.shape, dt(ctx, a.dtype), 'data')),
+  forward(ctx, _x, a) {
+    const dtype = dt(ctx, a.dtype);
+    return ctx.k.fromBytes(dtype, a.shape, decodeBase64(a.data, a.shape, dtype, 'data'));
+  },
 });

@@ -248,22 +248,29 @@ def _get_text(client: Client, sub: str, query: dict) -> str:
                                        % (client.url, url, e), method='GET', url=url) from None
 
 
+def _tape_of(x: NDArray, caller: str, use: str) -> str:
+    """The id of the tape that recorded `x`, once the queue has run."""
+    if not isinstance(x, NDArray) or x._owner is not None:
+        raise TypeError('%s takes an NDArray recorded under autograd.record()' % caller)
+    client = x.client
+    client.engine.flush()
+    # The listing carries descriptors without data, so a large x is not downloaded.
+    listing = client.session('GET', '/arrays')
+    desc = next((d for d in listing.get('arrays', []) if d.get('name') == x.name), None)
+    tape = desc.get('tape') if desc else None
+    if not tape:
+        raise ValueError('%s has no recorded history: record it under autograd.record() (and %s before '
+                         'backward frees the history)' % (x.name, use))
+    return tape
+
+
 def show(y: NDArray) -> TapeDrawing:
     """Draws the tape that recorded `y` (its ops as ellipses, its arrays as boxes, variables
     highlighted). In a notebook, `autograd.show(y)` as a cell's last line shows the picture.
 
     `y` must still have its history: after `y.backward()` (without retain_graph) it is freed."""
-    if not isinstance(y, NDArray) or y._owner is not None:
-        raise TypeError('autograd.show takes an NDArray recorded under autograd.record()')
+    tape = _tape_of(y, 'autograd.show', 'show it')
     client = y.client
-    # The listing carries descriptors without data, so a large y is not downloaded.
-    client.engine.flush()
-    listing = client.session('GET', '/arrays')
-    desc = next((d for d in listing.get('arrays', []) if d.get('name') == y.name), None)
-    tape = desc.get('tape') if desc else None
-    if not tape:
-        raise ValueError('%s has no recorded history to show: record it under autograd.record() '
-                         '(and show it before backward frees the history)' % y.name)
     return TapeDrawing(tape, _get_text(client, '/tapes/%s' % tape, {'format': 'svg'}))
 
 
@@ -298,15 +305,8 @@ class Symbol:
 
 def get_symbol(x: NDArray) -> Symbol:
     """MXNet's get_symbol: the graph recorded for `x` (before backward frees it)."""
-    if not isinstance(x, NDArray) or x._owner is not None:
-        raise TypeError('get_symbol takes an NDArray recorded under autograd.record()')
+    tape = _tape_of(x, 'get_symbol', 'ask for it')
     client = x.client
-    client.engine.flush()
-    listing = client.session('GET', '/arrays')
-    desc = next((d for d in listing.get('arrays', []) if d.get('name') == x.name), None)
-    tape = desc.get('tape') if desc else None
-    if not tape:
-        raise ValueError('%s has no recorded history: record it under autograd.record() first' % x.name)
     nodes = client.session('GET', '/tapes/%s' % tape, query={'format': 'json'})['nodes']
     producer = {}
     for n in nodes:

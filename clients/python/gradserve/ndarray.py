@@ -85,10 +85,6 @@ def _flatten(data) -> tuple[list[float], tuple[int, ...]]:
     return flat, shape
 
 
-def _encode(flat: list[float], dtype: str) -> str:
-    return base64.b64encode(struct.pack('<%d%s' % (len(flat), _STRUCT[dtype]), *flat)).decode('ascii')
-
-
 def _decode(desc: dict) -> list[float]:
     data = desc.get('data')
     dtype = desc.get('dtype', 'float32')
