@@ -9,6 +9,7 @@ import { jsonSchemaTransform, jsonSchemaTransformObject, type ZodTypeProvider } 
 import { validatorCompiler } from './http/validation.js';
 import { responseSerializer } from './http/serializer.js';
 import { registerBodyParsers } from './http/body.js';
+import { registerMultipart } from './http/multipart.js';
 import type { Config } from './config.js';
 import type { Backend } from './engine/backend.js';
 import { SessionStore } from './session/store.js';
@@ -52,6 +53,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   app.setSerializerCompiler(responseSerializer(o.config.checkResponses));
 
   registerBodyParsers(app);
+  registerMultipart(app, o.config.limits.maxBodyBytes);
 
   // Behind a load balancer, every answer (errors included) names the replica that produced it, so
   // sticky routing can be checked and a failing replica found from a client's logs.

@@ -1,6 +1,7 @@
 /**
  * Request bodies: JSON (checked for depth before any schema sees it; empty bodies allowed) and
- * the binary uploads (.npy), which are handed on as one Buffer.
+ * the binary uploads (.npy), which are handed on as one Buffer, and programs with binary parts
+ * (./multipart.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
@@ -41,22 +42,32 @@ function nestsDeeper(v: unknown, depth: number, max: number): boolean {
   return false;
 }
 
+/** A JSON body's value (undefined when empty), refused when it nests too deep. Throws with status 400. */
+export function parseJsonBody(raw: string): unknown {
+  const text = raw.trim();
+  if (text === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    const err = e as Error & { statusCode?: number };
+    err.statusCode = 400;
+    throw err;
+  }
+  if (jsonDepthOver(text, value, MAX_JSON_DEPTH)) {
+    throw new ApiError('invalid_request', `the JSON body nests deeper than ${MAX_JSON_DEPTH} levels`, { limit: 'json_depth' });
+  }
+  return value;
+}
+
 export function registerBodyParsers(app: FastifyInstance): void {
   // Bodies whose fields are all optional may be empty, with or without a JSON content type.
   app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = (body as string).trim();
-    if (text === '') return done(null, undefined);
     try {
-      const value = JSON.parse(text);
-      if (jsonDepthOver(text, value, MAX_JSON_DEPTH)) {
-        return done(new ApiError('invalid_request', `the JSON body nests deeper than ${MAX_JSON_DEPTH} levels`, { limit: 'json_depth' }), undefined);
-      }
-      done(null, value);
+      done(null, parseJsonBody(body as string));
     } catch (e) {
-      const err = e as Error & { statusCode?: number };
-      err.statusCode = 400;
-      done(err, undefined);
+      done(e as Error, undefined);
     }
   });
   app.addContentTypeParser(['application/x-npy', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

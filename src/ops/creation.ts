@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
 import { OptDType, Shape } from './attrs.js';
-import { NDArray } from '../engine/ndarray.js';
+import { NDArray, shapeStr, sizeOf } from '../engine/ndarray.js';
+import { itemSize } from '../engine/backend.js';
 import { fail } from '../errors.js';
 import { decodeBase64 } from '../engine/base64.js';
 
@@ -129,12 +130,21 @@ defineOp({
 
 defineOp({
   name: 'frombuffer',
-  doc: 'An array from little-endian bytes in base64 (`data`), of `shape` and `dtype`: an upload inside a program, as numpy.frombuffer reads bytes.',
+  doc: 'An array from little-endian bytes, of `shape` and `dtype`, as numpy.frombuffer reads them: an upload inside a program. The bytes are `data` (base64) or, in a multipart program, the part named `part`.',
   creation: true,
   positional: ['data', 'shape', 'dtype'],
-  attrs: z.object({ data: z.string(), shape: Shape, dtype: OptDType }).strict(),
+  attrs: z.object({ data: z.string().optional(), part: z.string().optional(), shape: Shape, dtype: OptDType }).strict(),
   forward(ctx, _x, a) {
     const dtype = dt(ctx, a.dtype);
-    return ctx.k.fromBytes(dtype, a.shape, decodeBase64(a.data, a.shape, dtype, 'data'));
+    if ((a.data === undefined) === (a.part === undefined)) {
+      throw fail('invalid_attribute', '`frombuffer` takes exactly one of `data` (base64) and `part` (the name of a multipart part)', { attribute: a.data === undefined ? 'data' : 'part' });
+    }
+    if (a.data !== undefined) return ctx.k.fromBytes(dtype, a.shape, decodeBase64(a.data, a.shape, dtype, 'data'));
+    const bytes = ctx.upload(a.part!);
+    const want = sizeOf(a.shape) * itemSize(dtype);
+    if (bytes.length !== want) {
+      throw fail('shape_mismatch', `part \`${a.part}\` holds ${bytes.length} bytes but shape ${shapeStr(a.shape)} of ${dtype} needs ${want}`, { attribute: 'part' });
+    }
+    return ctx.k.fromBytes(dtype, a.shape, bytes);
   },
 });

@@ -22,6 +22,8 @@ export interface OpEnv {
   readonly isRecording: boolean;
   /** Records the op on a tape if autograd's rule says so (some input is a variable or has history). */
   record(def: OpDef, attrs: unknown, inputs: Value[], outputs: NDArray[]): void;
+  /** The bytes of a binary part sent with the running program; throws naming the part if none. */
+  upload(part: string): Uint8Array;
 }
 
 let current: OpEnv | null = null;
@@ -78,7 +80,7 @@ export function parseAttrs(def: OpDef, attrs: unknown): unknown {
 /** Applies an op to values with already-parsed attrs; returns its outputs. */
 export function applyParsed(def: OpDef, inputs: Value[], attrs: unknown): NDArray[] {
   const e = env();
-  const ctx: OpContext = { k: e.k, isTraining: e.isTraining, defaultDtype: e.defaultDtype, random: e.random, op: def.name };
+  const ctx: OpContext = { k: e.k, isTraining: e.isTraining, defaultDtype: e.defaultDtype, random: e.random, upload: e.upload, op: def.name };
   const res = def.forward(ctx, inputs as NDArray[], attrs);
   const outs = Array.isArray(res) ? res : [res];
   if (def.vjp && e.isRecording) e.record(def, attrs, inputs, outs);

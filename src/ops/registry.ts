@@ -41,6 +41,8 @@ export interface OpContext {
    * function, passed as is to the random kernels.
    */
   random: Draws;
+  /** The bytes of a binary part sent with the running program (multipart POST /ops). */
+  upload(part: string): Uint8Array;
   op: string;
 }
 

@@ -6,7 +6,7 @@ import { NDArray, sizeOf } from '../engine/ndarray.js';
 import { itemSize, type DType } from '../engine/backend.js';
 import { decodeBase64, parseNested, parseNpy, toFlat, toNested, writeNpy } from './codec.js';
 import { ProgramRunner, type StatementValue } from './program.js';
-import type { Session } from './session.js';
+import { NO_UPLOADS, type Session } from './session.js';
 import type { AnyStatement, Arg, BindStatement, GradReq, ScopeKind, Statement } from '../program/format.js';
 import { compileExpression } from '../expr/index.js';
 import { tapeToJson, tapeToDot } from '../autograd/render.js';
@@ -199,7 +199,11 @@ function scalarJson(v: number): number | string {
   return v;
 }
 
-export function runOps(s: Session, input: OpsInput): OpsAnswer {
+/**
+ * Runs a program; `uploads` are the binary parts sent with it (multipart), which `frombuffer`
+ * reads by name while it runs.
+ */
+export function runOps(s: Session, input: OpsInput, uploads: ReadonlyMap<string, Uint8Array> = new Map()): OpsAnswer {
   if ((input.ops === undefined) === (input.expr === undefined)) {
     throw fail('invalid_request', 'give exactly one of `ops` (a JSON program) or `expr` (an expression)');
   }
@@ -215,7 +219,13 @@ export function runOps(s: Session, input: OpsInput): OpsAnswer {
   if (input.record) program = [{ op: 'scope', kind: 'record', train_mode: input.train_mode, body: program }];
   else if (input.train_mode !== undefined) program = [{ op: 'scope', kind: input.train_mode ? 'train_mode' : 'predict_mode', body: program }];
 
-  const outcome = new ProgramRunner(s).run(program, { resultName });
+  s.uploads = uploads;
+  let outcome: ReturnType<ProgramRunner['run']>;
+  try {
+    outcome = new ProgramRunner(s).run(program, { resultName });
+  } finally {
+    s.uploads = NO_UPLOADS;
+  }
   const format = input.format ?? 'nested';
   const fetch = new Set(input.fetch === true ? outcome.bound : Array.isArray(input.fetch) ? input.fetch : []);
   const outputs = record<Descriptor>();

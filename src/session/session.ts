@@ -19,6 +19,9 @@ import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
 
+/** No binary parts: a JSON program. */
+export const NO_UPLOADS: ReadonlyMap<string, Uint8Array> = new Map();
+
 export interface SessionOptions {
   id: string;
   tokenHash: Buffer;
@@ -61,6 +64,9 @@ export class Session {
   /** Elements the current request's answer writes as JSON (bounded by limits.maxJsonElements). */
   jsonElements = 0;
 
+  /** The binary parts of the program running now (multipart POST /ops), read by `frombuffer`. */
+  uploads: ReadonlyMap<string, Uint8Array> = NO_UPLOADS;
+
   constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats = { opsRun: 0 }) {
     this.id = o.id;
     this.tokenHash = o.tokenHash;
@@ -101,6 +107,14 @@ export class Session {
       get isTraining() { return scopes.isTraining; },
       get isRecording() { return scopes.isRecording; },
       record: (def, attrs, inputs, outs) => recordOp(target, def, attrs, inputs, outs),
+      upload: (part) => {
+        const bytes = this.uploads.get(part);
+        if (bytes === undefined) {
+          const sent = [...this.uploads.keys()].map((k) => `\`${k}\``).join(', ') || 'none';
+          throw fail('invalid_attribute', `no part named \`${part}\` was sent with this program (parts sent: ${sent})`, { attribute: 'part' });
+        }
+        return bytes;
+      },
     };
   }
 

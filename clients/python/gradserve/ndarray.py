@@ -8,7 +8,7 @@ import os
 import struct
 
 from . import _format
-from ._client import Client, RawString, get_client, json_number
+from ._client import Client, Part, get_client, json_number
 from ._errors import ConflictError, UnprocessableError
 from ._names import did_you_mean
 from .context import Context, cpu
@@ -697,7 +697,7 @@ def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray
         raw = struct.pack('<%d%s' % (len(flat), _STRUCT[dt]), *flat)
     name = client.new_name()
     out = NDArray(client, name, shape, dt)
-    client.engine.enqueue({'op': 'frombuffer', 'attrs': {'data': RawString(base64.b64encode(raw)),
+    client.engine.enqueue({'op': 'frombuffer', 'attrs': {'part': Part(raw),
                                                          'shape': list(shape), 'dtype': dt}, 'out': name},
                           [out], len(raw))
     return out

@@ -7,6 +7,7 @@ import { problems } from '../responses.js';
 import { autogradState, runOps } from '../../session/service.js';
 import { allOps } from '../../ops/index.js';
 import type { Services } from '../services.js';
+import { uploadsOf } from '../multipart.js';
 
 const errors = problems(401, 404, 409, 413, 415, 422);
 
@@ -34,8 +35,9 @@ export const opsRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => 
   }, async () => ({ ops: (listing ??= opListing()) }));
 
   app.post('/v1/sessions/:sid/ops', {
+    config: { multipart: true },
     schema: {
-      summary: 'Run a program: JSON ops or an expression, under the session\'s current scope',
+      summary: 'Run a program: JSON ops or an expression, under the session\'s current scope (JSON, or multipart/form-data with a `program` part and binary parts that frombuffer reads)',
       tags: ['ops'],
       params: SessionParams,
       body: OpsBody,
@@ -43,6 +45,6 @@ export const opsRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => 
     },
   }, async (req) => {
     const s = sessionOf(S.store, req);
-    return s.run(() => ({ ...runOps(s, req.body), autograd: autogradState(s) }));
+    return s.run(() => ({ ...runOps(s, req.body, uploadsOf(req)), autograd: autogradState(s) }));
   });
 };
