@@ -16,11 +16,13 @@ declare module '../engine/ndarray.js' {
     /** Set by attach-grad: the array is a variable. */
     gradReq: GradReq | null;
     grad: NDArray | null;
+    /** MXNet's fresh_grad: the gradient buffer was written by a backward since last cleared. */
+    freshGrad: boolean;
   }
 }
 
 function slotOf(a: NDArray): NonNullable<NDArray['autograd']> {
-  return (a.autograd ??= { node: null, outputIndex: 0, gradReq: null, grad: null });
+  return (a.autograd ??= { node: null, outputIndex: 0, gradReq: null, grad: null, freshGrad: false });
 }
 
 /** A variable: attach-grad was called on it. */
@@ -73,4 +75,14 @@ export function attachGrad(a: NDArray, req: GradReq, grad: NDArray): void {
   s.node = null;
   s.gradReq = req;
   s.grad = grad;
+  s.freshGrad = false;
+}
+
+/** Whether a variable's gradient was written by a backward since it was last cleared (MXNet _fresh_grad). */
+export function isFreshGrad(a: NDArray): boolean {
+  return a.autograd?.freshGrad ?? false;
+}
+
+export function setFreshGrad(a: NDArray, fresh: boolean): void {
+  if (a.autograd !== null || fresh) slotOf(a).freshGrad = fresh;
 }

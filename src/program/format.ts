@@ -38,7 +38,7 @@ export const GRAD_REQS = ['write', 'add', 'null'] as const;
 export type GradReq = (typeof GRAD_REQS)[number];
 
 /** Statement kinds with their own shape: an op statement may not take these names. */
-export const RESERVED_OPS: readonly string[] = ['scope', 'backward', 'attach_grad', 'delete'];
+export const RESERVED_OPS: readonly string[] = ['scope', 'backward', 'attach_grad', 'set_grad_state', 'delete'];
 
 export interface OpStatement {
   /** An op of the table, by its MXNet name or an alias. */
@@ -66,12 +66,18 @@ export interface AttachGradStatement {
   args: [string];
   attrs?: { grad_req?: GradReq };
 }
+/** MXNet's `x._fresh_grad = False`: marks whether a variable's gradient is the last backward's. */
+export interface SetGradStateStatement {
+  op: 'set_grad_state';
+  args: [string];
+  attrs: { fresh: boolean };
+}
 export interface DeleteStatement {
   op: 'delete';
   args: string[];
 }
 /** A statement a client may send. */
-export type Statement = OpStatement | ScopeStatement | BackwardStatement | AttachGradStatement | DeleteStatement;
+export type Statement = OpStatement | ScopeStatement | BackwardStatement | AttachGradStatement | SetGradStateStatement | DeleteStatement;
 
 /**
  * Statements only endpoints build, never accepted from the wire: they give every verb of the API

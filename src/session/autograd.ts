@@ -5,7 +5,7 @@
 import { backward } from '../autograd/backward.js';
 import { F } from '../ops/dispatch.js';
 import type { NDArray } from '../engine/ndarray.js';
-import { gradOf, gradReqOf, isRecorded, isVariable } from '../autograd/slot.js';
+import { gradOf, gradReqOf, isRecorded, isVariable, setFreshGrad } from '../autograd/slot.js';
 import type { Session } from './session.js';
 import { fail } from '../errors.js';
 
@@ -34,6 +34,7 @@ export function runBackward(s: Session, o: BackwardOptions): NDArray[] {
     const req = gradReqOf(leaf);
     if (!buf || (req !== 'write' && req !== 'add')) continue;
     s.k.assign(req === 'write' ? g : s.k.binary('add', buf, g, { op: 'backward' }), buf);
+    setFreshGrad(leaf, true);
     written.push(leaf);
   }
   return written;

@@ -10,9 +10,9 @@ import { applyParsed, parseAttrs } from '../ops/dispatch.js';
 import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
 import type { Value } from '../ops/registry.js';
 import type { Scope } from '../autograd/scopes.js';
-import { isVariable, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
+import { isVariable, setFreshGrad, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
 import type {
-  AnyStatement, Arg, AttachGradStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
+  AnyStatement, Arg, AttachGradStatement, SetGradStateStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
   GradStatement, OpStatement, ScopeStatement,
 } from '../program/format.js';
 import { ApiError, fail } from '../errors.js';
@@ -154,7 +154,7 @@ function prepareOne(st: AnyStatement, path: Path, i: number, out: PreparedBodies
 }
 
 /** Statements that are not op calls (the wire's, and those only endpoints build). */
-const STATEMENT_KINDS: ReadonlySet<string> = new Set(['backward', 'attach_grad', 'delete', 'grad', 'enter', 'exit', 'bind']);
+const STATEMENT_KINDS: ReadonlySet<string> = new Set(['backward', 'attach_grad', 'set_grad_state', 'delete', 'grad', 'enter', 'exit', 'bind']);
 
 /** The name of input i of an op, as errors give it (`data[2]` for variadic ops). */
 function argName(def: OpDef, i: number): string {
@@ -261,6 +261,13 @@ export class ProgramRunner {
         const a = st as AttachGradStatement;
         s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');
         this.bound.push(a.args[0]);
+        return {};
+      }
+      case 'set_grad_state': {
+        const g = st as SetGradStateStatement;
+        const a = s.resolve(g.args[0]);
+        if (!isVariable(a)) throw fail('no_grad', `array \`${g.args[0]}\` has no gradient buffer; call attach-grad on it first`, { array: g.args[0] });
+        setFreshGrad(a, g.attrs.fresh);
         return {};
       }
       case 'enter': {

@@ -10,7 +10,7 @@ import { NO_UPLOADS, type Session } from './session.js';
 import type { AnyStatement, Arg, BindStatement, GradReq, ScopeKind, Statement } from '../program/format.js';
 import { compileExpression } from '../expr/index.js';
 import { tapeToJson, tapeToDot } from '../autograd/render.js';
-import { gradOf, gradReqOf, isRecorded, nodeOf } from '../autograd/slot.js';
+import { gradOf, gradReqOf, isFreshGrad, isRecorded, nodeOf } from '../autograd/slot.js';
 import type { Scope } from '../autograd/scopes.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
@@ -23,6 +23,8 @@ export interface Descriptor {
   shape: number[];
   dtype: DType;
   grad_req: GradReq | null;
+  /** For a variable: whether its gradient was written by a backward since last cleared. */
+  fresh_grad?: boolean;
   recorded: boolean;
   /** The tape that recorded the array, while it has history (so a client can draw it). */
   tape?: string;
@@ -48,6 +50,7 @@ export function describe(s: Session, name: string, a: NDArray, format?: Format |
     shape: [...a.shape],
     dtype: a.dtype,
     grad_req: gradReqOf(a),
+    ...(gradReqOf(a) !== null ? { fresh_grad: isFreshGrad(a) } : {}),
     recorded: isRecorded(a),
   };
   if (d.recorded) d.tape = nodeOf(a)!.tape.id;

@@ -219,6 +219,22 @@ class NDArray:
         return self._grad_req
 
     @property
+    def _fresh_grad(self) -> bool:
+        """MXNet's flag: whether a backward wrote this variable's gradient since it was cleared."""
+        if self._grad_req is None:
+            return False
+        self._client.engine.flush()
+        desc = self._client.session('GET', '/arrays/%s' % self._name, query={'format': 'base64'})
+        self._update(desc)
+        return bool(desc.get('fresh_grad', False))
+
+    @_fresh_grad.setter
+    def _fresh_grad(self, fresh: bool) -> None:
+        if self._grad_req is None:
+            raise ValueError('%s has no gradient buffer: call attach_grad() first' % self._name)
+        self._client.engine.enqueue({'op': 'set_grad_state', 'args': [self._name], 'attrs': {'fresh': bool(fresh)}})
+
+    @property
     def stype(self) -> str:
         return 'default'
 

@@ -426,6 +426,26 @@ class ClientTest(unittest.TestCase):
         y.backward()
         self.assertList(x.grad, [[3, 3], [3, 3]])
 
+    def test_fresh_grad_follows_backward(self):
+        x, y = nd.ones((2, 2)), nd.ones((2, 2))
+        dx, dy = nd.zeros((2, 2)), nd.zeros((2, 2))
+        autograd.mark_variables([x, y], [dx, dy])
+        self.assertFalse(x._fresh_grad)
+        with autograd.record():
+            z = (x + 2) + y
+        z.backward()
+        self.assertTrue(x._fresh_grad and y._fresh_grad)
+        x._fresh_grad = False
+        y._fresh_grad = False
+        self.assertFalse(x._fresh_grad or y._fresh_grad)
+        with autograd.record():
+            z = (x + 2).detach() + y
+        z.backward()
+        self.assertFalse(x._fresh_grad)  # the detached path wrote nothing to x
+        self.assertTrue(y._fresh_grad)
+        with self.assertRaises(ValueError):
+            nd.ones((1,))._fresh_grad = True
+
     def test_errors_mxnet_raises_at_the_call(self):
         x = nd.ones((2,))
         x.attach_grad()

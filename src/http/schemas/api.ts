@@ -63,6 +63,7 @@ export const ArrayDescriptor = z.object({
   shape: z.array(z.number()),
   dtype: DTypeSchema,
   grad_req: GradReq.nullable().describe('null when the array has no gradient buffer'),
+  fresh_grad: z.boolean().optional().describe('for an array with a gradient buffer: whether a backward wrote it since it was last cleared (MXNet _fresh_grad; clear it with a set_grad_state statement)'),
   recorded: z.boolean().describe('the array has autograd history that backward can walk'),
   tape: z.string().optional().describe('id of the tape that recorded the array (GET /tapes/{tid} draws it); absent when it has no history'),
   data: z.any().optional().describe('nested lists (default), a flat list, or base64 little-endian bytes; non-finite numbers as "NaN", "Infinity", "-Infinity"'),

@@ -68,6 +68,7 @@ const SCOPE_KEYS = ['op', 'kind', 'train_mode', 'body'];
 const BACKWARD_KEYS = ['op', 'args', 'attrs'];
 const BACKWARD_ATTRS = ['head_grads', 'retain_graph', 'train_mode'];
 const ATTACH_KEYS = ['op', 'args', 'attrs'];
+const SET_GRAD_STATE_KEYS = ['op', 'args', 'attrs'];
 const DELETE_KEYS = ['op', 'args'];
 const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode'];
 const GRAD_REQS = ['write', 'add', 'null'];
@@ -93,6 +94,11 @@ function isStatement(st: unknown, depth: number): boolean {
       const a = st.attrs;
       if (a === undefined) return true;
       return isObject(a) && onlyKeys(a, ['grad_req']) && (a.grad_req === undefined || (typeof a.grad_req === 'string' && GRAD_REQS.includes(a.grad_req)));
+    }
+    case 'set_grad_state': {
+      const a = st.attrs;
+      return onlyKeys(st, SET_GRAD_STATE_KEYS) && everyOf(st.args, 1, 1, isName)
+        && isObject(a) && onlyKeys(a, ['fresh']) && typeof a.fresh === 'boolean';
     }
     case 'delete':
       return onlyKeys(st, DELETE_KEYS) && everyOf(st.args, 1, LIMITS.deletes, isName);

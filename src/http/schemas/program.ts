@@ -56,6 +56,12 @@ export const AttachGradStatement = z.object({
   attrs: z.object({ grad_req: GradReq.optional() }).strict().optional(),
 }).strict() satisfies z.ZodType<format.AttachGradStatement>;
 
+export const SetGradStateStatement = z.object({
+  op: z.literal('set_grad_state'),
+  args: z.tuple([Name]),
+  attrs: z.object({ fresh: z.boolean().describe('whether the gradient counts as written by the last backward (MXNet _fresh_grad)') }).strict(),
+}).strict() satisfies z.ZodType<format.SetGradStateStatement>;
+
 export const DeleteStatement = z.object({
   op: z.literal('delete'),
   args: z.array(Name).min(1).max(LIMITS.deletes).describe('names to unbind (Python del)'),
@@ -78,5 +84,5 @@ export const ScopeStatement = z.object({
  */
 export const Statement: z.ZodType<format.Statement> = z.union([
   OpStatement.strict(),
-  z.discriminatedUnion('op', [ScopeStatement, BackwardStatement, AttachGradStatement, DeleteStatement]),
-], { error: 'a statement is an op {op, args?, attrs?, out?, into?} or a scope, backward, attach_grad or delete statement' }) as z.ZodType<format.Statement>;
+  z.discriminatedUnion('op', [ScopeStatement, BackwardStatement, AttachGradStatement, SetGradStateStatement, DeleteStatement]),
+], { error: 'a statement is an op {op, args?, attrs?, out?, into?} or a scope, backward, attach_grad, set_grad_state or delete statement' }) as z.ZodType<format.Statement>;
