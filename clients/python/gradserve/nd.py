@@ -20,6 +20,9 @@ class _Namespace:
     def __getattr__(self, attr):
         if attr.startswith('__'):
             raise AttributeError(attr)
+        if self._prefix == 'random' and attr == 'seed':  # nd.random.seed is mx.random.seed
+            from .random import seed
+            return seed
         return _lookup(self._prefix + '.' + attr)
 
     def __dir__(self):

@@ -336,6 +336,35 @@ class ClientTest(unittest.TestCase):
         self.assertLess(losses[2], losses[1])
         self.assertLess(losses[1], losses[0])
 
+    def test_a_notebook_loop_stays_far_below_the_rate_limit(self):
+        # The weight-decay chapter's shape: batch size 1, many epochs, the loss read once per epoch.
+        # Written out eagerly it was one request per op (51,606 in one cell, over the default
+        # limit); queued, it is the epoch's reads plus a flush per 1,000 statements.
+        client = gradserve.get_client()
+        nd.random.seed(3)
+        features = nd.random.normal(shape=(20, 5))
+        labels = nd.dot(features, nd.ones((5, 1)) * 0.01) + 0.05
+        w = nd.random.normal(scale=1, shape=(5, 1))
+        b = nd.zeros(1)
+        w.attach_grad()
+        b.attach_grad()
+        nd.waitall()
+        before = client.requests
+        epochs, ops, losses = 30, 0, []
+        for _ in range(epochs):
+            for i in range(20):
+                X, y = features[i:i + 1], labels[i:i + 1]
+                with autograd.record():
+                    l = ((nd.dot(X, w) + b - y) ** 2 / 2).sum() + 3 * (w ** 2).sum() / 2
+                l.backward()
+                w[:] = w - 0.003 * w.grad
+                b[:] = b - 0.003 * b.grad
+                ops += 14
+            losses.append(((nd.dot(features, w) + b - labels) ** 2 / 2).mean().asscalar())
+        sent = client.requests - before
+        self.assertLessEqual(sent, epochs + ops // 1000 + 2, sent)
+        self.assertLess(losses[-1], losses[0])  # and it trains: the penalty shrinks w
+
     def test_a_failing_statement_stops_the_queue_there(self):
         a = nd.array([1, 2, 3]) * 2
         bad = a.reshape((7,))
