@@ -280,7 +280,7 @@ export function sessionInfo(s: Session) {
     tape_nodes: nodes,
     is_recording: s.scopes.isRecording,
     is_training: s.scopes.isTraining,
-    limits: { bytes: s.limits.maxSessionBytes, array_elements: s.limits.maxArrayElements, tape_nodes: s.limits.maxTapeNodes, statements: s.limits.maxStatements },
+    limits: { bytes: s.limits.maxSessionBytes, array_elements: s.limits.maxArrayElements, tape_nodes: s.limits.maxTapeNodes, statements: s.limits.maxStatements, body_bytes: s.limits.maxBodyBytes },
   };
 }
 

@@ -10,7 +10,8 @@ let server: TestServer;
 let numpy = false;
 
 beforeAll(async () => {
-  server = await startServer();
+  // A small body limit, so that the client's split uploads and its reading of a 413 are exercised.
+  server = await startServer({ GRADSERVE_MAX_BODY_BYTES: String(4 << 20) });
   numpy = await hasNumpy();
 });
 afterAll(async () => {

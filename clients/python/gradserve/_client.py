@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.parse
 
-from ._engine import Engine, eager_from_env
+from ._engine import MAX_QUEUED_BYTES, Engine, eager_from_env
 from ._errors import GradserveConnectionError, RateLimitError, error_for
 
 DEFAULT_URL = 'http://127.0.0.1:8080'
@@ -153,7 +153,13 @@ class Client:
                     reused = getattr(conn, 'sock', None) is not None
                     try:
                         self.requests += 1
-                        conn.request(method, full, body=payload, headers=headers)
+                        try:
+                            conn.request(method, full, body=payload, headers=headers)
+                        except (BrokenPipeError, ConnectionResetError):
+                            # The server may have answered (a 413) and closed before the body was
+                            # all sent: its answer says what happened, a broken pipe does not.
+                            if payload is None or len(payload) < 65536:
+                                raise
                         resp = conn.getresponse()
                         data = resp.read()
                         break
@@ -258,6 +264,17 @@ class Client:
         return self._ops
 
     # -- names ------------------------------------------------------------------------------
+    def body_limit(self) -> int:
+        """The server's largest request body (from the session's limits; 64 MiB if it does not say)."""
+        self.ensure_session()
+        limits = (self.session_info or {}).get('limits') or {}
+        return int(limits.get('body_bytes') or (64 << 20))
+
+    def max_queued_bytes(self) -> int:
+        """Upload bytes a queue may hold before it is sent: a quarter of the body limit (so one more
+        upload piece still fits), at most 16 MiB."""
+        return min(MAX_QUEUED_BYTES, self.body_limit() // 4)
+
     def new_name(self) -> str:
         """A server name for a new NDArray: a collected NDArray's name when one is waiting
         (binding it again frees its old array), otherwise a fresh `_py<N>`."""

@@ -123,7 +123,7 @@ class Engine:
         self.origins[id(stmt)] = (_user_origin(), stmt)
         self.count += 1
         self.bytes += nbytes
-        if self.eager or self.count >= MAX_STATEMENTS or self.bytes >= MAX_QUEUED_BYTES:
+        if self.eager or self.count >= MAX_STATEMENTS or self.bytes >= self.client.max_queued_bytes():
             self.flush()
 
     def _take_program(self) -> list:

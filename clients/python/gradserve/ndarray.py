@@ -8,7 +8,7 @@ import os
 import struct
 
 from . import _format
-from ._client import Client, Part, get_client, json_number
+from ._client import _DTYPE_BYTES, Client, Part, get_client, json_number
 from ._errors import ConflictError, UnprocessableError
 from ._names import did_you_mean
 from .context import Context, cpu
@@ -711,9 +711,22 @@ def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray
         flat, shape = _flatten(source)
         shape = shape or (1,)
         raw = struct.pack('<%d%s' % (len(flat), _STRUCT[dt]), *flat)
-    name = client.new_name()
-    out = NDArray(client, name, shape, dt)
-    client.engine.enqueue({'op': 'frombuffer', 'attrs': {'part': Part(raw),
-                                                         'shape': list(shape), 'dtype': dt}, 'out': name},
-                          [out], len(raw))
-    return out
+    piece = client.max_queued_bytes()
+    if len(raw) <= piece:
+        name = client.new_name()
+        out = NDArray(client, name, shape, dt)
+        client.engine.enqueue({'op': 'frombuffer', 'attrs': {'part': Part(raw), 'shape': list(shape), 'dtype': dt},
+                               'out': name}, [out], len(raw))
+        return out
+    # Larger than a request body may be: sent in pieces (the queue goes out as they fill it),
+    # joined on the server, so the array's size is bounded by the session's quota, not the body's.
+    item = _DTYPE_BYTES[dt]
+    step = max(1, piece // item) * item
+    parts = []
+    for off in range(0, len(raw), step):
+        chunk = raw[off:off + step]
+        p = NDArray(client, client.new_name(), (len(chunk) // item,), dt)
+        client.engine.enqueue({'op': 'frombuffer', 'attrs': {'part': Part(chunk), 'shape': [len(chunk) // item],
+                                                             'dtype': dt}, 'out': p._name}, [p], len(chunk))
+        parts.append(p)
+    return _invoke('reshape', [_invoke('concat', parts, {'dim': 0})], {'shape': list(shape)})

@@ -7,6 +7,7 @@ import unittest
 import gradserve
 from gradserve import autograd, nd
 from gradserve.ndarray import np
+from gradserve._client import Part
 
 URL = os.environ.get('GRADSERVE_URL')
 
@@ -364,6 +365,24 @@ class ClientTest(unittest.TestCase):
         sent = client.requests - before
         self.assertLessEqual(sent, epochs + ops // 1000 + 2, sent)
         self.assertLess(losses[-1], losses[0])  # and it trains: the penalty shrinks w
+
+    @unittest.skipIf(np is None, 'needs numpy')
+    def test_an_array_larger_than_a_body_is_sent_in_pieces(self):
+        client = gradserve.get_client()
+        limit = client.body_limit()
+        a = np.arange(limit // 4 * 3 // 2, dtype=np.float32).reshape(-1, 6)  # 1.5x the body limit
+        x = nd.array(a)
+        self.assertEqual(x.shape, a.shape)
+        self.assertTrue((x.asnumpy() == a).all())
+        self.assertEqual(x[-1, -1].asscalar(), a[-1, -1])
+
+    def test_a_413_is_raised_as_what_it_is(self):
+        client = gradserve.get_client()
+        big = Part(b'\0' * (client.body_limit() + 1024))
+        with self.assertRaises(gradserve.PayloadTooLargeError) as cm:
+            client.session('POST', '/ops', {'ops': [{'op': 'frombuffer', 'attrs': {'part': big, 'shape': [1]}, 'out': 'z'}]})
+        self.assertIn('GRADSERVE_MAX_BODY_BYTES', str(cm.exception))
+        self.assertEqual(nd.ones((2,)).sum().asscalar(), 2)  # and the client goes on
 
     def test_a_failing_statement_stops_the_queue_there(self):
         a = nd.array([1, 2, 3]) * 2

@@ -30,7 +30,7 @@ export const sessionRoutes = (svc: Services): FastifyPluginAsyncZod => async (ap
     const { session, token } = svc.store.create({ ...(req.body ?? {}), id, apiKey });
     const info = sessionInfo(session);
     reply.code(201).header('Location', `/v1/sessions/${session.id}`);
-    return { id: info.id, created_at: info.created_at, expires_at: info.expires_at, ttl_seconds: info.ttl_seconds, seed: info.seed, default_dtype: info.default_dtype, token };
+    return { id: info.id, created_at: info.created_at, expires_at: info.expires_at, ttl_seconds: info.ttl_seconds, seed: info.seed, default_dtype: info.default_dtype, token, limits: info.limits };
   });
 
   app.get('/v1/sessions/:sid', {

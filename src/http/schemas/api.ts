@@ -40,8 +40,17 @@ const SessionBase = z.object({
   default_dtype: DTypeSchema,
 });
 
+const SessionLimits = z.object({
+  bytes: z.number(),
+  array_elements: z.number(),
+  tape_nodes: z.number(),
+  statements: z.number(),
+  body_bytes: z.number().describe('the largest request body (GRADSERVE_MAX_BODY_BYTES): a client splits its uploads below it'),
+}).meta({ id: 'SessionLimits' });
+
 export const SessionCreated = SessionBase.extend({
   token: z.string().describe('send as `Authorization: Bearer <token>` on every request of this session'),
+  limits: SessionLimits,
 }).meta({ id: 'SessionCreated' });
 
 export const SessionInfo = SessionBase.extend({
@@ -53,7 +62,7 @@ export const SessionInfo = SessionBase.extend({
   tape_nodes: z.number().int(),
   is_recording: z.boolean(),
   is_training: z.boolean(),
-  limits: z.object({ bytes: z.number(), array_elements: z.number(), tape_nodes: z.number(), statements: z.number() }),
+  limits: SessionLimits,
 }).meta({ id: 'SessionInfo' });
 
 export const Format = z.enum(['nested', 'flat', 'base64']);
