@@ -2,6 +2,7 @@
  * buildApp: the fastify instance with its plugins, services and routes, without listening, so
  * tests can inject requests or listen on a port of their own.
  */
+import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -22,10 +23,13 @@ import { autogradRoutes } from './http/routes/autograd.js';
 import { tapeRoutes } from './http/routes/tapes.js';
 import { metaRoutes } from './http/routes/meta.js';
 import { fileRoutes } from './http/routes/files.js';
+import { problemRoutes } from './http/routes/problems.js';
 import { registerProtection } from './http/plugins/protection.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import type { Services } from './http/services.js';
 import { registerIdempotency } from './http/plugins/idempotency.js';
+import { registerRequestId, requestIdOptions } from './http/plugins/request-id.js';
+import { registerSecurityDocs } from './http/plugins/security.js';
 import './ops/index.js';
 
 export type { Services } from './http/services.js';
@@ -38,12 +42,26 @@ export interface AppOptions {
   logger?: boolean | object;
 }
 
+/** The contract's version (docs/API.md); the package's own version is what the explorer shows. */
 export const API_VERSION = '1.0.0';
+
+/** package.json's version: found from src/ (tsx) and from dist/src/ (built). */
+function packageVersion(): string {
+  for (const up of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'gradserve' && pkg.version) return pkg.version;
+    } catch { /* try the next */ }
+  }
+  return '0.0.0';
+}
+export const PACKAGE_VERSION = packageVersion();
 
 export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; services: Services }> {
   const app = Fastify({
     logger: o.logger ?? false,
     bodyLimit: o.config.limits.maxBodyBytes,
+    ...requestIdOptions,
     // Errors fastify raises before routing (a malformed URL) are problem+json too.
     frameworkErrors: (err, req, reply) => {
       sendProblem(reply, new ApiError('invalid_request', `the request is malformed: ${err.message}`), req);
@@ -52,6 +70,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(responseSerializer(o.config.checkResponses));
 
+  registerRequestId(app);
   registerBodyParsers(app);
   registerMultipart(app, o.config.limits.maxBodyBytes);
 
@@ -72,13 +91,14 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   });
   await registerProtection(app, o.config, store);
   registerIdempotency(app, o.config.protection.idempotencyEntries, store, o.config.apiKeys);
+  registerSecurityDocs(app);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
       info: {
         title: 'gradserve',
-        version: API_VERSION,
-        description: 'Autograd as a service: MXNet-style NDArrays, gradients and tapes held by the server.',
+        version: PACKAGE_VERSION,
+        description: `Autograd as a service: MXNet-style NDArrays, gradients and tapes held by the server. Contract version ${API_VERSION} (docs/API.md).`,
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' } } },
     },
@@ -92,6 +112,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, fileRoutes, metaRoutes]) {
     await app.register(routes(services));
   }
+  await app.register(problemRoutes());
   app.addHook('onClose', async () => store.closeAll());
   await app.ready();
   return { app, services };

@@ -110,6 +110,10 @@ export interface Config {
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Platforms (Cloud Run, Heroku, ...) say where to listen with $PORT and route to every
+  // interface; GRADSERVE_PORT and GRADSERVE_HOST, when set, still decide.
+  const platformPort = env.GRADSERVE_PORT === undefined && env.PORT !== undefined && env.PORT !== '';
+  if (platformPort) env = { ...env, GRADSERVE_PORT: env.PORT, GRADSERVE_HOST: env.GRADSERVE_HOST ?? '0.0.0.0' };
   const r = ConfigSchema.safeParse(env);
   if (!r.success) {
     const msg = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');

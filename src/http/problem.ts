@@ -54,6 +54,11 @@ const CLIENT_ERRORS = new Map<number, ErrorCode>([[403, 'forbidden'], [404, 'not
 
 export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyRequest): FastifyReply {
   const problem = toProblem(err, req?.url);
+  if (req) {
+    problem.request_id = req.id;
+    // The code is what operators count and search by; the status alone lumps every 422 together.
+    req.log[err.status >= 500 ? 'error' : 'info']({ code: err.code, status: err.status, ...(err.extra.limit ? { limit: err.extra.limit } : {}) }, 'problem answered');
+  }
   if (err.status === 429 || err.status === 503) reply.header('Retry-After', String(err.extra.retry_after ?? 1));
   return reply.code(err.status).type('application/problem+json').send(JSON.stringify(problem));
 }

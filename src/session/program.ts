@@ -357,7 +357,9 @@ export class ProgramRunner {
     if (def.mutates) this.checkMutations(def, p, inputs);
     let outs = applyParsed(def, inputs, p.attrs);
     if (def.visibleOutputs !== undefined && def.visibleOutputs < outs.length) outs = outs.slice(0, def.visibleOutputs);
-    this.s.stats.opsRun++;
+    const stats = this.s.stats;
+    stats.opsRun++;
+    stats.byOp.set(def.name, (stats.byOp.get(def.name) ?? 0) + 1);
     if (def.name === 'asscalar') this.scalars.add(outs[0]);
     // A queued kernel that fails must leave its outputs unbound: run the queue before binding.
     if (this.nameStatements) this.s.memory.backend.drain?.();

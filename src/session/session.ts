@@ -19,6 +19,13 @@ import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
 
+/** Ops run by client programs, in all and per op (the table's names: a bounded set of labels). */
+export interface OpStats {
+  opsRun: number;
+  readonly byOp: Map<string, number>;
+}
+export const newOpStats = (): OpStats => ({ opsRun: 0, byOp: new Map() });
+
 /** No binary parts: a JSON program. */
 export const NO_UPLOADS: ReadonlyMap<string, Uint8Array> = new Map();
 
@@ -67,7 +74,7 @@ export class Session {
   /** The binary parts of the program running now (multipart POST /ops), read by `frombuffer`. */
   uploads: ReadonlyMap<string, Uint8Array> = NO_UPLOADS;
 
-  constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats = { opsRun: 0 }) {
+  constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats: OpStats = newOpStats()) {
     this.id = o.id;
     this.tokenHash = o.tokenHash;
     this.ttlMs = o.ttlSeconds * 1000;

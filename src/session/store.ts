@@ -4,7 +4,7 @@
  */
 import { hash as digest, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Backend, DType } from '../engine/backend.js';
-import { Session, newSessionId } from './session.js';
+import { Session, newOpStats, newSessionId, type OpStats } from './session.js';
 import { ProcessMemory } from './memory.js';
 import type { Limits } from '../config.js';
 import { fail } from '../errors.js';
@@ -20,11 +20,23 @@ export interface CreateSessionInput {
 
 const hash = (token: string): Buffer => digest('sha256', token, 'buffer');
 
+/** What the store remembers of a session that is gone, to say why to the holder of its token. */
+interface Gone {
+  reason: 'expired' | 'deleted';
+  at: Date;
+  ttlSeconds: number;
+  tokenHash: Buffer;
+}
+
+/** Ended sessions remembered (the oldest forgotten first): about 100 bytes each. */
+const MAX_GONE = 10_000;
+
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
+  private readonly gone = new Map<string, Gone>();
   readonly memory: ProcessMemory;
   /** Process-wide counters for metrics. */
-  readonly stats = { opsRun: 0 };
+  readonly stats: OpStats = newOpStats();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(readonly backend: Backend, readonly limits: Limits) {
@@ -71,13 +83,35 @@ export class SessionStore {
   /** The session for `id` if `token` is its token: 404 for an unknown id, 401 for a bad token. */
   authorize(id: string, token: string | null): Session {
     const s = this.sessions.get(id);
-    if (!s || s.closed) throw fail('not_found', `there is no session \`${id}\` (it may have expired or been deleted)`);
+    if (!s || s.closed) throw this.missing(id, token);
     if (token === null) throw fail('unauthorized', 'this request needs `Authorization: Bearer <token>` with the token answered when the session was created');
     if (!timingSafeEqual(hash(token), s.tokenHash)) throw fail('unauthorized', 'the bearer token does not match this session');
     return s;
   }
 
+  /**
+   * The 404 for a session that is not here: why it is gone for the holder of its token (ids are
+   * not secret, so nothing is said to anyone else), and what to do.
+   */
+  private missing(id: string, token: string | null): Error {
+    const g = this.gone.get(id);
+    if (!g || token === null || !timingSafeEqual(hash(token), g.tokenHash)) {
+      return fail('not_found', `there is no session \`${id}\` (it may have expired or been deleted); create one with POST /v1/sessions`);
+    }
+    const how = g.reason === 'expired'
+      ? `expired at ${g.at.toISOString()}, ${g.ttlSeconds} s after its last request (its ttl_seconds); create a new one with POST /v1/sessions, with a larger ttl_seconds if it idles that long`
+      : `was deleted at ${g.at.toISOString()}; create a new one with POST /v1/sessions`;
+    return fail('not_found', `session \`${id}\` ${how}`, { session_state: g.reason });
+  }
+
+  private remember(s: Session, reason: Gone['reason']): void {
+    if (this.gone.has(s.id)) return;
+    if (this.gone.size >= MAX_GONE) this.gone.delete(this.gone.keys().next().value!);
+    this.gone.set(s.id, { reason, at: new Date(), ttlSeconds: s.ttlMs / 1000, tokenHash: s.tokenHash });
+  }
+
   delete(s: Session): void {
+    this.remember(s, 'deleted');
     this.sessions.delete(s.id);
     s.close();
   }
@@ -87,6 +121,7 @@ export class SessionStore {
     let n = 0;
     for (const s of [...this.sessions.values()]) {
       if (s.expiresAt.getTime() <= now) {
+        this.remember(s, 'expired');
         void s.run(() => undefined).catch(() => undefined).finally(() => this.delete(s));
         this.sessions.delete(s.id);
         n++;

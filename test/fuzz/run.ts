@@ -92,7 +92,7 @@ const alive = await target.alive();
 if (alive) for (let k = 0; k < 2; k++) { server.proc.kill('SIGWINCH'); await new Promise((r) => setTimeout(r, 500)); }
 const metrics = alive ? String((await call(server.url, 'GET', '/metrics')).json) : '';
 const m = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
-const memLine = `server memory at the end (after a full GC): rss ${(server.rss() / 2 ** 20).toFixed(0)} MiB, heap used ${(m('gradserve_process_nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(0)} MiB, external ${(m('gradserve_process_nodejs_external_memory_bytes') / 2 ** 20).toFixed(0)} MiB, gradserve_bytes ${m('gradserve_bytes')}, sessions ${m('gradserve_sessions')}`;
+const memLine = `server memory at the end (after a full GC): rss ${(server.rss() / 2 ** 20).toFixed(0)} MiB, heap used ${(m('nodejs_heap_size_used_bytes') / 2 ** 20).toFixed(0)} MiB, external ${(m('nodejs_external_memory_bytes') / 2 ** 20).toFixed(0)} MiB, gradserve_bytes ${m('gradserve_bytes')}, sessions ${m('gradserve_sessions')}`;
 const code = await server.stop();
 console.log(memLine);
 

@@ -49,6 +49,8 @@ export interface SpawnOptions {
   nodeArgs?: string[];
   /** How long to wait for /healthz. */
   startTimeoutMs?: number;
+  /** The variable that gives the port: ours, or the platforms' $PORT. */
+  portVariable?: 'GRADSERVE_PORT' | 'PORT';
 }
 
 /**
@@ -69,12 +71,13 @@ export async function spawnServer(env: Record<string, string> = {}, o: SpawnOpti
 
 async function spawnOnce(env: Record<string, string>, o: SpawnOptions): Promise<ChildServer> {
   const port = await freePort();
+  const { GRADSERVE_PORT: _ours, PORT: _platforms, ...inherited } = process.env;
   const proc = spawn(process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
     cwd: ROOT,
     env: {
-      ...process.env,
+      ...inherited,
       GRADSERVE_HOST: '127.0.0.1',
-      GRADSERVE_PORT: String(port),
+      [o.portVariable ?? 'GRADSERVE_PORT']: String(port),
       GRADSERVE_LOG_LEVEL: 'error',
       GRADSERVE_CHECK_RESPONSES: '1',
       ...env,

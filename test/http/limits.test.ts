@@ -80,7 +80,21 @@ describe('quotas', () => {
     const info = (await c.get('').expect(200)).body;
     expect(Date.parse(info.expires_at) - Date.parse(info.created_at)).toBeGreaterThanOrEqual(900);
     await new Promise((r) => setTimeout(r, 1400));
-    expect((await c.get('').expect(404)).body.code).toBe('not_found');
+    const gone = (await c.get('').expect(404)).body;
+    expect(gone).toMatchObject({ code: 'not_found', session_state: 'expired' });
+    expect(gone.detail).toMatch(/expired at .*ttl_seconds.*POST \/v1\/sessions/);
+  });
+
+  it('a deleted session says so to the holder of its token, and nothing to anyone else', async () => {
+    const srv = await server();
+    const c = await Client.open(srv.url);
+    await request(srv.url).delete(`/v1/sessions/${c.sid}`).set('Authorization', `Bearer ${c.token}`).expect(204);
+    const gone = (await c.get('').expect(404)).body;
+    expect(gone).toMatchObject({ code: 'not_found', session_state: 'deleted' });
+    expect(gone.detail).toMatch(/was deleted at/);
+    const stranger = (await request(srv.url).get(`/v1/sessions/${c.sid}`).set('Authorization', 'Bearer guess').expect(404)).body;
+    expect(stranger).not.toHaveProperty('session_state');
+    expect(stranger.detail).toMatch(/there is no session/);
   });
 });
 
@@ -205,7 +219,7 @@ describe('metrics', () => {
     expect(text).toMatch(/gradserve_sessions 1/);
     expect(text).toMatch(/gradserve_bytes 32/);
     expect(text).toMatch(/gradserve_tape_nodes 0/);
-    expect(text).toMatch(/gradserve_ops_total [1-9]/);
+    expect(text).toMatch(/gradserve_ops_total\{op="add"\} [1-9]/);
     expect(text).toMatch(/gradserve_quota_refusals_total\{limit="array_elements"\} 1/);
   });
 });

@@ -29,3 +29,25 @@ describe('openapi.yaml is self-contained', () => {
     for (const r of refs) expect(doc.components.schemas, r).toHaveProperty(r);
   });
 });
+
+describe('openapi.yaml says which credential each operation takes (the explorer\'s Authorize uses it)', () => {
+  it('session routes take the bearer token; creating a session optionally an API key; probes nothing', async () => {
+    const YAML = (await import('yaml')).default;
+    const doc = YAML.parse(readFileSync(join(root, 'openapi.yaml'), 'utf8'));
+    let sessionOps = 0;
+    for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, { security?: unknown }>>)) {
+      for (const [method, op] of Object.entries(ops)) {
+        if (path.startsWith('/v1/sessions/{sid}')) {
+          sessionOps++;
+          expect(op.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
+        } else if (path === '/v1/sessions') {
+          expect(op.security).toEqual([{}, { apiKey: [] }]);
+        } else {
+          expect(op.security, `${method} ${path}`).toBeUndefined();
+        }
+      }
+    }
+    expect(sessionOps).toBeGreaterThan(15);
+    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(['apiKey', 'bearer']);
+  });
+});

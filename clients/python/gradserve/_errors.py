@@ -72,9 +72,10 @@ def error_for(status: int, problem: dict, method: str, url: str) -> GradserveErr
     title = problem.get('title') if isinstance(problem, dict) else None
     # What went wrong comes first; where (method, URL) is kept on the error's attributes.
     msg = '%s: %s' % (code or title or 'HTTP %d' % status, detail or title or '')
-    if status == 404 and isinstance(detail, str) and detail.startswith('there is no session'):
-        msg += (' (the session expired or was deleted: its arrays are gone; gradserve.connect() opens a '
-                'new session on next use)')
+    state = problem.get('session_state') if isinstance(problem, dict) else None
+    if status == 404 and (state or (isinstance(detail, str) and detail.startswith('there is no session'))):
+        msg += (' (the session %s: its arrays are gone; gradserve.connect() opens a new session on next use)'
+                % ({'expired': 'expired', 'deleted': 'was deleted'}.get(state, 'expired or was deleted')))
     return cls(msg, status=status, code=code, title=title, detail=detail,
                type=problem.get('type') if isinstance(problem, dict) else None,
                problem=problem if isinstance(problem, dict) else {}, method=method, url=url)

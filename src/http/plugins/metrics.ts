@@ -13,7 +13,9 @@ export interface Metrics {
 
 export function registerMetrics(app: FastifyInstance, store: SessionStore): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'gradserve_process_' });
+  // prom-client's standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes), which
+  // dashboards and alerts written for any Node service expect.
+  collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: 'gradserve_http_requests_total', help: 'HTTP requests by route, method and status.', labelNames: ['route', 'method', 'status'], registers: [registry] });
   const latency = new Histogram({
     name: 'gradserve_http_request_duration_seconds', help: 'HTTP request latency by route.', labelNames: ['route', 'method'], registers: [registry],
@@ -26,7 +28,13 @@ export function registerMetrics(app: FastifyInstance, store: SessionStore): Metr
     name: 'gradserve_tape_nodes', help: 'Live tape nodes in all sessions.', registers: [registry],
     collect() { let n = 0; for (const s of store.all()) n += s.liveNodeCount(); this.set(n); },
   });
-  new Counter({ name: 'gradserve_ops_total', help: 'Ops run by client programs.', registers: [registry], collect() { this.reset(); this.inc(store.stats.opsRun); } });
+  new Counter({
+    name: 'gradserve_ops_total', help: 'Ops run by client programs, by op.', labelNames: ['op'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const [op, n] of store.stats.byOp) this.inc({ op }, n);
+    },
+  });
 
   // Callback style: an async hook would cost every request a promise.
   app.addHook('onResponse', (req, reply, done) => {
