@@ -17,3 +17,25 @@ const addon = join(root, 'build', 'Release', 'gradserve.node');
 if (needsInstall) run('npm ci --no-audit --no-fund');
 else if (wantsNative && !existsSync(addon)) run('npm run build:native');
 if (process.argv[2] === 'start') run('npm run build');
+if (process.argv[2] === 'test') ensureDebianPackages({ 'python3-prometheus-client': "/usr/bin/python3 -c 'import prometheus_client'" });
+
+/**
+ * Debian packages that tests use as real tools (the Prometheus text parser): installed when
+ * missing and we may (root, with apt), so that `npm test` alone sets a fresh machine up.
+ */
+function ensureDebianPackages(wanted) {
+  const missing = Object.entries(wanted).filter(([, probe]) => {
+    try { execSync(probe, { stdio: 'ignore' }); return false; } catch { return true; }
+  }).map(([pkg]) => pkg);
+  if (missing.length === 0) return;
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!root || !existsSync('/usr/bin/apt-get')) {
+    console.warn(`setup: the tests want the Debian packages ${missing.join(', ')}; install them (apt-get install ${missing.join(' ')})`);
+    return;
+  }
+  try {
+    run(`apt-get install -y -qq --no-install-recommends ${missing.join(' ')} >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends ${missing.join(' ')} >/dev/null)`);
+  } catch {
+    console.warn(`setup: could not install ${missing.join(', ')}; the tests that use them will say so`);
+  }
+}
