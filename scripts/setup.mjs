@@ -28,8 +28,8 @@ function ensureDebianPackages(wanted) {
     try { execSync(probe, { stdio: 'ignore' }); return false; } catch { return true; }
   }).map(([pkg]) => pkg);
   if (missing.length === 0) return;
-  const root = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!root || !existsSync('/usr/bin/apt-get')) {
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot || !existsSync('/usr/bin/apt-get')) {
     console.warn(`setup: the tests want the Debian packages ${missing.join(', ')}; install them (apt-get install ${missing.join(' ')})`);
     return;
   }
