@@ -17,10 +17,16 @@ const addon = join(root, 'build', 'Release', 'gradserve.node');
 if (needsInstall) run('npm ci --no-audit --no-fund');
 else if (wantsNative && !existsSync(addon)) run('npm run build:native');
 if (process.argv[2] === 'start') run('npm run build');
-if (process.argv[2] === 'test') ensureDebianPackages({ 'python3-prometheus-client': "/usr/bin/python3 -c 'import prometheus_client'" });
+if (process.argv[2] === 'test') {
+  ensureDebianPackages({
+    'python3-prometheus-client': "/usr/bin/python3 -c 'import prometheus_client'",
+    chromium: 'test -x /usr/bin/chromium',
+  });
+}
 
 /**
- * Debian packages that tests use as real tools (the Prometheus text parser): installed when
+ * Debian packages that tests use as real tools (the Prometheus text parser, a browser for the API
+ * explorer): installed when
  * missing and we may (root, with apt), so that `npm test` alone sets a fresh machine up.
  */
 function ensureDebianPackages(wanted) {
