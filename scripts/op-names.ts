@@ -16,3 +16,27 @@ export function renderOpNames(): string {
     '',
   ].join('\n');
 }
+
+/**
+ * The text of clients/typescript/src/op-names.ts: the ops a client may call (internal ones left
+ * out) and the first segments of dotted names (`random` of `random.normal`), so that a misspelt op
+ * is a type error in the user's code. The client imports nothing of the server, so it gets a copy.
+ */
+export function renderClientOpNames(): string {
+  const names = [...new Set(allOps().filter((d) => !d.internal).flatMap((d) => [d.name, ...d.aliases]))].sort();
+  const roots = [...new Set(names.map((n) => n.split('.')[0]))].sort();
+  const union = (xs: string[]) => xs.map((n, i) => `  | '${n}'${i === xs.length - 1 ? ';' : ''}`);
+  return [
+    '// Generated from the server\'s op table by `npm run gen` (scripts/op-names.ts); do not edit.',
+    '// test/client/op-names.test.ts fails when it drifts from the table.',
+    '',
+    '/** Every op a client may call, by name or alias (`x.op(name)`, `nd.call(name)`). */',
+    'export type OpName =',
+    ...union(names),
+    '',
+    '/** The members of `nd` that are ops or op namespaces (`nd.exp`, `nd.random`). */',
+    'export type OpRoot =',
+    ...union(roots),
+    '',
+  ].join('\n');
+}

@@ -1,10 +1,10 @@
 /**
- * The TypeScript client (src/client) against a real listening server: the seed chapter written
+ * The TypeScript client (clients/typescript) against a real listening server: the seed chapter written
  * with it, the autograd scopes, errors, and the op Proxy.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../helpers/server.js';
-import { connect, GradserveError, NDArray, type Session } from '../../src/client/index.js';
+import { connect, GradserveError, NDArray, type Session } from '../../clients/typescript/src/index.js';
 
 let srv: TestServer;
 beforeAll(async () => { srv = await startServer(); });

@@ -7,6 +7,7 @@
  * sent as soon as the one it depends on has answered.
  */
 import type { Attrs, BackwardOptions, GradReq, Session } from './session.js';
+import type { OpName } from './op-names.js';
 
 export type DType = 'float32' | 'float64';
 /** Nested lists of numbers, as `tolist()` gives and `nd.array` takes. */
@@ -44,11 +45,11 @@ export class NDArray {
   }
 
   /** Any op of the table with this array first: `x.op('sigmoid')`, `x.op('clip', 0, 1)`. */
-  op(name: string, ...args: (OpArg | Attrs)[]): LazyArray {
+  op(name: OpName, ...args: (OpArg | Attrs)[]): LazyArray {
     return this.call(name, ...args);
   }
 
-  private call(name: string, ...args: (OpArg | Attrs)[]): LazyArray {
+  private call(name: OpName, ...args: (OpArg | Attrs)[]): LazyArray {
     return new LazyArray(this.session.nd.call(name, [this, ...args]).then((outs) => single(name, outs)));
   }
 
@@ -74,9 +75,19 @@ export class NDArray {
   detach(): LazyArray { return this.call('detach'); }
   astype(dtype: DType): LazyArray { return this.call('astype', { dtype }); }
 
+  /** The values this handle last read (tolist, repr), for printing without a request. */
+  private lastRead: Nested | undefined;
+
   /** The array's values as nested lists (NaN and infinities as numbers). */
-  tolist(): Promise<Nested> {
-    return this.session.read(this.ref);
+  async tolist(): Promise<Nested> {
+    this.lastRead = await this.session.read(this.ref);
+    return this.lastRead;
+  }
+
+  /** MXNet's repr, values included (one request): `[[1. 2.]]\n<NDArray 1x2 @cpu(0)>`. */
+  async repr(): Promise<string> {
+    await this.tolist();
+    return this.toString();
   }
 
   /** The one value of a one-element array (the server refuses any other size). */
@@ -112,9 +123,28 @@ export class NDArray {
     return { recorded: d.recorded, tape: d.tape ?? null };
   }
 
+  /** Like MXNet's repr: the values this handle last read (`await x.repr()` reads them now), then the summary. */
   toString(): string {
-    return `<NDArray ${this.ref} [${this.shape.join('x')}] ${this.dtype} @gradserve>`;
+    const summary = `<NDArray ${this.shape.join('x') || 'scalar'} ${this.dtype} '${this.ref}' @gradserve>`;
+    return this.lastRead === undefined ? summary : `${formatValues(this.lastRead)}\n${summary}`;
   }
+
+  /** util.inspect and console.log: the repr, never the session's internals (or its token). */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
+
+  toJSON(): { ref: string; shape: number[]; dtype: DType } {
+    return { ref: this.ref, shape: this.shape, dtype: this.dtype };
+  }
+}
+
+/** Nested values the way numpy and MXNet print them: `[[1. 2.]\n [3. 4.]]`. */
+function formatValues(v: Nested, depth = 0): string {
+  if (!Array.isArray(v)) return Number.isInteger(v) ? `${v}.` : String(v);
+  const inner = v.map((x) => formatValues(x, depth + 1));
+  const nested = v.length > 0 && Array.isArray(v[0]);
+  return `[${inner.join(nested ? `\n${' '.repeat(depth + 1)}` : ' ')}]`;
 }
 
 function single(op: string, outs: NDArray[]): NDArray {
@@ -145,7 +175,7 @@ export class LazyArray implements PromiseLike<NDArray> {
     return new LazyArray(this.p.then(f));
   }
 
-  op(name: string, ...args: (OpArg | Attrs)[]): LazyArray { return this.chain((a) => a.op(name, ...args)); }
+  op(name: OpName, ...args: (OpArg | Attrs)[]): LazyArray { return this.chain((a) => a.op(name, ...args)); }
   add(other: OpArg): LazyArray { return this.chain((a) => a.add(other)); }
   sub(other: OpArg): LazyArray { return this.chain((a) => a.sub(other)); }
   mul(other: OpArg): LazyArray { return this.chain((a) => a.mul(other)); }

@@ -1,8 +1,8 @@
 /**
- * gradserve/client: a TypeScript client for a gradserve server, mirroring MXNet's `nd` and
+ * gradserve-client: a TypeScript client for a gradserve server, mirroring MXNet's `nd` and
  * `autograd` with async calls.
  *
- *     import { connect } from 'gradserve/client';
+ *     import { connect } from 'gradserve-client';
  *     const gs = await connect('http://127.0.0.1:8080', { seed: 1 });
  *     const x = await gs.nd.arange(4).reshape([4, 1]);
  *     await x.attachGrad();
@@ -16,6 +16,7 @@
 export { connect, Session, Autograd, DEFAULT_URL } from './session.js';
 export type { ConnectOptions, Descriptor, OpInfo, AutogradState, GradReq, BackwardOptions, GradOptions, Attrs, OpFunction, Nd, NdBuiltins } from './session.js';
 export { NDArray, LazyArray } from './ndarray.js';
+export type { OpName, OpRoot } from './op-names.js';
 export type { DType, Nested, OpArg } from './ndarray.js';
 export { GradserveError } from './errors.js';
 export type { Problem } from './errors.js';

@@ -6,6 +6,7 @@ import createClient, { type Client as FetchClient, type Middleware } from 'opena
 import type { components, paths } from './schema.js';
 import { GradserveError, errorFromAnswer, networkError } from './errors.js';
 import { LazyArray, NDArray, fromJson, type DType, type Nested, type OpArg } from './ndarray.js';
+import type { OpName, OpRoot } from './op-names.js';
 
 export type Descriptor = components['schemas']['ArrayDescriptor'];
 export type OpInfo = components['schemas']['OpList']['ops'][number];
@@ -70,12 +71,17 @@ export interface NdBuiltins {
   array(data: Nested | Float32Array | Float64Array, options?: { dtype?: DType; shape?: number[] }): LazyArray;
   /** A handle for an array already bound on the server under `name` (e.g. by an expression). */
   get(name: string): LazyArray;
-  /** Calls any op by name; resolves to all its outputs (for ops with several, like `split`). */
-  call(op: string, args?: (OpArg | Attrs)[]): Promise<NDArray[]>;
+  /** Calls any op by name; resolves to all its outputs (for ops with several, like `split`). An op
+   * newer than this client's list is called as `call(name as OpName, ...)`. */
+  call(op: OpName, args?: (OpArg | Attrs)[]): Promise<NDArray[]>;
 }
 
-/** `gs.nd`: the builtins, and every op listed by GET /v1/ops (names and aliases). */
-export type Nd = NdBuiltins & { readonly [op: string]: OpFunction };
+/**
+ * `gs.nd`: the builtins, and every op of the server's table this client was built with (names,
+ * aliases and dotted namespaces): a misspelt op is a type error; at run time the server's own list
+ * (GET /v1/ops) decides.
+ */
+export type Nd = NdBuiltins & { readonly [K in Exclude<OpRoot, keyof NdBuiltins>]: OpFunction };
 
 export class Session {
   /** The typed HTTP client, for endpoints the thin layer does not wrap. */
@@ -91,10 +97,12 @@ export class Session {
   constructor(
     readonly url: string,
     readonly id: string,
-    readonly token: string,
+    token: string,
     readonly ops: OpInfo[],
     fetchImpl?: typeof fetch,
   ) {
+    // The token lives only in the HTTP client's headers: not a field, so printing, logging or
+    // JSON.stringify of a session never shows it.
     this.api = createClient<paths>({
       baseUrl: url,
       headers: { Authorization: `Bearer ${token}` },
@@ -104,6 +112,18 @@ export class Session {
     this.api.use(networkErrors);
     this.nd = makeNd(this);
     this.autograd = new Autograd(this);
+  }
+
+  toString(): string {
+    return `<gradserve Session ${this.id} at ${this.url}>`;
+  }
+
+  toJSON(): { url: string; id: string } {
+    return { url: this.url, id: this.id };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
   }
 
   /** The body of a successful answer, or a GradserveError for an error status. */
