@@ -295,11 +295,34 @@ export function listTapes(s: Session) {
   });
 }
 
-export function getTape(s: Session, tid: string, format: 'json' | 'dot'): unknown {
+/** `labels` of GET /tapes/{tid}: names to what a drawing shows for them, checked. */
+function parseLabels(text: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (text === undefined) return out;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw fail('invalid_request', '`labels` is not JSON: give an object of names to labels, {"_py2": "x"}', { arg: 'labels' });
+  }
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw fail('invalid_request', '`labels` must be a JSON object of names to labels', { arg: 'labels' });
+  for (const [k, l] of Object.entries(v)) {
+    if (typeof l !== 'string' || l.length === 0 || l.length > 128) throw fail('invalid_request', `the label of \`${k.slice(0, 64)}\` in \`labels\` must be a string of 1 to 128 characters`, { arg: 'labels' });
+    out.set(k, l);
+  }
+  return out;
+}
+
+export function getTape(s: Session, tid: string, format: 'json' | 'dot', labelsText?: string): unknown {
   const t = s.tapes.get(tid);
   if (!t) throw fail('not_found', `there is no tape \`${tid}\` in this session (GET /tapes lists them)`, { tape: tid });
+  // JSON keeps the real names, which are references a client can use; drawings show labels.
+  const labels = format === 'dot' ? parseLabels(labelsText) : new Map<string, string>();
   const names = new Map<number, string>();
   for (const [n, a] of s.names) if (!names.has(a.id)) names.set(a.id, n);
+  // The client's names for its arrays, when it gave them, win over the server's (`_py2`); a
+  // labelled name shows even where another name of the same array came first.
+  for (const [n, a] of s.names) { const l = labels.get(n); if (l !== undefined) names.set(a.id, l); }
   const nameOf = (id: number) => names.get(id);
   if (format === 'dot') {
     // DOT and its SVG layout are built on the event loop: bounded, so one big tape cannot stall it.

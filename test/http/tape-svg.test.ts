@@ -27,6 +27,21 @@ describe('GET /tapes/{tid}', () => {
     expect((await c.get('/arrays/y').expect(200)).body).not.toHaveProperty('tape');
   });
 
+  it('?labels names arrays in drawings as the client calls them; JSON keeps the real names; bad labels are 400', async () => {
+    const { c, tape } = await chapter();
+    const labels = encodeURIComponent(JSON.stringify({ x: 'weights_q', y: 'result_q' }));
+    const dot = (await c.get(`/tapes/${tape}?format=dot&labels=${labels}`).expect(200)).text;
+    expect(dot).toMatch(/label="weights_q\\n/);
+    expect(dot).toMatch(/label="result_q\\n/);
+    const json = (await c.get(`/tapes/${tape}?labels=${labels}`).expect(200)).body;
+    expect(JSON.stringify(json)).not.toContain('_q');
+    for (const bad of ['[1]', '{"x": 3}', '{"x": ""}', 'nope']) {
+      const r = await c.get(`/tapes/${tape}?format=svg&labels=${encodeURIComponent(bad)}`);
+      expect(r.status, bad).toBe(400);
+      expect(r.body.arg).toBe('labels');
+    }
+  });
+
   it('?format=dot: ops as ellipses, arrays as boxes with name, shape and dtype, the variable highlighted', async () => {
     const { c, tape } = await chapter();
     const r = await c.get(`/tapes/${tape}?format=dot`).expect(200);

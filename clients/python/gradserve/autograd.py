@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -214,7 +216,7 @@ class TapeDrawing:
         self.svg = svg
 
     def _repr_svg_(self) -> str:
-        return self.svg
+        return _for_notebook(self.svg)
 
     def save(self, path: str) -> None:
         with open(path, 'w', encoding='utf-8') as f:
@@ -264,14 +266,47 @@ def _tape_of(x: NDArray, caller: str, use: str) -> str:
     return tape
 
 
+_XML_PROLOG = re.compile(r'\A\s*(<\?xml[^>]*\?>\s*)?(<!DOCTYPE[^>]*>\s*)?(<!--.*?-->\s*)*', re.S)
+_SIZE = re.compile(r'(<svg\b[^>]*?)\s(width)="([\d.]+)(pt|px)?"\s+height="([\d.]+)(pt|px)?"', re.S)
+
+
+def _for_notebook(svg: str) -> str:
+    """The SVG as an element to put inside HTML: no XML declaration or DOCTYPE (nbconvert's HTML
+    export chokes on an encoding declaration inside its page), and as wide as the cell at most,
+    scaled down with its aspect kept (the viewBox) instead of cut off at the right edge."""
+    svg = _XML_PROLOG.sub('', svg, count=1)
+
+    def fit(m):
+        w, unit = m.group(3), m.group(4) or 'px'
+        return '%s width="100%%" style="max-width:%s%s;height:auto"' % (m.group(1), w, unit)
+    return _SIZE.sub(fit, svg, count=1)
+
+
+def _user_names(depth: int = 2) -> dict:
+    """The caller's variable names for its NDArrays ({server name: Python name}): what a drawing
+    should call them. Locals win over globals; a name bound to several arrays keeps the first."""
+    frame = sys._getframe(depth)
+    out: dict = {}
+    for scope in (frame.f_locals, frame.f_globals):
+        for var, value in list(scope.items()):
+            if isinstance(value, NDArray) and value._owner is None and not var.startswith('_'):
+                out.setdefault(value._name, var)
+    return out
+
+
 def show(y: NDArray) -> TapeDrawing:
     """Draws the tape that recorded `y` (its ops as ellipses, its arrays as boxes, variables
-    highlighted). In a notebook, `autograd.show(y)` as a cell's last line shows the picture.
+    highlighted), its arrays labelled with the names the calling code gave them. In a notebook,
+    `autograd.show(y)` as a cell's last line shows the picture.
 
     `y` must still have its history: after `y.backward()` (without retain_graph) it is freed."""
+    labels = _user_names()
     tape = _tape_of(y, 'autograd.show', 'show it')
     client = y.client
-    return TapeDrawing(tape, _get_text(client, '/tapes/%s' % tape, {'format': 'svg'}))
+    query = {'format': 'svg'}
+    if labels:
+        query['labels'] = json.dumps(labels)
+    return TapeDrawing(tape, _get_text(client, '/tapes/%s' % tape, query))
 
 
 class Symbol:

@@ -26,7 +26,11 @@ class ShowTest(unittest.TestCase):
             y = 2 * nd.dot(x.T, x)
         d = autograd.show(y)
         svg = d._repr_svg_()
-        self.assertTrue(svg.lstrip().startswith('<?xml') or svg.lstrip().startswith('<svg'), svg[:80])
+        # An element to embed in HTML: no XML declaration (nbconvert's HTML export breaks on it),
+        # and scaled to the cell's width instead of cut off.
+        self.assertTrue(svg.startswith('<svg'), svg[:80])
+        self.assertRegex(svg[:200], r'<svg width="100%" style="max-width:[\d.]+pt;height:auto"')
+        self.assertIn('viewBox=', svg[:300])
         self.assertIn('</svg>', svg)
         for op in ('transpose', 'dot', 'multiply'):
             self.assertIn('>%s<' % op, svg)
@@ -37,11 +41,23 @@ class ShowTest(unittest.TestCase):
             path = os.path.join(tmp, 'tape.svg')
             d.save(path)
             with open(path, encoding='utf-8') as f:
-                self.assertEqual(f.read(), svg)
+                self.assertEqual(f.read(), d.svg)  # the file is the server's SVG document
+        self.assertTrue(d.svg.lstrip().startswith('<?xml') or d.svg.lstrip().startswith('<svg'))
         y.backward()
         # backward freed the history: nothing left to draw
         with self.assertRaisesRegex(ValueError, 'no recorded history'):
             autograd.show(y)
+
+    def test_show_labels_arrays_with_the_callers_names(self):
+        weights = nd.array([1.0, 2.0])
+        weights.attach_grad()
+        with autograd.record():
+            squared = weights * weights
+            loss = squared.sum()
+        svg = autograd.show(loss)._repr_svg_()
+        for name in ('weights', 'squared', 'loss'):
+            self.assertRegex(svg, r'>%s[ <]' % name)
+        self.assertNotRegex(svg, r'>_py\d+')
 
     def test_show_refuses_arrays_never_recorded(self):
         with self.assertRaisesRegex(ValueError, 'no recorded history'):

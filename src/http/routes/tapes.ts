@@ -23,7 +23,7 @@ export const tapeRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =>
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
     const format = req.query.format ?? 'json';
-    const body = await s.run(() => getTape(s, req.params.tid, format === 'svg' ? 'dot' : format));
+    const body = await s.run(() => getTape(s, req.params.tid, format === 'svg' ? 'dot' : format, req.query.labels));
     if (format === 'dot') return reply.type('text/vnd.graphviz').send(body);
     // Layout runs outside the session's queue: it reads only the DOT text, not the session.
     if (format === 'svg') return reply.type('image/svg+xml').send(await dotToSvg(body as string));

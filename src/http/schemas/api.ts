@@ -191,7 +191,10 @@ export const TapeSummary = z.object({
 });
 
 export const TapeList = z.object({ tapes: z.array(TapeSummary) });
-export const TapeQuery = z.object({ format: z.enum(['json', 'dot', 'svg']).optional() });
+export const TapeQuery = z.object({
+  format: z.enum(['json', 'dot', 'svg']).optional(),
+  labels: z.string().max(65536).optional().describe('a JSON object of names to the labels a drawing shows for them (a client\'s own variable names for its arrays): {"_py2": "x"}'),
+});
 
 export const SafetensorsFile = z.any().describe(
   'a safetensors file: an 8-byte little-endian header length N, N bytes of JSON header '
