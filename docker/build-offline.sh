@@ -33,8 +33,9 @@ SUITE=bookworm
 # Bump when the way the base images are made changes: it is part of their cache key.
 RECIPE=3
 
-BUILD_PKGS="g++,make,python3,ca-certificates"
-RUNTIME_PKGS=""   # node needs only libc6, libstdc++6 and libgcc-s1, all in minbase
+# node needs libc6, libstdc++6 and libgcc-s1 (all in minbase); the official Node 26 build also links libatomic1.
+BUILD_PKGS="g++,make,python3,ca-certificates,libatomic1"
+RUNTIME_PKGS="libatomic1"
 
 log() { printf '[build-offline %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -62,8 +63,8 @@ node_ok() { # $1: node binary
   if grep -q 'not found' <<<"$libs"; then log "node $bin misses libraries: $libs"; return 1; fi
   # Anything but the C/C++ runtime (libnode.so, libuv, libssl from a distro build) is refused:
   # the runtime rootfs would not have it.
-  if grep -vE 'linux-vdso|ld-linux|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s)\.so' <<<"$libs" | grep '=>' >/dev/null; then
-    log "node $bin links libraries a minimal rootfs lacks:"; grep -vE 'linux-vdso|ld-linux|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s)\.so' <<<"$libs" >&2
+  if grep -vE 'linux-vdso|ld-linux|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s|atomic)\.so' <<<"$libs" | grep '=>' >/dev/null; then
+    log "node $bin links libraries a minimal rootfs lacks:"; grep -vE 'linux-vdso|ld-linux|lib(c|m|dl|pthread|rt|stdc\+\+|gcc_s|atomic)\.so' <<<"$libs" >&2
     return 1
   fi
   return 0
