@@ -21,12 +21,17 @@ if (process.argv[2] === 'test') {
   ensureDebianPackages({
     'python3-prometheus-client': "/usr/bin/python3 -c 'import prometheus_client'",
     chromium: 'test -x /usr/bin/chromium',
+    // examples/*.ipynb run under real Jupyter; the Fashion-MNIST one reads Debian's copy.
+    'jupyter-nbconvert': 'test -x /usr/bin/jupyter-nbconvert',
+    'python3-ipykernel': "/usr/bin/python3 -c 'import ipykernel'",
+    'python3-nbclient': "/usr/bin/python3 -c 'import nbclient'",
+    'dataset-fashion-mnist': 'test -d /usr/share/datasets/fashion-mnist',
   });
 }
 
 /**
  * Debian packages that tests use as real tools (the Prometheus text parser, a browser for the API
- * explorer): installed when
+ * explorer, Jupyter for the example notebooks): installed when
  * missing and we may (root, with apt), so that `npm test` alone sets a fresh machine up.
  */
 function ensureDebianPackages(wanted) {
