@@ -26,6 +26,9 @@ if (process.argv[2] === 'test') {
     'python3-ipykernel': "/usr/bin/python3 -c 'import ipykernel'",
     'python3-nbclient': "/usr/bin/python3 -c 'import nbclient'",
     'dataset-fashion-mnist': 'test -d /usr/share/datasets/fashion-mnist',
+    // the Python client's install command is tested as the README gives it
+    'python3-pip': '/usr/bin/python3 -m pip --version',
+    'python3-setuptools': "/usr/bin/python3 -c 'import setuptools'",
   });
 }
 
