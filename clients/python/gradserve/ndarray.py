@@ -9,6 +9,7 @@ import struct
 
 from . import _format
 from ._client import _DTYPE_BYTES, Client, Part, get_client, json_number
+from ._progress import Progress
 from ._errors import ConflictError, UnprocessableError
 from ._names import did_you_mean
 from .context import Context, cpu
@@ -723,10 +724,16 @@ def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray
     item = _DTYPE_BYTES[dt]
     step = max(1, piece // item) * item
     parts = []
+    progress = Progress('uploading %s %s' % ('x'.join(map(str, shape)), dt), len(raw))
     for off in range(0, len(raw), step):
         chunk = raw[off:off + step]
         p = NDArray(client, client.new_name(), (len(chunk) // item,), dt)
+        # Each piece that fills the queue sends it: progress counts what has left.
         client.engine.enqueue({'op': 'frombuffer', 'attrs': {'part': Part(chunk), 'shape': [len(chunk) // item],
                                                              'dtype': dt}, 'out': p._name}, [p], len(chunk))
         parts.append(p)
-    return _invoke('reshape', [_invoke('concat', parts, {'dim': 0})], {'shape': list(shape)})
+        progress.update(off + len(chunk) - client.engine.bytes)
+    out = _invoke('reshape', [_invoke('concat', parts, {'dim': 0})], {'shape': list(shape)})
+    client.engine.flush()
+    progress.close()
+    return out

@@ -376,6 +376,25 @@ class ClientTest(unittest.TestCase):
         self.assertTrue((x.asnumpy() == a).all())
         self.assertEqual(x[-1, -1].asscalar(), a[-1, -1])
 
+    @unittest.skipIf(np is None, 'needs numpy')
+    def test_a_long_upload_shows_its_progress_only_where_asked(self):
+        import contextlib
+        import io
+        a = np.ones(gradserve.get_client().body_limit() // 2, dtype=np.float32)  # two pieces or more
+        quiet, shown = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(quiet):  # not a terminal: nothing
+            nd.array(a).wait_to_read()
+        self.assertEqual(quiet.getvalue(), '')
+        os.environ['GRADSERVE_PROGRESS'] = '1'
+        try:
+            with contextlib.redirect_stderr(shown):
+                x = nd.array(a)
+        finally:
+            del os.environ['GRADSERVE_PROGRESS']
+        self.assertIn('uploading %d float32' % a.size, shown.getvalue())
+        self.assertIn('100.0%', shown.getvalue())
+        self.assertEqual(x.sum().asscalar(), a.size)
+
     def test_a_413_is_raised_as_what_it_is(self):
         client = gradserve.get_client()
         big = Part(b'\0' * (client.body_limit() + 1024))
