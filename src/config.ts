@@ -54,6 +54,11 @@ export const ConfigSchema = z.object({
    * serialized as built: encoding a large answer through zod costs as much as a small request.
    */
   GRADSERVE_CHECK_RESPONSES: z.enum(['0', '1']).default('0'),
+  /**
+   * After every request, checks each session's reference counts against a mark from its names
+   * (the test suite turns it on): the walk costs in proportion to what the session holds.
+   */
+  GRADSERVE_CHECK_REFCOUNTS: z.enum(['0', '1']).default('0'),
   /** Name of this replica behind a load balancer, echoed as X-Gradserve-Replica; empty: no header. */
   GRADSERVE_REPLICA: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'at most 64 characters of [A-Za-z0-9._-]').default(''),
 });
@@ -82,6 +87,8 @@ export interface Limits {
   maxTotalArrays: number;
   requestTimeoutMs: number;
   maxKernelFlops: number;
+  /** Debug: after each request, a 500 when the reference counts disagree with reachability. */
+  checkRefcounts?: boolean;
 }
 
 export interface Protection {
@@ -144,6 +151,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxTotalArrays: e.GRADSERVE_MAX_TOTAL_ARRAYS,
       requestTimeoutMs: e.GRADSERVE_REQUEST_TIMEOUT_MS,
       maxKernelFlops: e.GRADSERVE_MAX_KERNEL_FLOPS,
+      checkRefcounts: e.GRADSERVE_CHECK_REFCOUNTS === '1',
     },
     protection: {
       rateLimitMax: e.GRADSERVE_RATE_LIMIT_MAX,

@@ -11,6 +11,7 @@ import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
 import type { Value } from '../ops/registry.js';
 import type { Scope } from '../autograd/scopes.js';
 import { isVariable, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
+import { release, retain } from '../autograd/refs.js';
 import type {
   AnyStatement, Arg, AttachGradStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
   GradStatement, OpStatement, ScopeStatement,
@@ -176,12 +177,10 @@ export class ProgramRunner {
     this.deadline = Date.now() + s.limits.requestTimeoutMs;
   }
 
-  /** The temporaries later statements still read (what a reclaim must keep besides the names). */
-  private liveTemps(): NDArray[] {
-    const live: NDArray[] = [];
-    for (const [name, a] of this.temps) if ((this.lastUse.get(name) ?? 0) > this.seq) live.push(a);
-    return live;
-  }
+  /** Temporaries by the number of the statement that last reads them: released after it. */
+  private readonly dying = new Map<number, string[]>();
+  /** Arrays the last top-level statement gave, held so that the endpoint can read them. */
+  private held: NDArray[] = [];
 
   private nameStatements = true;
   private last: StatementValue = {};
@@ -191,13 +190,49 @@ export class ProgramRunner {
     this.nameStatements = o.nameStatements ?? true;
     prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
     if (resultName) this.lastUse.set(resultName, Infinity);
-    this.s.withRoots(() => this.liveTemps(), () => this.runBody(program, []));
-    const outcome: ProgramOutcome = { bound: [...new Set(this.bound)], value: this.last };
-    if (resultName) {
-      const array = this.lookup(resultName);
-      outcome.result = { array, scalar: this.scalars.has(array) };
+    for (const [name, n] of this.lastUse) {
+      const list = this.dying.get(n);
+      if (list) list.push(name);
+      else this.dying.set(n, [name]);
     }
-    return outcome;
+    this.s.programDepth++;
+    try {
+      this.runBody(program, []);
+      const outcome: ProgramOutcome = { bound: [...new Set(this.bound)], value: this.last };
+      if (resultName) {
+        const array = this.lookup(resultName);
+        outcome.result = { array, scalar: this.scalars.has(array) };
+      }
+      return outcome;
+    } finally {
+      this.s.programDepth--;
+      // What is released here stays readable until the request's answer is read: the session
+      // frees it after that.
+      for (const a of this.temps.values()) release(a);
+      this.temps.clear();
+      for (const a of this.held) release(a);
+      this.held = [];
+    }
+  }
+
+  /** Drops the temporaries statement `seq` read last. */
+  private releaseDying(seq: number): void {
+    const names = this.dying.get(seq);
+    if (!names) return;
+    for (const name of names) {
+      const a = this.temps.get(name);
+      if (!a) continue;
+      this.temps.delete(name);
+      release(a);
+    }
+  }
+
+  /** Holds what a top-level statement gave (the endpoint reads it after the program). */
+  private hold(value: StatementValue): void {
+    const prev = this.held;
+    this.held = value.arrays ? [...value.arrays] : [];
+    for (const a of this.held) retain(a);
+    for (const a of prev) release(a);
   }
 
   private runBody(body: AnyStatement[], path: Path): void {
@@ -210,14 +245,19 @@ export class ProgramRunner {
           limit: 'request_time', statement: pathStr(path, i), changed: [...new Set(this.bound)],
         });
       }
-      this.seq++;
+      const n = ++this.seq;
       try {
         const value = this.runStatement(st, prepared[i], path, i);
         // The kernels this statement queued run now, so a failure among them stops the program
         // here and is this statement's, not a later one's (or the batch end's).
         if (this.nameStatements && st.op !== 'scope') this.s.memory.backend.drain?.();
-        if (path.length === 0) this.last = value;
-        this.s.maybeReclaim();
+        if (path.length === 0) {
+          this.last = value;
+          this.hold(value);
+        }
+        this.releaseDying(n);
+        // Everything the statement made and nothing holds is freed here, before the next one.
+        this.s.memory.drain();
       } catch (e) {
         if (!this.nameStatements) throw e;
         if (e instanceof ApiError && e.extra.statement !== undefined) throw e;
@@ -389,7 +429,11 @@ export class ProgramRunner {
 
   private bind(name: string, a: NDArray): void {
     if (name.startsWith('%')) {
+      const prev = this.temps.get(name);
+      if (prev === a) return;
+      retain(a);
       this.temps.set(name, a);
+      if (prev) release(prev);
       return;
     }
     this.s.names.set(name, a);
