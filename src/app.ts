@@ -58,6 +58,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   const replica = o.config.replica;
   if (replica) app.addHook('onSend', async (_req, reply) => { reply.header('X-Gradserve-Replica', replica); });
 
+  o.backend.cache?.setLimit(o.config.allocCacheBytes);
   const store = new SessionStore(o.backend, o.config.limits);
   store.startCulling(o.config.sweepIntervalMs);
   const metrics = registerMetrics(app, store);

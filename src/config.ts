@@ -32,6 +32,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_JSON_ELEMENTS: int(100000),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
+  /** Freed native buffers of 256 KiB and more kept for reuse (bytes), given back when idle. */
+  GRADSERVE_ALLOC_CACHE_BYTES: int(256 * MiB),
   /** Requests per window per client (API key, session token, or address); 0 turns the limit off. */
   GRADSERVE_RATE_LIMIT_MAX: int(60000),
   GRADSERVE_RATE_LIMIT_WINDOW_MS: int(60000),
@@ -112,6 +114,8 @@ export interface Config {
   /** Serialize each response through its zod schema and fail it when that changes anything. */
   checkResponses: boolean;
   sweepIntervalMs: number;
+  /** The bound of the native engine's cache of freed buffers. */
+  allocCacheBytes: number;
   limits: Limits;
   protection: Protection;
 }
@@ -132,6 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     replica: e.GRADSERVE_REPLICA,
     checkResponses: e.GRADSERVE_CHECK_RESPONSES === '1',
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
+    allocCacheBytes: e.GRADSERVE_ALLOC_CACHE_BYTES,
     limits: {
       maxBodyBytes: e.GRADSERVE_MAX_BODY_BYTES,
       maxSessions: e.GRADSERVE_MAX_SESSIONS,
