@@ -98,6 +98,8 @@ for (const row of ROWS) {
     inputs: ['data'],
     domain: row.domain ?? [-2, 2],
     save: { inputs: row.saves === 'x', outputs: row.saves === 'y' },
+    // Composites (log2, softsign, ...) run several kernels, the first of which could overwrite x.
+    inPlace: typeof row.kernel === 'string',
     forward: (ctx, [x]) => unaryForward(row, ctx, x),
     vjp: ({ g, x, y }: VjpArgs<unknown>) => [row.vjp(g[0], x[0] as NDArray, y[0] as NDArray)],
   });

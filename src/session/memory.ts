@@ -6,7 +6,7 @@
  * cost of freeing is in proportion to the work done, never to what the session holds.
  */
 import { itemSize, type Backend, type DType } from '../engine/backend.js';
-import { Cell, NDArray, sizeOf, shapeStr, type Counted, type Keeper } from '../engine/ndarray.js';
+import { Cell, NDArray, sameShape, sizeOf, shapeStr, type Counted, type Keeper } from '../engine/ndarray.js';
 import type { Allocator } from '../engine/kernels.js';
 import { fail } from '../errors.js';
 
@@ -98,6 +98,28 @@ export class SessionMemory implements Allocator, Keeper {
   view(of: NDArray, shape: readonly number[]): NDArray {
     this.checkShape(shape);
     return new NDArray(of.cell, shape, of.dtype);
+  }
+
+  /** The buffer the running op may write its output over (see donate); taken by the first reuse. */
+  private donated: Cell | null = null;
+  /** Outputs written over a dying input instead of a new buffer, over the session's life. */
+  reused = 0;
+
+  /**
+   * Offers c (the buffer of an input that dies with the op about to run, and that nothing else
+   * references) to the op's output; null withdraws the offer.
+   */
+  donate(c: Cell | null): void {
+    this.donated = c;
+  }
+
+  reuse(x: NDArray, dtype: DType, shape: readonly number[]): NDArray | null {
+    const c = this.donated;
+    // Same shape, not only the same size: the kernel then reads x at the index it writes.
+    if (c === null || x.cell !== c || x.dtype !== dtype || !sameShape(x.shape, shape)) return null;
+    this.donated = null;
+    this.reused++;
+    return new NDArray(c, x.shape, dtype);
   }
 
   pend(x: Counted): void {

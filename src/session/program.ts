@@ -388,7 +388,14 @@ export class ProgramRunner {
       }
     }
     if (def.mutates) this.checkMutations(def, p, inputs);
-    let outs = applyParsed(def, inputs, p.attrs);
+    const donated = def.inPlace && !st.into ? this.dyingInput(def, p, inputs) : null;
+    if (donated) this.s.memory.donate(donated.cell);
+    let outs: NDArray[];
+    try {
+      outs = applyParsed(def, inputs, p.attrs);
+    } finally {
+      if (donated) this.s.memory.donate(null);
+    }
     if (def.visibleOutputs !== undefined && def.visibleOutputs < outs.length) outs = outs.slice(0, def.visibleOutputs);
     this.s.stats.opsRun++;
     if (def.name === 'asscalar') this.scalars.add(outs[0]);
@@ -400,6 +407,32 @@ export class ProgramRunner {
     }
     const names = this.outNames(st, outs.length);
     for (let i = 0; i < names.length; i++) this.bind(names[i], outs[i]);
+  }
+
+  /**
+   * An input of an elementwise op that dies with the statement, whose buffer the output may take
+   * (`x = x * 2`, or a temporary read for the last time): the statement rebinds its name, or it
+   * is a temporary no later statement reads; nothing else references the array or its buffer
+   * (no other name, view, gradient slot or tape saving it); and, while recording, the op does not
+   * save it for its vjp.
+   */
+  private dyingInput(def: OpDef, p: Prepared, inputs: Value[]): NDArray | null {
+    const outs = p.st.out;
+    const out = typeof outs === 'string' ? outs : Array.isArray(outs) && outs.length === 1 ? outs[0] : undefined;
+    const saves = def.save.inputs;
+    for (let i = 0; i < inputs.length; i++) {
+      const a = inputs[i];
+      const ref = p.inputs[i];
+      if (!(a instanceof NDArray) || typeof ref !== 'string') continue;
+      const temp = ref.startsWith('%');
+      const holder = temp ? this.temps.get(ref) : this.s.names.get(ref);
+      // A result kept to the end has its last use at Infinity.
+      const dies = holder === a && (ref === out || (temp && this.lastUse.get(ref) === this.seq));
+      if (!dies || a.refs !== 1 || a.cell.refs !== 1) continue;
+      if (this.s.scopes.isRecording && (saves === true || (Array.isArray(saves) && saves.includes(i)))) continue;
+      return a;
+    }
+    return null;
   }
 
   /** An op that updates inputs in place may not touch what recording or a live tape needs. */
