@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, startServer, type TestServer } from '../helpers/server.js';
 import { newSession } from '../helpers/session.js';
-import { runOps } from '../../src/session/service.js';
+import { deleteArray, runOps } from '../../src/session/service.js';
+import { loadNativeAddon } from '../../src/engine/native.js';
 import { retain } from '../../src/autograd/refs.js';
 
 let srv: TestServer;
@@ -110,6 +111,38 @@ describe('freed at the last release', () => {
     const i = await info(c);
     expect(i.buffers).toBe(2);
     expect(i.bytes).toBe(800);
+  });
+});
+
+const addon = process.env.GRADSERVE_BACKEND === 'reference' ? null : loadNativeAddon();
+
+describe('freeing costs what died, not what the session holds', () => {
+  it.skipIf(!addon)('the engine\'s bytes drop by the array\'s size when the DELETE answers', async () => {
+    const s = newSession();
+    await s.run(() => runOps(s, { expr: 'big = nd.ones((131072,))' }));
+    const live = addon!.nativeBytesLive();
+    await s.run(() => deleteArray(s, 'big'));
+    expect(live - addon!.nativeBytesLive()).toBe(131072 * 8);
+  });
+
+  it('a request of a session holding 20,000 arrays looks at as many pending entries as one of an empty session', async () => {
+    const requestCost = async (s: ReturnType<typeof newSession>) => {
+      await s.run(() => runOps(s, { expr: 'x = nd.ones((4,))' }));
+      const before = s.memory.examined;
+      await s.run(() => runOps(s, { expr: 'y = x + 1\nx = y * 2\ndel y' }));
+      return s.memory.examined - before;
+    };
+    const empty = newSession();
+    const full = newSession();
+    for (let r = 0; r < 4; r++) {
+      const ops = Array.from({ length: 5000 }, (_, i) => ({ op: 'ones', attrs: { shape: [1] }, out: `a${r}_${i}` }));
+      await full.run(() => runOps(full, { ops } as never));
+    }
+    expect(full.memory.buffers).toBe(20000);
+    const small = await requestCost(empty);
+    expect(small).toBeGreaterThan(0);
+    expect(small).toBeLessThan(20);
+    expect(await requestCost(full)).toBe(small);
   });
 });
 
