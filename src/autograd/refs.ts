@@ -24,14 +24,19 @@ function releaseCell(c: Cell): void {
   if (--c.refs === 0) c.keeper.pend(c);
 }
 
-/** A new reference to `a`: the first one takes references to its cell, gradient and history. */
+/**
+ * A new reference to `a`: the first one takes references to its cell, gradient and history
+ * (iteratively: a gradient buffer may itself be a variable, as deep as a client chains them).
+ */
 export function retain(a: NDArray): void {
-  if (a.refs++ > 0) return;
-  retainCell(a.cell);
-  const s = a.autograd;
-  if (!s) return;
-  if (s.grad) retain(s.grad);
-  if (s.node) retainNode(s.node);
+  let x: NDArray | null = a;
+  while (x) {
+    if (x.refs++ > 0) return;
+    retainCell(x.cell);
+    const s: NDArray['autograd'] = x.autograd;
+    if (s?.node) retainNode(s.node);
+    x = s?.grad ?? null;
+  }
 }
 
 /** Drops a reference to `a`; the last one drops what it held (iteratively: gradient chains). */
