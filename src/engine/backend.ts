@@ -69,6 +69,8 @@ export interface CacheStats {
   cachedBlocks: number;
   /** The most it keeps (GRADSERVE_ALLOC_CACHE_BYTES). */
   limitBytes: number;
+  /** The most live buffers and the cache hold together (GRADSERVE_MAX_TOTAL_BYTES); -1: unbounded. */
+  budgetBytes: number;
   /** Large allocations served from the cache (no page faults), and those that mapped new pages. */
   hits: number;
   misses: number;
@@ -82,8 +84,11 @@ export interface BufferCache {
   stats(): CacheStats;
   /** Gives the cached memory back to the system (with idleOnly, only when nothing was allocated since the last such call); answers the bytes. */
   trim(idleOnly?: boolean): number;
-  /** Bounds the cache (bytes), trimming it to that at once. */
-  setLimit(bytes: number): void;
+  /**
+   * Bounds the cache (bytes) and, with `budget`, what live buffers and the cache hold together:
+   * the cache gives way as live memory grows. Trims to both at once.
+   */
+  setLimit(bytes: number, budget?: number): void;
 }
 
 export interface Backend {

@@ -22,7 +22,7 @@ import { BINARY_KERNELS, REDUCE_KERNELS, UNARY_KERNELS, DTYPE_INFO, itemSize, ty
 interface RawAddon extends NativeAddon {
   allocatorStats(): CacheStats;
   allocatorTrim(idleOnly: boolean): number;
-  allocatorSetLimit(bytes: number): void;
+  allocatorSetLimit(bytes: number, budget?: number): void;
   setCommandBuffer(commands: Float64Array): void;
   run(n: number): void;
   writeBytes(h: number, bytes: Uint8Array): void;
@@ -380,7 +380,7 @@ function direct<T>(s: Storage, call: (a: RawAddon, h: number) => T): T {
 const cache: BufferCache = {
   stats: () => { run(); return addon().allocatorStats(); },
   trim: (idleOnly = false) => { run(); return addon().allocatorTrim(idleOnly); },
-  setLimit: (bytes) => { run(); addon().allocatorSetLimit(bytes); },
+  setLimit: (bytes, budget) => { run(); if (budget === undefined) addon().allocatorSetLimit(bytes); else addon().allocatorSetLimit(bytes, budget); },
 };
 
 export const nativeBackend: Backend = {

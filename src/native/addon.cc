@@ -289,6 +289,7 @@ Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
   set("cachedBytes", st.cached_bytes);
   set("cachedBlocks", st.cached_blocks);
   set("limitBytes", st.limit_bytes);
+  set("budgetBytes", st.budget_bytes);
   set("hits", st.hits);
   set("misses", st.misses);
   set("trims", st.trims);
@@ -300,7 +301,9 @@ Napi::Value AllocatorTrim(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(idle_only ? cache_trim_if_idle() : cache_trim()));
 }
 Napi::Value AllocatorSetLimit(const Napi::CallbackInfo& info) {
-  cache_set_limit(arg_int(info, 0, "bytes", 0, int64_t(1) << 50));
+  const int64_t unbounded = int64_t(1) << 53;
+  const int64_t budget = info.Length() > 1 ? arg_int(info, 1, "budget", 0, unbounded) : unbounded;
+  cache_set_limit(arg_int(info, 0, "bytes", 0, unbounded), budget >= unbounded ? INT64_MAX : budget);
   return info.Env().Undefined();
 }
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }

@@ -83,6 +83,27 @@ describe.skipIf(!addon)('the native buffer cache', () => {
     cache.setLimit(64 * MiB);
   });
 
+  it('gives way as live buffers grow towards the budget it shares with them', () => {
+    cache.trim();
+    const base = addon!.nativeBytesLive();
+    cache.setLimit(64 * MiB, base + 16 * MiB);
+    try {
+      cycle(4 * MiB, 1);
+      cycle(8 * MiB, 1);
+      // 12 MiB cached beside the live bytes: within the 16 MiB the budget leaves.
+      expect(cache.stats().cachedBytes).toBe(12 * MiB);
+      // 10 MiB of new live buffers (a size not cached) leave room for 6 MiB of cache.
+      const held = nativeBackend.alloc('float64', (10 * MiB) / 8);
+      addon!.sync();
+      expect(cache.stats().cachedBytes).toBeLessThanOrEqual(6 * MiB);
+      nativeBackend.free(held);
+      addon!.sync();
+      expect(cache.stats().budgetBytes).toBe(base + 16 * MiB);
+    } finally {
+      cache.setLimit(64 * MiB);
+    }
+  });
+
   it('gives its memory back when idle: the first check after activity keeps it, the next trims', () => {
     cycle(2 * MiB, 2);
     expect(cache.stats().cachedBytes).toBeGreaterThan(0);
@@ -109,6 +130,7 @@ describe.skipIf(!addon)('the buffer cache in /metrics', () => {
     };
     const m0 = await read();
     expect(m0.limit).toBe(256 * MiB);
+    expect(nativeBackend.cache!.stats().budgetBytes).toBe(srv.config.limits.maxTotalBytes);
     await c.expr('x = nd.ones((262144,))');
     // `y = x + 1` cannot write over x (it lives on), so each request allocates a new y and frees
     // the last one.

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -65,6 +66,9 @@ struct MapCache {
   int64_t bytes = 0;
   int64_t blocks = 0;
   int64_t limit = kDefaultCacheBytes;
+  // What live buffers and the cache may hold together (GRADSERVE_MAX_TOTAL_BYTES): when live
+  // memory grows towards it, the cache gives way, so caching never adds to the process's budget.
+  int64_t budget = INT64_MAX;
   uint64_t clock = 0;
   int64_t hits = 0, misses = 0, trims = 0, trimmed_bytes = 0;
   // Large allocations so far, and their count at the last idle check.
@@ -94,8 +98,10 @@ struct MapCache {
     bool kept = false;
     {
       std::lock_guard<std::mutex> g(m);
-      if (static_cast<int64_t>(size) <= limit) {
-        while (bytes + static_cast<int64_t>(size) > limit && evict_one(size, evicted)) {
+      const int64_t sz = static_cast<int64_t>(size);
+      const int64_t live = g_live.load();
+      if (sz <= limit && live + sz <= budget) {
+        while ((bytes + sz > limit || live + bytes + sz > budget) && evict_one(size, evicted)) {
         }
         Bin& b = bins[size];
         b.blocks.push_back(p);
@@ -126,6 +132,17 @@ struct MapCache {
     blocks--;
     trimmed_bytes += static_cast<int64_t>(victim->first);
     return true;
+  }
+
+  // Trims so that `live` bytes of buffers and the cache fit in the budget.
+  void shrink_for(int64_t live) {
+    int64_t target;
+    {
+      std::lock_guard<std::mutex> g(m);
+      if (live + bytes <= budget) return;
+      target = budget > live ? budget - live : 0;
+    }
+    trim_to(target);
   }
 
   int64_t trim_to(int64_t target) {
@@ -160,6 +177,8 @@ void* large_alloc(size_t size, bool* fresh) {
   p = map_pages(size);
   if (!p && c.trim_to(0) > 0) p = map_pages(size);
   if (!p) throw std::bad_alloc();
+  // Live memory grew: the cache shrinks to what the budget leaves beside it.
+  c.shrink_for(g_live.load() + static_cast<int64_t>(size));
   return p;
 }
 
@@ -229,7 +248,7 @@ int64_t bytes_live() { return g_live.load(); }
 CacheStats cache_stats() {
   MapCache& c = map_cache();
   std::lock_guard<std::mutex> g(c.m);
-  return CacheStats{c.bytes, c.blocks, c.limit, c.hits, c.misses, c.trims, c.trimmed_bytes};
+  return CacheStats{c.bytes, c.blocks, c.limit, c.budget == INT64_MAX ? -1 : c.budget, c.hits, c.misses, c.trims, c.trimmed_bytes};
 }
 
 int64_t cache_trim() { return map_cache().trim_to(0); }
@@ -245,13 +264,15 @@ int64_t cache_trim_if_idle() {
   return c.trim_to(0);
 }
 
-void cache_set_limit(int64_t limit) {
+void cache_set_limit(int64_t limit, int64_t budget) {
   MapCache& c = map_cache();
   {
     std::lock_guard<std::mutex> g(c.m);
     c.limit = limit < 0 ? 0 : limit;
+    c.budget = budget < 0 ? 0 : budget;
   }
   c.trim_to(limit < 0 ? 0 : limit);
+  c.shrink_for(g_live.load());
 }
 
 }  // namespace gs

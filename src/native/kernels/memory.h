@@ -19,6 +19,7 @@ struct CacheStats {
   int64_t cached_bytes;    // freed mappings kept for reuse
   int64_t cached_blocks;
   int64_t limit_bytes;     // most it keeps
+  int64_t budget_bytes;    // most live buffers and the cache hold together (-1: unbounded)
   int64_t hits;            // large allocations served from the cache (no new pages)
   int64_t misses;          // large allocations that mapped fresh pages
   int64_t trims;           // times the cache was emptied (idle, pressure, or asked)
@@ -30,6 +31,6 @@ int64_t cache_trim();
 // Trims when no large allocation happened since the previous call (a timer calls it); answers
 // the bytes released.
 int64_t cache_trim_if_idle();
-// Sets the bound (bytes); trims when the cache already holds more.
-void cache_set_limit(int64_t bytes);
+// Sets the cache's bound and the budget of live buffers plus cache (bytes); trims to both.
+void cache_set_limit(int64_t bytes, int64_t budget);
 }  // namespace gs
