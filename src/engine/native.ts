@@ -380,7 +380,13 @@ function direct<T>(s: Storage, call: (a: RawAddon, h: number) => T): T {
 const cache: BufferCache = {
   stats: () => { run(); return addon().allocatorStats(); },
   trim: (idleOnly = false) => { run(); return addon().allocatorTrim(idleOnly); },
-  setLimit: (bytes, budget) => { run(); if (budget === undefined) addon().allocatorSetLimit(bytes); else addon().allocatorSetLimit(bytes, budget); },
+  setLimit: (bytes, budget) => {
+    run();
+    // The addon takes integers up to 2^53; a larger bound is no bound.
+    const clamp = (n: number) => Math.min(Math.max(0, Math.floor(n)), 2 ** 53);
+    if (budget === undefined) addon().allocatorSetLimit(clamp(bytes));
+    else addon().allocatorSetLimit(clamp(bytes), clamp(budget));
+  },
 };
 
 export const nativeBackend: Backend = {
