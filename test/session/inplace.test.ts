@@ -114,6 +114,26 @@ describe('in place where the input dies', () => {
   });
 });
 
+describe('a dense layer and its activation', () => {
+  it('recorded, relu(FullyConnected(...)) writes the activation over the product; the gradients are those of the two-name form', async () => {
+    const setup = 'x = nd.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])\nW = nd.array([[0.1, -0.2, 0.3], [-0.4, 0.5, 0.6]])\nb = nd.array([0.05, -0.5])\nW.attach_grad()\nb.attach_grad()';
+    const fused = newSession();
+    const named = newSession();
+    await fused.run(() => runOps(fused, { expr: `${setup}\nwith autograd.record():\n    h = nd.relu(nd.FullyConnected(x, W, b, num_hidden=2))\n    z = (h * h).sum()\nz.backward()` }));
+    await named.run(() => runOps(named, { expr: `${setup}\nwith autograd.record():\n    p = nd.FullyConnected(x, W, b, num_hidden=2)\n    h = nd.relu(p)\n    z = (h * h).sum()\nz.backward()` }));
+    expect(fused.memory.reused).toBe(1);
+    expect(named.memory.reused).toBe(0);
+    for (const s of [fused, named]) await s.run(() => undefined);
+    await fused.run(() => {
+      expect(data(fused, 'h')).toEqual(values(named, named.resolve('h')));
+      expect(data(fused, 'W.grad')).toEqual(values(named, named.resolve('W.grad')));
+      expect(data(fused, 'b.grad')).toEqual(values(named, named.resolve('b.grad')));
+      // One element of the product is negative: relu zeroes it, and its gradient too.
+      expect(data(fused, 'h').filter((v) => v === 0).length).toBeGreaterThan(0);
+    });
+  });
+});
+
 describe('optimizer updates in place', () => {
   it('sgd_update allocates one scratch array per step, adam_update two; both give the reference formulas', async () => {
     const s = newSession();
