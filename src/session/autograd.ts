@@ -43,7 +43,9 @@ export function runBackward(s: Session, o: BackwardOptions): NDArray[] {
     const buf = gradOf(leaf);
     const req = gradReqOf(leaf);
     if (!buf || (req !== 'write' && req !== 'add')) continue;
-    s.k.assign(req === 'write' ? g : s.k.binary('add', buf, g, { op: 'backward' }), buf);
+    // The buffer is written in place, as MXNet does: `add` sums into it without a temporary.
+    if (req === 'write') s.k.assign(g, buf);
+    else s.k.binary('add', buf, g, { op: 'backward' }, buf);
     written.push(leaf);
   }
   return written;
