@@ -79,6 +79,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   const replica = o.config.replica;
   if (replica) app.addHook('onSend', async (_req, reply) => { reply.header('X-Gradserve-Replica', replica); });
 
+  // The cache never adds to the memory budget: it gives way as the sessions' buffers grow.
+  o.backend.cache?.setLimit(o.config.allocCacheBytes, o.config.limits.maxTotalBytes);
   const store = new SessionStore(o.backend, o.config.limits);
   store.startCulling(o.config.sweepIntervalMs);
   const metrics = registerMetrics(app, store);

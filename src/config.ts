@@ -32,6 +32,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_JSON_ELEMENTS: int(100000),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
+  /** Freed native buffers of 256 KiB and more kept for reuse (bytes), given back when idle. */
+  GRADSERVE_ALLOC_CACHE_BYTES: int(256 * MiB),
   /** Requests per window per client (API key, session token, or address); 0 turns the limit off. */
   GRADSERVE_RATE_LIMIT_MAX: int(60000),
   GRADSERVE_RATE_LIMIT_WINDOW_MS: int(60000),
@@ -54,6 +56,11 @@ export const ConfigSchema = z.object({
    * serialized as built: encoding a large answer through zod costs as much as a small request.
    */
   GRADSERVE_CHECK_RESPONSES: z.enum(['0', '1']).default('0'),
+  /**
+   * After every request, checks each session's reference counts against a mark from its names
+   * (the test suite turns it on): the walk costs in proportion to what the session holds.
+   */
+  GRADSERVE_CHECK_REFCOUNTS: z.enum(['0', '1']).default('0'),
   /** Name of this replica behind a load balancer, echoed as X-Gradserve-Replica; empty: no header. */
   GRADSERVE_REPLICA: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'at most 64 characters of [A-Za-z0-9._-]').default(''),
 });
@@ -82,6 +89,8 @@ export interface Limits {
   maxTotalArrays: number;
   requestTimeoutMs: number;
   maxKernelFlops: number;
+  /** Debug: after each request, a 500 when the reference counts disagree with reachability. */
+  checkRefcounts?: boolean;
 }
 
 export interface Protection {
@@ -105,6 +114,8 @@ export interface Config {
   /** Serialize each response through its zod schema and fail it when that changes anything. */
   checkResponses: boolean;
   sweepIntervalMs: number;
+  /** The bound of the native engine's cache of freed buffers. */
+  allocCacheBytes: number;
   limits: Limits;
   protection: Protection;
 }
@@ -129,6 +140,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     replica: e.GRADSERVE_REPLICA,
     checkResponses: e.GRADSERVE_CHECK_RESPONSES === '1',
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
+    allocCacheBytes: e.GRADSERVE_ALLOC_CACHE_BYTES,
     limits: {
       maxBodyBytes: e.GRADSERVE_MAX_BODY_BYTES,
       maxSessions: e.GRADSERVE_MAX_SESSIONS,
@@ -148,6 +160,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxTotalArrays: e.GRADSERVE_MAX_TOTAL_ARRAYS,
       requestTimeoutMs: e.GRADSERVE_REQUEST_TIMEOUT_MS,
       maxKernelFlops: e.GRADSERVE_MAX_KERNEL_FLOPS,
+      checkRefcounts: e.GRADSERVE_CHECK_REFCOUNTS === '1',
     },
     protection: {
       rateLimitMax: e.GRADSERVE_RATE_LIMIT_MAX,

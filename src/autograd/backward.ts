@@ -9,6 +9,7 @@ import { F } from '../ops/dispatch.js';
 import type { Node } from './tape.js';
 import { gradReqOf, nodeOf, outputIndexOf } from './slot.js';
 import { fail } from '../errors.js';
+import { release, releaseNode, retain, retainNode } from './refs.js';
 
 export interface BackwardRequest {
   heads: NDArray[];
@@ -21,10 +22,10 @@ export interface BackwardRequest {
    */
   variables?: NDArray[];
   /**
-   * Called between nodes: frees what nothing reaches once enough was allocated; `pending` lists
-   * what the walk still holds (the session's names are roots anyway).
+   * Called between nodes: frees what nothing references. The walk holds counted references to
+   * what it still needs (the nodes it visits, the gradients it has summed so far).
    */
-  reclaim?(pending: () => (NDArray | Node)[]): void;
+  reclaim?(): void;
 }
 
 export interface BackwardResult {
@@ -120,12 +121,31 @@ export function backward(req: BackwardRequest): BackwardResult {
     throw fail('no_grad', 'the heads do not depend on any array with a gradient buffer (grad_req write or add); call attach-grad on the inputs before recording');
   }
 
-  // Gradients of each node's outputs, summed over its consumers (null: none arrived yet).
+  // The walk holds every node it visits, and every gradient it keeps, by a counted reference,
+  // so that a reclaim between nodes frees only what the walk is done with.
+  for (const n of nodes) retainNode(n);
+  const held: NDArray[] = [];
+  const hold = (a: NDArray): NDArray => {
+    retain(a);
+    held.push(a);
+    return a;
+  };
+  for (const h of heads) hold(h);
+  for (const g of headGrads) if (g) hold(g);
+  if (req.variables) for (const v of req.variables) hold(v);
+
+  // Gradients of each node's outputs, summed over its consumers (null: none arrived yet); each
+  // one held by a counted reference until it is consumed.
   const nodeGrads: ((NDArray | null)[] | undefined)[] = new Array(nodes.length);
   const leafGrads = new Map<NDArray, NDArray>();
+  const sum = (prev: NDArray | null | undefined, g: NDArray): NDArray => {
+    const next = prev ? F.add(prev, g) : g;
+    retain(next);
+    if (prev) release(prev);
+    return next;
+  };
   const addLeaf = (leaf: NDArray, g: NDArray): void => {
-    const prev = leafGrads.get(leaf);
-    leafGrads.set(leaf, prev ? F.add(prev, g) : g);
+    leafGrads.set(leaf, sum(leafGrads.get(leaf), g));
   };
   const addNode = (node: Node, index: number, g: NDArray): void => {
     const slot = slotOf.get(node)!;
@@ -135,62 +155,59 @@ export function backward(req: BackwardRequest): BackwardResult {
       for (let i = 0; i < node.outputs.length; i++) gs.push(null);
       nodeGrads[slot] = gs;
     }
-    const prev = gs[index];
-    gs[index] = prev ? F.add(prev, g) : g;
+    gs[index] = sum(gs[index], g);
   };
 
-  heads.forEach((h, i) => {
-    const hg = headGrads[i];
-    if (hg && !sameShape(hg.shape, h.shape)) {
-      throw fail('shape_mismatch', `head_grads[${i}] has shape ${shapeStr(hg.shape)} but ${headName(i, heads.length)} has shape ${shapeStr(h.shape)}; they must match exactly`);
-    }
-    if (hg && hg.dtype !== h.dtype) throw fail('dtype_mismatch', `head_grads[${i}] is ${hg.dtype} but the head is ${h.dtype}`);
-    const g = hg ?? F.ones_like(h);
-    const n = headNodes[i];
-    if (n && isUseful(n)) addNode(n, outputIndexOf(h), g);
-    else if (targets?.has(h)) addLeaf(h, g);
-  });
+  try {
+    heads.forEach((h, i) => {
+      const hg = headGrads[i];
+      if (hg && !sameShape(hg.shape, h.shape)) {
+        throw fail('shape_mismatch', `head_grads[${i}] has shape ${shapeStr(hg.shape)} but ${headName(i, heads.length)} has shape ${shapeStr(h.shape)}; they must match exactly`);
+      }
+      if (hg && hg.dtype !== h.dtype) throw fail('dtype_mismatch', `head_grads[${i}] is ${hg.dtype} but the head is ${h.dtype}`);
+      const g = hg ?? F.ones_like(h);
+      const n = headNodes[i];
+      if (n && isUseful(n)) addNode(n, outputIndexOf(h), g);
+      else if (targets?.has(h)) addLeaf(h, g);
+    });
 
-  // What this pass still holds: a reclaim between nodes must keep it (and may free the rest,
-  // such as the gradients of nodes already done and, without retain_graph, their saved values).
-  const reclaim = req.reclaim;
-  let done = order.length;
-  const pending = (): (NDArray | Node)[] => {
-    const held: (NDArray | Node)[] = [...heads];
-    for (let j = 0; j < done; j++) if (useful[order[j]]) held.push(nodes[order[j]]);
-    for (const g of headGrads) if (g) held.push(g);
-    for (const gs of nodeGrads) if (gs) for (const g of gs) if (g) held.push(g);
-    for (const [leaf, g] of leafGrads) held.push(leaf, g);
-    if (req.variables) held.push(...req.variables);
-    return held;
-  };
+    for (let oi = order.length - 1; oi >= 0; oi--) {
+      const slot = order[oi];
+      const gs = nodeGrads[slot];
+      if (!useful[slot] || !gs) continue;
+      nodeGrads[slot] = undefined;
+      const node = nodes[slot];
+      const given = gs.slice();
+      try {
+        // Outputs no consumer used get zeros: a vjp sees one gradient per output.
+        for (let i = 0; i < gs.length; i++) {
+          gs[i] ??= F.zeros({ shape: [...node.outputs[i].shape], dtype: node.outputs[i].dtype });
+        }
+        const need = needs[slot];
+        const dx = node.op.vjp!({ g: gs as NDArray[], x: node.x, y: node.y, attrs: node.attrs, shapes: node.shapes, dtypes: node.dtypes, needs: need });
+        for (let i = 0; i < node.inputs.length; i++) {
+          const e = node.inputs[i];
+          const d = dx[i];
+          if (!e || !need[i] || !d) continue;
+          const gi = unbroadcast(d, node.shapes[i]!);
+          if ('leaf' in e) addLeaf(e.leaf, gi);
+          else addNode(e.node, e.index, gi);
+        }
+      } finally {
+        for (const g of given) if (g) release(g);
+      }
+      // Each node is visited once: without retain_graph its saved values are dead from here on.
+      if (!req.retainGraph) node.free();
+      req.reclaim?.();
+    }
 
-  for (let oi = order.length - 1; oi >= 0; oi--) {
-    const slot = order[oi];
-    done = oi;
-    const gs = nodeGrads[slot];
-    if (!useful[slot] || !gs) continue;
-    nodeGrads[slot] = undefined;
-    const node = nodes[slot];
-    // Outputs no consumer used get zeros: a vjp sees one gradient per output.
-    for (let i = 0; i < gs.length; i++) {
-      gs[i] ??= F.zeros({ shape: [...node.outputs[i].shape], dtype: node.outputs[i].dtype });
-    }
-    const need = needs[slot];
-    const dx = node.op.vjp!({ g: gs as NDArray[], x: node.x, y: node.y, attrs: node.attrs, shapes: node.shapes, dtypes: node.dtypes, needs: need });
-    for (let i = 0; i < node.inputs.length; i++) {
-      const e = node.inputs[i];
-      const d = dx[i];
-      if (!e || !need[i] || !d) continue;
-      const gi = unbroadcast(d, node.shapes[i]!);
-      if ('leaf' in e) addLeaf(e.leaf, gi);
-      else addNode(e.node, e.index, gi);
-    }
-    // Each node is visited once: without retain_graph its saved values are dead from here on.
-    if (!req.retainGraph) node.free();
-    reclaim?.(pending);
+    if (!req.retainGraph) for (const node of nodes) node.free();
+    return { grads: new Map(leafGrads) };
+  } finally {
+    // Released, not freed: the caller reads the gradients before the session's next reclaim.
+    for (const gs of nodeGrads) if (gs) for (const g of gs) if (g) release(g);
+    for (const g of leafGrads.values()) release(g);
+    for (const a of held) release(a);
+    for (const n of nodes) releaseNode(n);
   }
-
-  if (!req.retainGraph) for (const node of nodes) node.free();
-  return { grads: leafGrads };
 }

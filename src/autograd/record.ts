@@ -8,6 +8,7 @@ import type { DType } from '../engine/backend.js';
 import type { OpDef, Value } from '../ops/registry.js';
 import { Node, NOTHING_SAVED, type Edge, type Tape } from './tape.js';
 import { isRecorded, isVariable, setHistory } from './slot.js';
+import { retain, retainNode, saveData } from './refs.js';
 
 /** Where nodes go: the tape of the innermost record scope, counted against the session's quota. */
 export interface RecordTarget {
@@ -56,7 +57,23 @@ export function recordOp(target: RecordTarget, def: OpDef, attrs: unknown, input
   const outputs = new Array<{ id: number; shape: readonly number[]; dtype: DType }>(outs.length);
   for (let i = 0; i < outs.length; i++) outputs[i] = { id: outs[i].id, shape: outs[i].shape, dtype: outs[i].dtype };
   const y = def.save.outputs ? outs.slice() : NOTHING_SAVED;
-  const node = new Node(tape, def, attrs, edges, ids, shapes, dtypes, x, y, outputs);
+  // The node holds the data it saves and its inputs' history; nothing holds the node yet, so its
+  // keeper frees it at the next safe point unless an output is bound by then.
+  for (const v of x) if (v instanceof NDArray) saveData(v);
+  for (const v of y) saveData(v);
+  for (const e of edges) {
+    if (!e) continue;
+    if ('leaf' in e) retain(e.leaf);
+    else retainNode(e.node);
+  }
+  const keeper = outs.length ? outs[0].cell.keeper : firstArray(inputs).cell.keeper;
+  const node = new Node(keeper, tape, def, attrs, edges, ids, shapes, dtypes, x, y, outputs);
   for (let i = 0; i < outs.length; i++) setHistory(outs[i], node, i);
-  tape.nodes.push(node);
+  tape.add(node);
+  keeper.pend(node);
+}
+
+function firstArray(vs: Value[]): NDArray {
+  for (const v of vs) if (v instanceof NDArray) return v;
+  throw new Error('record: a node with neither outputs nor array inputs');
 }

@@ -62,7 +62,7 @@ export class ScopeStack {
     if (!scope) throw fail('scope_empty', 'there is no open autograd scope to exit; open one with POST /autograd/record (or pause, train-mode, predict-mode) first');
     this.isRecording = scope.prevRecording;
     this.isTraining = scope.prevTraining;
-    if (scope.ownsTape && scope.tape) scope.tape.open = false;
+    if (scope.ownsTape && scope.tape) scope.tape.close();
     return scope;
   }
 

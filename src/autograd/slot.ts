@@ -6,6 +6,7 @@
 import type { NDArray } from '../engine/ndarray.js';
 import type { GradReq } from '../program/format.js';
 import type { Node } from './tape.js';
+import { swap, swapNode } from './refs.js';
 
 declare module '../engine/ndarray.js' {
   interface ArraySlot {
@@ -57,6 +58,8 @@ export function gradReqOf(a: NDArray): GradReq | null {
 export function setHistory(a: NDArray, node: Node | null, index = 0): void {
   if (node === null && a.autograd === null) return;
   const s = slotOf(a);
+  // A counted array holds its history: the count moves with it.
+  if (a.refs > 0) swapNode(s.node, node);
   s.node = node;
   s.outputIndex = index;
 }
@@ -72,6 +75,10 @@ export function takeHistory(to: NDArray, from: NDArray): void {
  */
 export function attachGrad(a: NDArray, req: GradReq, grad: NDArray): void {
   const s = slotOf(a);
+  if (a.refs > 0) {
+    swap(s.grad, grad);
+    swapNode(s.node, null);
+  }
   s.node = null;
   s.gradReq = req;
   s.grad = grad;

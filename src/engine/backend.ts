@@ -62,8 +62,39 @@ export interface View {
   offset: number;
 }
 
+/** The figures of a backend's cache of freed buffers (the native one's size-class allocator). */
+export interface CacheStats {
+  /** Freed memory kept for reuse, and in how many blocks. */
+  cachedBytes: number;
+  cachedBlocks: number;
+  /** The most it keeps (GRADSERVE_ALLOC_CACHE_BYTES). */
+  limitBytes: number;
+  /** The most live buffers and the cache hold together (GRADSERVE_MAX_TOTAL_BYTES); -1: unbounded. */
+  budgetBytes: number;
+  /** Large allocations served from the cache (no page faults), and those that mapped new pages. */
+  hits: number;
+  misses: number;
+  /** Times the cache was given back to the system (idle, a failed mapping, or asked), and the bytes. */
+  trims: number;
+  trimmedBytes: number;
+}
+
+/** A backend's cache of freed buffers. */
+export interface BufferCache {
+  stats(): CacheStats;
+  /** Gives the cached memory back to the system (with idleOnly, only when nothing was allocated since the last such call); answers the bytes. */
+  trim(idleOnly?: boolean): number;
+  /**
+   * Bounds the cache (bytes) and, with `budget`, what live buffers and the cache hold together:
+   * the cache gives way as live memory grows. Trims to both at once.
+   */
+  setLimit(bytes: number, budget?: number): void;
+}
+
 export interface Backend {
   readonly name: 'reference' | 'native';
+  /** Optional: the cache of freed buffers, for /metrics, the idle trim and the configured bound. */
+  readonly cache?: BufferCache;
 
   /** A zero-filled buffer. */
   alloc(dtype: DType, length: number): Storage;

@@ -20,6 +20,11 @@ export interface Allocator {
   view(of: NDArray, shape: readonly number[]): NDArray;
   /** Refuses a kernel up front when its multiply-add count is over the session's budget. */
   checkFlops?(flops: number, what: string): void;
+  /**
+   * Optional: a new NDArray of `shape` over x's buffer when the caller was offered it for its
+   * output (an input that dies with the op); null otherwise. Elementwise kernels ask first.
+   */
+  reuse?(x: NDArray, dtype: DType, shape: readonly number[]): NDArray | null;
 }
 
 /** Where an error should point: "`rhs` of `dot`". */
@@ -84,28 +89,47 @@ export function makeKernels(m: Allocator) {
     return out;
   };
 
+  /**
+   * Where an elementwise kernel writes: `into` (an in-place update: same dtype and size), else
+   * the buffer of an input offered for reuse, else a new one. Elementwise kernels read element i
+   * of each input before writing element i, so out may be an input of its own shape.
+   */
+  const outFor = (dtype: DType, shape: readonly number[], into: NDArray | undefined, x: NDArray | number, y?: NDArray | number): NDArray => {
+    if (into) {
+      if (into.dtype !== dtype || into.size !== sizeOf(shape)) throw bug(`a ${dtype} result of shape ${shapeStr(shape)} written into ${into.dtype} ${shapeStr(into.shape)}`);
+      return into;
+    }
+    if (m.reuse) {
+      const r = (typeof x !== 'number' ? m.reuse(x, dtype, shape) : null) ?? (y !== undefined && typeof y !== 'number' ? m.reuse(y, dtype, shape) : null);
+      if (r) return r;
+    }
+    return m.alloc(dtype, shape);
+  };
+
   // Shapes of existing arrays and shapes computed here are shared; callers' shapes are copied.
   return {
-    unary(op: UnaryKernel, x: NDArray): NDArray {
-      const out = m.alloc(x.dtype, x.shape);
+    /** f(x), into a new array, or into `into` (same dtype and size; it may be x). */
+    unary(op: UnaryKernel, x: NDArray, into?: NDArray): NDArray {
+      const out = outFor(x.dtype, x.shape, into, x);
       be.unary(op, x.storage, out.storage);
       return out;
     },
 
-    binary(op: BinaryKernel, a: NDArray | number, b: NDArray | number, site: Site): NDArray {
+    /** f(a, b) with broadcasting, into a new array or into `into` (of the result's dtype and size; it may be a or b). */
+    binary(op: BinaryKernel, a: NDArray | number, b: NDArray | number, site: Site, into?: NDArray): NDArray {
       if (typeof a === 'number' && typeof b === 'number') {
         throw fail('invalid_argument', `${where(site)} needs at least one array argument`);
       }
       if (typeof a === 'number' || typeof b === 'number') {
         const x = (typeof a === 'number' ? b : a) as NDArray;
         const s = (typeof a === 'number' ? a : b) as number;
-        const out = m.alloc(x.dtype, x.shape);
+        const out = outFor(x.dtype, x.shape, into, x);
         be.binaryScalar(op, x.storage, s, typeof a === 'number', out.storage);
         return out;
       }
       sameDtype(a, b, site);
       const shape = broadcastShapes(a.shape, b.shape, site);
-      const out = m.alloc(a.dtype, shape);
+      const out = outFor(a.dtype, shape, into, a, b);
       be.binary(op, a.storage, broadcastView(a.shape, shape), b.storage, broadcastView(b.shape, shape), out.storage);
       return out;
     },

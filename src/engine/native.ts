@@ -16,10 +16,13 @@
  * freed storage); the addon checks every number: ranges, lengths, strides and bounds.
  */
 import { createRequire } from 'node:module';
-import { BINARY_KERNELS, REDUCE_KERNELS, UNARY_KERNELS, DTYPE_INFO, itemSize, type Backend, type DType, type Storage, type View } from './backend.js';
+import { BINARY_KERNELS, REDUCE_KERNELS, UNARY_KERNELS, DTYPE_INFO, itemSize, type Backend, type BufferCache, type CacheStats, type DType, type Storage, type View } from './backend.js';
 
 /** What the addon exports (src/native/addon.cc): its diagnostics (NativeAddon, below) and these. */
 interface RawAddon extends NativeAddon {
+  allocatorStats(): CacheStats;
+  allocatorTrim(idleOnly: boolean): number;
+  allocatorSetLimit(bytes: number, budget?: number): void;
   setCommandBuffer(commands: Float64Array): void;
   run(n: number): void;
   writeBytes(h: number, bytes: Uint8Array): void;
@@ -373,8 +376,22 @@ function direct<T>(s: Storage, call: (a: RawAddon, h: number) => T): T {
   return call(addon(), h);
 }
 
+/** Frees are commands: run those queued first, so the figures count them. */
+const cache: BufferCache = {
+  stats: () => { run(); return addon().allocatorStats(); },
+  trim: (idleOnly = false) => { run(); return addon().allocatorTrim(idleOnly); },
+  setLimit: (bytes, budget) => {
+    run();
+    // The addon takes integers up to 2^53; a larger bound is no bound.
+    const clamp = (n: number) => Math.min(Math.max(0, Math.floor(n)), 2 ** 53);
+    if (budget === undefined) addon().allocatorSetLimit(clamp(bytes));
+    else addon().allocatorSetLimit(clamp(bytes), clamp(budget));
+  },
+};
+
 export const nativeBackend: Backend = {
   name: 'native',
+  cache,
   alloc,
   free,
   writeBytes: (s, bytes) => direct(s, (a, h) => a.writeBytes(h, bytes)),

@@ -282,6 +282,30 @@ Napi::Value Abi(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeBytesLive(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes_live())); }
+Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
+  const CacheStats st = cache_stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  const auto set = [&](const char* k, int64_t v) { o.Set(k, Napi::Number::New(info.Env(), double(v))); };
+  set("cachedBytes", st.cached_bytes);
+  set("cachedBlocks", st.cached_blocks);
+  set("limitBytes", st.limit_bytes);
+  set("budgetBytes", st.budget_bytes);
+  set("hits", st.hits);
+  set("misses", st.misses);
+  set("trims", st.trims);
+  set("trimmedBytes", st.trimmed_bytes);
+  return o;
+}
+Napi::Value AllocatorTrim(const Napi::CallbackInfo& info) {
+  const bool idle_only = info.Length() > 0 && info[0].IsBoolean() && info[0].As<Napi::Boolean>().Value();
+  return Napi::Number::New(info.Env(), double(idle_only ? cache_trim_if_idle() : cache_trim()));
+}
+Napi::Value AllocatorSetLimit(const Napi::CallbackInfo& info) {
+  const int64_t unbounded = int64_t(1) << 53;
+  const int64_t budget = info.Length() > 1 ? arg_int(info, 1, "budget", 0, unbounded) : unbounded;
+  cache_set_limit(arg_int(info, 0, "bytes", 0, unbounded), budget >= unbounded ? INT64_MAX : budget);
+  return info.Env().Undefined();
+}
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   set_num_threads(static_cast<int>(arg_int(info, 0, "n", 1, 64)));
@@ -339,6 +363,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setInlineLimit", guarded<SetInlineLimit>},
       {"abi", guarded<Abi>},
       {"nativeBytesLive", guarded<NativeBytesLive>},
+      {"allocatorStats", guarded<AllocatorStats>},
+      {"allocatorTrim", guarded<AllocatorTrim>},
+      {"allocatorSetLimit", guarded<AllocatorSetLimit>},
       {"getThreads", guarded<GetThreads>},
       {"setThreads", guarded<SetThreads>},
       {"simdLevel", guarded<SimdLevel>},

@@ -66,6 +66,7 @@ for (const row of ROWS) {
     doc: row.doc,
     inputs: ['lhs', 'rhs'],
     scalarInputs: true,
+    inPlace: true,
     domain: row.domain,
     save: row.save,
     examples: [

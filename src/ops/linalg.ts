@@ -142,7 +142,8 @@ defineOp({
     const lead = a.flatten ? [x.shape[0]] : x.shape.slice(0, -1);
     const k = w.shape[1];
     const y = ctx.k.gemm(x, w, { batch: 1, m: sizeOf(lead), n: a.num_hidden, k, transA: false, transB: true, strideA: 0, strideB: 0 }, [...lead, a.num_hidden]);
-    return b ? ctx.k.binary('add', y, b, { op: 'FullyConnected', arg: 'bias' }) : y;
+    // The bias is added into the product's own buffer.
+    return b ? ctx.k.binary('add', y, b, { op: 'FullyConnected', arg: 'bias' }, y) : y;
   },
   vjp({ g, x, attrs: a, shapes, needs }) {
     const [xs, w] = x as NDArray[];

@@ -36,8 +36,9 @@ defineOp({
   examples: [{ shapes: [[3, 4]] }, { shapes: [[2, 3, 4]], attrs: { axis: 1, temperature: 2 } }],
   forward(ctx, [x], a) {
     const { z: s, ax } = shifted(ctx, x, a);
-    const e = ctx.k.unary('exp', s);
-    return ctx.k.binary('div', e, ctx.k.reduce('sum', e, [ax], true), { op: 'softmax' });
+    // s is this forward's own temporary: each step writes over it instead of a new array.
+    const e = ctx.k.unary('exp', s, s);
+    return ctx.k.binary('div', e, ctx.k.reduce('sum', e, [ax], true), { op: 'softmax' }, e);
   },
   vjp({ g, y, attrs }) {
     const s = y[0]!;
@@ -57,8 +58,9 @@ defineOp({
   examples: [{ shapes: [[3, 4]] }, { shapes: [[2, 3, 4]], attrs: { axis: 0, temperature: 0.5 } }],
   forward(ctx, [x], a) {
     const { z: s, ax } = shifted(ctx, x, a);
-    const lse = ctx.k.unary('log', ctx.k.reduce('sum', ctx.k.unary('exp', s), [ax], true));
-    return ctx.k.binary('sub', s, lse, { op: 'log_softmax' });
+    const sums = ctx.k.reduce('sum', ctx.k.unary('exp', s), [ax], true);
+    const lse = ctx.k.unary('log', sums, sums);
+    return ctx.k.binary('sub', s, lse, { op: 'log_softmax' }, s);
   },
   vjp({ g, y, attrs }) {
     const ls = y[0]!;
@@ -83,11 +85,15 @@ defineOp({
     }
     sameDtype(x, label, { op: 'softmax_cross_entropy', arg: 'label' });
     const site = { op: 'softmax_cross_entropy' };
+    // Every intermediate but the one-hot (a hidden output) is this forward's own: steps write
+    // over them instead of allocating.
     const s = ctx.k.binary('sub', x, ctx.k.reduce('max', x, [1], true), site);
-    const ls = ctx.k.binary('sub', s, ctx.k.unary('log', ctx.k.reduce('sum', ctx.k.unary('exp', s), [1], true)), site);
-    const oh = oneHotK(ctx, ctx.k.unary('floor', label), x.shape[1]);
-    const picked = ctx.k.reduce('sum', ctx.k.binary('mul', ls, oh, site), [0, 1], false);
-    return [ctx.k.unary('neg', picked), oh];
+    const sums = ctx.k.reduce('sum', ctx.k.unary('exp', s), [1], true);
+    const ls = ctx.k.binary('sub', s, ctx.k.unary('log', sums, sums), site, s);
+    const floor = ctx.k.unary('floor', label);
+    const oh = oneHotK(ctx, floor, x.shape[1]);
+    const picked = ctx.k.reduce('sum', ctx.k.binary('mul', ls, oh, site, ls), [0, 1], false);
+    return [ctx.k.unary('neg', picked, picked), oh];
   },
   // d/d data of -sum(log_softmax(data) * onehot) is softmax(data) - onehot; the one-hot is the hidden output.
   vjp: ({ g, x, y }) => [F.multiply(F.subtract(F.softmax(x[0] as NDArray), y[1]!), g[0]), null],

@@ -1,7 +1,11 @@
 /**
  * MXNet's optimizer updates, in place: each writes the new weight (and its state arrays) into
  * the buffers it was given and returns the weight. The executor refuses them inside record scopes
- * and on arrays a live tape needs (`mutates`). Formulas follow MXNet's optimizer_op.
+ * and on arrays a live tape needs (`mutates`). Formulas follow MXNet's optimizer_op, evaluated in
+ * the same order as the reference formulas (so results are bitwise the same), with each step
+ * written into the state it updates or into one or two scratch arrays: a step allocates the
+ * scratch only, not a temporary per term. When two of the inputs share a buffer, the updates are
+ * computed out of place first, as the formulas read the old values throughout.
  */
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
@@ -30,6 +34,20 @@ function clipK(ctx: OpContext, g: NDArray, c: number): NDArray {
   return ctx.k.binary('maximum', ctx.k.binary('minimum', g, c, site), -c, site);
 }
 
+/** Clips g (a scratch array) to [-c, c] in place. */
+function clipInto(ctx: OpContext, g: NDArray, c: number): void {
+  if (!(c > 0)) return;
+  const site = { op: ctx.op };
+  ctx.k.binary('minimum', g, c, site, g);
+  ctx.k.binary('maximum', g, -c, site, g);
+}
+
+/** True when no two of xs share a buffer (then each can be written while the others are read). */
+function distinct(xs: NDArray[]): boolean {
+  for (let i = 0; i < xs.length; i++) for (let j = i + 1; j < xs.length; j++) if (xs[i].cell === xs[j].cell) return false;
+  return true;
+}
+
 const SGD = ['weight', 'grad'];
 defineOp({
   name: 'sgd_update',
@@ -41,8 +59,18 @@ defineOp({
     checkSame('sgd_update', SGD, xs);
     const [w, g] = xs;
     const site = { op: 'sgd_update' };
-    const step = ctx.k.binary('mul', clipK(ctx, ctx.k.binary('mul', g, a.rescale_grad, site), a.clip_gradient), a.lr, site);
-    ctx.k.assign(ctx.k.binary('sub', ctx.k.binary('mul', w, 1 - a.lr * a.wd, site), step, site), w);
+    const k = ctx.k;
+    if (!distinct(xs)) {
+      const step = k.binary('mul', clipK(ctx, k.binary('mul', g, a.rescale_grad, site), a.clip_gradient), a.lr, site);
+      k.assign(k.binary('sub', k.binary('mul', w, 1 - a.lr * a.wd, site), step, site), w);
+      return w;
+    }
+    // step = lr * clip(rescale_grad * grad); weight = weight * (1 - lr*wd) - step.
+    const step = k.binary('mul', g, a.rescale_grad, site);
+    clipInto(ctx, step, a.clip_gradient);
+    k.binary('mul', step, a.lr, site, step);
+    k.binary('mul', w, 1 - a.lr * a.wd, site, w);
+    k.binary('sub', w, step, site, w);
     return w;
   },
 });
@@ -58,11 +86,24 @@ defineOp({
     checkSame('sgd_mom_update', MOM, xs);
     const [w, g, mom] = xs;
     const site = { op: 'sgd_mom_update' };
-    const gs = clipK(ctx, ctx.k.binary('mul', g, a.rescale_grad, site), a.clip_gradient);
-    const decay = ctx.k.binary('mul', w, a.lr * a.wd, site);
-    const next = ctx.k.binary('sub', ctx.k.binary('sub', ctx.k.binary('mul', mom, a.momentum, site), decay, site), ctx.k.binary('mul', gs, a.lr, site), site);
-    ctx.k.assign(next, mom);
-    ctx.k.assign(ctx.k.binary('add', w, next, site), w);
+    const k = ctx.k;
+    if (!distinct(xs)) {
+      const gs = clipK(ctx, k.binary('mul', g, a.rescale_grad, site), a.clip_gradient);
+      const decay = k.binary('mul', w, a.lr * a.wd, site);
+      const next = k.binary('sub', k.binary('sub', k.binary('mul', mom, a.momentum, site), decay, site), k.binary('mul', gs, a.lr, site), site);
+      k.assign(next, mom);
+      k.assign(k.binary('add', w, next, site), w);
+      return w;
+    }
+    // mom = (momentum * mom - lr*wd * weight) - lr * clip(rescale_grad * grad); weight += mom.
+    const gs = k.binary('mul', g, a.rescale_grad, site);
+    clipInto(ctx, gs, a.clip_gradient);
+    const decay = k.binary('mul', w, a.lr * a.wd, site);
+    k.binary('mul', mom, a.momentum, site, mom);
+    k.binary('sub', mom, decay, site, mom);
+    k.binary('mul', gs, a.lr, site, gs);
+    k.binary('sub', mom, gs, site, mom);
+    k.binary('add', w, mom, site, w);
     return w;
   },
 });
@@ -78,14 +119,38 @@ defineOp({
     checkSame('adam_update', ADAM, xs);
     const [w, g, mean, v] = xs;
     const site = { op: 'adam_update' };
-    const gs = clipK(ctx, ctx.k.binary('add', ctx.k.binary('mul', g, a.rescale_grad, site), ctx.k.binary('mul', w, a.wd, site), site), a.clip_gradient);
-    const m2 = ctx.k.binary('add', ctx.k.binary('mul', mean, a.beta1, site), ctx.k.binary('mul', gs, 1 - a.beta1, site), site);
-    const v2 = ctx.k.binary('add', ctx.k.binary('mul', v, a.beta2, site), ctx.k.binary('mul', ctx.k.unary('square', gs), 1 - a.beta2, site), site);
-    const denom = ctx.k.binary('add', ctx.k.unary('sqrt', v2), a.epsilon, site);
-    const w2 = ctx.k.binary('sub', w, ctx.k.binary('mul', ctx.k.binary('div', m2, denom, site), a.lr, site), site);
-    ctx.k.assign(m2, mean);
-    ctx.k.assign(v2, v);
-    ctx.k.assign(w2, w);
+    const k = ctx.k;
+    if (!distinct(xs)) {
+      const gs = clipK(ctx, k.binary('add', k.binary('mul', g, a.rescale_grad, site), k.binary('mul', w, a.wd, site), site), a.clip_gradient);
+      const m2 = k.binary('add', k.binary('mul', mean, a.beta1, site), k.binary('mul', gs, 1 - a.beta1, site), site);
+      const v2 = k.binary('add', k.binary('mul', v, a.beta2, site), k.binary('mul', k.unary('square', gs), 1 - a.beta2, site), site);
+      const denom = k.binary('add', k.unary('sqrt', v2), a.epsilon, site);
+      const w2 = k.binary('sub', w, k.binary('mul', k.binary('div', m2, denom, site), a.lr, site), site);
+      k.assign(m2, mean);
+      k.assign(v2, v);
+      k.assign(w2, w);
+      return w;
+    }
+    // gs = clip(rescale_grad * grad + wd * weight), in gs; t is the second scratch array.
+    const gs = k.binary('mul', g, a.rescale_grad, site);
+    const t = k.binary('mul', w, a.wd, site);
+    k.binary('add', gs, t, site, gs);
+    clipInto(ctx, gs, a.clip_gradient);
+    // mean = b1 * mean + (1 - b1) * gs
+    k.binary('mul', mean, a.beta1, site, mean);
+    k.binary('mul', gs, 1 - a.beta1, site, t);
+    k.binary('add', mean, t, site, mean);
+    // var = b2 * var + (1 - b2) * gs²
+    k.binary('mul', v, a.beta2, site, v);
+    k.unary('square', gs, t);
+    k.binary('mul', t, 1 - a.beta2, site, t);
+    k.binary('add', v, t, site, v);
+    // weight -= lr * mean / (sqrt(var) + epsilon)
+    k.unary('sqrt', v, t);
+    k.binary('add', t, a.epsilon, site, t);
+    k.binary('div', mean, t, site, t);
+    k.binary('mul', t, a.lr, site, t);
+    k.binary('sub', w, t, site, w);
     return w;
   },
 });

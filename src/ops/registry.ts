@@ -87,6 +87,12 @@ export interface OpDef<A = any> {
   mutates?: number[];
   /** The mutated inputs are statistics, not parameters: updating them while recording is fine (BatchNorm). */
   mutatesWhileRecording?: boolean;
+  /**
+   * The forward is one elementwise kernel (Kernels.unary or .binary), whose output may be written
+   * over an input of the same shape and dtype: the executor offers it the buffer of an input that
+   * dies with the statement (src/session/program.ts, `x = x * 2`).
+   */
+  inPlace?: boolean;
   /** Reads is_training (Dropout, BatchNorm). */
   modeDependent: boolean;
   /** Scalars (numbers) are accepted in place of arrays for these inputs. */

@@ -59,7 +59,9 @@ const ROWS: UnaryRow[] = [
   { name: 'arcsinh', kernel: 'arcsinh', doc: 'Elementwise inverse hyperbolic sine.', saves: 'x', vjp: (g, x) => div(g, F.sqrt(add(F.square(x), 1))) },
   { name: 'arccosh', kernel: 'arccosh', doc: 'Elementwise inverse hyperbolic cosine.', saves: 'x', vjp: (g, x) => div(g, F.sqrt(sub(F.square(x), 1))), domain: [1.2, 3] },
   { name: 'arctanh', kernel: 'arctanh', doc: 'Elementwise inverse hyperbolic tangent.', saves: 'x', vjp: (g, x) => div(g, sub(1, F.square(x))), domain: [-0.8, 0.8] },
-  { name: 'relu', kernel: 'relu', doc: 'Elementwise max(x, 0).', saves: 'x', vjp: (g, x) => mul(g, F.greater(x, 0)), domain: [0.1, 2] },
+  // As MXNet's, the rule reads the output (y > 0 exactly where x > 0), so a recorded relu may
+  // write over a dying input: a dense layer's product, in `relu(FullyConnected(...))`.
+  { name: 'relu', kernel: 'relu', doc: 'Elementwise max(x, 0).', saves: 'y', vjp: (g, _x, y) => mul(g, F.greater(y, 0)), domain: [0.1, 2] },
   { name: 'sigmoid', kernel: 'sigmoid', doc: 'Elementwise 1 / (1 + e^-x).', saves: 'y', vjp: (g, _x, y) => mul(g, mul(y, sub(1, y))) },
   { name: 'softrelu', aliases: ['softplus'], kernel: 'softrelu', doc: 'Elementwise log(1 + e^x).', saves: 'x', vjp: (g, x) => mul(g, F.sigmoid(x)) },
   { name: 'floor', kernel: 'floor', doc: 'Elementwise floor (zero gradient).', saves: 'none', vjp: zero },
@@ -98,6 +100,8 @@ for (const row of ROWS) {
     inputs: ['data'],
     domain: row.domain ?? [-2, 2],
     save: { inputs: row.saves === 'x', outputs: row.saves === 'y' },
+    // Composites (log2, softsign, ...) run several kernels, the first of which could overwrite x.
+    inPlace: typeof row.kernel === 'string',
     forward: (ctx, [x]) => unaryForward(row, ctx, x),
     vjp: ({ g, x, y }: VjpArgs<unknown>) => [row.vjp(g[0], x[0] as NDArray, y[0] as NDArray)],
   });

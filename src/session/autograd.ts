@@ -9,6 +9,16 @@ import { gradOf, gradReqOf, isRecorded, isVariable, setFreshGrad } from '../auto
 import type { Session } from './session.js';
 import { fail } from '../errors.js';
 
+/**
+ * Between backward nodes: inside a program every array that matters is counted (names,
+ * temporaries, the walk's own), so all that is dead goes; called directly (in-process), only what
+ * the walk made, as the caller may hold arrays nothing counts.
+ */
+function reclaimer(s: Session): () => void {
+  const floor = s.programDepth > 0 ? -1 : s.memory.stamp();
+  return () => s.memory.drain(floor);
+}
+
 export interface BackwardOptions {
   heads: NDArray[];
   headGrads: (NDArray | null)[];
@@ -27,13 +37,15 @@ export function runBackward(s: Session, o: BackwardOptions): NDArray[] {
   checkHeadGrads(o.heads, o.headGrads);
   // The walk's own ops are never recorded here, even inside an open record scope.
   const { grads } = s.scopes.within('pause', o.trainMode, () => s.newTape(), () =>
-    backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, reclaim: (p) => s.maybeReclaim(p) }));
+    backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, reclaim: reclaimer(s) }));
   const written: NDArray[] = [];
   for (const [leaf, g] of grads) {
     const buf = gradOf(leaf);
     const req = gradReqOf(leaf);
     if (!buf || (req !== 'write' && req !== 'add')) continue;
-    s.k.assign(req === 'write' ? g : s.k.binary('add', buf, g, { op: 'backward' }), buf);
+    // The buffer is written in place, as MXNet does: `add` sums into it without a temporary.
+    if (req === 'write') s.k.assign(g, buf);
+    else s.k.binary('add', buf, g, { op: 'backward' }, buf);
     setFreshGrad(leaf, true);
     written.push(leaf);
   }
@@ -56,7 +68,7 @@ export function runGrad(s: Session, o: GradOptions): NDArray[] {
   });
   const kind = o.createGraph ? 'record' : 'pause';
   return s.scopes.within(kind, o.trainMode, () => s.newTape(), () => {
-    const { grads } = backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, variables: o.variables, reclaim: (p) => s.maybeReclaim(p) });
+    const { grads } = backward({ heads: o.heads, headGrads: o.headGrads, retainGraph: o.retainGraph, variables: o.variables, reclaim: reclaimer(s) });
     return o.variables.map((v) => {
       const g = grads.get(v) ?? F.zeros_like(v);
       if (!o.createGraph || isRecorded(g)) return g;

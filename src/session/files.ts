@@ -43,7 +43,7 @@ export interface ImportResult {
  * becomes the gradient buffer (grad_req write) of the `name` of the same file. Atomic: the whole
  * file is validated and every array allocated before the first name is bound, so a refused file
  * (400), or one over the session's quotas (413/429), leaves the session as it was; buffers already
- * allocated are unreachable and freed by the request's sweep.
+ * allocated are referenced by nothing and freed at the request's end.
  */
 export function importSession(s: Session, file: Uint8Array): ImportResult {
   const { tensors, metadata } = decodeSafetensors(file, (name) => {

@@ -1,11 +1,12 @@
 /**
  * A session's native memory: every buffer it allocates is counted against its quota and the
- * process's, and freed deterministically by a mark-and-sweep from the session's roots (names,
- * gradient buffers, and the tapes they reach) at the end of each request. Reference counting
- * would free earlier, but one sweep per request cannot get a count wrong.
+ * process's, and freed when its reference count drops to zero (src/autograd/refs.ts). What drops
+ * to zero, and what was just made and is not yet held, waits in `pending` until the next safe
+ * point (`drain`: between statements, between backward nodes, after an answer is read), so the
+ * cost of freeing is in proportion to the work done, never to what the session holds.
  */
-import { itemSize, type Backend, type DType, type Storage } from '../engine/backend.js';
-import { NDArray, sizeOf, shapeStr } from '../engine/ndarray.js';
+import { itemSize, type Backend, type DType } from '../engine/backend.js';
+import { Cell, NDArray, sameShape, sizeOf, shapeStr, type Counted, type Keeper } from '../engine/ndarray.js';
 import type { Allocator } from '../engine/kernels.js';
 import { fail } from '../errors.js';
 
@@ -21,13 +22,11 @@ export class ProcessMemory {
   constructor(readonly maxBytes: number, readonly maxBuffers = Infinity) {}
 }
 
-export class SessionMemory implements Allocator {
-  /**
-   * Every buffer held, in allocation order, with its size in bytes (parallel arrays: a request
-   * may allocate thousands of tiny buffers, and appending is cheaper than hashing).
-   */
-  private readonly held: Storage[] = [];
-  private readonly heldBytes: number[] = [];
+export class SessionMemory implements Allocator, Keeper {
+  /** Every buffer not yet freed (for freeAll and the debug check). */
+  readonly held = new Set<Cell>();
+  /** Counted things at zero references, to free at the next drain unless retained by then. */
+  private pending: Counted[] = [];
   bytes = 0;
   /** The most bytes held at once (benchmarks compare it with the process's peak RSS). */
   peakBytes = 0;
@@ -78,65 +77,119 @@ export class SessionMemory implements Allocator {
     if (this.proc.bytes + b > this.proc.maxBytes) {
       throw fail('quota_exceeded', `the server holds ${this.proc.bytes} bytes and its limit is ${this.proc.maxBytes} (GRADSERVE_MAX_TOTAL_BYTES); try again later`, { limit: 'total_bytes', value: this.proc.bytes + b });
     }
-    if (this.held.length >= this.maxBuffers) {
-      throw fail('quota_exceeded', `this session holds ${this.held.length} arrays, its limit (GRADSERVE_MAX_SESSION_ARRAYS); delete arrays you no longer need, or keep many small ones as one larger array`, { limit: 'session_arrays', value: this.held.length });
+    if (this.held.size >= this.maxBuffers) {
+      throw fail('quota_exceeded', `this session holds ${this.held.size} arrays, its limit (GRADSERVE_MAX_SESSION_ARRAYS); delete arrays you no longer need, or keep many small ones as one larger array`, { limit: 'session_arrays', value: this.held.size });
     }
     if (this.proc.buffers >= this.proc.maxBuffers) {
       throw fail('quota_exceeded', `the server holds ${this.proc.buffers} arrays, its limit (GRADSERVE_MAX_TOTAL_ARRAYS); try again later`, { limit: 'total_arrays', value: this.proc.buffers });
     }
     const s = this.backend.alloc(dtype, n);
+    const cell = new Cell(s, b, this);
     this.proc.buffers++;
-    this.held.push(s);
-    this.heldBytes.push(b);
+    this.held.add(cell);
+    this.pending.push(cell);
     this.bytes += b;
     this.proc.bytes += b;
     this.allocated += b;
     if (this.bytes > this.peakBytes) this.peakBytes = this.bytes;
-    return new NDArray(s, shape, dtype);
+    return new NDArray(cell, shape, dtype);
   }
 
   view(of: NDArray, shape: readonly number[]): NDArray {
     this.checkShape(shape);
-    return new NDArray(of.storage, shape, of.dtype);
+    return new NDArray(of.cell, shape, of.dtype);
   }
 
-  /** Frees every buffer not in `live`; the rest stay, in allocation order. */
-  sweep(live: Set<Storage>): void {
-    const held = this.held;
-    const sizes = this.heldBytes;
-    let kept = 0;
-    let i = 0;
-    try {
-      for (; i < held.length; i++) {
-        const s = held[i];
-        const b = sizes[i];
-        if (!live.has(s)) {
-          this.backend.free(s);
-          this.bytes -= b;
-          this.proc.bytes -= b;
-          this.proc.buffers--;
+  /** The buffer the running op may write its output over (see donate); taken by the first reuse. */
+  private donated: Cell | null = null;
+  /** Outputs written over a dying input instead of a new buffer, over the session's life. */
+  reused = 0;
+
+  /**
+   * Offers c (the buffer of an input that dies with the op about to run, and that nothing else
+   * references) to the op's output; null withdraws the offer.
+   */
+  donate(c: Cell | null): void {
+    this.donated = c;
+  }
+
+  reuse(x: NDArray, dtype: DType, shape: readonly number[]): NDArray | null {
+    const c = this.donated;
+    // Same shape, not only the same size: the kernel then reads x at the index it writes.
+    if (c === null || x.cell !== c || x.dtype !== dtype || !sameShape(x.shape, shape)) return null;
+    this.donated = null;
+    this.reused++;
+    return new NDArray(c, x.shape, dtype);
+  }
+
+  pend(x: Counted): void {
+    this.pending.push(x);
+  }
+
+  private seq = 0;
+  stamp(): number {
+    return ++this.seq;
+  }
+
+  free(c: Cell): void {
+    if (c.dead) return;
+    c.dead = true;
+    this.held.delete(c);
+    this.bytes -= c.bytes;
+    this.proc.bytes -= c.bytes;
+    this.proc.buffers--;
+    this.backend.free(c.storage);
+  }
+
+  /**
+   * Frees whatever is pending and still unreferenced. Only at a safe point: an array made since
+   * the last one and not yet held by anything counted is freed too. With `floor`, what was made
+   * at or before that stamp is kept for a later drain: a walk that reclaims as it goes frees only
+   * what it made, not its caller's arrays that nothing counts yet.
+   */
+  drain(floor = -1): void {
+    const kept: Counted[] = [];
+    let examined = 0;
+    // Freeing a node releases what it held, which may append to the list: loop until it is empty.
+    while (this.pending.length) {
+      const batch = this.pending;
+      this.pending = [];
+      examined += batch.length;
+      for (let i = 0; i < batch.length; i++) {
+        const x = batch[i];
+        if (x.refs !== 0) continue;
+        if (x.born <= floor) {
+          kept.push(x);
           continue;
         }
-        held[kept] = s;
-        sizes[kept] = b;
-        kept++;
+        try {
+          x.dispose();
+        } catch (e) {
+          // A free that throws leaves the rest for the next drain.
+          for (let j = i + 1; j < batch.length; j++) this.pending.push(batch[j]);
+          for (const k of kept) this.pending.push(k);
+          throw e;
+        }
       }
-    } finally {
-      // A free that throws leaves its buffer, and those after it, held (and counted).
-      for (; i < held.length; i++, kept++) {
-        held[kept] = held[i];
-        sizes[kept] = sizes[i];
-      }
-      held.length = kept;
-      sizes.length = kept;
     }
+    this.pending = kept;
+    this.examined += examined;
   }
 
+  /** Pending entries drains have looked at, over the session's life (tests: the cost of freeing). */
+  examined = 0;
+
+  /** Frees every buffer the session holds (deleting the session). */
   freeAll(): void {
-    this.sweep(new Set());
+    this.pending = [];
+    for (const c of [...this.held]) this.free(c);
+  }
+
+  get pendingCount(): number {
+    return this.pending.length;
   }
 
   get buffers(): number {
-    return this.held.length;
+    return this.held.size;
   }
 }

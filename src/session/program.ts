@@ -11,6 +11,7 @@ import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
 import type { Value } from '../ops/registry.js';
 import type { Scope } from '../autograd/scopes.js';
 import { isVariable, setFreshGrad, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
+import { release, retain } from '../autograd/refs.js';
 import type {
   AnyStatement, Arg, AttachGradStatement, SetGradStateStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
   GradStatement, OpStatement, ScopeStatement,
@@ -176,12 +177,10 @@ export class ProgramRunner {
     this.deadline = Date.now() + s.limits.requestTimeoutMs;
   }
 
-  /** The temporaries later statements still read (what a reclaim must keep besides the names). */
-  private liveTemps(): NDArray[] {
-    const live: NDArray[] = [];
-    for (const [name, a] of this.temps) if ((this.lastUse.get(name) ?? 0) > this.seq) live.push(a);
-    return live;
-  }
+  /** Temporaries by the number of the statement that last reads them: released after it. */
+  private readonly dying = new Map<number, string[]>();
+  /** Arrays the last top-level statement gave, held so that the endpoint can read them. */
+  private held: NDArray[] = [];
 
   private nameStatements = true;
   private last: StatementValue = {};
@@ -191,13 +190,49 @@ export class ProgramRunner {
     this.nameStatements = o.nameStatements ?? true;
     prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
     if (resultName) this.lastUse.set(resultName, Infinity);
-    this.s.withRoots(() => this.liveTemps(), () => this.runBody(program, []));
-    const outcome: ProgramOutcome = { bound: [...new Set(this.bound)], value: this.last };
-    if (resultName) {
-      const array = this.lookup(resultName);
-      outcome.result = { array, scalar: this.scalars.has(array) };
+    for (const [name, n] of this.lastUse) {
+      const list = this.dying.get(n);
+      if (list) list.push(name);
+      else this.dying.set(n, [name]);
     }
-    return outcome;
+    this.s.programDepth++;
+    try {
+      this.runBody(program, []);
+      const outcome: ProgramOutcome = { bound: [...new Set(this.bound)], value: this.last };
+      if (resultName) {
+        const array = this.lookup(resultName);
+        outcome.result = { array, scalar: this.scalars.has(array) };
+      }
+      return outcome;
+    } finally {
+      this.s.programDepth--;
+      // What is released here stays readable until the request's answer is read: the session
+      // frees it after that.
+      for (const a of this.temps.values()) release(a);
+      this.temps.clear();
+      for (const a of this.held) release(a);
+      this.held = [];
+    }
+  }
+
+  /** Drops the temporaries statement `seq` read last. */
+  private releaseDying(seq: number): void {
+    const names = this.dying.get(seq);
+    if (!names) return;
+    for (const name of names) {
+      const a = this.temps.get(name);
+      if (!a) continue;
+      this.temps.delete(name);
+      release(a);
+    }
+  }
+
+  /** Holds what a top-level statement gave (the endpoint reads it after the program). */
+  private hold(value: StatementValue): void {
+    const prev = this.held;
+    this.held = value.arrays ? [...value.arrays] : [];
+    for (const a of this.held) retain(a);
+    for (const a of prev) release(a);
   }
 
   private runBody(body: AnyStatement[], path: Path): void {
@@ -210,14 +245,19 @@ export class ProgramRunner {
           limit: 'request_time', statement: pathStr(path, i), changed: [...new Set(this.bound)],
         });
       }
-      this.seq++;
+      const n = ++this.seq;
       try {
         const value = this.runStatement(st, prepared[i], path, i);
         // The kernels this statement queued run now, so a failure among them stops the program
         // here and is this statement's, not a later one's (or the batch end's).
         if (this.nameStatements && st.op !== 'scope') this.s.memory.backend.drain?.();
-        if (path.length === 0) this.last = value;
-        this.s.maybeReclaim();
+        if (path.length === 0) {
+          this.last = value;
+          this.hold(value);
+        }
+        this.releaseDying(n);
+        // Everything the statement made and nothing holds is freed here, before the next one.
+        this.s.memory.drain();
       } catch (e) {
         if (!this.nameStatements) throw e;
         if (e instanceof ApiError && e.extra.statement !== undefined) throw e;
@@ -355,7 +395,14 @@ export class ProgramRunner {
       }
     }
     if (def.mutates) this.checkMutations(def, p, inputs);
-    let outs = applyParsed(def, inputs, p.attrs);
+    const donated = def.inPlace && !st.into ? this.dyingInput(def, p, inputs) : null;
+    if (donated) this.s.memory.donate(donated.cell);
+    let outs: NDArray[];
+    try {
+      outs = applyParsed(def, inputs, p.attrs);
+    } finally {
+      if (donated) this.s.memory.donate(null);
+    }
     if (def.visibleOutputs !== undefined && def.visibleOutputs < outs.length) outs = outs.slice(0, def.visibleOutputs);
     const stats = this.s.stats;
     stats.opsRun++;
@@ -369,6 +416,32 @@ export class ProgramRunner {
     }
     const names = this.outNames(st, outs.length);
     for (let i = 0; i < names.length; i++) this.bind(names[i], outs[i]);
+  }
+
+  /**
+   * An input of an elementwise op that dies with the statement, whose buffer the output may take
+   * (`x = x * 2`, or a temporary read for the last time): the statement rebinds its name, or it
+   * is a temporary no later statement reads; nothing else references the array or its buffer
+   * (no other name, view, gradient slot or tape saving it); and, while recording, the op does not
+   * save it for its vjp.
+   */
+  private dyingInput(def: OpDef, p: Prepared, inputs: Value[]): NDArray | null {
+    const outs = p.st.out;
+    const out = typeof outs === 'string' ? outs : Array.isArray(outs) && outs.length === 1 ? outs[0] : undefined;
+    const saves = def.save.inputs;
+    for (let i = 0; i < inputs.length; i++) {
+      const a = inputs[i];
+      const ref = p.inputs[i];
+      if (!(a instanceof NDArray) || typeof ref !== 'string') continue;
+      const temp = ref.startsWith('%');
+      const holder = temp ? this.temps.get(ref) : this.s.names.get(ref);
+      // A result kept to the end has its last use at Infinity.
+      const dies = holder === a && (ref === out || (temp && this.lastUse.get(ref) === this.seq));
+      if (!dies || a.refs !== 1 || a.cell.refs !== 1) continue;
+      if (this.s.scopes.isRecording && (saves === true || (Array.isArray(saves) && saves.includes(i)))) continue;
+      return a;
+    }
+    return null;
   }
 
   /** An op that updates inputs in place may not touch what recording or a live tape needs. */
@@ -398,7 +471,11 @@ export class ProgramRunner {
 
   private bind(name: string, a: NDArray): void {
     if (name.startsWith('%')) {
+      const prev = this.temps.get(name);
+      if (prev === a) return;
+      retain(a);
       this.temps.set(name, a);
+      if (prev) release(prev);
       return;
     }
     this.s.names.set(name, a);

@@ -338,6 +338,6 @@ export function getTape(s: Session, tid: string, format: 'json' | 'dot', labelsT
 export function deleteTape(s: Session, tid: string): void {
   const t = s.tapes.get(tid);
   if (!t) throw fail('not_found', `there is no tape \`${tid}\` in this session`, { tape: tid });
-  for (const n of t.nodes) n.free();
+  for (const n of [...t.nodes]) n.free();
   if (!t.open) s.tapes.delete(tid);
 }

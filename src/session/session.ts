@@ -1,12 +1,12 @@
 /**
  * One client's session: its names, scope stack, tapes, random stream and memory. Requests of a
- * session run one at a time in arrival order (`run`); each ends with a sweep that frees what no
- * name or live tape reaches.
+ * session run one at a time in arrival order (`run`); each ends by freeing what it made that no
+ * name holds (reference counts: src/autograd/refs.ts).
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, DType, Storage } from '../engine/backend.js';
+import type { Backend, DType } from '../engine/backend.js';
 import { makeKernels, type Kernels } from '../engine/kernels.js';
-import { NDArray } from '../engine/ndarray.js';
+import { NDArray, type Cell } from '../engine/ndarray.js';
 import type { GradReq } from '../program/format.js';
 import { runWith, type OpEnv } from '../ops/dispatch.js';
 import { ScopeStack } from '../autograd/scopes.js';
@@ -14,6 +14,7 @@ import { Tape, type Node } from '../autograd/tape.js';
 import { recordOp, type RecordTarget } from '../autograd/record.js';
 import { attachGrad, gradOf, isRecorded, nodeOf } from '../autograd/slot.js';
 import { SessionMemory, type ProcessMemory } from './memory.js';
+import { Bindings } from './bindings.js';
 import type { Limits } from '../config.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
@@ -51,7 +52,7 @@ export class Session {
   private counter = 0;
   private nextTape = 1;
   private nextAuto = 1;
-  readonly names = new Map<string, NDArray>();
+  readonly names = new Bindings();
   readonly scopes = new ScopeStack();
   readonly tapes = new Map<string, Tape>();
   readonly memory: SessionMemory;
@@ -60,13 +61,11 @@ export class Session {
   private queue: Promise<unknown> = Promise.resolve();
   /** Nodes that may still be recorded before the tape-node quota must be counted again. */
   private nodeBudget = 0;
-  /** `memory.allocated` at which maybeReclaim next sweeps. */
-  private reclaimAt: number;
-  /** Arrays held outside the names by whoever is running (a program's temporaries). */
-  private readonly rootProviders: (() => (NDArray | Node)[])[] = [];
   /** The backend stream this session's kernels are attributed to (see Backend.withStream). */
   readonly stream = nextStream();
   closed = false;
+  /** Programs running (ProgramRunner.run): inside one, every live array is counted. */
+  programDepth = 0;
 
   /** Elements the current request's answer writes as JSON (bounded by limits.maxJsonElements). */
   jsonElements = 0;
@@ -84,7 +83,6 @@ export class Session {
     this.apiKey = o.apiKey;
     this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements, limits.maxKernelFlops, limits.maxSessionArrays);
     this.k = makeKernels(this.memory);
-    this.reclaimAt = this.reclaimStep();
     const scopes = this.scopes;
     const target: RecordTarget = {
       // Outside record scopes only create_graph records; its nodes get a tape of their own.
@@ -133,6 +131,7 @@ export class Session {
 
   newTape(): Tape {
     const t = new Tape(`t${this.nextTape++}`);
+    t.onEmpty = (done) => this.tapes.delete(done.id);
     this.tapes.set(t.id, t);
     return t;
   }
@@ -145,8 +144,13 @@ export class Session {
 
   liveNodeCount(): number {
     let n = 0;
-    for (const t of this.tapes.values()) for (const node of t.nodes) if (!node.freed) n++;
+    for (const t of this.tapes.values()) n += t.live;
     return n;
+  }
+
+  private assertRefcounts(): void {
+    const { leaked, missing } = this.checkRefcounts();
+    if (leaked || missing) throw new Error(`refcounts disagree with reachability: ${leaked} unreachable buffers or nodes held, ${missing} reachable freed`);
   }
 
   touch(): void {
@@ -155,7 +159,7 @@ export class Session {
 
   /**
    * Runs fn as the session's next request: after every earlier one, with the session's op
-   * environment, followed by a sweep of unreachable memory.
+   * environment, followed by freeing what it made that nothing references.
    */
   run<T>(fn: () => T | Promise<T>): Promise<T> {
     const next = this.queue.then(async () => {
@@ -169,7 +173,11 @@ export class Session {
         await be.flush(this.stream);
         return resolveDeferred(value);
       } finally {
-        if (!this.closed) this.sweep();
+        // The answer has been read: what the request made and no name holds goes now.
+        if (!this.closed) {
+          this.memory.drain();
+          if (this.limits.checkRefcounts) this.assertRefcounts();
+        }
       }
     });
     this.queue = next.catch(() => undefined);
@@ -201,69 +209,28 @@ export class Session {
 
   /** True when some live tape node still needs this array's current value. */
   neededByTape(a: NDArray): boolean {
-    if (isRecorded(a)) return true;
-    for (const t of this.tapes.values()) {
-      for (const n of t.nodes) {
-        if (n.freed) continue;
-        if (n.x.some((v) => v instanceof NDArray && v.storage === a.storage)) return true;
-        if (n.y.some((v) => v !== undefined && v.storage === a.storage)) return true;
-      }
-    }
-    return false;
-  }
-
-  /** Bytes allocated between reclaims: 64 MiB, or a quarter of a smaller session quota. */
-  private reclaimStep(): number {
-    return Math.min(64 * 2 ** 20, this.limits.maxSessionBytes / 4);
+    return isRecorded(a) || a.cell.saves > 0;
   }
 
   /**
-   * A request's memory is otherwise swept only when it ends, so `x = x + 1` a hundred times on a
-   * large x, or a backward pass through a long chain, would hold every dead intermediate until
-   * then; MXNet and PyTorch free each one as it dies. Sweeping after every so many bytes
-   * allocated keeps peak memory near what is live at a cost in proportion to the work. Callers
-   * (the program runner between statements, backward between nodes) say what else they hold.
+   * Debug and tests (GRADSERVE_CHECK_REFCOUNTS=1, checked after every request): the buffers
+   * held must be exactly those the names reach through gradients, history and saved values, as
+   * a mark from the roots finds them. Returns what disagrees; empty when the counts are right.
    */
-  maybeReclaim(roots?: () => (NDArray | Node)[]): void {
-    if (this.memory.allocated < this.reclaimAt) return;
-    const extra = roots ? roots() : [];
-    for (const p of this.rootProviders) for (const a of p()) extra.push(a);
-    this.sweep(extra);
-  }
-
-  /** Runs fn with `roots` counted as live by any reclaim inside it. */
-  withRoots<T>(roots: () => (NDArray | Node)[], fn: () => T): T {
-    this.rootProviders.push(roots);
-    try {
-      return fn();
-    } finally {
-      this.rootProviders.pop();
-    }
-  }
-
-  /**
-   * Marks everything the session's names (and `extraRoots`: arrays, or tape nodes still to be
-   * walked) reach; frees the rest, and tapes left empty.
-   */
-  sweep(extraRoots: (NDArray | Node)[] = []): void {
-    const live = new Set<Storage>();
+  checkRefcounts(): { leaked: number; missing: number } {
+    const live = new Set<Cell>();
     const nodes = new Set<Node>();
     const stack: NDArray[] = [...this.names.values()];
-    const seenArrays = new Set<NDArray>();
-    // Two explicit stacks, arrays and nodes, never recursion: a recorded chain can be as long as
-    // the tape-node quota, far deeper than the call stack.
+    const seen = new Set<NDArray>();
+    // Explicit stacks, never recursion: a recorded chain can be as long as the tape-node quota.
     const nodeStack: Node[] = [];
-    for (const r of extraRoots) {
-      if (r instanceof NDArray) stack.push(r);
-      else nodeStack.push(r);
-    }
     while (stack.length || nodeStack.length) {
       const n = nodeStack.pop();
       if (n) {
         if (nodes.has(n) || n.freed) continue;
         nodes.add(n);
-        for (const v of n.x) if (v instanceof NDArray) stack.push(v);
-        for (const v of n.y) if (v) stack.push(v);
+        for (const v of n.x) if (v instanceof NDArray) live.add(v.cell);
+        for (const v of n.y) if (v) live.add(v.cell);
         for (const e of n.inputs) {
           if (!e) continue;
           if ('leaf' in e) stack.push(e.leaf);
@@ -272,33 +239,28 @@ export class Session {
         continue;
       }
       const a = stack.pop()!;
-      if (seenArrays.has(a)) continue;
-      seenArrays.add(a);
-      live.add(a.storage);
+      if (seen.has(a)) continue;
+      seen.add(a);
+      live.add(a.cell);
       const g = gradOf(a);
       if (g) stack.push(g);
       const made = nodeOf(a);
       if (made) nodeStack.push(made);
     }
-    for (const [id, t] of this.tapes) {
-      // Compacted in place: a tape may hold more nodes than a spread's argument limit.
-      let kept = 0;
-      for (const n of t.nodes) {
-        if (!n.freed && !nodes.has(n)) n.free();
-        if (!n.freed) t.nodes[kept++] = n;
-      }
-      t.nodes.length = kept;
-      if (!t.open && kept === 0) this.tapes.delete(id);
-    }
-    this.memory.sweep(live);
-    this.reclaimAt = this.memory.allocated + this.reclaimStep();
+    let leaked = 0;
+    let missing = 0;
+    for (const c of this.memory.held) if (!live.has(c)) leaked++;
+    for (const c of live) if (c.dead) missing++;
+    for (const t of this.tapes.values()) for (const n of t.nodes) if (!n.freed && !nodes.has(n)) leaked++;
+    return { leaked, missing };
   }
 
   close(): void {
     this.closed = true;
-    this.names.clear();
-    this.tapes.clear();
+    // Everything goes at once: the counts need not be walked down.
     this.memory.freeAll();
+    Map.prototype.clear.call(this.names);
+    this.tapes.clear();
   }
 }
 

@@ -132,7 +132,11 @@ export class SessionStore {
 
   startCulling(intervalMs: number): void {
     if (intervalMs <= 0) return;
-    this.timer = setInterval(() => this.cull(), intervalMs);
+    this.timer = setInterval(() => {
+      this.cull();
+      // A whole interval without a large allocation: the cached buffers go back to the system.
+      this.backend.cache?.trim(true);
+    }, intervalMs);
     this.timer.unref();
   }
 

@@ -6,12 +6,16 @@
 import { describe, expect, it } from 'vitest';
 import type { Backend, DType } from '../../src/engine/backend.js';
 import { makeKernels, type Allocator } from '../../src/engine/kernels.js';
-import { NDArray, sizeOf } from '../../src/engine/ndarray.js';
+import { Cell, NDArray, sizeOf, type Keeper } from '../../src/engine/ndarray.js';
 import { randomUnit, referenceBackend } from '../../src/engine/reference.js';
 import { loadNativeBackend } from '../../src/engine/native.js';
 
 const native = loadNativeBackend();
 if (!native) throw new Error('native addon missing: run `npm run install` first');
+
+/** A keeper that never frees: these tests hold a handful of small buffers for the process's life. */
+let stamps = 0;
+const keeper: Keeper = { pend: () => undefined, stamp: () => ++stamps, free: () => undefined };
 
 /** An allocator straight over a backend that refuses arrays of more than `max` elements. */
 function allocator(backend: Backend, max = Infinity): Allocator {
@@ -19,9 +23,9 @@ function allocator(backend: Backend, max = Infinity): Allocator {
     backend,
     alloc(dtype: DType, shape: readonly number[]) {
       if (sizeOf(shape) > max) throw new Error(`refused: ${sizeOf(shape)} elements`);
-      return new NDArray(backend.alloc(dtype, sizeOf(shape)), shape, dtype);
+      return new NDArray(new Cell(backend.alloc(dtype, sizeOf(shape)), 0, keeper), shape, dtype);
     },
-    view: (of: NDArray, shape: readonly number[]) => new NDArray(of.storage, shape, of.dtype),
+    view: (of: NDArray, shape: readonly number[]) => new NDArray(of.cell, shape, of.dtype),
   };
 }
 

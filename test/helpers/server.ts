@@ -26,7 +26,7 @@ export interface TestServer {
 
 export async function startServer(env: Record<string, string> = {}, backend = backendUnderTest()): Promise<TestServer> {
   // Parallel test files starve the event loop on a 2-core box; back-pressure is tested on its own.
-  const config = loadConfig({ GRADSERVE_PORT: '0', GRADSERVE_LOG_LEVEL: 'silent', GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: '0', GRADSERVE_CHECK_RESPONSES: '1', ...env });
+  const config = loadConfig({ GRADSERVE_PORT: '0', GRADSERVE_LOG_LEVEL: 'silent', GRADSERVE_MAX_EVENT_LOOP_DELAY_MS: '0', GRADSERVE_CHECK_RESPONSES: '1', GRADSERVE_CHECK_REFCOUNTS: '1', ...env });
   const { app } = await buildApp({ config, backend });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();

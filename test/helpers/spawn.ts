@@ -80,6 +80,7 @@ async function spawnOnce(env: Record<string, string>, o: SpawnOptions): Promise<
       [o.portVariable ?? 'GRADSERVE_PORT']: String(port),
       GRADSERVE_LOG_LEVEL: 'error',
       GRADSERVE_CHECK_RESPONSES: '1',
+      GRADSERVE_CHECK_REFCOUNTS: '1',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -24,9 +24,10 @@ describe('reclaiming memory between statements', () => {
     expect(body.outputs.m.data).toEqual([40]);
     const info = await c.get('').expect(200);
     expect(info.body.bytes).toBeLessThanOrEqual(2 * N * 4);
-    // The peak counts what the request held at once: about two copies, not forty.
-    expect(info.body.peak_bytes).toBeGreaterThanOrEqual(2 * N * 4);
-    expect(info.body.peak_bytes).toBeLessThanOrEqual(QUOTA);
+    // The peak counts what the request held at once: one copy, as each `x + 1` writes over the x
+    // it replaces (test/session/inplace.test.ts), and never forty.
+    expect(info.body.peak_bytes).toBeGreaterThanOrEqual(N * 4);
+    expect(info.body.peak_bytes).toBeLessThanOrEqual(2 * N * 4 + 64);
   });
 
   it('temporaries of an expression survive a reclaim in the middle of it', async () => {

@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics (prom-client): requests by route and status, latency histograms, and the
- * state of the store (sessions, native bytes, tape nodes, ops run, quota refusals).
+ * state of the store (sessions, native bytes, tape nodes, ops run, quota refusals) and of the
+ * native engine's buffer cache (cached bytes, hits, misses, trims).
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -28,6 +29,20 @@ export function registerMetrics(app: FastifyInstance, store: SessionStore): Metr
     name: 'gradserve_tape_nodes', help: 'Live tape nodes in all sessions.', registers: [registry],
     collect() { let n = 0; for (const s of store.all()) n += s.liveNodeCount(); this.set(n); },
   });
+  const cache = store.backend.cache;
+  if (cache) {
+    // Each collect reads the figures afresh: a lock and seven numbers.
+    const gauge = (name: string, help: string, key: keyof ReturnType<typeof cache.stats>) =>
+      new Gauge({ name, help, registers: [registry], collect() { this.set(cache.stats()[key]); } });
+    const counter = (name: string, help: string, key: keyof ReturnType<typeof cache.stats>) =>
+      new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(cache.stats()[key]); } });
+    gauge('gradserve_alloc_cached_bytes', 'Freed native buffers kept for reuse (bytes).', 'cachedBytes');
+    gauge('gradserve_alloc_cache_limit_bytes', 'The most the native buffer cache keeps (GRADSERVE_ALLOC_CACHE_BYTES).', 'limitBytes');
+    counter('gradserve_alloc_cache_hits_total', 'Large native allocations served from the cache, without page faults.', 'hits');
+    counter('gradserve_alloc_cache_misses_total', 'Large native allocations that mapped fresh pages.', 'misses');
+    counter('gradserve_alloc_cache_trims_total', 'Times the native buffer cache was given back to the system.', 'trims');
+    counter('gradserve_alloc_cache_trimmed_bytes_total', 'Bytes the native buffer cache gave back to the system.', 'trimmedBytes');
+  }
   new Counter({
     name: 'gradserve_ops_total', help: 'Ops run by client programs, by op.', labelNames: ['op'], registers: [registry],
     collect() {

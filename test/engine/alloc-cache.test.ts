@@ -1,0 +1,144 @@
+/**
+ * The native engine's caching allocator (issue 14, item 2): buffers of 256 KiB and more come
+ * from memory mappings kept by size class, so a hot loop reuses them without page faults; the
+ * cache is bounded, zeroes what it hands out again, gives its memory back when idle or asked, and
+ * its figures reach /metrics.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import request from 'supertest';
+import { loadNativeAddon, nativeBackend } from '../../src/engine/native.js';
+import { startServer, Client, type TestServer } from '../helpers/server.js';
+
+const addon = process.env.GRADSERVE_BACKEND === 'reference' ? null : loadNativeAddon();
+const cache = nativeBackend.cache!;
+const MiB = 2 ** 20;
+
+/** Allocates, writes and frees a float64 buffer of `bytes` (rounded to elements), `n` times. */
+function cycle(bytes: number, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const s = nativeBackend.alloc('float64', Math.floor(bytes / 8));
+    nativeBackend.fill(s, 1);
+    nativeBackend.free(s);
+    addon!.sync();
+  }
+}
+
+const faults = (): number => process.resourceUsage().minorPageFault;
+
+describe.skipIf(!addon)('the native buffer cache', () => {
+  beforeAll(() => {
+    cache.setLimit(64 * MiB);
+    cache.trim();
+  });
+  afterAll(() => cache.setLimit(256 * MiB));
+
+  it('a buffer freed and allocated again is a hit, without page faults; without the cache each one faults its pages', () => {
+    cycle(4 * MiB, 1);
+    const s0 = cache.stats();
+    const f0 = faults();
+    cycle(4 * MiB, 50);
+    const hot = faults() - f0;
+    const s1 = cache.stats();
+    expect(s1.hits - s0.hits).toBe(50);
+    expect(s1.misses - s0.misses).toBe(0);
+    cache.setLimit(0);
+    const f1 = faults();
+    cycle(4 * MiB, 50);
+    const cold = faults() - f1;
+    cache.setLimit(64 * MiB);
+    // 4 MiB is 1,024 pages: a fresh mapping faults each of them when zeroed by first touch.
+    expect(cold).toBeGreaterThan(50 * 512);
+    expect(hot, `hot loop faulted ${hot} pages, cold ${cold}`).toBeLessThan(cold / 20);
+  });
+
+  it('nearby sizes share a size class (a last, smaller batch reuses the full batch\'s mapping)', () => {
+    cycle(5 * MiB, 1);
+    const s0 = cache.stats();
+    cycle(4.5 * MiB, 1); // 4.5 MiB and 5 MiB are both in the 5 MiB class (4 MiB + 1 MiB steps)
+    expect(cache.stats().hits - s0.hits).toBe(1);
+  });
+
+  it('a reused buffer reads as zeros', () => {
+    const n = (2 * MiB) / 8;
+    const a = nativeBackend.alloc('float64', n);
+    nativeBackend.fill(a, 7);
+    nativeBackend.free(a);
+    addon!.sync();
+    const s0 = cache.stats();
+    const b = nativeBackend.alloc('float64', n);
+    expect(cache.stats().hits - s0.hits).toBe(1);
+    const v = nativeBackend.readNumbers(b);
+    expect(v.every((x) => x === 0)).toBe(true);
+    nativeBackend.free(b);
+  });
+
+  it('stays within its bound, evicting what was used least recently', () => {
+    cache.setLimit(8 * MiB);
+    const held = [1, 2, 3, 4].map(() => nativeBackend.alloc('float64', (3 * MiB) / 8));
+    for (const h of held) nativeBackend.free(h);
+    addon!.sync();
+    const s = cache.stats();
+    expect(s.cachedBytes).toBeLessThanOrEqual(8 * MiB);
+    expect(s.cachedBytes).toBeGreaterThanOrEqual(6 * MiB);
+    cache.setLimit(64 * MiB);
+  });
+
+  it('gives way as live buffers grow towards the budget it shares with them', () => {
+    cache.trim();
+    const base = addon!.nativeBytesLive();
+    cache.setLimit(64 * MiB, base + 16 * MiB);
+    try {
+      cycle(4 * MiB, 1);
+      cycle(8 * MiB, 1);
+      // 12 MiB cached beside the live bytes: within the 16 MiB the budget leaves.
+      expect(cache.stats().cachedBytes).toBe(12 * MiB);
+      // 10 MiB of new live buffers (a size not cached) leave room for 6 MiB of cache.
+      const held = nativeBackend.alloc('float64', (10 * MiB) / 8);
+      addon!.sync();
+      expect(cache.stats().cachedBytes).toBeLessThanOrEqual(6 * MiB);
+      nativeBackend.free(held);
+      addon!.sync();
+      expect(cache.stats().budgetBytes).toBe(base + 16 * MiB);
+    } finally {
+      cache.setLimit(64 * MiB);
+    }
+  });
+
+  it('gives its memory back when idle: the first check after activity keeps it, the next trims', () => {
+    cycle(2 * MiB, 2);
+    expect(cache.stats().cachedBytes).toBeGreaterThan(0);
+    expect(cache.trim(true)).toBe(0); // allocations since the last check: not idle
+    const t0 = cache.stats().trims;
+    expect(cache.trim(true)).toBeGreaterThan(0);
+    const s = cache.stats();
+    expect(s.cachedBytes).toBe(0);
+    expect(s.trims).toBe(t0 + 1);
+  });
+});
+
+describe.skipIf(!addon)('the buffer cache in /metrics', () => {
+  let srv: TestServer;
+  beforeAll(async () => { srv = await startServer(); });
+  afterAll(async () => { await srv.close(); });
+
+  it('counts the hits of a loop that rebinds a large array', async () => {
+    const c = await Client.open(srv.url);
+    const read = async () => {
+      const text = (await request(srv.url).get('/metrics').expect(200)).text;
+      const num = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      return { hits: num('gradserve_alloc_cache_hits_total'), misses: num('gradserve_alloc_cache_misses_total'), cached: num('gradserve_alloc_cached_bytes'), limit: num('gradserve_alloc_cache_limit_bytes'), trims: num('gradserve_alloc_cache_trims_total') };
+    };
+    const m0 = await read();
+    expect(m0.limit).toBe(256 * MiB);
+    expect(nativeBackend.cache!.stats().budgetBytes).toBe(srv.config.limits.maxTotalBytes);
+    await c.expr('x = nd.ones((262144,))');
+    // `y = x + 1` cannot write over x (it lives on), so each request allocates a new y and frees
+    // the last one.
+    for (let i = 0; i < 20; i++) await c.expr('y = x + 1');
+    const m1 = await read();
+    // 1 MiB arrays: after the first two, each request's output reuses a freed mapping.
+    expect(m1.hits - m0.hits).toBeGreaterThanOrEqual(18);
+    expect(m1.cached).toBeGreaterThan(0);
+    expect(Number.isFinite(m1.trims)).toBe(true);
+  });
+});
