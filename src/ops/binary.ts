@@ -65,6 +65,7 @@ for (const row of ROWS) {
     aliases: row.aliases,
     doc: row.doc,
     inputs: ['lhs', 'rhs'],
+    dtypes: 'numeric',
     scalarInputs: true,
     domain: row.domain,
     save: row.save,
@@ -85,6 +86,7 @@ defineOp({
   name: 'where',
   doc: 'Elementwise x where condition is non-zero, else y (broadcasting); condition gets no gradient.',
   inputs: ['condition', 'x', 'y'],
+  dtypes: 'numeric',
   save: { inputs: [0] },
   examples: [{ shapes: [[3, 4], [3, 4], [3, 4]] }, { shapes: [[3, 1], [3, 4], [4]] }],
   forward(ctx, [c, a, b]) {

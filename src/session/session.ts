@@ -4,7 +4,7 @@
  * name or live tape reaches.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, DType, Storage } from '../engine/backend.js';
+import { isFloat, type Backend, type DType, type Storage } from '../engine/backend.js';
 import { makeKernels, type Kernels } from '../engine/kernels.js';
 import { NDArray } from '../engine/ndarray.js';
 import type { GradReq } from '../program/format.js';
@@ -175,6 +175,10 @@ export class Session {
   }
 
   attachGrad(a: NDArray, req: GradReq): void {
+    // Gradients are float: an integer array (labels, indices, pixels) or a float16 one is data.
+    if (!isFloat(a.dtype)) {
+      throw fail('dtype_mismatch', `attach_grad needs a float32 or float64 array, not ${a.dtype}: integers and float16 carry no gradient; convert with astype('float32') first`, { arg: 'name' });
+    }
     attachGrad(a, req, this.k.full(a.dtype, a.shape, 0));
   }
 
