@@ -40,7 +40,7 @@ const SessionBase = z.object({
   expires_at: z.string(),
   ttl_seconds: z.number(),
   seed: z.number(),
-  default_dtype: DTypeSchema,
+  default_dtype: DefaultDTypeSchema,
 });
 
 export const SessionCreated = SessionBase.extend({
