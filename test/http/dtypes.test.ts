@@ -68,6 +68,9 @@ describe('MXNet 1.x dtype rules', () => {
     expect(await value(c, "nd.array([2.9, -2.9, 3.5]).astype('int32')")).toEqual({ data: [2, -2, 3], dtype: 'int32' });
     expect(await value(c, 'a.reshape((2, 2)).T')).toEqual({ data: [7, 5, -7, 0], dtype: 'int32' });
     expect(await value(c, 'nd.concat(a, a, dim=0)[2:5]')).toEqual({ data: [5, 0, 7], dtype: 'int32' });
+    // where's condition may be of any dtype (MXNet's WhereOpType types only x and y).
+    expect(await value(c, 'nd.where(a, nd.ones(4), nd.zeros(4))')).toEqual({ data: [1, 1, 1, 0], dtype: 'float32' });
+    expect((await c.expr('a.sum().asscalar()')).result).toBe(5);
   });
 
   it('refuses mixed dtypes, float-only ops on integers and compute on float16, naming the argument', async () => {
