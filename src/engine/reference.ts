@@ -216,7 +216,8 @@ export const referenceBackend: Backend = {
     const d = live(s);
     if (bytes.byteLength !== d.length * DTYPE_INFO[s.dtype].bytes) throw new Error('reference backend: byte length mismatch');
     if (s.dtype === 'int64') {
-      const b = new BigInt64Array(bytes.slice().buffer);
+      // A copy: `bytes` may be a view into a larger (pooled) buffer, at any alignment.
+      const b = new BigInt64Array(new Uint8Array(bytes).buffer, 0, d.length);
       for (let i = 0; i < d.length; i++) d[i] = Number(b[i]);
       return;
     }

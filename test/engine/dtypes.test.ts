@@ -100,6 +100,15 @@ describe.each(BACKENDS)('%s backend', (_name, be) => {
     expect(() => be.randomUniform(be.alloc('int32', 4), 1, 0, 0, 1)).toThrow(/int32/);
   });
 
+  it('reads int64 bytes from a view at any offset of a larger buffer', () => {
+    const whole = new Uint8Array(3 + 16);
+    whole.set(new Uint8Array(BigInt64Array.from([-5n, 2n ** 40n]).buffer), 3);
+    const s = be.alloc('int64', 2);
+    be.writeBytes(s, whole.subarray(3));
+    expect(read(be, s)).toEqual([-5, 2 ** 40]);
+    expect([...new BigInt64Array(be.readBytes(s).slice().buffer)]).toEqual([-5n, 2n ** 40n]);
+  });
+
   it('copies float16 elements through strided views as they are', () => {
     const h = make(be, 'float16', [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]);
     const t = be.alloc('float16', 6);
