@@ -140,3 +140,65 @@ describe('conversion helpers', () => {
     expect(toDType.float16(0.1)).toBe(0.0999755859375);
   });
 });
+
+describe('native agrees with the reference over whole integer ranges', () => {
+  const ref = referenceBackend;
+  const nat = nativeBackend;
+  /** Integers spread over [lo, hi], with the ends and zero among them. */
+  function ints(n: number, lo: number, hi: number, seed: number): number[] {
+    let x = seed;
+    const out = [lo, hi, 0, -1, 1].filter((v) => v >= lo && v <= hi);
+    while (out.length < n) {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      out.push(Math.floor(lo + (hi - lo + 1) * (x / 2147483648)));
+    }
+    return out;
+  }
+  // int64 stays within +-2^26 so that products, sums and quotients are exact in the reference's doubles.
+  const RANGES: [DType, number, number][] = [['int32', -(2 ** 31), 2 ** 31 - 1], ['uint8', 0, 255], ['int64', -(2 ** 26), 2 ** 26]];
+  const OPS = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'eq', 'ne', 'lt', 'le', 'gt', 'ge'] as const;
+  it.each(RANGES)('%s: binary, scalar and unary kernels, reductions and casts', (dtype, lo, hi) => {
+    const n = 400;
+    const a = ints(n, lo, hi, 1);
+    const b = ints(n, lo, hi, 2);
+    const both = <T>(f: (be: Backend) => T) => [f(ref), f(nat)] as const;
+    for (const op of OPS) {
+      const [r, g] = both((be) => {
+        const out = be.alloc(dtype, n);
+        be.binary(op, make(be, dtype, a), flat(n), make(be, dtype, b), flat(n), out);
+        return read(be, out);
+      });
+      expect(g, op).toEqual(r);
+      const [rs, gs] = both((be) => {
+        const out = be.alloc(dtype, n);
+        be.binaryScalar(op, make(be, dtype, a), -7.5, true, out);
+        return read(be, out);
+      });
+      expect(gs, `${op} scalar`).toEqual(rs);
+    }
+    for (const op of ['neg', 'abs', 'sign', 'square', 'relu', 'floor'] as const) {
+      const [r, g] = both((be) => {
+        const out = be.alloc(dtype, n);
+        be.unary(op, make(be, dtype, a), out);
+        return read(be, out);
+      });
+      expect(g, op).toEqual(r);
+    }
+    for (const op of ['sum', 'max', 'min'] as const) {
+      const [r, g] = both((be) => {
+        const out = be.alloc(dtype, 20);
+        be.reduce(op, make(be, dtype, a), [20, 20], [1], out);
+        return read(be, out);
+      });
+      expect(g, op).toEqual(r);
+    }
+    for (const to of ['int32', 'int64', 'uint8', 'float32', 'float64', 'float16'] as const) {
+      const [r, g] = both((be) => {
+        const out = be.alloc(to, n);
+        be.cast(make(be, dtype, a), out);
+        return read(be, out);
+      });
+      expect(g, `cast to ${to}`).toEqual(r);
+    }
+  });
+});
