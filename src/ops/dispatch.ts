@@ -81,14 +81,19 @@ const TAKES: Record<DTypeRule, Record<(typeof DTYPE_INFO)[DType]['kind'], boolea
   any: { float: true, int: true, storage: true },
 };
 
+/** Whether input i of the op takes arrays of dtype d (its `dtypes` rule; the last rule repeats). */
+export function takesDtype(def: OpDef, i: number, d: DType): boolean {
+  const rules = def.dtypes ?? 'float';
+  const rule = typeof rules === 'string' ? rules : rules[Math.min(i, rules.length - 1)];
+  return TAKES[rule][DTYPE_INFO[d].kind];
+}
+
 /** The op's `dtypes` rule against its array inputs: a 422 naming the first one it does not take. */
 function checkDtypes(def: OpDef, inputs: Value[]): void {
-  const rules = def.dtypes ?? 'float';
   for (let i = 0; i < inputs.length; i++) {
     const x = inputs[i];
     if (!(x instanceof NDArray)) continue;
-    const rule = typeof rules === 'string' ? rules : rules[Math.min(i, rules.length - 1)];
-    if (TAKES[rule][DTYPE_INFO[x.dtype].kind]) continue;
+    if (takesDtype(def, i, x.dtype)) continue;
     const arg = def.inputs[Math.min(i, def.inputs.length - 1)] ?? `input ${i}`;
     const why = x.dtype === 'float16'
       ? 'float16 is storage only: convert with astype(\'float32\') to compute'

@@ -4,6 +4,7 @@
  * gradients through integers, and every transfer: JSON, base64, .npy and safetensors.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import request from 'supertest';
 import { startServer, Client, type TestServer } from '../helpers/server.js';
 
 let srv: TestServer;
@@ -100,6 +101,16 @@ describe('MXNet 1.x dtype rules', () => {
     await c.post('/arrays/z/backward', {}).expect(200);
     // Only the direct path counts: the one through the integer cast is a constant.
     expect((await c.get('/arrays/x/grad').expect(200)).body.data).toEqual([1, 2]);
+  });
+});
+
+describe('GET /v1/ops', () => {
+  it('lists the dtypes each input takes', async () => {
+    const { ops } = (await request(srv.url).get('/v1/ops').expect(200)).body as { ops: { name: string; dtypes: string[][] }[] };
+    const of = (n: string) => ops.find((o) => o.name === n)!.dtypes;
+    expect(of('exp')).toEqual([['float32', 'float64']]);
+    expect(of('Embedding')).toEqual([['float32', 'float64', 'int32', 'int64', 'uint8'], ['float32', 'float64']]);
+    expect(of('reshape')).toEqual([['float32', 'float64', 'int32', 'int64', 'uint8', 'float16']]);
   });
 });
 

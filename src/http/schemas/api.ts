@@ -171,6 +171,8 @@ export const OpInfo = z.object({
   scalar_inputs: z.boolean(),
   outputs: z.union([z.number().int().min(1), z.string()])
     .describe('how many outputs a call returns, or the attribute that says (split: "num_outputs")'),
+  dtypes: z.array(z.array(DTypeSchema))
+    .describe('for each input (in the order of `inputs`), the dtypes it takes; any other is 422 dtype_mismatch'),
 });
 
 export const OpList = z.object({ ops: z.array(OpInfo) }).meta({ id: 'OpList' });
