@@ -714,6 +714,9 @@ def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray
         shape = shape or (1,)
         if dt in _INT_BITS:
             flat = [_to_int(v, dt) for v in flat]
+        elif dt == 'float16':
+            # struct refuses what rounds past 65504; the server's conversion makes it infinite.
+            flat = [v if not math.isfinite(v) or abs(v) < 65520 else math.copysign(math.inf, v) for v in flat]
         raw = struct.pack('<%d%s' % (len(flat), _STRUCT[dt]), *flat)
     name = client.new_name()
     out = NDArray(client, name, shape, dt)

@@ -228,6 +228,7 @@ class ClientTest(unittest.TestCase):
         h = nd.array([0.1, 1000.7], dtype='float16')
         self.assertEqual(str(h.dtype), str(np.float16 if np is not None else 'float16'))
         self.assertEqual(h.astype('float32').tolist(), [0.0999755859375, 1000.5])
+        self.assertEqual(nd.array([1e6, -70000], dtype='float16').astype('float32').tolist(), [math.inf, -math.inf])
         self.assertEqual(h.reshape((2, 1)).shape, (2, 1))
         with self.assertRaises(gradserve.UnprocessableError):
             (h * 2).tolist()
