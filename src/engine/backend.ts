@@ -127,7 +127,7 @@ export interface Backend {
    * NaN propagates through max and min.
    */
   reduce(op: ReduceKernel, x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void;
-  /** Index (as a float) of the first max (or min) along `axis` of x; out drops that axis. */
+  /** Index (in x's dtype, as MXNet 1.x) of the first max (or min) along `axis` of x; out drops that axis. */
   argReduce(op: 'argmax' | 'argmin', x: Storage, shape: readonly number[], axis: number, out: Storage): void;
 
   /**

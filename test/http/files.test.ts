@@ -154,6 +154,7 @@ describe('POST /import', () => {
       ['duplicate names', file('{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}', [1, 2]), /names `a` twice/],
       ['a bad name', file({ '1a': v([0, 8]) }, [1, 2]), /tensor `1a`/],
       ['a dotted name that is not .grad', file({ 'a.b': v([0, 8]) }, [1, 2]), /tensor `a.b`/],
+      ['a gradient of an integer array', file({ a: v([0, 8], [2], 'I32'), 'a.grad': v([8, 16], [2], 'I32') }, [1, 2, 3, 4]), /`a` is int32, which carries no gradient/],
       ['a gradient without its array', file({ 'a.grad': v([0, 8]) }, [1, 2]), /no tensor `a`/],
       ['a gradient of another shape', file({ a: v([0, 8]), 'a.grad': v([8, 12], [1]) }, [1, 2, 3]), /must have the dtype and shape/],
       ['metadata that is not strings', file({ __metadata__: { n: 1 } }, []), /__metadata__/],
