@@ -104,9 +104,9 @@ class _FloatFormat:
         if nonzero:
             mx, mn = max(nonzero), min(nonzero)
             ratio = _to_dtype(mx / mn, dtype) if mn else math.inf
-            # NumPy >= 2.2: 10**min(8, finfo(dtype).precision), i.e. 1e6 for float32, 1e8 for
-            # float64 (NumPy 1.x, which MXNet 1.x used, had 1e8 for both).
-            cutoff = 1e8 if dtype == 'float64' else 1e6
+            # NumPy >= 2.2: 10**min(8, finfo(dtype).precision), i.e. 1e3 for float16, 1e6 for
+            # float32, 1e8 for float64 (NumPy 1.x, which MXNet 1.x used, had 1e8 for all).
+            cutoff = {'float16': 1e3, 'float32': 1e6}.get(dtype, 1e8)
             if (mx >= cutoff or mn < _to_dtype(0.0001, dtype)
                     or ratio > 1000.0):
                 self.exp_format = True
