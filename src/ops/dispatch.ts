@@ -6,7 +6,7 @@
  */
 import { NDArray } from '../engine/ndarray.js';
 import type { Draws, Kernels } from '../engine/kernels.js';
-import { DTYPE_INFO, type DType } from '../engine/backend.js';
+import { DTYPE_INFO, type DType, type DTypeKind } from '../engine/backend.js';
 import { lookupOp, type DTypeRule, type OpContext, type OpDef, type Value } from './registry.js';
 import type { OpName } from './names.js';
 import { fail } from '../errors.js';
@@ -75,7 +75,7 @@ export function parseAttrs(def: OpDef, attrs: unknown): unknown {
   return r.data;
 }
 
-const TAKES: Record<DTypeRule, Record<(typeof DTYPE_INFO)[DType]['kind'], boolean>> = {
+const TAKES: Record<DTypeRule, Record<DTypeKind, boolean>> = {
   float: { float: true, int: false, storage: false },
   numeric: { float: true, int: true, storage: false },
   any: { float: true, int: true, storage: true },
