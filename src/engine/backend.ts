@@ -1,7 +1,7 @@
 /**
  * The flat kernel ABI between TypeScript and a compute backend.
  *
- * A backend owns buffers (float32 or float64, contiguous, row-major) and runs kernels over them.
+ * A backend owns buffers (of any DType, contiguous, row-major) and runs kernels over them.
  * It knows nothing of sessions, names, tapes or JSON. Every kernel writes into an `out` buffer that
  * the caller allocated with the right length; shapes and strides are plain number arrays. Callers
  * (src/engine/kernels.ts) validate everything first; a backend re-checks what could corrupt memory
@@ -11,17 +11,28 @@
  * the test oracle) and `native.ts` (the C++ addon in src/native).
  */
 
-export type DType = 'float32' | 'float64';
-export const DTYPES: readonly DType[] = ['float32', 'float64'];
+export type DType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'float16';
+export const DTYPES: readonly DType[] = ['float32', 'float64', 'int32', 'int64', 'uint8', 'float16'];
 /**
  * What every layer needs to know of a dtype, in one table: a new dtype is one row here, and each
  * Record<DType, ...> elsewhere (reference arrays, .npy descriptors) fails to typecheck until it
  * has one too, rather than falling into an `else` meant for the other float.
+ *
+ * `kind`: 'float' dtypes compute and carry gradients; 'int' dtypes compute (arithmetic wraps,
+ * division truncates) but never carry gradients; 'storage' (float16) is held, moved, converted
+ * and transferred, and every op that computes refuses it.
  */
-export const DTYPE_INFO: Readonly<Record<DType, { bytes: number; npy: string }>> = {
-  float32: { bytes: 4, npy: '<f4' },
-  float64: { bytes: 8, npy: '<f8' },
+export type DTypeKind = 'float' | 'int' | 'storage';
+export const DTYPE_INFO: Readonly<Record<DType, { bytes: number; npy: string; safetensors: string; kind: DTypeKind }>> = {
+  float32: { bytes: 4, npy: '<f4', safetensors: 'F32', kind: 'float' },
+  float64: { bytes: 8, npy: '<f8', safetensors: 'F64', kind: 'float' },
+  int32: { bytes: 4, npy: '<i4', safetensors: 'I32', kind: 'int' },
+  int64: { bytes: 8, npy: '<i8', safetensors: 'I64', kind: 'int' },
+  uint8: { bytes: 1, npy: '|u1', safetensors: 'U8', kind: 'int' },
+  float16: { bytes: 2, npy: '<f2', safetensors: 'F16', kind: 'storage' },
 };
+export const isFloat = (d: DType): boolean => DTYPE_INFO[d].kind === 'float';
+export const isInteger = (d: DType): boolean => DTYPE_INFO[d].kind === 'int';
 export const itemSize = (d: DType): number => DTYPE_INFO[d].bytes;
 
 /** An opaque buffer handle. `length` is in elements. */
@@ -104,9 +115,9 @@ export interface Backend {
   writeBytes(s: Storage, bytes: Uint8Array): void;
   /** A copy of the buffer's little-endian bytes. */
   readBytes(s: Storage): Uint8Array;
-  /** Copies numbers into s (rounded to its dtype); data.length must equal s.length. */
+  /** Copies numbers into s (converted to its dtype as `toDType` says); data.length must equal s.length. */
   writeNumbers(s: Storage, data: ArrayLike<number>): void;
-  /** A copy of the buffer as float64 numbers. */
+  /** A copy of the buffer as float64 numbers (int64 beyond 2^53 rounds to the nearest double). */
   readNumbers(s: Storage): Float64Array;
 
   /** out[i] = value. */
@@ -147,7 +158,7 @@ export interface Backend {
    * NaN propagates through max and min.
    */
   reduce(op: ReduceKernel, x: Storage, shape: readonly number[], axes: readonly number[], out: Storage): void;
-  /** Index (as a float) of the first max (or min) along `axis` of x; out drops that axis. */
+  /** Index (in x's dtype, as MXNet 1.x) of the first max (or min) along `axis` of x; out drops that axis. */
   argReduce(op: 'argmax' | 'argmin', x: Storage, shape: readonly number[], axis: number, out: Storage): void;
 
   /**

@@ -70,7 +70,7 @@ const COPY_STRIDED = opcode('CopyStrided'), SCATTER_ADD = opcode('ScatterAdd'), 
 const ARG_REDUCE = opcode('ArgReduce'), GEMM = opcode('Gemm'), CAST = opcode('Cast'), SET_STREAM = opcode('SetStream');
 
 /** Dtypes in the order of their codes in commands (kernels/common.h DType). */
-const DTYPE_CODES = ['float32', 'float64'] as const;
+const DTYPE_CODES = ['float32', 'float64', 'int32', 'int64', 'uint8', 'float16'] as const;
 
 /** Doubles in the command buffer (512 KiB); the largest command (where, three rank-32 views) is ~210. */
 const CAPACITY = 1 << 16;

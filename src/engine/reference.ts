@@ -2,13 +2,20 @@
  * The reference backend: every kernel of backend.ts in plain TypeScript, written for clarity, not
  * speed. It is the specification the native engine is tested against (test/engine), and it runs the
  * server when GRADSERVE_BACKEND=reference.
+ *
+ * Integer buffers are Int32Array and Uint8Array (whose assignment is the conversion rule of
+ * convert.ts) and, for int64, a Float64Array of integral values kept converted by `settle`: int64
+ * here is exact up to 2^53 only, where the native engine holds all 64 bits. float16 buffers are
+ * Uint16Array of bits: only the kernels that move or convert elements accept them.
  */
 import type {
   Backend, BinaryKernel, DType, ReduceKernel, Storage, UnaryKernel, View,
 } from './backend.js';
 import { contiguousStrides } from './layout.js';
+import { DTYPE_INFO } from './backend.js';
+import { halfBits, halfValue, toDType, toInt64 } from './convert.js';
 
-type Data = Float32Array | Float64Array;
+type Data = Float32Array | Float64Array | Int32Array | Uint8Array | Uint16Array;
 
 class RefStorage implements Storage {
   alive = true;
@@ -16,11 +23,48 @@ class RefStorage implements Storage {
   get length(): number { return this.data.length; }
 }
 
-function live(s: Storage): Data {
+function ref(s: Storage): RefStorage {
   const r = s as RefStorage;
   if (!(r instanceof RefStorage) || !r.alive) throw new Error('reference backend: buffer is freed or foreign');
+  return r;
+}
+
+/** Any buffer, for the kernels that move elements as they are (float16 as its bits). */
+function live(s: Storage): Data {
+  return ref(s).data;
+}
+
+/** A buffer that kernels compute on: not float16, which is storage only. */
+function num(s: Storage): Data {
+  const r = ref(s);
+  if (r.dtype === 'float16') throw new Error('reference backend: float16 is storage only');
   return r.data;
 }
+
+/** A buffer of a float dtype (GEMM, random). */
+function real(s: Storage): Data {
+  const r = ref(s);
+  if (DTYPE_INFO[r.dtype].kind !== 'float') throw new Error(`reference backend: this kernel does not take ${r.dtype}`);
+  return r.data;
+}
+
+/** After a kernel wrote out: int64 elements converted to integers (the typed arrays do the rest). */
+function settle(out: Storage): void {
+  const r = ref(out);
+  if (r.dtype !== 'int64') return;
+  const d = r.data;
+  for (let i = 0; i < d.length; i++) d[i] = toInt64(d[i]);
+}
+
+const isInt = (s: Storage): boolean => DTYPE_INFO[s.dtype].kind === 'int';
+
+/** Element i of any buffer as a number (float16 decoded). */
+const reader = (s: Storage): ((d: Data, i: number) => number) =>
+  s.dtype === 'float16' ? (d, i) => halfValue(d[i]) : (d, i) => d[i];
+
+/** Stores a number into any buffer (float16 encoded; settle() converts int64 afterwards). */
+const writer = (s: Storage): ((d: Data, i: number, v: number) => void) =>
+  s.dtype === 'float16' ? (d, i, v) => { d[i] = halfBits(v); } : (d, i, v) => { d[i] = v; };
 
 function fmix(x: number): number {
   x ^= x >>> 16; x = Math.imul(x, 0x7feb352d);
@@ -91,6 +135,25 @@ const BINARY: Record<BinaryKernel, (a: number, b: number) => number> = {
   ge: (a, b) => (a >= b ? 1 : 0),
 };
 
+/**
+ * Integer elements: division truncates (x / 0 is 0), int32 products wrap as in C (Math.imul;
+ * a double product would round first); the rest is the float op, converted on store.
+ */
+const INT_BINARY: Partial<Record<BinaryKernel, (a: number, b: number) => number>> = {
+  div: (a, b) => (b === 0 ? 0 : Math.trunc(a / b)),
+  maximum: (a, b) => (a > b ? a : b),
+  minimum: (a, b) => (a < b ? a : b),
+};
+function binaryFn(op: BinaryKernel, s: Storage): (a: number, b: number) => number {
+  if (!isInt(s)) return BINARY[op];
+  if (op === 'mul' && s.dtype === 'int32') return Math.imul;
+  return INT_BINARY[op] ?? BINARY[op];
+}
+function unaryFn(op: UnaryKernel, s: Storage): (x: number) => number {
+  if (isInt(s) && op === 'square' && s.dtype === 'int32') return (x) => Math.imul(x, x);
+  return UNARY[op];
+}
+
 /** Calls visit(outIndex, offsets...) for every element of `shape`, in row-major order. */
 function forEachStrided(shape: readonly number[], views: readonly View[], visit: (i: number, offs: number[]) => void): void {
   const n = shape.reduce((p, d) => p * d, 1);
@@ -129,7 +192,9 @@ const REDUCE_STEP: Record<ReduceKernel, (acc: number, x: number) => number> = {
   min: (a, x) => (a !== a || x !== x ? NaN : x < a ? x : a),
 };
 
-const ARRAYS: Record<DType, new (n: number) => Data> = { float32: Float32Array, float64: Float64Array };
+const ARRAYS: Record<DType, new (n: number) => Data> = {
+  float32: Float32Array, float64: Float64Array, int32: Int32Array, int64: Float64Array, uint8: Uint8Array, float16: Uint16Array,
+};
 
 function make(dtype: DType, n: number): Data {
   return new ARRAYS[dtype](n);
@@ -149,42 +214,62 @@ export const referenceBackend: Backend = {
   },
   writeBytes(s, bytes) {
     const d = live(s);
-    if (bytes.byteLength !== d.byteLength) throw new Error('reference backend: byte length mismatch');
+    if (bytes.byteLength !== d.length * DTYPE_INFO[s.dtype].bytes) throw new Error('reference backend: byte length mismatch');
+    if (s.dtype === 'int64') {
+      // A copy: `bytes` may be a view into a larger (pooled) buffer, at any alignment.
+      const b = new BigInt64Array(new Uint8Array(bytes).buffer, 0, d.length);
+      for (let i = 0; i < d.length; i++) d[i] = Number(b[i]);
+      return;
+    }
     new Uint8Array(d.buffer, d.byteOffset, d.byteLength).set(bytes);
   },
   readBytes(s) {
     const d = live(s);
+    if (s.dtype === 'int64') return new Uint8Array(BigInt64Array.from(d, (v) => BigInt(v)).buffer);
     return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
   },
   writeNumbers(s, data) {
     const d = live(s);
     if (data.length !== d.length) throw new Error('reference backend: length mismatch');
-    for (let i = 0; i < d.length; i++) d[i] = data[i];
+    const put = writer(s);
+    for (let i = 0; i < d.length; i++) put(d, i, data[i]);
+    settle(s);
   },
   readNumbers(s) {
-    return Float64Array.from(live(s));
+    const d = live(s);
+    if (s.dtype !== 'float16') return Float64Array.from(d);
+    const get = reader(s);
+    return Float64Array.from({ length: d.length }, (_, i) => get(d, i));
   },
 
-  fill(out, value) { live(out).fill(value); },
+  fill(out, value) {
+    const d = live(out);
+    const put = writer(out);
+    for (let i = 0; i < d.length; i++) put(d, i, value);
+    settle(out);
+  },
   arange(out, start, step) {
     const d = live(out);
-    for (let i = 0; i < d.length; i++) d[i] = start + i * step;
+    const put = writer(out);
+    for (let i = 0; i < d.length; i++) put(d, i, start + i * step);
+    settle(out);
   },
   eye(out, rows, cols, k) {
     const d = live(out);
     if (rows * cols !== d.length) throw new Error('reference backend: eye shape mismatch');
+    const put = writer(out);
     d.fill(0);
     for (let i = 0; i < rows; i++) {
       const j = i + k;
-      if (j >= 0 && j < cols) d[i * cols + j] = 1;
+      if (j >= 0 && j < cols) put(d, i * cols + j, 1);
     }
   },
   randomUniform(out, seed, counter, low, high) {
-    const d = live(out);
+    const d = real(out);
     for (let i = 0; i < d.length; i++) d[i] = low + (high - low) * randomUnit(seed >>> 0, (counter + i) * 2);
   },
   randomNormal(out, seed, counter, loc, scale) {
-    const d = live(out);
+    const d = real(out);
     for (let i = 0; i < d.length; i++) {
       const u1 = randomUnit(seed >>> 0, (counter + i) * 2);
       const u2 = randomUnit(seed >>> 0, (counter + i) * 2 + 1);
@@ -193,39 +278,43 @@ export const referenceBackend: Backend = {
   },
 
   unary(op, x, out) {
-    const xd = live(x);
-    const od = live(out);
+    const xd = num(x);
+    const od = num(out);
     if (xd.length !== od.length) throw new Error('reference backend: unary length mismatch');
-    const f = UNARY[op];
-    if (!f) throw new Error(`reference backend: unknown unary kernel ${op}`);
+    if (!UNARY[op]) throw new Error(`reference backend: unknown unary kernel ${op}`);
+    const f = unaryFn(op, out);
     for (let i = 0; i < xd.length; i++) od[i] = f(xd[i]);
+    settle(out);
   },
   binary(op, a, av, b, bv, out) {
-    const ad = live(a);
-    const bd = live(b);
-    const od = live(out);
-    const f = BINARY[op];
-    if (!f) throw new Error(`reference backend: unknown binary kernel ${op}`);
+    const ad = num(a);
+    const bd = num(b);
+    const od = num(out);
+    if (!BINARY[op]) throw new Error(`reference backend: unknown binary kernel ${op}`);
+    const f = binaryFn(op, out);
     checkView(ad.length, av, 'a');
     checkView(bd.length, bv, 'b');
     if (av.shape.reduce((p, q) => p * q, 1) !== od.length) throw new Error('reference backend: binary out length mismatch');
     forEachStrided(av.shape, [av, bv], (i, [oa, ob]) => { od[i] = f(ad[oa], bd[ob]); });
+    settle(out);
   },
   binaryScalar(op, x, scalar, scalarFirst, out) {
-    const xd = live(x);
-    const od = live(out);
+    const xd = num(x);
+    const od = num(out);
     if (xd.length !== od.length) throw new Error('reference backend: binary length mismatch');
-    const f = BINARY[op];
-    if (!f) throw new Error(`reference backend: unknown binary kernel ${op}`);
-    // Round the scalar to the buffer's dtype first, as the native engine does.
-    const s = xd instanceof Float32Array ? Math.fround(scalar) : scalar;
+    if (!BINARY[op]) throw new Error(`reference backend: unknown binary kernel ${op}`);
+    const f = binaryFn(op, out);
+    // Convert the scalar to the buffer's dtype first, as the native engine does (and MXNet's
+    // DType(scalar): an integer array truncates it).
+    const s = toDType[x.dtype](scalar);
     for (let i = 0; i < xd.length; i++) od[i] = scalarFirst ? f(s, xd[i]) : f(xd[i], s);
+    settle(out);
   },
   where(cond, cv, a, av, b, bv, out) {
-    const cd = live(cond);
-    const ad = live(a);
-    const bd = live(b);
-    const od = live(out);
+    const cd = num(cond);
+    const ad = num(a);
+    const bd = num(b);
+    const od = num(out);
     checkView(cd.length, cv, 'cond');
     checkView(ad.length, av, 'a');
     checkView(bd.length, bv, 'b');
@@ -240,16 +329,17 @@ export const referenceBackend: Backend = {
     forEachStrided(xv.shape, [xv], (i, [o]) => { od[i] = xd[o]; });
   },
   scatterAddStrided(x, out, ov) {
-    const xd = live(x);
-    const od = live(out);
+    const xd = num(x);
+    const od = num(out);
     checkView(od.length, ov, 'out');
     if (ov.shape.reduce((p, q) => p * q, 1) !== xd.length) throw new Error('reference backend: scatter length mismatch');
     forEachStrided(ov.shape, [ov], (i, [o]) => { od[o] += xd[i]; });
+    settle(out);
   },
 
   reduce(op, x, shape, axes, out) {
-    const xd = live(x);
-    const od = live(out);
+    const xd = num(x);
+    const od = num(out);
     if (shape.reduce((p, q) => p * q, 1) !== xd.length) throw new Error('reference backend: reduce shape mismatch');
     const keep = shape.map((_, d) => !axes.includes(d));
     const outShape = shape.filter((_, d) => keep[d]);
@@ -265,10 +355,11 @@ export const referenceBackend: Backend = {
       acc[oo] = step(acc[oo], xd[ox]);
     });
     od.set(acc);
+    settle(out);
   },
   argReduce(op, x, shape, axis, out) {
-    const xd = live(x);
-    const od = live(out);
+    const xd = num(x);
+    const od = num(out);
     const outer = shape.slice(0, axis).reduce((p, q) => p * q, 1);
     const n = shape[axis];
     const inner = shape.slice(axis + 1).reduce((p, q) => p * q, 1);
@@ -288,9 +379,9 @@ export const referenceBackend: Backend = {
   },
 
   gemm(a, b, out, batch, m, n, k, transA, transB, strideA, strideB) {
-    const ad = live(a);
-    const bd = live(b);
-    const od = live(out);
+    const ad = real(a);
+    const bd = real(b);
+    const od = real(out);
     if (od.length !== batch * m * n) throw new Error('reference backend: gemm out length mismatch');
     if (batch > 0 && ((batch - 1) * strideA + m * k > ad.length || (batch - 1) * strideB + k * n > bd.length)) {
       throw new Error('reference backend: gemm operand out of bounds');
@@ -318,6 +409,13 @@ export const referenceBackend: Backend = {
     const xd = live(x);
     const od = live(out);
     if (xd.length !== od.length) throw new Error('reference backend: cast length mismatch');
-    for (let i = 0; i < xd.length; i++) od[i] = xd[i];
+    if (x.dtype === out.dtype) {
+      od.set(xd);
+      return;
+    }
+    const get = reader(x);
+    const put = writer(out);
+    for (let i = 0; i < xd.length; i++) put(od, i, get(xd, i));
+    settle(out);
   },
 };

@@ -22,6 +22,7 @@
 #include "commands.h"
 #include "handles.h"
 #include "kernels/common.h"
+#include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/memory.h"
@@ -180,33 +181,29 @@ std::vector<double> numbers_arg(const Napi::CallbackInfo& info, size_t i) {
 }
 
 Napi::Value WriteNumbers(const Napi::CallbackInfo& info) {
-  static_assert(kDTypeCount == 2, "the branch below treats every non-float64 buffer as float32");
   std::vector<double> data = numbers_arg(info, 1);
   BlockRef b = block_arg(info, 0, "s");
   Buf s = b->buf();
   if (static_cast<int64_t>(data.size()) != s.length) throw Napi::Error::New(info.Env(), "native backend: writeNumbers: length mismatch");
   settled(info, b, false);
   b->error.clear();  // fully overwritten
-  if (s.dtype == DType::F64) {
-    if (!data.empty()) std::memcpy(s.data, data.data(), data.size() * 8);
-  } else {
-    float* d = s.as<float>();
-    for (size_t j = 0; j < data.size(); j++) d[j] = static_cast<float>(data[j]);
-  }
+  with_storable(s.dtype, [&](auto t) {
+    using T = decltype(t);
+    T* d = s.as<T>();
+    for (size_t j = 0; j < data.size(); j++) d[j] = from_double<T>(data[j]);
+  });
   return Undefined(info);
 }
 
 Napi::Value ReadNumbers(const Napi::CallbackInfo& info) {
-  static_assert(kDTypeCount == 2, "the branch below treats every non-float64 buffer as float32");
   Buf s = settled(info, block_arg(info, 0, "s"), true)->buf();
   Napi::Float64Array out = Napi::Float64Array::New(info.Env(), static_cast<size_t>(s.length));
-  if (s.dtype == DType::F64) {
-    if (s.length) std::memcpy(out.Data(), s.data, static_cast<size_t>(s.length) * 8);
-  } else {
-    const float* p = s.as<float>();
-    double* d = out.Data();
-    for (int64_t j = 0; j < s.length; j++) d[j] = p[j];
-  }
+  double* d = out.Data();
+  with_storable(s.dtype, [&](auto t) {
+    using T = decltype(t);
+    const T* p = s.as<T>();
+    for (int64_t j = 0; j < s.length; j++) d[j] = to_double(p[j]);
+  });
   return out;
 }
 

@@ -12,7 +12,9 @@ export const Shape = z.union([dim.transform((d) => [d]), z.array(dim).max(32)])
 export const Axes = z.union([z.number().int(), z.array(z.number().int()).max(32), z.null()])
   .describe('an axis, a list of axes, or null for all');
 
-export const DType = z.enum(DTYPES as unknown as ['float32', 'float64']);
-export const OptDType = DType.optional().describe('float32 or float64; default: the session\'s default_dtype');
+export const DType = z.enum(DTYPES as unknown as ['float32', 'float64', 'int32', 'int64', 'uint8', 'float16']);
+export const OptDType = DType.optional().describe('float32, float64, int32, int64, uint8 or float16; default: the session\'s default_dtype');
 
 export const finite = z.number().describe('a number');
+/** Ops whose values only make sense as floats (random samples) take these only. */
+export const OptFloatDType = z.enum(['float32', 'float64']).optional().describe('float32 or float64; default: the session\'s default_dtype');

@@ -9,6 +9,7 @@ import { fail } from '../errors.js';
 // detach and stop_gradient are views with no vjp: the output is a constant to autograd.
 defineOp({
   name: 'detach',
+  dtypes: 'any',
   doc: 'The same data with no autograd history: a constant to later recordings.',
   inputs: ['data'],
   forward: (ctx, [x]) => ctx.k.view(x, x.shape),
@@ -16,6 +17,7 @@ defineOp({
 
 defineOp({
   name: 'stop_gradient',
+  dtypes: 'any',
   aliases: ['BlockGrad', 'block_grad'],
   doc: 'Passes data forward and no gradient backward (MXNet BlockGrad).',
   inputs: ['data'],
@@ -24,6 +26,7 @@ defineOp({
 
 defineOp({
   name: 'copy',
+  dtypes: 'any',
   aliases: ['identity', '_copy'],
   doc: 'A copy of the data (differentiable: the gradient passes through).',
   inputs: ['data'],
@@ -33,6 +36,7 @@ defineOp({
 
 defineOp({
   name: 'astype',
+  dtypes: 'any',
   examples: [{ shapes: [[3, 4]], attrs: { dtype: 'float64' } }],
   aliases: ['cast', 'Cast'],
   doc: 'A copy converted to `dtype`.',
@@ -45,6 +49,7 @@ defineOp({
 
 defineOp({
   name: 'asscalar',
+  dtypes: 'any',
   doc: 'The single value of a one-element array (a JSON number when it is the result of a request).',
   inputs: ['data'],
   forward(ctx, [x]) {

@@ -65,6 +65,7 @@ for (const row of ROWS) {
     aliases: row.aliases,
     doc: row.doc,
     inputs: ['lhs', 'rhs'],
+    dtypes: 'numeric',
     scalarInputs: true,
     inPlace: true,
     domain: row.domain,
@@ -86,11 +87,14 @@ defineOp({
   name: 'where',
   doc: 'Elementwise x where condition is non-zero, else y (broadcasting); condition gets no gradient.',
   inputs: ['condition', 'x', 'y'],
+  dtypes: 'numeric',
   save: { inputs: [0] },
   examples: [{ shapes: [[3, 4], [3, 4], [3, 4]] }, { shapes: [[3, 1], [3, 4], [4]] }],
   forward(ctx, [c, a, b]) {
     broadcastShapes(c.shape, broadcastShapes(a.shape, b.shape, { op: 'where', arg: 'y' }), { op: 'where', arg: 'condition' });
-    return ctx.k.where(c, a, b, { op: 'where' });
+    // The condition may be of any dtype, as in MXNet: its non-zeros, as 0/1 of the data's dtype.
+    const cond = c.dtype === a.dtype ? c : ctx.k.cast(ctx.k.binary('ne', c, 0, { op: 'where', arg: 'condition' }), a.dtype);
+    return ctx.k.where(cond, a, b, { op: 'where' });
   },
   vjp({ g, x }) {
     const c = x[0] as NDArray;

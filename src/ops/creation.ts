@@ -1,13 +1,13 @@
 /** Creation ops: arrays from nothing but attributes (and the session's seed). None is differentiable. */
 import { z } from 'zod';
 import { defineOp, type OpContext } from './registry.js';
-import { OptDType, Shape } from './attrs.js';
+import { OptDType, OptFloatDType, Shape } from './attrs.js';
+import { itemSize, type DType } from '../engine/backend.js';
 import { NDArray, shapeStr, sizeOf } from '../engine/ndarray.js';
-import { itemSize } from '../engine/backend.js';
 import { fail } from '../errors.js';
 import { decodeBase64 } from '../engine/base64.js';
 
-const dt = (ctx: OpContext, d?: 'float32' | 'float64') => d ?? ctx.defaultDtype;
+const dt = (ctx: OpContext, d?: DType) => d ?? ctx.defaultDtype;
 
 for (const [name, value] of [['zeros', 0], ['ones', 1]] as const) {
   defineOp({
@@ -93,7 +93,7 @@ defineOp({
   doc: 'Samples of a normal distribution N(loc, scale²), from the session\'s seeded stream.',
   creation: true,
   positional: ['loc', 'scale', 'shape'],
-  attrs: z.object({ loc: z.number().default(0), scale: z.number().min(0).default(1), shape: Shape.default([1]), dtype: OptDType }).strict(),
+  attrs: z.object({ loc: z.number().default(0), scale: z.number().min(0).default(1), shape: Shape.default([1]), dtype: OptFloatDType }).strict(),
   forward: (ctx, _x, a) => ctx.k.randomNormal(dt(ctx, a.dtype), a.shape, a.loc, a.scale, ctx.random),
 });
 
@@ -103,7 +103,7 @@ defineOp({
   doc: 'Samples of a uniform distribution on [low, high), from the session\'s seeded stream.',
   creation: true,
   positional: ['low', 'high', 'shape'],
-  attrs: z.object({ low: z.number().default(0), high: z.number().default(1), shape: Shape.default([1]), dtype: OptDType }).strict(),
+  attrs: z.object({ low: z.number().default(0), high: z.number().default(1), shape: Shape.default([1]), dtype: OptFloatDType }).strict(),
   forward(ctx, _x, a) {
     if (!(a.high >= a.low)) throw fail('invalid_attribute', '`high` of `random.uniform` must be at least `low`', { attribute: 'high' });
     return ctx.k.randomUniform(dt(ctx, a.dtype), a.shape, a.low, a.high, ctx.random);
@@ -115,6 +115,7 @@ for (const [name, value] of [['zeros_like', 0], ['ones_like', 1]] as const) {
     name,
     doc: `An array of ${value === 0 ? 'zeros' : 'ones'} with the shape and dtype of \`data\`.`,
     inputs: ['data'],
+    dtypes: 'any',
     forward: (ctx, [x]) => ctx.k.full(x.dtype, x.shape, value),
   });
 }
@@ -123,6 +124,7 @@ defineOp({
   name: 'array',
   doc: 'An array from nested lists (an inline constant in args), like nd.array([[1, 2], [3, 4]]).',
   inputs: ['source_array'],
+  dtypes: 'any',
   positional: ['dtype'],
   attrs: z.object({ dtype: OptDType }).strict(),
   forward: (ctx, [x], a) => ctx.k.cast(x, a.dtype ?? x.dtype),

@@ -6,8 +6,8 @@
  */
 import { NDArray } from '../engine/ndarray.js';
 import type { Draws, Kernels } from '../engine/kernels.js';
-import type { DType } from '../engine/backend.js';
-import { lookupOp, type OpContext, type OpDef, type Value } from './registry.js';
+import { DTYPE_INFO, type DType, type DTypeKind } from '../engine/backend.js';
+import { lookupOp, type DTypeRule, type OpContext, type OpDef, type Value } from './registry.js';
 import type { OpName } from './names.js';
 import { fail } from '../errors.js';
 
@@ -77,13 +77,43 @@ export function parseAttrs(def: OpDef, attrs: unknown): unknown {
   return r.data;
 }
 
+const TAKES: Record<DTypeRule, Record<DTypeKind, boolean>> = {
+  float: { float: true, int: false, storage: false },
+  numeric: { float: true, int: true, storage: false },
+  any: { float: true, int: true, storage: true },
+};
+
+/** Whether input i of the op takes arrays of dtype d (its `dtypes` rule; the last rule repeats). */
+export function takesDtype(def: OpDef, i: number, d: DType): boolean {
+  const rules = def.dtypes ?? 'float';
+  const rule = typeof rules === 'string' ? rules : rules[Math.min(i, rules.length - 1)];
+  return TAKES[rule][DTYPE_INFO[d].kind];
+}
+
+/** The op's `dtypes` rule against its array inputs: a 422 naming the first one it does not take. */
+function checkDtypes(def: OpDef, inputs: Value[]): void {
+  for (let i = 0; i < inputs.length; i++) {
+    const x = inputs[i];
+    if (!(x instanceof NDArray)) continue;
+    if (takesDtype(def, i, x.dtype)) continue;
+    const arg = def.inputs[Math.min(i, def.inputs.length - 1)] ?? `input ${i}`;
+    const why = x.dtype === 'float16'
+      ? 'float16 is storage only: convert with astype(\'float32\') to compute'
+      : `\`${def.name}\` computes on float32 and float64 only: convert with astype('float32')`;
+    throw fail('dtype_mismatch', `\`${arg}\` of \`${def.name}\` is ${x.dtype}; ${why}`, { op: def.name, arg });
+  }
+}
+
 /** Applies an op to values with already-parsed attrs; returns its outputs. */
 export function applyParsed(def: OpDef, inputs: Value[], attrs: unknown): NDArray[] {
   const e = env();
+  checkDtypes(def, inputs);
   const ctx: OpContext = { k: e.k, isTraining: e.isTraining, defaultDtype: e.defaultDtype, random: e.random, upload: e.upload, op: def.name };
   const res = def.forward(ctx, inputs as NDArray[], attrs);
   const outs = Array.isArray(res) ? res : [res];
-  if (def.vjp && e.isRecording) e.record(def, attrs, inputs, outs);
+  // Only float outputs carry gradients: an integer (or float16) result is a constant to the tape,
+  // so nothing is ever differentiated through a label, an index or a comparison's integer mask.
+  if (def.vjp && e.isRecording && outs.some((o) => DTYPE_INFO[o.dtype].kind === 'float')) e.record(def, attrs, inputs, outs);
   return outs;
 }
 

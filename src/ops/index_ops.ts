@@ -1,7 +1,7 @@
 /**
  * Indexing by arrays of indices (take, pick, one_hot, Embedding) and by ranges (slice, slice_axis,
- * flip). Index arrays are floats, as in MXNet: they are floored, then clipped (or wrapped) to the
- * axis. take and pick are composites of a one-hot mask, which their forward also returns as a
+ * flip). Index arrays may be floats or integers of any dtype, whatever the data's, as in MXNet:
+ * float indices are floored, then clipped (or wrapped) to the axis. take and pick are composites of a one-hot mask, which their forward also returns as a
  * hidden output so that the vjp reuses it instead of rebuilding it.
  */
 import { z } from 'zod';
@@ -10,15 +10,21 @@ import { OptDType } from './attrs.js';
 import { F } from './dispatch.js';
 import { indexView } from './shape.js';
 import { normAxis } from '../engine/kernels.js';
+import { isFloat } from '../engine/backend.js';
 import { permutedView } from '../engine/layout.js';
 import { shapeStr, sizeOf, type NDArray } from '../engine/ndarray.js';
 import { fail } from '../errors.js';
 
 const Mode = z.enum(['clip', 'wrap']).default('clip').describe('out-of-range indices: clip to the axis, or wrap around it');
 
-/** Integer indices into an axis of size n, as floats: floor, then clip or wrap. */
-export function indexK(ctx: OpContext, idx: NDArray, n: number, mode: 'clip' | 'wrap'): NDArray {
+/**
+ * Integer indices into an axis of size n, as floats: floor, then clip or wrap. Integer indices
+ * are taken as float64 first (exact: an axis is shorter than 2^53), where floor and the wrap's
+ * floored division mean what they say.
+ */
+export function indexK(ctx: OpContext, idx0: NDArray, n: number, mode: 'clip' | 'wrap'): NDArray {
   const site = { op: ctx.op, arg: 'indices' };
+  const idx = isFloat(idx0.dtype) ? idx0 : ctx.k.cast(idx0, 'float64');
   if (mode === 'clip') return ctx.k.unary('floor', ctx.k.binary('minimum', ctx.k.binary('maximum', idx, 0, site), n - 1, site));
   const t = ctx.k.unary('floor', idx);
   const q = ctx.k.unary('floor', ctx.k.binary('div', t, n, site));
@@ -44,11 +50,13 @@ function permuteK(ctx: OpContext, x: NDArray, p: number[]): NDArray {
 }
 
 /** take's forward: [pre, idx..., post] = a[pre, idx, post], through a one-hot GEMM. */
-function takeK(ctx: OpContext, a: NDArray, indices: NDArray, axis: number, mode: 'clip' | 'wrap'): NDArray[] {
-  if (a.dtype !== indices.dtype) throw fail('dtype_mismatch', `\`indices\` of \`${ctx.op}\` is ${indices.dtype} but the data is ${a.dtype}; convert one with astype`, { arg: 'indices' });
-  const n = a.shape[axis];
+function takeK(ctx: OpContext, a0: NDArray, indices: NDArray, axis: number, mode: 'clip' | 'wrap'): NDArray[] {
+  const n = a0.shape[axis];
   if (n === 0) throw fail('shape_mismatch', `\`${ctx.op}\` cannot index axis ${axis} of size 0`, { arg: 'indices' });
-  const oh = oneHotK(ctx, indexK(ctx, indices, n, mode), n);
+  // The GEMM is a float kernel: integer data goes through float64, exact up to 2^53, and back.
+  const a = isFloat(a0.dtype) ? a0 : ctx.k.cast(a0, 'float64');
+  const at = indexK(ctx, indices, n, mode);
+  const oh = oneHotK(ctx, at.dtype === a.dtype ? at : ctx.k.cast(at, a.dtype), n);
   const I = indices.size;
   const { p } = frontPerm(a.shape.length, axis);
   const front = permuteK(ctx, a, p);
@@ -58,7 +66,8 @@ function takeK(ctx: OpContext, a: NDArray, indices: NDArray, axis: number, mode:
   const r = indices.shape.length;
   const order = [...Array(axis).keys()].map((d) => r + d);
   const perm = [...order, ...[...Array(r).keys()], ...rest.slice(axis).map((_, j) => r + axis + j)];
-  return [permuteK(ctx, out, perm), ctx.k.view(oh, [I, n])];
+  const res = permuteK(ctx, out, perm);
+  return [res.dtype === a0.dtype ? res : ctx.k.cast(res, a0.dtype), ctx.k.view(oh, [I, n])];
 }
 
 /** take's gradient with respect to `a`, with table ops: the one-hot transposed times g. */
@@ -80,6 +89,7 @@ defineOp({
   name: 'take',
   doc: 'Elements of `a` at integer `indices` along `axis`: shape a.shape[:axis] + indices.shape + a.shape[axis+1:].',
   inputs: ['a', 'indices'],
+  dtypes: 'numeric',
   positional: ['axis', 'mode'],
   attrs: z.object({ axis: z.number().int().default(0), mode: Mode }).strict(),
   visibleOutputs: 1,
@@ -100,6 +110,7 @@ defineOp({
   aliases: ['embedding'],
   doc: 'Rows of `weight` ([input_dim, output_dim]) at the integer indices `data`: shape data.shape + [output_dim].',
   inputs: ['data', 'weight'],
+  dtypes: ['numeric', 'float'],
   attrs: z.object({ input_dim: z.number().int().min(1), output_dim: z.number().int().min(1), dtype: OptDType, sparse_grad: z.boolean().default(false) }).strict(),
   visibleOutputs: 1,
   save: { outputs: true },
@@ -118,6 +129,7 @@ defineOp({
   name: 'pick',
   doc: 'data[..., index, ...] along `axis` for each position of `index` (data\'s shape without that axis).',
   inputs: ['data', 'index'],
+  dtypes: 'numeric',
   positional: ['axis', 'keepdims'],
   attrs: z.object({ axis: z.number().int().nullable().default(-1), keepdims: z.boolean().default(false), mode: Mode }).strict(),
   visibleOutputs: 1,
@@ -133,9 +145,9 @@ defineOp({
     if (!fits(idx.shape, dropped) && !fits(idx.shape, kept) && !(dropped.length === 0 && idx.size === 1)) {
       throw fail('shape_mismatch', `\`index\` of \`pick\` must have shape ${shapeStr(dropped)} (data ${shapeStr(x.shape)} without axis ${ax}), got ${shapeStr(idx.shape)}`, { arg: 'index' });
     }
-    if (x.dtype !== idx.dtype) throw fail('dtype_mismatch', `\`index\` of \`pick\` is ${idx.dtype} but \`data\` is ${x.dtype}`, { arg: 'index' });
     const n = x.shape[ax];
-    const at = ctx.k.view(indexK(ctx, idx, n, a.mode), kept);
+    const k = indexK(ctx, idx, n, a.mode);
+    const at = ctx.k.view(k.dtype === x.dtype ? k : ctx.k.cast(k, x.dtype), kept);
     const ar = ctx.k.arange(x.dtype, n, 0, 1);
     const mask = ctx.k.binary('eq', at, ctx.k.view(ar, x.shape.map((d, i) => (i === ax ? d : 1))), { op: 'pick', arg: 'index' });
     const y = ctx.k.reduce('sum', ctx.k.binary('mul', x, mask, { op: 'pick' }), [ax], a.keepdims);
@@ -153,11 +165,17 @@ defineOp({
   name: 'one_hot',
   doc: 'indices.shape + [depth]: on_value where the last axis equals the index, off_value elsewhere (out-of-range indices give a row of off_value).',
   inputs: ['indices'],
+  dtypes: 'numeric',
   positional: ['depth', 'on_value', 'off_value'],
   attrs: z.object({ depth: z.number().int().min(0), on_value: z.number().default(1), off_value: z.number().default(0), dtype: OptDType }).strict(),
   forward(ctx, [idx], a) {
-    const src = a.dtype && a.dtype !== idx.dtype ? ctx.k.cast(idx, a.dtype) : idx;
-    const oh = oneHotK(ctx, ctx.k.unary('floor', src), a.depth);
+    // MXNet's default dtype is float32 whatever the indices; float indices keep theirs here
+    // (a float64 session gets float64), integer ones give the session's default.
+    const dtype = a.dtype ?? (isFloat(idx.dtype) ? idx.dtype : ctx.defaultDtype);
+    if (dtype === 'float16') throw fail('invalid_attribute', '`dtype` of `one_hot` cannot be float16 (storage only): make it float32 and astype', { attribute: 'dtype' });
+    const fl = isFloat(idx.dtype) ? ctx.k.unary('floor', idx) : idx;
+    const src = fl.dtype === dtype ? fl : ctx.k.cast(fl, dtype);
+    const oh = oneHotK(ctx, src, a.depth);
     if (a.on_value === 1 && a.off_value === 0) return oh;
     return ctx.k.binary('add', ctx.k.binary('mul', oh, a.on_value - a.off_value, { op: 'one_hot' }), a.off_value, { op: 'one_hot' });
   },
@@ -171,6 +189,7 @@ type Key = { start: number | null; stop: number | null; step: number | null }[];
 
 function rangeOp(name: string, spec: Omit<Parameters<typeof defineOp>[0], 'forward' | 'vjp' | 'name'>, key: (shape: readonly number[], a: any) => Key) {
   defineOp({
+    dtypes: 'any',
     ...spec,
     name,
     forward: (ctx, [x], a) => ctx.k.gather(x, indexView(x.shape, key(x.shape, a), name)),

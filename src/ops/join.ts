@@ -39,6 +39,7 @@ function checkJoin(op: string, xs: NDArray[], axisOf: (rank: number) => number, 
 
 defineOp({
   name: 'concat',
+  dtypes: 'numeric',
   aliases: ['Concat', 'concatenate'],
   doc: 'Joins arrays along an existing axis `dim` (they must agree on every other axis).',
   inputs: ['data'],
@@ -65,6 +66,7 @@ defineOp({
 
 defineOp({
   name: 'stack',
+  dtypes: 'numeric',
   doc: 'Joins arrays of one shape along a new axis `axis`.',
   inputs: ['data'],
   variadic: true,
@@ -86,6 +88,7 @@ defineOp({
 
 defineOp({
   name: 'add_n',
+  dtypes: 'numeric',
   aliases: ['ElementWiseSum'],
   doc: 'Elementwise sum of arrays of one shape (no broadcasting, as in MXNet); each input gets the whole gradient.',
   inputs: ['args'],
@@ -103,6 +106,7 @@ defineOp({
 
 defineOp({
   name: 'split',
+  dtypes: 'any',
   outputCount: 'num_outputs',
   aliases: ['SliceChannel'],
   doc: 'Splits into `num_outputs` equal parts along `axis` (several outputs); squeeze_axis drops that axis when each part has size 1.',
@@ -134,6 +138,7 @@ defineOp({
 
 defineOp({
   name: 'tile',
+  dtypes: 'any',
   doc: 'Repeats the whole array `reps` times along each axis (NumPy tile: the shorter of reps and shape is padded with leading 1s).',
   inputs: ['data'],
   positional: ['reps'],
@@ -162,6 +167,7 @@ function tilePlan(shape: readonly number[], reps0: number[]): { xs: number[]; re
 
 defineOp({
   name: 'repeat',
+  dtypes: 'any',
   doc: 'Repeats each element `repeats` times along `axis` (None: of the flattened array).',
   inputs: ['data'],
   positional: ['repeats', 'axis'],

@@ -56,6 +56,7 @@ for (const row of ROWS) {
     aliases: row.aliases,
     doc: row.doc,
     inputs: ['data'],
+    dtypes: 'numeric',
     positional: ['axis', 'keepdims'],
     attrs: ReduceAttrs,
     save: row.save,
@@ -101,8 +102,9 @@ defineOp({
 for (const name of ['argmax', 'argmin'] as const) {
   defineOp({
     name,
-    doc: `Index of the ${name === 'argmax' ? 'largest' : 'smallest'} value along \`axis\` (a float, as in MXNet; not differentiable).`,
+    doc: `Index of the ${name === 'argmax' ? 'largest' : 'smallest'} value along \`axis\`, in the input's dtype as in MXNet 1.x (float32 for float32 data); not differentiable.`,
     inputs: ['data'],
+    dtypes: 'numeric',
     positional: ['axis', 'keepdims'],
     attrs: z.object({ axis: z.number().int().nullable().default(null), keepdims: z.boolean().default(false) }).strict(),
     forward(ctx, [x], a) {

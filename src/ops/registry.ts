@@ -18,6 +18,10 @@
  *   broadcast shape: the backward driver sums it down to the input's shape (unbroadcast) once.
  * - `differentiable: false` (no vjp) marks ops that cut the graph (comparisons, argmax, ...).
  * - `domain`: the input interval where the gradient is valid, used by the generated tests.
+ * - `dtypes`: which dtypes each array input takes (one rule for all, or one per input): 'float'
+ *   (the default: float32, float64), 'numeric' (integers too) or 'any' (float16 too: ops that
+ *   only move or convert elements). The dispatcher refuses anything else with a 422 naming the
+ *   op, the argument and the dtype.
  */
 import { z } from 'zod';
 import type { NDArray } from '../engine/ndarray.js';
@@ -61,8 +65,12 @@ export interface VjpArgs<A> {
   needs: boolean[];
 }
 
+/** See `dtypes` above. */
+export type DTypeRule = 'float' | 'numeric' | 'any';
+
 export interface OpDef<A = any> {
   name: string;
+  dtypes?: DTypeRule | DTypeRule[];
   aliases: string[];
   doc: string;
   inputs: string[];

@@ -43,6 +43,7 @@ const ReshapeSpec = z.union([z.number().int().transform((d) => [d]), z.array(z.n
 
 defineOp({
   name: 'reshape',
+  dtypes: 'any',
   examples: [{ shapes: [[2, 6]], attrs: { shape: [3, -1] } }, { shapes: [[2, 6]], attrs: { shape: [0, 3, 2] } }],
   aliases: ['Reshape'],
   doc: 'The same data in a new shape (a view, no copy); 0 keeps a dim, -1 infers one.',
@@ -55,6 +56,7 @@ defineOp({
 
 defineOp({
   name: 'flatten',
+  dtypes: 'any',
   examples: [{ shapes: [[2, 3, 2]] }],
   aliases: ['Flatten'],
   doc: 'Collapses every axis but the first: [n, d1, d2, ...] becomes [n, d1*d2*...].',
@@ -65,6 +67,7 @@ defineOp({
 
 defineOp({
   name: 'expand_dims',
+  dtypes: 'any',
   examples: [{ shapes: [[3, 4]], attrs: { axis: 1 } }],
   doc: 'Inserts an axis of size 1 at `axis`.',
   inputs: ['data'],
@@ -81,6 +84,7 @@ defineOp({
 
 defineOp({
   name: 'squeeze',
+  dtypes: 'any',
   examples: [{ shapes: [[3, 1, 2]] }],
   doc: 'Removes axes of size 1 (all of them, or those in `axis`).',
   inputs: ['data'],
@@ -110,6 +114,7 @@ function gatherTransposed(ctx: OpContext, x: NDArray, p: number[]): NDArray {
 
 defineOp({
   name: 'transpose',
+  dtypes: 'any',
   examples: [{ shapes: [[3, 4]] }, { shapes: [[2, 3, 4]], attrs: { axes: [1, 0, 2] } }],
   doc: 'Permutes the axes (reverses them by default); `x.T` in expressions.',
   inputs: ['data'],
@@ -128,6 +133,7 @@ defineOp({
 
 defineOp({
   name: 'swapaxes',
+  dtypes: 'any',
   examples: [{ shapes: [[2, 3, 4]], attrs: { dim1: 0, dim2: 2 } }],
   aliases: ['SwapAxis'],
   doc: 'Exchanges two axes.',
@@ -157,6 +163,7 @@ function broadcastTo(ctx: OpContext, x: NDArray, shape: readonly number[], op: s
 
 defineOp({
   name: 'broadcast_to',
+  dtypes: 'any',
   examples: [{ shapes: [[3, 1]], attrs: { shape: [2, 3, 4] } }],
   doc: 'Broadcasts to `shape` (0 keeps the input\'s dim).',
   inputs: ['data'],
@@ -169,6 +176,7 @@ defineOp({
 
 defineOp({
   name: 'broadcast_like',
+  dtypes: 'any',
   examples: [{ shapes: [[3, 1], [2, 3, 4]] }],
   doc: 'Broadcasts `lhs` to the shape of `rhs`.',
   inputs: ['lhs', 'rhs'],
@@ -211,6 +219,7 @@ export function indexView(shape: readonly number[], key: Key, op = 'getitem'): V
 
 defineOp({
   name: 'getitem',
+  dtypes: 'any',
   examples: [{ shapes: [[4, 5]], attrs: { key: [1] } }, { shapes: [[4, 5]], attrs: { key: [{ start: 1, stop: 3 }, { start: null, stop: null, step: -2 }] } }],
   aliases: ['__getitem__'],
   doc: 'Basic indexing `x[key]`: `key` lists, per leading axis, an int (drops the axis) or a slice {start, stop, step}.',
@@ -227,6 +236,7 @@ defineOp({
 
 defineOp({
   name: '_getitem_backward',
+  dtypes: 'numeric',
   examples: [{ shapes: [[2, 5]], attrs: { key: [{ start: 1, stop: 3 }], shape: [4, 5] } }],
   internal: true,
   doc: 'The adjoint of getitem: zeros of `shape` with `data` added at x[key].',
@@ -245,6 +255,7 @@ const keyMask = (ctx: OpContext, x: NDArray, v: View) => ctx.k.scatter(ctx.k.ful
 
 defineOp({
   name: 'slice_assign',
+  dtypes: 'numeric',
   examples: [
     { shapes: [[4, 5], [2, 5]], attrs: { key: [{ start: 1, stop: 3 }] } },
     { shapes: [[4, 5], [1]], attrs: { key: [{ start: null, stop: null }, 0] } },

@@ -90,6 +90,7 @@ export function unaryForward(row: UnaryRow, ctx: OpContext, x: NDArray): NDArray
 }
 
 const byName = new Map<string, UnaryRow>();
+const INTEGER_EXACT: ReadonlySet<string> = new Set(['neg', 'abs', 'sign', 'square', 'relu', 'floor', 'ceil', 'round']);
 
 for (const row of ROWS) {
   byName.set(row.name, row);
@@ -98,6 +99,8 @@ for (const row of ROWS) {
     aliases: row.aliases,
     doc: row.doc,
     inputs: ['data'],
+    // Exact on integers (MXNet keeps the dtype); the rest need a float.
+    dtypes: typeof row.kernel === 'string' && INTEGER_EXACT.has(row.kernel) ? 'numeric' : 'float',
     domain: row.domain ?? [-2, 2],
     save: { inputs: row.saves === 'x', outputs: row.saves === 'y' },
     // Composites (log2, softsign, ...) run several kernels, the first of which could overwrite x.
@@ -118,6 +121,7 @@ defineOp({
   name: 'clip',
   doc: 'Elementwise clip to [a_min, a_max]; the gradient passes where a_min <= x <= a_max.',
   inputs: ['data'],
+  dtypes: 'numeric',
   positional: ['a_min', 'a_max'],
   attrs: z.object({ a_min: z.number(), a_max: z.number() }).strict(),
   save: { inputs: true },

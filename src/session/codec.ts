@@ -1,8 +1,12 @@
 /**
  * Array data on the wire: nested or flat JSON lists (non-finite numbers as the strings "NaN",
  * "Infinity", "-Infinity"), little-endian base64, and NumPy's .npy format.
+ *
+ * JSON numbers are doubles: an int64 element beyond 2^53 has no exact JSON form, so a JSON answer
+ * holding one is refused (422) with a pointer to base64 and .npy, which carry every bit.
  */
 import { DTYPE_INFO, itemSize, type DType } from '../engine/backend.js';
+import { halfValue, toDType } from '../engine/convert.js';
 import { sizeOf, shapeStr } from '../engine/ndarray.js';
 import { fail } from '../errors.js';
 
@@ -96,17 +100,33 @@ function shortestF32(v: number): number {
   return v;
 }
 
+/** The shortest decimal that reads back as the same float16. */
+function shortestF16(v: number): number {
+  for (let p = 1; p <= 5; p++) {
+    const s = Number(v.toPrecision(p));
+    if (toDType.float16(s) === v) return s;
+  }
+  return v;
+}
+
 function jsonValue(v: number, dtype: DType): JsonNum {
   if (Number.isNaN(v)) return 'NaN';
   if (v === Infinity) return 'Infinity';
   if (v === -Infinity) return '-Infinity';
   if (Object.is(v, -0)) return 0;
-  return dtype === 'float32' ? shortestF32(v) : v;
+  return dtype === 'float32' ? shortestF32(v) : dtype === 'float16' ? shortestF16(v) : v;
 }
 
 export function toFlat(values: Float64Array, dtype: DType): JsonNum[] {
   const out = new Array<JsonNum>(values.length);
   for (let i = 0; i < values.length; i++) out[i] = jsonValue(values[i], dtype);
+  if (dtype === 'int64') {
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isSafeInteger(values[i])) {
+        throw fail('invalid_argument', `element ${i} of an int64 array is beyond 2^53 (about ${values[i]}), which a JSON number cannot hold exactly; read it with format=base64 or as .npy (Accept: application/x-npy)`, { arg: 'format' });
+      }
+    }
+  }
   return out;
 }
 
@@ -135,19 +155,21 @@ interface NpyType {
   read: (b: Buffer, o: number) => number;
   /** The typed array of a little-endian type, to convert it in one pass on a little-endian host. */
   view?: TypedArrayOf;
-  float?: DType;
+  /** The dtype that holds this type's elements as they are. */
+  held?: DType;
 }
 
 const NPY_TYPES: Record<string, NpyType> = {
-  '<f4': { size: 4, read: (b, o) => b.readFloatLE(o), view: Float32Array, float: 'float32' },
-  '<f8': { size: 8, read: (b, o) => b.readDoubleLE(o), view: Float64Array, float: 'float64' },
+  '<f4': { size: 4, read: (b, o) => b.readFloatLE(o), view: Float32Array, held: 'float32' },
+  '<f8': { size: 8, read: (b, o) => b.readDoubleLE(o), view: Float64Array, held: 'float64' },
+  '<f2': { size: 2, read: (b, o) => halfValue(b.readUInt16LE(o)), held: 'float16' },
   '>f4': { size: 4, read: (b, o) => b.readFloatBE(o) },
   '>f8': { size: 8, read: (b, o) => b.readDoubleBE(o) },
-  '|u1': { size: 1, read: (b, o) => b.readUInt8(o), view: Uint8Array },
+  '|u1': { size: 1, read: (b, o) => b.readUInt8(o), view: Uint8Array, held: 'uint8' },
   '|i1': { size: 1, read: (b, o) => b.readInt8(o), view: Int8Array },
-  '<i4': { size: 4, read: (b, o) => b.readInt32LE(o), view: Int32Array },
+  '<i4': { size: 4, read: (b, o) => b.readInt32LE(o), view: Int32Array, held: 'int32' },
   '<u4': { size: 4, read: (b, o) => b.readUInt32LE(o), view: Uint32Array },
-  '<i8': { size: 8, read: (b, o) => Number(b.readBigInt64LE(o)), view: BigInt64Array },
+  '<i8': { size: 8, read: (b, o) => Number(b.readBigInt64LE(o)), view: BigInt64Array, held: 'int64' },
   '<i2': { size: 2, read: (b, o) => b.readInt16LE(o), view: Int16Array },
   '<u2': { size: 2, read: (b, o) => b.readUInt16LE(o), view: Uint16Array },
 };
@@ -170,7 +192,7 @@ function toFloat64(type: NpyType, data: Buffer, n: number): Float64Array {
 
 export interface NpyArray {
   shape: number[];
-  /** The file's own float dtype, when it has one. */
+  /** The dtype that holds the file's elements as they are, when there is one. */
   dtype: DType | null;
   /** Raw little-endian bytes when the file's dtype is the one asked for; otherwise values. */
   bytesFor(dtype: DType): Uint8Array | Float64Array;
@@ -190,7 +212,7 @@ export function parseNpy(buf: Buffer): NpyArray {
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
   if (!descr || !fortran || shapeText === undefined) throw bad('the header lacks descr, fortran_order or shape');
   const type = NPY_TYPES[descr];
-  if (!type) throw fail('unsupported_media_type', `.npy dtype ${descr} is not supported; send float32 (<f4), float64 (<f8) or an integer type`);
+  if (!type) throw fail('unsupported_media_type', `.npy dtype ${descr} is not supported; send float32 (<f4), float64 (<f8), float16 (<f2) or an integer type`);
   if (fortran === 'True') throw fail('invalid_request', '.npy arrays in Fortran order are not supported; save a C-contiguous array');
   const dims = shapeText.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
   if (dims.some((d) => !Number.isSafeInteger(d) || d < 0) || dims.length > MAX_RANK) throw bad(`shape (${shapeText}) is not a tuple of sizes`);
@@ -200,9 +222,9 @@ export function parseNpy(buf: Buffer): NpyArray {
   if (data.length !== n * type.size) throw bad(`shape ${shapeStr(shape)} of ${descr} needs ${n * type.size} bytes of data, the body has ${data.length}`);
   return {
     shape,
-    dtype: type.float ?? null,
+    dtype: type.held ?? null,
     bytesFor(dtype) {
-      if (type.float === dtype) return data;
+      if (type.held === dtype) return data;
       return toFloat64(type, data, n);
     },
   };

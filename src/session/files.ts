@@ -3,6 +3,7 @@
  * Like the other service functions, these run inside `session.run`.
  */
 import type { NDArray } from '../engine/ndarray.js';
+import { isFloat } from '../engine/backend.js';
 import { NAME_RE } from '../program/format.js';
 import { attachGrad, gradOf } from '../autograd/slot.js';
 import { fail } from '../errors.js';
@@ -62,6 +63,8 @@ export function importSession(s: Session, file: Uint8Array): ImportResult {
     if (a.dtype !== g.dtype || a.shape.length !== g.shape.length || a.shape.some((d, i) => d !== g.shape[i])) {
       throw fail('invalid_request', `not a valid safetensors file: \`${name}.grad\` (${g.dtype} [${g.shape.join(', ')}]) must have the dtype and shape of \`${name}\` (${a.dtype} [${a.shape.join(', ')}])`);
     }
+    // As attach_grad: only float arrays carry gradients.
+    if (!isFloat(a.dtype)) throw fail('invalid_request', `not a valid safetensors file: \`${name}\` is ${a.dtype}, which carries no gradient, yet the file has \`${name}.grad\``);
   }
 
   // Allocate everything first: alloc is where the quotas are enforced.

@@ -1,5 +1,5 @@
 /**
- * The safetensors file format (https://huggingface.co/docs/safetensors), for float32 and float64:
+ * The safetensors file format (https://huggingface.co/docs/safetensors), for every dtype of DTYPE_INFO:
  *
  *   8 bytes   N, the header length, little-endian unsigned
  *   N bytes   a JSON object {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {str: str}}
@@ -10,7 +10,7 @@
  * nothing of sessions: it turns bytes into (name, dtype, shape, bytes) entries and back.
  */
 import type { DType } from '../engine/backend.js';
-import { itemSize } from '../engine/backend.js';
+import { DTYPE_INFO, DTYPES, itemSize } from '../engine/backend.js';
 import { fail } from '../errors.js';
 import { record, table } from '../lookup.js';
 
@@ -27,10 +27,10 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
-const TO_FILE: Record<DType, string> = { float32: 'F32', float64: 'F64' };
-const FROM_FILE = table<DType>({ F32: 'float32', F64: 'float64' });
+const TO_FILE = (d: DType): string => DTYPE_INFO[d].safetensors;
+const FROM_FILE = table<DType>(Object.fromEntries(DTYPES.map((d) => [DTYPE_INFO[d].safetensors, d])));
 /** The dtypes of the format that gradserve cannot hold, so that the refusal can say so. */
-const OTHER_DTYPES = new Set(['BOOL', 'U8', 'I8', 'U16', 'I16', 'F16', 'BF16', 'U32', 'I32', 'U64', 'I64', 'F8_E4M3', 'F8_E5M2', 'C64']);
+const OTHER_DTYPES = new Set(['BOOL', 'I8', 'U16', 'I16', 'BF16', 'U32', 'U64', 'F8_E4M3', 'F8_E5M2', 'C64']);
 const METADATA = '__metadata__';
 /** The reference implementation refuses headers above 100 MB; so do we (before parsing them). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -49,7 +49,7 @@ export function encodeSafetensors(tensors: readonly Tensor[], metadata: Record<s
   let offset = 0;
   for (const t of tensors) {
     const end = offset + t.bytes.byteLength;
-    header[t.name] = { dtype: TO_FILE[t.dtype], shape: t.shape, data_offsets: [offset, end] };
+    header[t.name] = { dtype: TO_FILE(t.dtype), shape: t.shape, data_offsets: [offset, end] };
     offset = end;
   }
   let json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -120,8 +120,8 @@ export function decodeSafetensors(file: Uint8Array, validName: (name: string) =>
     const dt = FROM_FILE[dtype];
     if (!dt) {
       throw bad(OTHER_DTYPES.has(dtype)
-        ? `tensor \`${name}\` has dtype ${dtype}; gradserve holds F32 and F64 only`
-        : `tensor \`${name}\` has unknown dtype ${JSON.stringify(dtype)} (F32 or F64)`);
+        ? `tensor \`${name}\` has dtype ${dtype}; gradserve holds ${Object.keys(FROM_FILE).join(', ')} only`
+        : `tensor \`${name}\` has unknown dtype ${JSON.stringify(dtype)} (${Object.keys(FROM_FILE).join(', ')})`);
     }
     if (!Array.isArray(shape) || shape.length > MAX_RANK || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw bad(`tensor \`${name}\` has shape ${JSON.stringify(shape)}; a shape is a list of at most ${MAX_RANK} non-negative integers`);

@@ -245,7 +245,8 @@ export function runOps(s: Session, input: OpsInput, uploads: ReadonlyMap<string,
     if (scalar) {
       answer.result = new Deferred(() => {
         const v = s.memory.backend.readNumbers(array.storage)[0];
-        return scalarJson(array.dtype === 'float32' ? (toFlat(Float64Array.of(v), 'float32')[0] as number) : v);
+        // toFlat writes the shortest decimal of float32 and float16, and refuses an int64 beyond 2^53.
+        return Number.isFinite(v) ? toFlat(Float64Array.of(v), array.dtype)[0] : scalarJson(v);
       }) as unknown as number;
     } else {
       answer.result = describe(s, resultName!.startsWith('%') ? 'result' : resultName!, array, format);

@@ -4,7 +4,7 @@
  * name holds (reference counts: src/autograd/refs.ts).
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, DType } from '../engine/backend.js';
+import { isFloat, type Backend, type DType } from '../engine/backend.js';
 import { makeKernels, type Kernels } from '../engine/kernels.js';
 import { NDArray, type Cell } from '../engine/ndarray.js';
 import type { GradReq } from '../program/format.js';
@@ -204,6 +204,10 @@ export class Session {
   }
 
   attachGrad(a: NDArray, req: GradReq): void {
+    // Gradients are float: an integer array (labels, indices, pixels) or a float16 one is data.
+    if (!isFloat(a.dtype)) {
+      throw fail('dtype_mismatch', `attach_grad needs a float32 or float64 array, not ${a.dtype}: integers and float16 carry no gradient; convert with astype('float32') first`, { arg: 'name' });
+    }
     attachGrad(a, req, this.k.full(a.dtype, a.shape, 0));
   }
 

@@ -131,7 +131,9 @@ describe('the addon rejects malformed commands', () => {
     ['handle 0', [0, 5, 0, 1, 4]],
     ['a handle out of range', [0, 5, 2 ** 24, 1, 4]],
     ['a NaN handle', [0, 5, NaN, 1, 4]],
-    ['an unknown dtype', [0, 5, H, 2, 4]],
+    // On a free handle, so that only the dtype can be at fault (codes 0-5 are the six dtypes).
+    ['an unknown dtype', [0, 5, H + 1, 6, 4]],
+    ['a fractional dtype', [0, 5, H + 1, 2.5, 4]],
     ['a negative length', [0, 5, H, 1, -4]],
     ['a huge length', [0, 5, H, 1, 2 ** 52]],
     ['a kernel on a handle never allocated', [2, 4, H + 5, 1]],

@@ -1,10 +1,12 @@
 /**
  * The native backend against the reference (the living definition of every kernel), on random
- * inputs, for every kernel and both dtypes; then robustness: bad arguments throw, never crash.
+ * inputs, for every kernel and every dtype it takes (floats; integers for the elementwise, copy and
+ * reduction kernels; float16 for fills, copies and casts); then robustness: bad arguments throw,
+ * never crash.
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import {
-  BINARY_KERNELS, DTYPES, REDUCE_KERNELS, UNARY_KERNELS,
+  BINARY_KERNELS, DTYPES, REDUCE_KERNELS, UNARY_KERNELS, DTYPE_INFO, itemSize,
   type Backend, type DType, type Storage, type View,
 } from '../../src/engine/backend.js';
 import { referenceBackend as ref } from '../../src/engine/reference.js';
@@ -15,6 +17,10 @@ const addon = loadNativeAddon();
 if (!addon) throw new Error('native addon missing: run `npm run install` first');
 
 // ---- helpers -------------------------------------------------------------------------------
+
+/** The dtypes kernels compute on (not float16), and the float ones (GEMM, random). */
+const NUMERIC = DTYPES.filter((d) => DTYPE_INFO[d].kind !== 'storage');
+const FLOATS = DTYPES.filter((d) => DTYPE_INFO[d].kind === 'float');
 
 
 const SPECIALS = [0, -0, 1, -1, 0.5, -0.5, 1.5, 2.5, -2.5, NaN, Infinity, -Infinity, 1e-8, 30, -30, 800, -800];
@@ -64,8 +70,9 @@ const compare = (r: Storage, n: Storage, tol: number, what: string) =>
   expectClose(ref.readNumbers(r), nat.readNumbers(n), tol, what);
 
 // Elementwise float32 results may differ by an ulp where libm and V8 round differently.
-const ELEM_TOL: Record<DType, number> = { float32: 2.5e-7, float64: 1e-12 };
-const ACC_TOL: Record<DType, number> = { float32: 1e-5, float64: 1e-12 };
+// Integers are exact (the reference's int64 is exact below 2^53, where these tests stay).
+const ELEM_TOL: Record<DType, number> = { float32: 2.5e-7, float64: 1e-12, int32: 0, int64: 0, uint8: 0, float16: 0 };
+const ACC_TOL: Record<DType, number> = { float32: 1e-5, float64: 1e-12, int32: 0, int64: 0, uint8: 0, float16: 0 };
 
 /** A random strided view of `shape` into a fresh buffer: broadcast, stepped, flipped, permuted, offset. */
 function randomView(shape: readonly number[], r: () => number, allowBroadcast = true): { len: number; view: View } {
@@ -105,7 +112,7 @@ describe('native storage', () => {
       expect(s.alive).toBe(true);
       expect(s.length).toBe(1000);
       expect(s.dtype).toBe(dtype);
-      expect(addon.nativeBytesLive()).toBe(before + 1000 * (dtype === 'float32' ? 4 : 8));
+      expect(addon.nativeBytesLive()).toBe(before + 1000 * itemSize(dtype));
       expect(Array.from(nat.readNumbers(s)).every((v) => v === 0)).toBe(true);
       nat.free(s);
       nat.free(s); // idempotent
@@ -163,7 +170,7 @@ describe('creation kernels', () => {
 
 describe('random', () => {
   it('uniform bits are identical to the reference', () => {
-    for (const dtype of DTYPES) {
+    for (const dtype of FLOATS) {
       for (const [seed, counter] of [[0, 0], [42, 7], [-5, 3], [4294967295, 2 ** 31 - 3], [123.7, 2 ** 40 + 5]]) {
         const [a, b] = outs(dtype, 5000);
         ref.randomUniform(a, seed, counter, -2, 3); nat.randomUniform(b, seed, counter, -2, 3);
@@ -179,7 +186,7 @@ describe('random', () => {
   });
 
   it('normals match to 1e-12 (float64) and an ulp (float32)', () => {
-    for (const dtype of DTYPES) {
+    for (const dtype of FLOATS) {
       for (const [seed, counter] of [[1, 0], [77, 1000], [2 ** 31, 2 ** 35]]) {
         const [a, b] = outs(dtype, 5000);
         ref.randomNormal(a, seed, counter, 0.5, 2); nat.randomNormal(b, seed, counter, 0.5, 2);
@@ -192,7 +199,7 @@ describe('random', () => {
 // ---- elementwise ---------------------------------------------------------------------------
 
 describe('unary kernels', () => {
-  for (const dtype of DTYPES) {
+  for (const dtype of NUMERIC) {
     it(`every unary kernel matches (${dtype})`, () => {
       const r = rng(2);
       const data = [...SPECIALS, ...randomData(300, r, true)];
@@ -221,7 +228,7 @@ describe('SIMD elementwise paths (exp, contiguous binary)', () => {
   // plus float32 overflow and underflow edges, at lengths that leave every possible tail.
   const EDGES = [...SPECIALS, 707.9, 708, 708.1, -708, -708.1, -709.5, 709.7, 709.8, -745.1, -745.2, 88.72, 88.73,
     -87.3, -103.9, -104, 1e-300, -1e-300, 5e-324, 0.34657, -0.34657, 0.3466, 700.5, -700.5];
-  for (const dtype of DTYPES) {
+  for (const dtype of FLOATS) {
     it(`exp and add/sub/mul/div/maximum/minimum match on every SIMD level, in place, any length (${dtype})`, () => {
       const r = rng(21);
       for (const level of levels) {
@@ -256,7 +263,7 @@ describe('SIMD elementwise paths (exp, contiguous binary)', () => {
     it(`large contiguous binary ops (streamed stores) match (${dtype})`, { timeout: 60_000 }, () => {
       // Past 16 MiB of output the AVX2 path writes with non-temporal stores; odd length and an
       // offset view so that neither the chunks nor the inputs are aligned.
-      const n = (16 << 20) / (dtype === 'float32' ? 4 : 8) + 13;
+      const n = (16 << 20) / itemSize(dtype) + 13;
       const r = rng(23);
       const [x, y] = pair(dtype, randomData(n + 1, r, true));
       const [u, w] = pair(dtype, randomData(n, r, true));
@@ -321,7 +328,7 @@ describe('packed view buffers', () => {
 const VIEW_SHAPES: number[][] = [[], [7], [3, 4], [2, 3, 5], [4, 1, 3, 2], [0, 3], [3, 0, 2]];
 
 describe('binary kernels', () => {
-  for (const dtype of DTYPES) {
+  for (const dtype of NUMERIC) {
     it(`every binary kernel matches on random views (${dtype})`, () => {
       const r = rng(4);
       for (const shape of VIEW_SHAPES) {
@@ -368,7 +375,7 @@ describe('binary kernels', () => {
     compare(o1, o2, 0, 'add');
   });
 
-  for (const dtype of DTYPES) {
+  for (const dtype of NUMERIC) {
     it(`where matches on random views (${dtype})`, () => {
       const r = rng(7);
       for (const shape of VIEW_SHAPES) {
@@ -389,7 +396,7 @@ describe('binary kernels', () => {
 });
 
 describe('strided copies', () => {
-  for (const dtype of DTYPES) {
+  for (const dtype of NUMERIC) {
     it(`copyStrided and scatterAddStrided match on random views (${dtype})`, () => {
       const r = rng(8);
       for (const shape of [...VIEW_SHAPES, [50, 40, 40]]) {
@@ -420,7 +427,7 @@ function subsets(rank: number): number[][] {
 }
 
 describe('reductions', () => {
-  for (const dtype of DTYPES) {
+  for (const dtype of NUMERIC) {
     it(`reduce over every subset of axes (${dtype})`, () => {
       const r = rng(9);
       const shapes = [[3, 4, 5], [1, 6, 1], [2, 1, 7], [0, 3, 2], [4, 0, 1], [40, 50, 36]];
@@ -478,7 +485,7 @@ function checkGemm(backendTol: number, dtype: DType, batch: number, m: number, n
 describe('gemm', () => {
   const levels = ['sse2', 'avx2', 'avx512f'];
   afterAll(() => { addon.setSimdCap('avx512f'); });
-  for (const dtype of DTYPES) {
+  for (const dtype of FLOATS) {
     it(`all transposes, batch strides and sizes (${dtype})`, () => {
       const r = rng(11);
       const sizes = [[1, 1, 1], [2, 3, 4], [7, 5, 9], [37, 53, 300], [13, 70, 29], [64, 64, 64], [0, 4, 3], [3, 0, 2], [4, 5, 0]];
@@ -518,7 +525,7 @@ describe('gemm', () => {
 describe('cast', () => {
   it('converts both directions like the reference', () => {
     const data = randomData(500, rng(14), true).map((v) => v * 1e30);
-    for (const [from, to] of [['float64', 'float32'], ['float32', 'float64'], ['float32', 'float32'], ['float64', 'float64']] as const) {
+    for (const [from, to] of DTYPES.flatMap((f) => DTYPES.map((t) => [f, t] as const))) {
       const [x1, x2] = pair(from, data);
       const [o1, o2] = outs(to, data.length);
       ref.cast(x1, o1); nat.cast(x2, o2);

@@ -3,6 +3,7 @@ import { SessionStore } from '../../src/session/store.js';
 import { loadConfig } from '../../src/config.js';
 import { NDArray } from '../../src/engine/ndarray.js';
 import type { Session } from '../../src/session/session.js';
+import type { DType } from '../../src/engine/backend.js';
 import { backendUnderTest } from './server.js';
 import '../../src/ops/index.js';
 
@@ -11,7 +12,7 @@ export function newSession(backend = backendUnderTest(), seed = 7): Session {
   return store.create({ apiKey: null, seed, default_dtype: 'float64' }).session;
 }
 
-export function fromValues(s: Session, values: ArrayLike<number>, shape: number[], dtype: 'float32' | 'float64' = 'float64'): NDArray {
+export function fromValues(s: Session, values: ArrayLike<number>, shape: number[], dtype: DType = 'float64'): NDArray {
   const a = s.k.alloc(dtype, shape);
   s.memory.backend.writeNumbers(a.storage, values);
   return a;

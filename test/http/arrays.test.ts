@@ -78,8 +78,11 @@ describe('arrays', () => {
     expect(rn.headers['content-type']).toMatch(/application\/x-npy/);
     expect((rn.body as Buffer).equals(npy([1, 2, 3, 4, 5, 6], [2, 3]))).toBe(true);
     const uint8 = await c.post('/arrays?name=u').set('Content-Type', 'application/x-npy').send(npy([0, 7, 255], [3], '|u1')).expect(201);
-    expect(uint8.body.dtype).toBe('float32');
+    // A dtype gradserve holds is kept; ?dtype= converts.
+    expect(uint8.body.dtype).toBe('uint8');
     expect(await c.data('u')).toEqual([0, 7, 255]);
+    const asFloat = await c.post('/arrays?name=uf&dtype=float32').set('Content-Type', 'application/x-npy').send(npy([0, 7, 255], [3], '|u1')).expect(201);
+    expect(asFloat.body.dtype).toBe('float32');
   });
 
   it('writes float32 as the shortest decimal that reads back (0.1, not 0.10000000149011612)', async () => {

@@ -20,7 +20,7 @@ NAME_PREFIX = '_py'
 # and this many bytes, so server memory stays bounded in loops.
 MAX_DEAD_NAMES = 8
 MAX_DEAD_BYTES = 4 << 20
-_DTYPE_BYTES = {'float32': 4, 'float64': 8}
+_DTYPE_BYTES = {'float32': 4, 'float64': 8, 'int32': 4, 'int64': 8, 'uint8': 1, 'float16': 2}
 
 
 def _env_int(name: str) -> int | None:

@@ -18,11 +18,16 @@ THRESHOLD = 1000
 EDGEITEMS = 3
 
 
+_NARROW = {'float32': 'f', 'float16': 'e'}
+INT_DTYPES = ('int32', 'int64', 'uint8')
+
+
 def _to_dtype(x: float, dtype: str) -> float:
-    """Rounds a Python float to the nearest value of `dtype` (float32 rounding through struct)."""
-    if dtype == 'float32' and math.isfinite(x):
+    """Rounds a Python float to the nearest value of `dtype` (float32 and float16 through struct)."""
+    code = _NARROW.get(dtype)
+    if code and math.isfinite(x):
         try:
-            return struct.unpack('<f', struct.pack('<f', x))[0]
+            return struct.unpack('<' + code, struct.pack('<' + code, x))[0]
         except OverflowError:
             return math.copysign(math.inf, x)
     return x
@@ -30,13 +35,23 @@ def _to_dtype(x: float, dtype: str) -> float:
 
 def _shortest(x: float, dtype: str) -> str:
     """The shortest decimal string that reads back as `x` in `dtype` (finite x)."""
-    if dtype != 'float32':
+    if dtype not in _NARROW:
         return repr(x)
     for p in range(1, 10):
         s = '%.*g' % (p, x)
-        if _to_dtype(float(s), 'float32') == x:
+        if _to_dtype(float(s), dtype) == x:
             return s
     return '%.9g' % x
+
+
+class _IntFormat:
+    """NumPy's IntegerFormat: every element right-aligned to the widest shown one."""
+
+    def __init__(self, values: list, dtype: str):
+        self.width = max((len(str(int(v))) for v in values), default=0)
+
+    def __call__(self, x) -> str:
+        return str(int(x)).rjust(self.width)
 
 
 def _positional(x: float, dtype: str, precision: int) -> tuple[str, str]:
@@ -89,9 +104,9 @@ class _FloatFormat:
         if nonzero:
             mx, mn = max(nonzero), min(nonzero)
             ratio = _to_dtype(mx / mn, dtype) if mn else math.inf
-            # NumPy >= 2.2: 10**min(8, finfo(dtype).precision), i.e. 1e6 for float32, 1e8 for
-            # float64 (NumPy 1.x, which MXNet 1.x used, had 1e8 for both).
-            cutoff = 1e6 if dtype == 'float32' else 1e8
+            # NumPy >= 2.2: 10**min(8, finfo(dtype).precision), i.e. 1e3 for float16, 1e6 for
+            # float32, 1e8 for float64 (NumPy 1.x, which MXNet 1.x used, had 1e8 for all).
+            cutoff = {'float16': 1e3, 'float32': 1e6}.get(dtype, 1e8)
             if (mx >= cutoff or mn < _to_dtype(0.0001, dtype)
                     or ratio > 1000.0):
                 self.exp_format = True
@@ -149,8 +164,9 @@ def array2string(flat: list[float], shape: tuple[int, ...], dtype: str = 'float3
         size *= n
     if size == 0:
         return '[]'
+    Format = _IntFormat if dtype in INT_DTYPES else _FloatFormat
     if not shape:
-        return _FloatFormat(flat, dtype)(flat[0])
+        return Format(flat, dtype)(flat[0])
     summarise = size > THRESHOLD
     strides = []
     acc = 1
@@ -169,7 +185,7 @@ def array2string(flat: list[float], shape: tuple[int, ...], dtype: str = 'float3
     offsets = [0]
     for axis in range(len(shape)):
         offsets = [o + i * strides[axis] for o in offsets for i in shown(axis)]
-    fmt = _FloatFormat([flat[o] for o in offsets], dtype)
+    fmt = Format([flat[o] for o in offsets], dtype)
     sep = ' '
 
     def rec(axis: int, offset: int, hanging: str, width: int) -> str:

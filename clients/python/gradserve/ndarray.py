@@ -25,11 +25,29 @@ if os.environ.get('GRADSERVE_NO_NUMPY', '') in ('', '0'):
 
 DEVICE = 'gradserve'
 INLINE_MAX = 8  # arrays up to this many (finite) elements travel as JSON numbers; larger as base64
-_STRUCT = {'float32': 'f', 'float64': 'd'}
+_STRUCT = {'float32': 'f', 'float64': 'd', 'int32': 'i', 'int64': 'q', 'uint8': 'B', 'float16': 'e'}
+_INT_BITS = {'int32': (32, True), 'int64': (64, True), 'uint8': (8, False)}
+# Other spellings numpy and MXNet code use for the same dtypes.
+_ALIASES = {'float': 'float64', 'double': 'float64', 'single': 'float32', 'half': 'float16',
+            'f4': 'float32', 'f8': 'float64', 'f2': 'float16', '<f4': 'float32', '<f8': 'float64', '<f2': 'float16',
+            'i4': 'int32', '<i4': 'int32', 'i8': 'int64', '<i8': 'int64', 'u1': 'uint8', '|u1': 'uint8',
+            'int': 'int64', 'uint8_t': 'uint8'}
+
+
+def _to_int(v, dtype: str) -> int:
+    """A number as an element of an integer dtype: truncated toward zero and wrapped, as the
+    server converts (NaN and infinities become 0)."""
+    bits, signed = _INT_BITS[dtype]
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return 0
+        v = int(v)
+    v = int(v) % (1 << bits)
+    return v - (1 << bits) if signed and v >= 1 << (bits - 1) else v
 
 
 def _dtype_name(dtype) -> str | None:
-    """'float32' / 'float64' from a string, a numpy dtype or a numpy scalar type."""
+    """A gradserve dtype name from a string, a numpy dtype or a numpy scalar type."""
     if dtype is None:
         return None
     if isinstance(dtype, str):
@@ -38,10 +56,9 @@ def _dtype_name(dtype) -> str | None:
         name = np.dtype(dtype).name
     else:
         name = getattr(dtype, '__name__', None) or str(dtype)
-    name = {'float': 'float64', 'double': 'float64', 'single': 'float32', 'f4': 'float32',
-            'f8': 'float64', '<f4': 'float32', '<f8': 'float64'}.get(name, name)
+    name = _ALIASES.get(name, name)
     if name not in _STRUCT:
-        raise TypeError('gradserve arrays are float32 or float64, not %r' % (dtype,))
+        raise TypeError('gradserve arrays are float32, float64, int32, int64, uint8 or float16, not %r' % (dtype,))
     return name
 
 
@@ -102,7 +119,8 @@ def _decode(desc: dict) -> list[float]:
         elif isinstance(x, str):
             out.append({'NaN': math.nan, 'Infinity': math.inf, '-Infinity': -math.inf}[x])
         else:
-            out.append(float(x))
+            out.append(int(x) if integer else float(x))
+    integer = dtype in _INT_BITS
     walk(data)
     return out
 
@@ -711,6 +729,11 @@ def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray
         dt = _dtype_name(dtype) if dtype is not None else 'float32'
         flat, shape = _flatten(source)
         shape = shape or (1,)
+        if dt in _INT_BITS:
+            flat = [_to_int(v, dt) for v in flat]
+        elif dt == 'float16':
+            # struct refuses what rounds past 65504; the server's conversion makes it infinite.
+            flat = [v if not math.isfinite(v) or abs(v) < 65520 else math.copysign(math.inf, v) for v in flat]
         raw = struct.pack('<%d%s' % (len(flat), _STRUCT[dt]), *flat)
     piece = client.max_queued_bytes()
     if len(raw) <= piece:

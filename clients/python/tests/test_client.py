@@ -179,6 +179,63 @@ class ClientTest(unittest.TestCase):
         self.assertTrue((np.asarray(x * 2) == a * 2).all())
         self.assertEqual(nd.array(np.ones(3, dtype=np.int64)).dtype, np.float32)
 
+    # -- integer dtypes and float16 (MXNet 1.x semantics) -----------------------------------
+    def test_integer_labels_as_in_the_book(self):
+        y = nd.array([0, 2], dtype='int32')
+        self.assertEqual(str(y.dtype), str(np.int32 if np is not None else 'int32'))
+        self.assertEqual(y.tolist(), [0, 2])
+        self.assertIsInstance(y.tolist()[0], int)
+        y_hat = nd.array([[0.1, 0.3, 0.6], [0.3, 0.2, 0.5]])
+        self.assertList(nd.pick(y_hat, y), [0.1, 0.5])
+        acc = (y_hat.argmax(axis=1) == y.astype('float32')).sum()
+        self.assertEqual(acc.asscalar(), 1.0)
+        self.assertEqual(nd.one_hot(y, 3).tolist(), [[1, 0, 0], [0, 0, 1]])
+        self.assertEqual(str(nd.one_hot(y, 3).dtype), str(np.float32 if np is not None else 'float32'))
+        # Index 2 is clipped to the last row, as MXNet's take does by default.
+        self.assertList(nd.take(y_hat, y), [[0.1, 0.3, 0.6], [0.3, 0.2, 0.5]])
+
+    def test_integer_arithmetic_keeps_the_dtype(self):
+        y = nd.array([7, -7, 5], dtype='int32')
+        self.assertEqual((y / 2).tolist(), [3, -3, 2])
+        self.assertEqual((y == 5).tolist(), [0, 0, 1])
+        self.assertEqual(str((y == 5).dtype), str(np.int32 if np is not None else 'int32'))
+        self.assertEqual(y.sum().asscalar(), 5)
+        self.assertEqual(repr(nd.array([3, 10, -1], dtype='int64')), '\n[ 3 10 -1]\n<NDArray 3 @gradserve>')
+        with self.assertRaises(gradserve.UnprocessableError):
+            (y + nd.array([1, 2, 3])).tolist()
+        with self.assertRaises(gradserve.UnprocessableError):
+            nd.exp(y).tolist()
+        with self.assertRaises(gradserve.UnprocessableError):
+            y.attach_grad()
+            y.grad.tolist()
+
+    def test_images_uint8_to_float(self):
+        img = nd.array([[0, 128, 255]], dtype='uint8')
+        self.assertList(img.astype('float32') / 255, [[0, 128 / 255, 1]])
+        self.assertEqual(nd.array([300, -1], dtype='uint8').tolist(), [44, 255])
+        if np is not None:
+            a = np.array([[1, 2], [3, 250]], dtype=np.uint8)
+            x = nd.array(a, dtype=np.uint8)
+            self.assertEqual(x.dtype, np.uint8)
+            back = x.asnumpy()
+            self.assertEqual(back.dtype, np.uint8)
+            self.assertTrue((back == a).all())
+            # MXNet 1.x: without dtype a numpy integer source becomes float32.
+            self.assertEqual(nd.array(a).dtype, np.float32)
+            big = nd.array(np.arange(20, dtype=np.int64) * (2 ** 40), dtype='int64')
+            self.assertTrue((big.asnumpy() == np.arange(20, dtype=np.int64) * (2 ** 40)).all())
+
+    def test_float16_storage(self):
+        h = nd.array([0.1, 1000.7], dtype='float16')
+        self.assertEqual(str(h.dtype), str(np.float16 if np is not None else 'float16'))
+        self.assertEqual(h.astype('float32').tolist(), [0.0999755859375, 1000.5])
+        self.assertEqual(nd.array([1e6, -70000], dtype='float16').astype('float32').tolist(), [math.inf, -math.inf])
+        self.assertEqual(h.reshape((2, 1)).shape, (2, 1))
+        with self.assertRaises(gradserve.UnprocessableError):
+            (h * 2).tolist()
+        if np is not None:
+            self.assertEqual(h.asnumpy().dtype, np.float16)
+
     def test_in_place(self):
         w = nd.array([1, 2, 3])
         name = w.name

@@ -9,7 +9,7 @@
 import type { Attrs, BackwardOptions, GradReq, Session } from './session.js';
 import type { OpName } from './op-names.js';
 
-export type DType = 'float32' | 'float64';
+export type DType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'float16';
 /** Nested lists of numbers, as `tolist()` gives and `nd.array` takes. */
 export type Nested = number | Nested[];
 /** An op argument: an array (or a pending one), a scalar, or an inline constant. */

@@ -19,7 +19,7 @@ export interface ConnectOptions {
   /** Seed of the session's random stream (random when absent). */
   seed?: number;
   /** dtype of created arrays unless an op says otherwise (float32). */
-  defaultDtype?: DType;
+  defaultDtype?: 'float32' | 'float64';
   ttlSeconds?: number;
   /** Sent as X-API-Key when the server requires a key to create sessions. */
   apiKey?: string;

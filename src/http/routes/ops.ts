@@ -6,6 +6,8 @@ import { sessionOf } from '../auth.js';
 import { problems } from '../responses.js';
 import { autogradState, runOps } from '../../session/service.js';
 import { allOps } from '../../ops/index.js';
+import { takesDtype } from '../../ops/dispatch.js';
+import { DTYPES } from '../../engine/backend.js';
 import type { Services } from '../services.js';
 import { uploadsOf } from '../multipart.js';
 
@@ -24,6 +26,7 @@ function opListing() {
     mode_dependent: d.modeDependent,
     scalar_inputs: d.scalarInputs,
     outputs: d.outputCount ?? d.visibleOutputs ?? 1,
+    dtypes: d.inputs.map((_, i) => DTYPES.filter((t) => takesDtype(d, i, t))),
   }));
 }
 

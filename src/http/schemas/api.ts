@@ -5,9 +5,12 @@
 import { z } from 'zod';
 import { Arg, Name, NestedNums, Ref, Statement, GradReq, ScopeKind } from './program.js';
 import { LIMITS } from '../../program/format.js';
+import { DTYPES } from '../../engine/backend.js';
 import { fastChecked, isArrayBody, isOpsBody } from './fast.js';
 
-export const DTypeSchema = z.enum(['float32', 'float64']);
+export const DTypeSchema = z.enum(DTYPES as unknown as ['float32', 'float64', 'int32', 'int64', 'uint8', 'float16']);
+/** A session's default dtype: one of the floats, since created arrays are differentiable by default. */
+export const DefaultDTypeSchema = z.enum(['float32', 'float64']);
 const Shape = z.array(z.number().int().min(0).max(2 ** 31 - 1)).max(32);
 
 export const Problem = z.object({
@@ -26,7 +29,7 @@ export const TapeParams = SessionParams.extend({ tid: z.string().min(1).max(64) 
 export const CreateSession = z.object({
   ttl_seconds: z.number().int().min(1).optional().describe('idle time before the session expires; each request renews it'),
   seed: z.number().int().min(0).max(2 ** 32 - 1).optional().describe('seed of the session\'s random stream (random when absent)'),
-  default_dtype: DTypeSchema.optional().describe('dtype of created arrays unless an op says otherwise (float32)'),
+  default_dtype: DefaultDTypeSchema.optional().describe('dtype of created arrays unless an op says otherwise (float32)'),
 }).strict().meta({ id: 'CreateSession' });
 
 export const Seed = z.object({ seed: z.number().int().min(0).max(2 ** 32 - 1) }).strict().meta({ id: 'Seed' });
@@ -37,7 +40,7 @@ const SessionBase = z.object({
   expires_at: z.string(),
   ttl_seconds: z.number(),
   seed: z.number(),
-  default_dtype: DTypeSchema,
+  default_dtype: DefaultDTypeSchema,
 });
 
 const SessionLimits = z.object({
@@ -178,6 +181,8 @@ export const OpInfo = z.object({
   scalar_inputs: z.boolean(),
   outputs: z.union([z.number().int().min(1), z.string()])
     .describe('how many outputs a call returns, or the attribute that says (split: "num_outputs")'),
+  dtypes: z.array(z.array(DTypeSchema))
+    .describe('for each input (in the order of `inputs`), the dtypes it takes; any other is 422 dtype_mismatch'),
 });
 
 export const OpList = z.object({ ops: z.array(OpInfo) }).meta({ id: 'OpList' });

@@ -11,6 +11,7 @@
  */
 import type { z } from 'zod';
 import { LIMITS, NAME_RE, REF_RE } from '../../program/format.js';
+import { DTYPES } from '../../engine/backend.js';
 
 export type FastCheck = (value: unknown) => boolean;
 
@@ -132,7 +133,7 @@ export function isOpsBody(b: unknown): boolean {
 
 const isDim = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 2 ** 31 - 1;
 const isShape = (v: unknown): boolean => everyOf(v, 0, 32, isDim);
-const isOptDType = (v: unknown): boolean => v === undefined || v === 'float32' || v === 'float64';
+const isOptDType = (v: unknown): boolean => v === undefined || (typeof v === 'string' && (DTYPES as readonly string[]).includes(v));
 const LIST_KEYS = ['name', 'data', 'shape', 'dtype'];
 const BASE64_KEYS = ['name', 'data_base64', 'shape', 'dtype'];
 

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
+#include "kernels/convert.h"
 #include "kernels/elementwise_simd.h"
 #include "kernels/layout.h"
 #include "kernels/scalar_ops.h"
@@ -17,15 +19,17 @@ void map_unary(const T* x, T* o, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
     // out may be x: each element is read before it is written, at the same index.
 #pragma GCC ivdep
-    for (int64_t i = lo; i < hi; i++) o[i] = unary_op<op>(x[i]);
+    for (int64_t i = lo; i < hi; i++) o[i] = any_unary_op<op>(x[i]);
   });
 }
 
 template <class T>
 void unary_t(Unary op, const T* x, T* o, int64_t n) {
-  if (op == Unary::exp && simd_elementwise()) {
-    parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) { exp_avx2(x + lo, o + lo, hi - lo); });
-    return;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (op == Unary::exp && simd_elementwise()) {
+      parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) { exp_avx2(x + lo, o + lo, hi - lo); });
+      return;
+    }
   }
   switch (op) {
 #define X(name) case Unary::name: map_unary<Unary::name>(x, o, n); break;
@@ -37,22 +41,24 @@ void unary_t(Unary op, const T* x, T* o, int64_t n) {
 // One run of a binary kernel; the common stride patterns get loops the compiler can vectorize.
 template <Binary op, class T>
 inline void binary_run(int64_t n, const T* a, int64_t sa, const T* b, int64_t sb, T* o, bool simd, bool nt) {
-  if (simd && (sa == 1 || sa == 0) && (sb == 1 || sb == 0) && sa + sb > 0 &&
-      binary_avx2(op, sa == 1 && sb == 1 ? 0 : sa == 1 ? 1 : 2, a, b, o, n, nt))
-    return;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (simd && (sa == 1 || sa == 0) && (sb == 1 || sb == 0) && sa + sb > 0 &&
+        binary_avx2(op, sa == 1 && sb == 1 ? 0 : sa == 1 ? 1 : 2, a, b, o, n, nt))
+      return;
+  }
   if (sa == 1 && sb == 1) {
 #pragma GCC ivdep
-    for (int64_t i = 0; i < n; i++) o[i] = binary_op<op>(a[i], b[i]);
+    for (int64_t i = 0; i < n; i++) o[i] = any_binary_op<op>(a[i], b[i]);
   } else if (sa == 1 && sb == 0) {
     const T bv = *b;
 #pragma GCC ivdep
-    for (int64_t i = 0; i < n; i++) o[i] = binary_op<op>(a[i], bv);
+    for (int64_t i = 0; i < n; i++) o[i] = any_binary_op<op>(a[i], bv);
   } else if (sa == 0 && sb == 1) {
     const T av = *a;
 #pragma GCC ivdep
-    for (int64_t i = 0; i < n; i++) o[i] = binary_op<op>(av, b[i]);
+    for (int64_t i = 0; i < n; i++) o[i] = any_binary_op<op>(av, b[i]);
   } else {
-    for (int64_t i = 0; i < n; i++) o[i] = binary_op<op>(a[i * sa], b[i * sb]);
+    for (int64_t i = 0; i < n; i++) o[i] = any_binary_op<op>(a[i * sa], b[i * sb]);
   }
 }
 
@@ -101,10 +107,10 @@ static double unary_cost(Unary op) {
 Work fill(const Buf& out, double value) {
   const Buf o = out;
   return {[o, value] {
-            with_dtype(o.dtype, [&](auto t) {
+            with_storable(o.dtype, [&](auto t) {
               using T = decltype(t);
               T* p = o.as<T>();
-              const T v = static_cast<T>(value);
+              const T v = from_double<T>(value);
               parallel_for(o.length, kGrain, [&](int64_t lo, int64_t hi) { std::fill(p + lo, p + hi, v); });
             });
           },
@@ -114,12 +120,12 @@ Work fill(const Buf& out, double value) {
 Work arange(const Buf& out, double start, double step) {
   const Buf o = out;
   return {[o, start, step] {
-            with_dtype(o.dtype, [&](auto t) {
+            with_storable(o.dtype, [&](auto t) {
               using T = decltype(t);
               T* p = o.as<T>();
               // Computed in double and rounded once, exactly as start + i * step in JS (no FMA).
               parallel_for(o.length, kGrain, [&](int64_t lo, int64_t hi) {
-                for (int64_t i = lo; i < hi; i++) p[i] = static_cast<T>(start + static_cast<double>(i) * step);
+                for (int64_t i = lo; i < hi; i++) p[i] = from_double<T>(start + static_cast<double>(i) * step);
               });
             });
           },
@@ -133,12 +139,13 @@ Work eye(const Buf& out, int64_t rows, int64_t cols, int64_t k) {
   Work zero = fill(out, 0.0);
   return {[o, rows, cols, k, zero] {
             zero.run();
-            with_dtype(o.dtype, [&](auto t) {
+            with_storable(o.dtype, [&](auto t) {
               using T = decltype(t);
               T* p = o.as<T>();
+              const T one = from_double<T>(1.0);
               for (int64_t i = 0; i < rows; i++) {
                 __int128 j = static_cast<__int128>(i) + k;
-                if (j >= 0 && j < cols) p[i * cols + static_cast<int64_t>(j)] = T(1);
+                if (j >= 0 && j < cols) p[i * cols + static_cast<int64_t>(j)] = one;
               }
             });
           },
@@ -160,16 +167,17 @@ Work cast(const Buf& x, const Buf& out) {
                   std::memmove(d + lo, s + lo, static_cast<size_t>(hi - lo));
                 });
               }
-            } else if (xs.dtype == DType::F32) {
-              static_assert(kDTypeCount == 2, "the cast below knows float32<->float64 only");
-              const float* s = xs.as<float>();
-              double* d = o.as<double>();
-              parallel_for(xs.length, kGrain, [&](int64_t lo, int64_t hi) { for (int64_t i = lo; i < hi; i++) d[i] = s[i]; });
             } else {
-              const double* s = xs.as<double>();
-              float* d = o.as<float>();
-              parallel_for(xs.length, kGrain, [&](int64_t lo, int64_t hi) {
-                for (int64_t i = lo; i < hi; i++) d[i] = static_cast<float>(s[i]);
+              with_storable(xs.dtype, [&](auto st) {
+                with_storable(o.dtype, [&](auto dt) {
+                  using S = decltype(st);
+                  using D = decltype(dt);
+                  const S* s = xs.as<S>();
+                  D* d = o.as<D>();
+                  parallel_for(xs.length, kGrain, [&](int64_t lo, int64_t hi) {
+                    for (int64_t i = lo; i < hi; i++) d[i] = convert<D>(s[i]);
+                  });
+                });
               });
             }
           },
@@ -178,11 +186,12 @@ Work cast(const Buf& x, const Buf& out) {
 
 Work unary(Unary op, const Buf& x, const Buf& out) {
   same_dtype(x, out, "unary");
+  needs_numeric(x, "unary");
   same_length(x, out, "unary");
   if (x.length == 0) return {};
   const Buf xs = x, o = out;
   return {[op, xs, o] {
-            with_dtype(xs.dtype, [&](auto t) {
+            with_numeric(xs.dtype, [&](auto t) {
               using T = decltype(t);
               unary_t<T>(op, xs.as<T>(), o.as<T>(), xs.length);
             });
@@ -193,6 +202,7 @@ Work unary(Unary op, const Buf& x, const Buf& out) {
 Work binary(Binary op, const Buf& a, const View& av, const Buf& b, const View& bv, const Buf& out) {
   same_dtype(a, out, "binary");
   same_dtype(b, out, "binary");
+  needs_numeric(out, "binary");
   check_same_shape(av, bv, "binary");
   check_view(a.length, av, "a");
   check_view(b.length, bv, "b");
@@ -204,7 +214,7 @@ Work binary(Binary op, const Buf& a, const View& av, const Buf& b, const View& b
   auto p = std::make_shared<Plan<2>>(make_plan<2>(av.shape, av.rank, strides, offsets));
   const Buf as = a, bs = b, o = out;
   return {[op, p, as, bs, o] {
-            with_dtype(o.dtype, [&](auto t) {
+            with_numeric(o.dtype, [&](auto t) {
               using T = decltype(t);
               binary_t<T>(op, *p, as.as<T>(), bs.as<T>(), o.as<T>());
             });
@@ -214,14 +224,16 @@ Work binary(Binary op, const Buf& a, const View& av, const Buf& b, const View& b
 
 Work binary_scalar(Binary op, const Buf& x, double scalar, bool scalar_first, const Buf& out) {
   same_dtype(x, out, "binaryScalar");
+  needs_numeric(x, "binaryScalar");
   same_length(x, out, "binaryScalar");
   if (x.length == 0) return {};
   const Buf xs = x, o = out;
   return {[op, xs, scalar, scalar_first, o] {
-            with_dtype(xs.dtype, [&](auto t) {
+            with_numeric(xs.dtype, [&](auto t) {
               using T = decltype(t);
-              // The scalar is rounded to the buffer's dtype first, then broadcast with a zero stride.
-              const T s = static_cast<T>(scalar);
+              // The scalar is rounded to the buffer's dtype first (an integer buffer truncates it,
+              // as MXNet's DType(scalar) does), then broadcast with a zero stride.
+              const T s = from_double<T>(scalar);
               Plan<2> p;
               p.rank = 1;
               p.size = p.shape[0] = xs.length;
@@ -239,6 +251,7 @@ Work where(const Buf& c, const View& cv, const Buf& a, const View& av, const Buf
   same_dtype(c, out, "where");
   same_dtype(a, out, "where");
   same_dtype(b, out, "where");
+  needs_numeric(out, "where");
   check_same_shape(cv, av, "where");
   check_same_shape(cv, bv, "where");
   check_view(c.length, cv, "cond");
@@ -251,7 +264,7 @@ Work where(const Buf& c, const View& cv, const Buf& a, const View& av, const Buf
   auto p = std::make_shared<Plan<3>>(make_plan<3>(cv.shape, cv.rank, strides, offsets));
   const Buf cs = c, as = a, bs = b, o = out;
   return {[p, cs, as, bs, o] {
-            with_dtype(o.dtype, [&](auto t) {
+            with_numeric(o.dtype, [&](auto t) {
               using T = decltype(t);
               const T* cp = cs.as<T>();
               const T* ap = as.as<T>();

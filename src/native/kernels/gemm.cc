@@ -263,6 +263,7 @@ Work gemm(const Buf& a_, const Buf& b_, const Buf& out_, int64_t batch, int64_t 
   const Buf a = a_, b = b_, out = out_;
   same_dtype(a, out, "gemm");
   same_dtype(b, out, "gemm");
+  needs_float(out, "gemm");
   if (batch < 0 || m < 0 || n < 0 || k < 0) fail("gemm: negative dimension");
   if (stride_a < 0 || stride_b < 0) fail("gemm: negative batch stride");
   using I = __int128;

@@ -44,6 +44,7 @@ static void generate(const Buf& out, F&& f) {
 }
 
 Work random_uniform(const Buf& out_, double seed, double counter, double low, double high) {
+  needs_float(out_, "random");
   const uint32_t s = to_uint32(seed);
   const Buf out = out_;
   return {[=] {
@@ -55,6 +56,7 @@ Work random_uniform(const Buf& out_, double seed, double counter, double low, do
 }
 
 Work random_normal(const Buf& out_, double seed, double counter, double loc, double scale) {
+  needs_float(out_, "random");
   const uint32_t s = to_uint32(seed);
   const double two_pi = 2 * M_PI;
   const Buf out = out_;

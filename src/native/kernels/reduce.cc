@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/convert.h"
 #include "kernels/layout.h"
 #include "kernels/reduce_contig.h"
 #include "kernels/threads.h"
@@ -13,6 +14,20 @@ namespace {
 
 double run_of(Reduce op, const float* x, int64_t n) { return reduce_run_f32(op, x, n); }
 double run_of(Reduce op, const double* x, int64_t n) { return reduce_run_f64(op, x, n); }
+// Integers accumulate in double too (exact up to 2^53) and convert back once, as the reference does.
+template <class T> double run_of(Reduce op, const T* x, int64_t n) {
+  double r = 0;
+  switch (op) {
+#define X(name)                                                                   \
+  case Reduce::name:                                                              \
+    r = reduce_init<Reduce::name>();                                              \
+    for (int64_t i = 0; i < n; i++) r = reduce_step<Reduce::name>(r, static_cast<double>(x[i])); \
+    break;
+    GS_REDUCE_OPS(X)
+#undef X
+  }
+  return r;
+}
 
 // x folded into acc over flat indices [lo, hi) of the plan (operand 0: x, operand 1: acc).
 template <Reduce op, class T>
@@ -64,6 +79,7 @@ void reduce_t(const Plan<2>& p, bool outer_reduced, const T* x, double* acc, int
 Work reduce(Reduce op, const Buf& x_, const int64_t* shape, int rank, const int64_t* axes, int naxes, const Buf& out_) {
   const Buf x = x_, out = out_;
   same_dtype(x, out, "reduce");
+  needs_numeric(x, "reduce");
   if (rank > kMaxRank) fail("reduce: rank too large");
   if (numel(shape, rank) != x.length) fail("reduce: shape does not match the buffer length");
   bool reduced[kMaxRank] = {false};
@@ -117,7 +133,7 @@ Work reduce(Reduce op, const Buf& x_, const int64_t* shape, int rank, const int6
   auto g_ = std::make_shared<Grouped>(Grouped{p, group_reduced[0]});
   return {[g_, op, x, out, nout] {
   const Plan<2>& p = g_->p;
-  with_dtype(x.dtype, [&](auto t) {
+  with_numeric(x.dtype, [&](auto t) {
     using T = decltype(t);
     std::vector<double> tmp;
     double* acc;
@@ -138,7 +154,7 @@ Work reduce(Reduce op, const Buf& x_, const int64_t* shape, int rank, const int6
     }
     if constexpr (!std::is_same_v<T, double>) {
       T* o = out.as<T>();
-      for (int64_t i = 0; i < nout; i++) o[i] = static_cast<T>(acc[i]);
+      for (int64_t i = 0; i < nout; i++) o[i] = from_double<T>(acc[i]);
     }
   });
   }, double(x.length) + double(nout)};
@@ -147,6 +163,7 @@ Work reduce(Reduce op, const Buf& x_, const int64_t* shape, int rank, const int6
 Work arg_reduce(bool is_max, const Buf& x_, const int64_t* shape, int rank, int64_t axis, const Buf& out_) {
   const Buf x = x_, out = out_;
   same_dtype(x, out, "argReduce");
+  needs_numeric(x, "argReduce");
   if (axis < 0 || axis >= rank) fail("argReduce: axis out of range");
   if (numel(shape, rank) != x.length) fail("argReduce: shape does not match the buffer length");
   const int64_t outer = numel(shape, static_cast<int>(axis));
@@ -158,7 +175,7 @@ Work arg_reduce(bool is_max, const Buf& x_, const int64_t* shape, int rank, int6
   return {[=] {
   constexpr int64_t kChunk = 256;
   const int64_t chunks_per_outer = (inner + kChunk - 1) / kChunk;
-  with_dtype(x.dtype, [&](auto t) {
+  with_numeric(x.dtype, [&](auto t) {
     using T = decltype(t);
     const T* xs = x.as<T>();
     T* o = out.as<T>();

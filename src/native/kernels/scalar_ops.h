@@ -5,6 +5,9 @@
 #pragma once
 #include <cmath>
 #include <limits>
+#include <type_traits>
+
+#include "kernels/convert.h"
 
 #include "kernels/ops.h"
 
@@ -77,6 +80,67 @@ inline T binary_op(T a, T b) {
     case Binary::ge: return a >= b ? T(1) : T(0);
   }
   return a;
+}
+
+// Integer elements (int32, int64, uint8): arithmetic wraps modulo 2^bits (through the unsigned
+// type, so never undefined), division truncates toward zero as C and MXNet do, x / 0 is 0 and
+// INT_MIN / -1 wraps to INT_MIN (both trap on x86, and a trap would kill every session). Ops with
+// no integer meaning run in double and convert back (convert.h), as MXNet computes them in float.
+template <class T> using Unsigned = std::make_unsigned_t<T>;
+template <class T> inline T wrap_neg(T x) { return static_cast<T>(Unsigned<T>(0) - static_cast<Unsigned<T>>(x)); }
+template <class T> inline T wrap_mul(T a, T b) {
+  // uint8 and similar promote to int, where 255 * 255 fits; wider types multiply unsigned.
+  if constexpr (sizeof(T) < sizeof(int)) return static_cast<T>(static_cast<int>(a) * static_cast<int>(b));
+  else return static_cast<T>(static_cast<Unsigned<T>>(a) * static_cast<Unsigned<T>>(b));
+}
+
+template <Unary op, class T>
+inline T int_unary_op(T x) {
+  switch (op) {
+    case Unary::neg: return wrap_neg(x);
+    case Unary::abs: return x < 0 ? wrap_neg(x) : x;
+    case Unary::sign: return x > 0 ? T(1) : x < 0 ? static_cast<T>(-1) : T(0);
+    case Unary::square: return wrap_mul(x, x);
+    case Unary::relu: return x > 0 ? x : T(0);
+    case Unary::floor: case Unary::ceil: case Unary::round: return x;
+    default: return from_double<T>(unary_op<op, double>(static_cast<double>(x)));
+  }
+}
+
+template <Binary op, class T>
+inline T int_binary_op(T a, T b) {
+  using U = Unsigned<T>;
+  switch (op) {
+    case Binary::add: return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
+    case Binary::sub: return static_cast<T>(static_cast<U>(a) - static_cast<U>(b));
+    case Binary::mul: return wrap_mul(a, b);
+    case Binary::div:
+      if (b == 0) return T(0);
+      if constexpr (std::is_signed_v<T>) {
+        if (a == std::numeric_limits<T>::min() && b == T(-1)) return a;
+      }
+      return static_cast<T>(a / b);
+    case Binary::pow: return from_double<T>(js_pow(static_cast<double>(a), static_cast<double>(b)));
+    case Binary::maximum: return a > b ? a : b;
+    case Binary::minimum: return a < b ? a : b;
+    case Binary::eq: return a == b ? T(1) : T(0);
+    case Binary::ne: return a != b ? T(1) : T(0);
+    case Binary::lt: return a < b ? T(1) : T(0);
+    case Binary::le: return a <= b ? T(1) : T(0);
+    case Binary::gt: return a > b ? T(1) : T(0);
+    case Binary::ge: return a >= b ? T(1) : T(0);
+  }
+  return a;
+}
+
+// The element op for T, integer or float.
+template <Unary op, class T> inline T any_unary_op(T x) {
+  if constexpr (std::is_integral_v<T>) return int_unary_op<op>(x);
+  else return unary_op<op>(x);
+}
+template <Binary op, class T> inline T any_binary_op(T a, T b) {
+  if constexpr (std::is_integral_v<T>) return int_binary_op<op>(a, b);
+  else return binary_op<op>(a, b);
 }
 
 }  // namespace gs

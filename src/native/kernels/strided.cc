@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "kernels/layout.h"
+#include "kernels/scalar_ops.h"
 #include "kernels/threads.h"
 
 namespace gs {
@@ -27,13 +28,17 @@ std::shared_ptr<const Plan<1>> view_plan(const Buf& viewed, const View& v, const
 
 // The Work of a kernel between x and out through one plan: body(plan, x's data, out's data),
 // typed by the dtype (both have it).
-template <class Body>
+// Copies look at bits only (with_bits); sums need the arithmetic type (with_numeric).
+template <bool kArith, class Body>
 Work plan_work(std::shared_ptr<const Plan<1>> plan, const Buf& x, const Buf& out, double cost, Body body) {
+  if (kArith) needs_numeric(x, "scatterAddStrided");
   return {[plan, x, out, body] {
-    with_dtype(x.dtype, [&](auto t) {
+    auto typed = [&](auto t) {
       using T = decltype(t);
       body(*plan, x.as<T>(), out.as<T>());
-    });
+    };
+    if constexpr (kArith) with_numeric(x.dtype, typed);
+    else with_bits(x.dtype, typed);
   }, cost};
 }
 
@@ -42,7 +47,7 @@ Work plan_work(std::shared_ptr<const Plan<1>> plan, const Buf& x, const Buf& out
 Work copy_strided(const Buf& x_, const View& xv, const Buf& out_) {
   auto plan = view_plan(x_, xv, "x", out_, "copyStrided");
   if (!plan) return {};
-  return plan_work(plan, x_, out_, double(out_.length), [](const Plan<1>& p, const auto* src, auto* o) {
+  return plan_work<false>(plan, x_, out_, double(out_.length), [](const Plan<1>& p, const auto* src, auto* o) {
     using T = std::remove_pointer_t<decltype(o)>;
     parallel_for(p.size, kGrain, [&](int64_t lo, int64_t hi) {
       walk(p, lo, hi, [&](int64_t i, int64_t cnt, const int64_t* off, const int64_t* in) {
@@ -64,7 +69,7 @@ Work copy_strided(const Buf& x_, const View& xv, const Buf& out_) {
 Work scatter_add_strided(const Buf& x_, const Buf& out_, const View& ov) {
   auto plan = view_plan(out_, ov, "out", x_, "scatterAddStrided");
   if (!plan) return {};
-  return plan_work(plan, x_, out_, double(x_.length), [](const Plan<1>& p, const auto* src, auto* o) {
+  return plan_work<true>(plan, x_, out_, double(x_.length), [](const Plan<1>& p, const auto* src, auto* o) {
     using T = std::remove_pointer_t<decltype(o)>;
     // Serial and in row-major order: a view with zero strides sends several x elements to one
     // out element, and the sum must be taken in the reference's order.
@@ -73,10 +78,10 @@ Work scatter_add_strided(const Buf& x_, const Buf& out_, const View& ov) {
       const int64_t st = in[0];
       if (st == 0) {
         T acc = *d;
-        for (int64_t j = 0; j < cnt; j++) acc += src[i + j];
+        for (int64_t j = 0; j < cnt; j++) acc = any_binary_op<Binary::add>(acc, src[i + j]);
         *d = acc;
       } else {
-        for (int64_t j = 0; j < cnt; j++) d[j * st] += src[i + j];
+        for (int64_t j = 0; j < cnt; j++) d[j * st] = any_binary_op<Binary::add>(d[j * st], src[i + j]);
       }
     });
   });
