@@ -25,6 +25,7 @@ import { registerProtection } from './http/plugins/protection.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import type { Services } from './http/services.js';
 import { registerIdempotency } from './http/plugins/idempotency.js';
+import { registerBodyBudget } from './http/plugins/body-budget.js';
 import './ops/index.js';
 
 export type { Services } from './http/services.js';
@@ -61,6 +62,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   const store = new SessionStore(o.backend, o.config.limits);
   store.startCulling(o.config.sweepIntervalMs);
   const metrics = registerMetrics(app, store);
+  registerBodyBudget(app, o.config.limits, store.memory, metrics.registry);
   const services: Services = { config: o.config, store, state: { draining: false }, metrics };
 
   registerProblems(app, (err) => {

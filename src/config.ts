@@ -15,6 +15,12 @@ export const ConfigSchema = z.object({
   /** Comma-separated API keys; when set, creating a session needs one in X-API-Key. */
   GRADSERVE_API_KEYS: z.string().default(''),
   GRADSERVE_MAX_BODY_BYTES: int(64 * MiB),
+  /** Request bodies being received or held by their request, all together (503 above). */
+  GRADSERVE_MAX_BODY_BYTES_IN_FLIGHT: int(256 * MiB),
+  /** A body that sends nothing for this long is answered 408 and its connection closed. */
+  GRADSERVE_BODY_IDLE_TIMEOUT_MS: int(10000),
+  /** The longest one request body may take to arrive, however steadily it trickles in. */
+  GRADSERVE_BODY_TIMEOUT_MS: int(120000),
   GRADSERVE_MAX_SESSIONS: int(1000),
   GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
   GRADSERVE_SESSION_TTL_SECONDS: int(3600),
@@ -62,6 +68,10 @@ export type Env = z.infer<typeof ConfigSchema>;
 
 export interface Limits {
   maxBodyBytes: number;
+  /** Bytes of request bodies in flight across the process: each is buffered whole before parsing. */
+  maxBodyBytesInFlight: number;
+  bodyIdleTimeoutMs: number;
+  bodyTimeoutMs: number;
   maxSessions: number;
   maxSessionsPerKey: number;
   defaultTtlSeconds: number;
@@ -127,6 +137,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
     limits: {
       maxBodyBytes: e.GRADSERVE_MAX_BODY_BYTES,
+      maxBodyBytesInFlight: e.GRADSERVE_MAX_BODY_BYTES_IN_FLIGHT,
+      bodyIdleTimeoutMs: e.GRADSERVE_BODY_IDLE_TIMEOUT_MS,
+      bodyTimeoutMs: e.GRADSERVE_BODY_TIMEOUT_MS,
       maxSessions: e.GRADSERVE_MAX_SESSIONS,
       maxSessionsPerKey: e.GRADSERVE_MAX_SESSIONS_PER_KEY,
       defaultTtlSeconds: e.GRADSERVE_SESSION_TTL_SECONDS,

@@ -11,6 +11,7 @@ export const ERROR_CATALOGUE = {
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   not_acceptable: { status: 406, title: 'Not acceptable' },
+  request_timeout: { status: 408, title: 'Request timeout' },
   graph_freed: { status: 409, title: 'Graph already freed' },
   no_graph: { status: 409, title: 'No recorded graph' },
   no_grad: { status: 409, title: 'No gradient' },

@@ -1,0 +1,93 @@
+/**
+ * Request bodies in flight, bounded across the process (issue 15, finding 9). fastify buffers a
+ * body whole before any handler sees it, and that memory is outside every session quota: ten
+ * unfinished 63 MB uploads held 600 MB. Here every body is counted from its first byte until its
+ * response has gone (or its connection has closed): a declared Content-Length is reserved before
+ * a byte is read, a chunked body as its bytes arrive. A body that does not fit is refused with
+ * 503 + Retry-After naming the limit, and its connection is closed rather than drained.
+ *
+ * The same bytes count against GRADSERVE_MAX_TOTAL_BYTES with the sessions' native bytes, since
+ * an upload becomes an array of about its size. A body that stalls (nothing for
+ * GRADSERVE_BODY_IDLE_TIMEOUT_MS) or trickles past GRADSERVE_BODY_TIMEOUT_MS is answered 408 and
+ * closed, so a client cannot hold its reservation open.
+ */
+import { Transform, type Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Gauge, type Registry } from 'prom-client';
+import type { Limits } from '../../config.js';
+import type { ProcessMemory } from '../../session/memory.js';
+import { ApiError } from '../../errors.js';
+
+export interface BodyBudget {
+  /** Bytes of request bodies reserved now. */
+  readonly inFlight: number;
+}
+
+export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory: ProcessMemory, registry: Registry): BodyBudget {
+  const budget = { inFlight: 0 };
+  new Gauge({ name: 'gradserve_body_bytes_in_flight', help: 'Bytes of request bodies being received or held by their request.', registers: [registry], collect() { this.set(budget.inFlight); } });
+
+  /** Bytes a new body may still take: the in-flight budget, and the process's memory budget. */
+  const room = () => Math.min(limits.maxBodyBytesInFlight - budget.inFlight, limits.maxTotalBytes - memory.bytes - budget.inFlight);
+
+  const refusal = (wanted: number): ApiError => {
+    const full = budget.inFlight + wanted > limits.maxBodyBytesInFlight;
+    return full
+      ? new ApiError('unavailable', `request bodies in flight hold ${budget.inFlight} bytes and this one would add ${wanted}; the limit is ${limits.maxBodyBytesInFlight} (GRADSERVE_MAX_BODY_BYTES_IN_FLIGHT); retry shortly`, { limit: 'body_bytes_in_flight', value: budget.inFlight + wanted, retry_after: 1 })
+      : new ApiError('unavailable', `the server holds ${memory.bytes} bytes of arrays and ${budget.inFlight} of request bodies, and this body would pass its limit of ${limits.maxTotalBytes} (GRADSERVE_MAX_TOTAL_BYTES); retry later`, { limit: 'total_bytes', value: memory.bytes + budget.inFlight + wanted, retry_after: 1 });
+  };
+
+  app.addHook('preParsing', (req: FastifyRequest, reply: FastifyReply, payload: Readable, done: (err: Error | null, stream?: Readable) => void) => {
+    const declared = Number(req.headers['content-length']);
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    if (!(declared > 0) && !chunked) return done(null, payload);
+    // fastify answers 413 for these before it reads a byte.
+    if (declared > limits.maxBodyBytes) return done(null, payload);
+
+    let held = 0;
+    const release = () => { budget.inFlight -= held; held = 0; };
+    // 'close' of the response: sent, or its connection gone (an aborted upload included).
+    reply.raw.once('close', release);
+    const reserve = (n: number): boolean => {
+      if (n > room()) return false;
+      budget.inFlight += n;
+      held += n;
+      return true;
+    };
+    // An unread body would otherwise be read to its end and discarded after the answer.
+    const closeAfter = () => reply.header('Connection', 'close');
+
+    if (declared > 0 && !reserve(declared)) {
+      closeAfter();
+      return done(refusal(declared));
+    }
+
+    const stop = (err: ApiError) => {
+      clearTimers();
+      payload.unpipe(counter);
+      closeAfter();
+      counter.destroy(err);
+    };
+    const idle = () => stop(new ApiError('request_timeout', `the request body sent nothing for ${limits.bodyIdleTimeoutMs} ms (GRADSERVE_BODY_IDLE_TIMEOUT_MS); the connection is closed`, { limit: 'body_idle_timeout' }));
+    const idleTimer = limits.bodyIdleTimeoutMs > 0 ? setTimeout(idle, limits.bodyIdleTimeoutMs) : undefined;
+    const wholeTimer = limits.bodyTimeoutMs > 0
+      ? setTimeout(() => stop(new ApiError('request_timeout', `the request body took longer than ${limits.bodyTimeoutMs} ms to arrive (GRADSERVE_BODY_TIMEOUT_MS); the connection is closed`, { limit: 'body_timeout' })), limits.bodyTimeoutMs)
+      : undefined;
+    const clearTimers = () => { clearTimeout(idleTimer); clearTimeout(wholeTimer); };
+
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        if (idleTimer) idleTimer.refresh();
+        if (!(declared > 0) && !reserve(chunk.length)) return stop(refusal(chunk.length));
+        cb(null, chunk);
+      },
+      flush(cb) { clearTimers(); cb(); },
+    });
+    counter.once('close', clearTimers);
+    // An aborted upload ends the parse with its error (and the response's close releases it).
+    payload.once('error', (err) => counter.destroy(err));
+    payload.pipe(counter);
+    done(null, counter);
+  });
+  return budget;
+}
