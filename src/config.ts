@@ -36,6 +36,7 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_TOTAL_ARRAYS: int(1000000),
   GRADSERVE_MAX_RENDER_NODES: int(2000),
   GRADSERVE_MAX_JSON_ELEMENTS: int(100000),
+  GRADSERVE_MAX_BASE64_BYTES: int(64 * MiB),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
   /** Requests per window per client (API key, session token, or address); 0 turns the limit off. */
@@ -87,6 +88,12 @@ export interface Limits {
   maxTapeNodes: number;
   /** Array elements one answer may write as JSON numbers: encoding them blocks the event loop (~1.3 µs each). */
   maxJsonElements: number;
+  /**
+   * Array bytes one answer may write as base64: the text is a third larger and JSON encodes it
+   * again (about 6 ms per MiB on the event loop), and past 384 MiB it is longer than V8's
+   * largest string.
+   */
+  maxBase64Bytes: number;
   /** Buffers held per session and per process: each costs JavaScript heap that no byte quota sees. */
   maxSessionArrays: number;
   maxTotalArrays: number;
@@ -150,6 +157,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxStatements: e.GRADSERVE_MAX_STATEMENTS,
       maxRenderNodes: e.GRADSERVE_MAX_RENDER_NODES,
       maxJsonElements: e.GRADSERVE_MAX_JSON_ELEMENTS,
+      maxBase64Bytes: e.GRADSERVE_MAX_BASE64_BYTES,
       maxExprLength: e.GRADSERVE_MAX_EXPR_LENGTH,
       maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,

@@ -33,7 +33,13 @@ export interface Descriptor {
 export function encodeData(s: Session, a: NDArray, format: Format): unknown {
   const be = s.memory.backend;
   // A view may cover part of a larger storage only through reshape, which keeps the size.
-  if (format === 'base64') return Buffer.from(be.readBytes(a.storage)).toString('base64');
+  if (format === 'base64') {
+    s.base64Bytes += a.size * itemSize(a.dtype);
+    if (s.base64Bytes > s.limits.maxBase64Bytes) {
+      throw fail('array_too_large', `this answer would write ${s.base64Bytes} bytes of arrays as base64; the limit is ${s.limits.maxBase64Bytes} (GRADSERVE_MAX_BASE64_BYTES), since encoding them stalls the server. The arrays are bound: read large ones as .npy (GET /arrays/{name} with Accept: application/x-npy), or fetch them in separate requests`, { limit: 'base64_bytes', value: s.base64Bytes });
+    }
+    return Buffer.from(be.readBytes(a.storage)).toString('base64');
+  }
   s.jsonElements += a.size;
   if (s.jsonElements > s.limits.maxJsonElements) {
     throw fail('array_too_large', `this answer would write ${s.jsonElements} elements as JSON numbers; the limit is ${s.limits.maxJsonElements} (GRADSERVE_MAX_JSON_ELEMENTS), since encoding them stalls the server. The arrays are bound: read large ones with format=base64, or as .npy (GET /arrays/{name} with Accept: application/x-npy)`, { limit: 'json_elements', value: s.jsonElements });

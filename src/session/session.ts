@@ -60,6 +60,8 @@ export class Session {
 
   /** Elements the current request's answer writes as JSON (bounded by limits.maxJsonElements). */
   jsonElements = 0;
+  /** Bytes the current request's answer writes as base64 (bounded by limits.maxBase64Bytes). */
+  base64Bytes = 0;
 
   constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats = { opsRun: 0 }) {
     this.id = o.id;
@@ -141,6 +143,7 @@ export class Session {
       if (this.closed) throw fail('not_found', `session ${this.id} was deleted`);
       this.touch();
       this.jsonElements = 0;
+      this.base64Bytes = 0;
       try {
         const be = this.memory.backend;
         const value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));

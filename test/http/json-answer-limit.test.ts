@@ -33,4 +33,26 @@ describe('JSON answer size', () => {
     // the arrays were bound: they read within the limit one at a time
     expect((await c.post('/ops', { ops: [], fetch: ['a'], format: 'flat' }).expect(200)).body.outputs.a.data).toHaveLength(600);
   });
+
+  it('base64 answers are bound by GRADSERVE_MAX_BASE64_BYTES across one answer; .npy carries the same array', async () => {
+    const b64 = await startServer({ GRADSERVE_MAX_BASE64_BYTES: '4000' });
+    try {
+      const c = await Client.open(b64.url);
+      await c.post('/ops', { expr: "big = nd.ones((1001,), dtype='float32')\nhalf = nd.ones((600,), dtype='float32')" }).expect(200);
+      const r = await c.get('/arrays/big?format=base64');
+      expect(r.status).toBe(413);
+      expect(r.body.limit).toBe('base64_bytes');
+      expect(r.body.detail).toMatch(/x-npy/);
+      expect(Number((await c.get('/arrays/big').set('Accept', 'application/x-npy').expect(200)).headers['content-length'])).toBe(128 + 1001 * 4);
+      expect((await c.get('/arrays/half?format=base64').expect(200)).body.data).toHaveLength(3200);
+      // two arrays of one answer, and an expression's result, count together
+      const two = await c.post('/ops', { ops: [], fetch: ['half', 'half'], format: 'base64' });
+      expect(two.status).toBe(200);
+      expect((await c.post('/ops', { ops: [], fetch: ['half', 'big'], format: 'base64' })).status).toBe(413);
+      expect((await c.post('/ops', { expr: 'half + big[:600]', fetch: ['half'], format: 'base64' })).status).toBe(413);
+      expect((await c.post('/ops', { expr: "nd.ones((1001,), dtype='float32')", format: 'base64' })).status).toBe(413);
+    } finally {
+      await b64.close();
+    }
+  });
 });
