@@ -71,7 +71,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     }
   });
   await registerProtection(app, o.config, store);
-  registerIdempotency(app, o.config.protection.idempotencyEntries, store, o.config.apiKeys);
+  registerIdempotency(app, { entries: o.config.protection.idempotencyEntries, bytes: o.config.protection.idempotencyBytes }, store, o.config.apiKeys, metrics.registry);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

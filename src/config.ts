@@ -56,6 +56,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_KERNEL_FLOPS: int(2 ** 36),
   /** Idempotency-Key answers kept per process. */
   GRADSERVE_IDEMPOTENCY_ENTRIES: int(10000),
+  /** Bytes of the answers kept for Idempotency-Key replay, all together. */
+  GRADSERVE_IDEMPOTENCY_BYTES: int(64 * MiB),
   /**
    * Checks every response against its schema (the test suite turns it on). Off, responses are
    * serialized as built: encoding a large answer through zod costs as much as a small request.
@@ -109,6 +111,7 @@ export interface Protection {
   shutdownGraceMs: number;
   drainNoticeMs: number;
   idempotencyEntries: number;
+  idempotencyBytes: number;
 }
 
 export interface Config {
@@ -174,6 +177,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       shutdownGraceMs: e.GRADSERVE_SHUTDOWN_GRACE_MS,
       drainNoticeMs: e.GRADSERVE_DRAIN_NOTICE_MS,
       idempotencyEntries: e.GRADSERVE_IDEMPOTENCY_ENTRIES,
+      idempotencyBytes: e.GRADSERVE_IDEMPOTENCY_BYTES,
     },
   };
 }
