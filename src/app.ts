@@ -52,7 +52,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(responseSerializer(o.config.checkResponses));
 
-  registerBodyParsers(app);
+  registerBodyParsers(app, o.config.limits.maxBodyBytes);
 
   // Behind a load balancer, every answer (errors included) names the replica that produced it, so
   // sticky routing can be checked and a failing replica found from a client's logs.

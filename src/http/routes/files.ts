@@ -6,13 +6,16 @@ import { problems } from '../responses.js';
 import { exportSession, importSession } from '../../session/files.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
+import { readBody } from '../body.js';
 
 const errors = problems(401, 404, 413, 415);
 export const SAFETENSORS_TYPE = 'application/x-safetensors';
 
 export const fileRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
   // Scoped to this plugin: the app already reads application/octet-stream as bytes.
-  app.addContentTypeParser(SAFETENSORS_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(SAFETENSORS_TYPE, (req, payload, done) => {
+    readBody(req, payload, S.config.limits.maxBodyBytes).then((buf) => done(null, buf), (err: Error) => done(err, undefined));
+  });
 
   app.get('/v1/sessions/:sid/export', {
     schema: {
