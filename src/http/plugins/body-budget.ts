@@ -45,9 +45,12 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
     if (declared > limits.maxBodyBytes) return done(null, payload);
 
     let held = 0;
-    const release = () => { budget.inFlight -= held; held = 0; };
-    // 'close' of the response: sent, or its connection gone (an aborted upload included).
-    reply.raw.once('close', release);
+    let idleTimer: NodeJS.Timeout | undefined;
+    let wholeTimer: NodeJS.Timeout | undefined;
+    const clearTimers = () => { clearTimeout(idleTimer); clearTimeout(wholeTimer); };
+    // 'close' of the response: sent, or its connection gone (an aborted upload included). An
+    // answer sent before its body was read (a 415, a 404) ends the body's timers too.
+    reply.raw.once('close', () => { clearTimers(); budget.inFlight -= held; held = 0; });
     const reserve = (n: number): boolean => {
       if (n > room()) return false;
       budget.inFlight += n;
@@ -69,11 +72,10 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
       counter.destroy(err);
     };
     const idle = () => stop(new ApiError('request_timeout', `the request body sent nothing for ${limits.bodyIdleTimeoutMs} ms (GRADSERVE_BODY_IDLE_TIMEOUT_MS); the connection is closed`, { limit: 'body_idle_timeout' }));
-    const idleTimer = limits.bodyIdleTimeoutMs > 0 ? setTimeout(idle, limits.bodyIdleTimeoutMs) : undefined;
-    const wholeTimer = limits.bodyTimeoutMs > 0
-      ? setTimeout(() => stop(new ApiError('request_timeout', `the request body took longer than ${limits.bodyTimeoutMs} ms to arrive (GRADSERVE_BODY_TIMEOUT_MS); the connection is closed`, { limit: 'body_timeout' })), limits.bodyTimeoutMs)
-      : undefined;
-    const clearTimers = () => { clearTimeout(idleTimer); clearTimeout(wholeTimer); };
+    if (limits.bodyIdleTimeoutMs > 0) idleTimer = setTimeout(idle, limits.bodyIdleTimeoutMs);
+    if (limits.bodyTimeoutMs > 0) {
+      wholeTimer = setTimeout(() => stop(new ApiError('request_timeout', `the request body took longer than ${limits.bodyTimeoutMs} ms to arrive (GRADSERVE_BODY_TIMEOUT_MS); the connection is closed`, { limit: 'body_timeout' })), limits.bodyTimeoutMs);
+    }
 
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
@@ -84,6 +86,9 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
       flush(cb) { clearTimers(); cb(); },
     });
     counter.once('close', clearTimers);
+    // The parser listens for errors while it reads; a refusal of a body nobody reads (the route
+    // answered without it) must not become an uncaught 'error' event.
+    counter.on('error', () => {});
     // An aborted upload ends the parse with its error (and the response's close releases it).
     payload.once('error', (err) => counter.destroy(err));
     payload.pipe(counter);
