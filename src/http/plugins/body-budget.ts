@@ -48,8 +48,7 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
     let idleTimer: NodeJS.Timeout | undefined;
     let wholeTimer: NodeJS.Timeout | undefined;
     const clearTimers = () => { clearTimeout(idleTimer); clearTimeout(wholeTimer); };
-    // 'close' of the response: sent, or its connection gone (an aborted upload included). An
-    // answer sent before its body was read (a 415, a 404) ends the body's timers too.
+    // 'close' of the response: sent, or its connection gone (an aborted upload included).
     reply.raw.once('close', () => { clearTimers(); budget.inFlight -= held; held = 0; });
     const reserve = (n: number): boolean => {
       if (n > room()) return false;
@@ -84,6 +83,17 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
         cb(null, chunk);
       },
       flush(cb) { clearTimers(); cb(); },
+    });
+    // An answer sent before its body was read (a 415, a 404) ends the body's timers, and what is
+    // left of the body is read and dropped as node does for an unread body (it does not here,
+    // since the body is being consumed through the pipe): otherwise the pipe stays paused and the
+    // next request on the connection is never parsed.
+    reply.raw.once('finish', () => {
+      clearTimers();
+      if (!payload.readableEnded) {
+        payload.unpipe(counter);
+        payload.resume();
+      }
     });
     counter.once('close', clearTimers);
     // The parser listens for errors while it reads; a refusal of a body nobody reads (the route
