@@ -152,9 +152,13 @@ export const referenceBackend: Backend = {
     if (bytes.byteLength !== d.byteLength) throw new Error('reference backend: byte length mismatch');
     new Uint8Array(d.buffer, d.byteOffset, d.byteLength).set(bytes);
   },
-  readBytes(s) {
+  readBytes(s, offset, length) {
     const d = live(s);
-    return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+    if (offset === undefined) return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+    if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length! < 0 || offset + length! > d.byteLength) {
+      throw new RangeError('reference backend: readBytes range outside the buffer');
+    }
+    return new Uint8Array(d.buffer.slice(d.byteOffset + offset, d.byteOffset + offset + length!));
   },
   writeNumbers(s, data) {
     const d = live(s);

@@ -55,4 +55,22 @@ describe('JSON answer size', () => {
       await b64.close();
     }
   });
+
+  it('a .npy read larger than one chunk (8 MiB) arrives whole and in order, with its Content-Length', async () => {
+    const c = await Client.open(srv.url);
+    const n = 2 * 2 ** 20 + 7; // float64: 16 MiB + 56 bytes, three chunks
+    await c.post('/ops', { expr: `big = nd.arange(${n}, dtype='float64')` }).expect(200);
+    const r = await c.get('/arrays/big').set('Accept', 'application/x-npy').buffer(true).parse((res, cb) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => cb(null, Buffer.concat(chunks)));
+    }).expect(200);
+    const file = r.body as Buffer;
+    expect(Number(r.headers['content-length'])).toBe(file.length);
+    const headerLength = file.readUInt16LE(8);
+    expect(file.subarray(10, 10 + headerLength).toString('latin1')).toContain(`'shape': (${n},)`);
+    const values = new Float64Array(file.buffer.slice(file.byteOffset + 10 + headerLength, file.byteOffset + file.length));
+    expect(values.length).toBe(n);
+    for (const i of [0, 1, 2 ** 20 - 1, 2 ** 20, 2 ** 20 + 1, 2 ** 21 - 1, 2 ** 21, n - 1]) expect(values[i]).toBe(i);
+  });
 });
