@@ -14,6 +14,7 @@ import { gradOf, gradReqOf, isRecorded, nodeOf } from '../autograd/slot.js';
 import type { Scope } from '../autograd/scopes.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
+import { ChunkedCopy } from './chunked.js';
 import { record } from '../lookup.js';
 
 export type Format = 'nested' | 'flat' | 'base64';
@@ -104,30 +105,13 @@ export function bindUpload(s: Session, name: string, body: ArrayInput | Buffer, 
   return { existed: existed!, descriptor: describe(s, name, s.names.get(name)!) };
 }
 
-/**
- * Bytes copied out of a buffer per turn of the event loop when it is read as .npy: copying the
- * largest array (512 MiB) at once held the loop for 1.5 s on the busy test box.
- */
-export const NPY_CHUNK_BYTES = 8 * 2 ** 20;
-
-/**
- * A .npy file of the array, as its header and data in chunks (sent one after the other, never
- * joined). The chunks are read between turns of the event loop but inside the session's turn,
- * so no request of the session can change or free the array meanwhile.
- */
+/** A .npy file of the array: its header, then its data in chunks (see chunked.ts). */
 export function toNpy(s: Session, a: NDArray): Deferred<Promise<Uint8Array[]>> {
   return new Deferred(async () => {
-    const be = s.memory.backend;
-    const total = a.size * itemSize(a.dtype);
-    const parts: Uint8Array[] = [npyHeader(a.shape, a.dtype)];
-    for (let off = 0; off < total; off += NPY_CHUNK_BYTES) {
-      if (off > 0) {
-        await new Promise((r) => setImmediate(r));
-        if (s.closed) throw fail('not_found', `session ${s.id} was deleted`);
-      }
-      parts.push(be.readBytes(a.storage, off, Math.min(NPY_CHUNK_BYTES, total - off)));
-    }
-    return parts;
+    const out = new ChunkedCopy(s);
+    out.push(npyHeader(a.shape, a.dtype));
+    await out.array(a);
+    return out.parts;
   });
 }
 

@@ -6,13 +6,12 @@ import {
   PutArrayBody, ReadQuery, SessionParams,
 } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
-import { problems } from '../responses.js';
+import { problems, sendParts } from '../responses.js';
 import * as svc from '../../session/service.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 import { fastChecked, isArrayBody } from '../schemas/fast.js';
 import type { FastifyRequest } from 'fastify';
-import { Readable } from 'node:stream';
 
 const errors = problems(401, 404, 409, 413, 415, 422);
 
@@ -61,8 +60,7 @@ export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =
     if (wantsNpy(req)) {
       // run resolves the Deferred (its type does not say so): the header and the data's chunks.
       const parts = (await s.run(() => svc.toNpy(s, s.resolve(grad ? `${name}.grad` : name)))) as unknown as Uint8Array[];
-      const length = parts.reduce((n, p) => n + p.length, 0);
-      return reply.type('application/x-npy').header('content-length', length).send(Readable.from(parts, { objectMode: false }));
+      return sendParts(reply, 'application/x-npy', parts);
     }
     const format = req.query.format ?? 'nested';
     return s.run(() => (grad ? svc.readGrad(s, name, format) : svc.describe(s, name, s.resolve(name), format)));

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ImportAnswer, SafetensorsFile, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
-import { problems } from '../responses.js';
+import { problems, sendParts } from '../responses.js';
 import { exportSession, importSession } from '../../session/files.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
@@ -26,11 +26,10 @@ export const fileRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =>
     },
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
-    const file = await s.run(() => exportSession(s));
-    return reply
-      .type('application/octet-stream')
-      .header('Content-Disposition', `attachment; filename="gradserve-${s.id}.safetensors"`)
-      .send(file);
+    // run resolves the Deferred (its type does not say so): the header and the arrays' chunks.
+    const parts = (await s.run(() => exportSession(s))) as unknown as Uint8Array[];
+    reply.header('Content-Disposition', `attachment; filename="gradserve-${s.id}.safetensors"`);
+    return sendParts(reply, 'application/octet-stream', parts);
   });
 
   app.post('/v1/sessions/:sid/import', {
