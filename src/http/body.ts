@@ -48,6 +48,9 @@ function nestsDeeper(v: unknown, depth: number, max: number): boolean {
   return false;
 }
 
+/** Small bodies share node's buffer pool; a large one gets memory of its own, returned whole when freed. */
+const alloc = (n: number) => (n < 64 * 1024 ? Buffer.allocUnsafe(n) : Buffer.allocUnsafeSlow(n));
+
 /**
  * Reads a body of at most `limit` bytes into one Buffer. A chunked body (no Content-Length) grows
  * by doubling, so it is copied O(log n) times.
@@ -57,7 +60,7 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number):
   const tooLarge = () => new ApiError('payload_too_large', `the request body is larger than the limit of ${limit} bytes (GRADSERVE_MAX_BODY_BYTES)`, { limit: 'body_bytes' });
   return new Promise((resolve, reject) => {
     if (declared > limit) return reject(tooLarge());
-    let buf = Buffer.allocUnsafeSlow(Number.isNaN(declared) ? Math.min(limit, 64 * 1024) : declared);
+    let buf = alloc(Number.isNaN(declared) ? Math.min(limit, 64 * 1024) : declared);
     let n = 0;
     const finish = (err: Error | null) => {
       payload.off('data', onData);
@@ -72,7 +75,7 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number):
       if (n + chunk.length > buf.length) {
         if (!Number.isNaN(declared)) return finish(new ApiError('invalid_request', 'the Content-Length does not match the body'));
         if (n + chunk.length > limit) return finish(tooLarge());
-        const grown = Buffer.allocUnsafeSlow(Math.min(limit, Math.max(2 * buf.length, n + chunk.length)));
+        const grown = alloc(Math.min(limit, Math.max(2 * buf.length, n + chunk.length)));
         buf.copy(grown, 0, 0, n);
         buf = grown;
       }
