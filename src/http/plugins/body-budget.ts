@@ -18,6 +18,9 @@ import type { Limits } from '../../config.js';
 import type { ProcessMemory } from '../../session/memory.js';
 import { ApiError } from '../../errors.js';
 
+/** Bodies this large are refused when the process's memory budget has no room for them. */
+const LARGE_BODY_BYTES = 1024 * 1024;
+
 export interface BodyBudget {
   /** Bytes of request bodies reserved now. */
   readonly inFlight: number;
@@ -27,12 +30,19 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
   const budget = { inFlight: 0 };
   new Gauge({ name: 'gradserve_body_bytes_in_flight', help: 'Bytes of request bodies being received or held by their request.', registers: [registry], collect() { this.set(budget.inFlight); } });
 
-  /** Bytes a new body may still take: the in-flight budget, and the process's memory budget. */
-  const room = () => Math.min(limits.maxBodyBytesInFlight - budget.inFlight, limits.maxTotalBytes - memory.bytes - budget.inFlight);
+  /**
+   * The limit a body of `size` bytes (so far) adding `n` would pass, or null. Only large bodies
+   * are held to the process's memory budget: a server full of arrays must still take the small
+   * requests that delete them.
+   */
+  const over = (size: number, n: number): 'body_bytes_in_flight' | 'total_bytes' | null => {
+    if (budget.inFlight + n > limits.maxBodyBytesInFlight) return 'body_bytes_in_flight';
+    if (size >= LARGE_BODY_BYTES && memory.bytes + budget.inFlight + n > limits.maxTotalBytes) return 'total_bytes';
+    return null;
+  };
 
-  const refusal = (wanted: number): ApiError => {
-    const full = budget.inFlight + wanted > limits.maxBodyBytesInFlight;
-    return full
+  const refusal = (limit: 'body_bytes_in_flight' | 'total_bytes', wanted: number): ApiError => {
+    return limit === 'body_bytes_in_flight'
       ? new ApiError('unavailable', `request bodies in flight hold ${budget.inFlight} bytes and this one would add ${wanted}; the limit is ${limits.maxBodyBytesInFlight} (GRADSERVE_MAX_BODY_BYTES_IN_FLIGHT); retry shortly`, { limit: 'body_bytes_in_flight', value: budget.inFlight + wanted, retry_after: 1 })
       : new ApiError('unavailable', `the server holds ${memory.bytes} bytes of arrays and ${budget.inFlight} of request bodies, and this body would pass its limit of ${limits.maxTotalBytes} (GRADSERVE_MAX_TOTAL_BYTES); retry later`, { limit: 'total_bytes', value: memory.bytes + budget.inFlight + wanted, retry_after: 1 });
   };
@@ -50,18 +60,21 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
     const clearTimers = () => { clearTimeout(idleTimer); clearTimeout(wholeTimer); };
     // 'close' of the response: sent, or its connection gone (an aborted upload included).
     reply.raw.once('close', () => { clearTimers(); budget.inFlight -= held; held = 0; });
-    const reserve = (n: number): boolean => {
-      if (n > room()) return false;
+    /** Takes n more bytes for this body, or answers the limit that refuses them. */
+    const reserve = (n: number) => {
+      const limit = over(held + n, n);
+      if (limit) return limit;
       budget.inFlight += n;
       held += n;
-      return true;
+      return null;
     };
     // An unread body would otherwise be read to its end and discarded after the answer.
     const closeAfter = () => reply.header('Connection', 'close');
 
-    if (declared > 0 && !reserve(declared)) {
+    const refused = declared > 0 ? reserve(declared) : null;
+    if (refused) {
       closeAfter();
-      return done(refusal(declared));
+      return done(refusal(refused, declared));
     }
 
     const stop = (err: ApiError) => {
@@ -79,7 +92,8 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
     const counter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         if (idleTimer) idleTimer.refresh();
-        if (!(declared > 0) && !reserve(chunk.length)) return stop(refusal(chunk.length));
+        const limit = declared > 0 ? null : reserve(chunk.length);
+        if (limit) return stop(refusal(limit, chunk.length));
         cb(null, chunk);
       },
       flush(cb) { clearTimers(); cb(); },
