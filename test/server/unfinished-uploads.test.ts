@@ -33,16 +33,17 @@ async function inFlight(): Promise<number> {
   return Number(/^gradserve_body_bytes_in_flight (\S+)$/m.exec(String(m.json))![1]);
 }
 
-/** An upload with all of its body but the last byte sent; `answer` is what the server wrote back. */
-async function unfinished(sid: string, token: string, sent: number): Promise<{ socket: Socket; answer: () => string }> {
+/** An upload with `sent` bytes of its body sent; `answer` is what the server wrote back. */
+async function unfinished(sid: string, token: string, sent: number): Promise<{ socket: Socket; answer: () => string; failed: () => boolean }> {
   const socket = connect(srv.port, '127.0.0.1');
   await new Promise((r) => socket.once('connect', r));
   let got = '';
   socket.on('data', (d) => { got += d.toString('latin1'); });
-  socket.on('error', () => {});
+  let failed = false;
+  socket.on('error', () => { failed = true; });
   socket.write(`POST /v1/sessions/${sid}/arrays?name=u HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/x-npy\r\nContent-Length: ${SIZE}\r\n\r\n`);
   await new Promise<void>((r) => socket.write(Buffer.alloc(sent), () => r()));
-  return { socket, answer: () => got };
+  return { socket, answer: () => got, failed: () => failed };
 }
 
 /** Holds four unfinished uploads, checks a fifth is refused, closes them: the RSS while held. */
@@ -52,10 +53,16 @@ async function holdAndClose(sid: string, token: string): Promise<number> {
   expect(await inFlight()).toBe(4 * SIZE);
   const rssHeld = srv.rss();
 
-  const fifth = await unfinished(sid, token, 0);
-  for (let t = 0; t < 100 && !fifth.answer(); t++) await new Promise((r) => setTimeout(r, 50));
+  // The fifth writes its whole body before it reads, as Python's http.client does: the body is
+  // read and dropped, and the 503 reaches it on a connection that stays usable.
+  const fifth = await unfinished(sid, token, SIZE);
+  for (let t = 0; t < 200 && !fifth.answer().includes('body_bytes_in_flight'); t++) await new Promise((r) => setTimeout(r, 50));
   expect(fifth.answer()).toMatch(/^HTTP\/1\.1 503/);
   expect(fifth.answer()).toContain('body_bytes_in_flight');
+  expect(fifth.failed()).toBe(false);
+  fifth.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+  for (let t = 0; t < 100 && !/HTTP\/1\.1 200/.test(fifth.answer()); t++) await new Promise((r) => setTimeout(r, 50));
+  expect(fifth.answer()).toMatch(/HTTP\/1\.1 200/);
   fifth.socket.destroy();
 
   for (const h of held) h.socket.destroy();

@@ -68,12 +68,12 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
       held += n;
       return null;
     };
-    // An unread body would otherwise be read to its end and discarded after the answer.
+    // A body refused while it streams in: closing is cheaper than reading the rest of it.
     const closeAfter = () => reply.header('Connection', 'close');
 
     const refused = declared > 0 ? reserve(declared) : null;
     if (refused) {
-      closeAfter();
+      dropBody(req.raw, limits);
       return done(refusal(refused, declared));
     }
 
@@ -119,4 +119,21 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
     done(null, counter);
   });
   return budget;
+}
+
+/**
+ * A body refused before it was read is read and dropped (not kept) while the refusal is sent: a
+ * client that writes its whole body before it reads (Python's http.client does) would otherwise
+ * meet a closed connection instead of the 503. The body's timers still close one that stalls.
+ */
+function dropBody(raw: Readable, limits: Limits): void {
+  const destroy = () => raw.destroy();
+  const idle = limits.bodyIdleTimeoutMs > 0 ? setTimeout(destroy, limits.bodyIdleTimeoutMs) : undefined;
+  const whole = limits.bodyTimeoutMs > 0 ? setTimeout(destroy, limits.bodyTimeoutMs) : undefined;
+  const end = () => { clearTimeout(idle); clearTimeout(whole); };
+  raw.on('data', () => idle?.refresh());
+  raw.once('end', end);
+  raw.once('close', end);
+  raw.on('error', () => {});
+  raw.resume();
 }
