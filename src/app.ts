@@ -30,6 +30,7 @@ import type { Services } from './http/services.js';
 import { registerIdempotency } from './http/plugins/idempotency.js';
 import { registerRequestId, requestIdOptions } from './http/plugins/request-id.js';
 import { registerSecurityDocs } from './http/plugins/security.js';
+import { registerBodyBudget } from './http/plugins/body-budget.js';
 import './ops/index.js';
 
 export type { Services } from './http/services.js';
@@ -71,7 +72,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   app.setSerializerCompiler(responseSerializer(o.config.checkResponses));
 
   registerRequestId(app);
-  registerBodyParsers(app);
+  registerBodyParsers(app, o.config.limits.maxBodyBytes);
   registerMultipart(app, o.config.limits.maxBodyBytes);
 
   // Behind a load balancer, every answer (errors included) names the replica that produced it, so
@@ -84,6 +85,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   const store = new SessionStore(o.backend, o.config.limits);
   store.startCulling(o.config.sweepIntervalMs);
   const metrics = registerMetrics(app, store);
+  registerBodyBudget(app, o.config.limits, store.memory, metrics.registry);
   const services: Services = { config: o.config, store, state: { draining: false }, metrics };
 
   registerProblems(app, (err) => {
@@ -92,7 +94,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     }
   });
   await registerProtection(app, o.config, store);
-  registerIdempotency(app, o.config.protection.idempotencyEntries, store, o.config.apiKeys);
+  registerIdempotency(app, { entries: o.config.protection.idempotencyEntries, bytes: o.config.protection.idempotencyBytes }, store, o.config.apiKeys, metrics.registry);
   registerSecurityDocs(app);
   await app.register(swagger, {
     openapi: {

@@ -15,6 +15,12 @@ export const ConfigSchema = z.object({
   /** Comma-separated API keys; when set, creating a session needs one in X-API-Key. */
   GRADSERVE_API_KEYS: z.string().default(''),
   GRADSERVE_MAX_BODY_BYTES: int(64 * MiB),
+  /** Request bodies being received or held by their request, all together (503 above). */
+  GRADSERVE_MAX_BODY_BYTES_IN_FLIGHT: int(256 * MiB),
+  /** A body that sends nothing for this long is answered 408 and its connection closed. */
+  GRADSERVE_BODY_IDLE_TIMEOUT_MS: int(10000),
+  /** The longest one request body may take to arrive, however steadily it trickles in. */
+  GRADSERVE_BODY_TIMEOUT_MS: int(120000),
   GRADSERVE_MAX_SESSIONS: int(1000),
   GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
   GRADSERVE_SESSION_TTL_SECONDS: int(3600),
@@ -30,6 +36,7 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_TOTAL_ARRAYS: int(1000000),
   GRADSERVE_MAX_RENDER_NODES: int(2000),
   GRADSERVE_MAX_JSON_ELEMENTS: int(100000),
+  GRADSERVE_MAX_BASE64_BYTES: int(64 * MiB),
   GRADSERVE_REQUEST_TIMEOUT_MS: int(60000),
   GRADSERVE_SWEEP_INTERVAL_MS: int(10000),
   /** Freed native buffers of 256 KiB and more kept for reuse (bytes), given back when idle. */
@@ -51,6 +58,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_KERNEL_FLOPS: int(2 ** 36),
   /** Idempotency-Key answers kept per process. */
   GRADSERVE_IDEMPOTENCY_ENTRIES: int(10000),
+  /** Bytes of the answers kept for Idempotency-Key replay, all together. */
+  GRADSERVE_IDEMPOTENCY_BYTES: int(64 * MiB),
   /**
    * Checks every response against its schema (the test suite turns it on). Off, responses are
    * serialized as built: encoding a large answer through zod costs as much as a small request.
@@ -69,6 +78,10 @@ export type Env = z.infer<typeof ConfigSchema>;
 
 export interface Limits {
   maxBodyBytes: number;
+  /** Bytes of request bodies in flight across the process: each is buffered whole before parsing. */
+  maxBodyBytesInFlight: number;
+  bodyIdleTimeoutMs: number;
+  bodyTimeoutMs: number;
   maxSessions: number;
   maxSessionsPerKey: number;
   defaultTtlSeconds: number;
@@ -84,6 +97,12 @@ export interface Limits {
   maxTapeNodes: number;
   /** Array elements one answer may write as JSON numbers: encoding them blocks the event loop (~1.3 µs each). */
   maxJsonElements: number;
+  /**
+   * Array bytes one answer may write as base64: the text is a third larger and JSON encodes it
+   * again (about 6 ms per MiB on the event loop), and past 384 MiB it is longer than V8's
+   * largest string.
+   */
+  maxBase64Bytes: number;
   /** Buffers held per session and per process: each costs JavaScript heap that no byte quota sees. */
   maxSessionArrays: number;
   maxTotalArrays: number;
@@ -101,6 +120,7 @@ export interface Protection {
   shutdownGraceMs: number;
   drainNoticeMs: number;
   idempotencyEntries: number;
+  idempotencyBytes: number;
 }
 
 export interface Config {
@@ -143,6 +163,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     allocCacheBytes: e.GRADSERVE_ALLOC_CACHE_BYTES,
     limits: {
       maxBodyBytes: e.GRADSERVE_MAX_BODY_BYTES,
+      maxBodyBytesInFlight: e.GRADSERVE_MAX_BODY_BYTES_IN_FLIGHT,
+      bodyIdleTimeoutMs: e.GRADSERVE_BODY_IDLE_TIMEOUT_MS,
+      bodyTimeoutMs: e.GRADSERVE_BODY_TIMEOUT_MS,
       maxSessions: e.GRADSERVE_MAX_SESSIONS,
       maxSessionsPerKey: e.GRADSERVE_MAX_SESSIONS_PER_KEY,
       defaultTtlSeconds: e.GRADSERVE_SESSION_TTL_SECONDS,
@@ -153,6 +176,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxStatements: e.GRADSERVE_MAX_STATEMENTS,
       maxRenderNodes: e.GRADSERVE_MAX_RENDER_NODES,
       maxJsonElements: e.GRADSERVE_MAX_JSON_ELEMENTS,
+      maxBase64Bytes: e.GRADSERVE_MAX_BASE64_BYTES,
       maxExprLength: e.GRADSERVE_MAX_EXPR_LENGTH,
       maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,
@@ -170,6 +194,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       shutdownGraceMs: e.GRADSERVE_SHUTDOWN_GRACE_MS,
       drainNoticeMs: e.GRADSERVE_DRAIN_NOTICE_MS,
       idempotencyEntries: e.GRADSERVE_IDEMPOTENCY_ENTRIES,
+      idempotencyBytes: e.GRADSERVE_IDEMPOTENCY_BYTES,
     },
   };
 }

@@ -18,6 +18,8 @@ export const ERROR_CATALOGUE = {
     help: 'The route exists but not with this HTTP method.' },
   not_acceptable: { status: 406, title: 'Not acceptable',
     help: 'The `Accept` header asks for a media type this route does not answer.' },
+  request_timeout: { status: 408, title: 'Request timeout',
+    help: 'The request body stalled (nothing for GRADSERVE_BODY_IDLE_TIMEOUT_MS) or took longer than GRADSERVE_BODY_TIMEOUT_MS to arrive; the connection is closed. Send it again.' },
   graph_freed: { status: 409, title: 'Graph already freed',
     help: 'backward already ran through this graph without `retain_graph`, which freed it. Record the computation again, or pass `retain_graph: true` to the first backward.' },
   no_graph: { status: 409, title: 'No recorded graph',

@@ -113,8 +113,11 @@ export interface Backend {
   free(s: Storage): void;
   /** Copies little-endian bytes (length must be length * itemSize) into s. */
   writeBytes(s: Storage, bytes: Uint8Array): void;
-  /** A copy of the buffer's little-endian bytes. */
-  readBytes(s: Storage): Uint8Array;
+  /**
+   * A copy of the buffer's little-endian bytes, or of `length` of them from byte `offset` (a large
+   * read split between turns of the event loop).
+   */
+  readBytes(s: Storage, offset?: number, length?: number): Uint8Array;
   /** Copies numbers into s (converted to its dtype as `toDType` says); data.length must equal s.length. */
   writeNumbers(s: Storage, data: ArrayLike<number>): void;
   /** A copy of the buffer as float64 numbers (int64 beyond 2^53 rounds to the nearest double). */

@@ -26,7 +26,7 @@ interface RawAddon extends NativeAddon {
   setCommandBuffer(commands: Float64Array): void;
   run(n: number): void;
   writeBytes(h: number, bytes: Uint8Array): void;
-  readBytes(h: number): Uint8Array;
+  readBytes(h: number, offset?: number, length?: number): Uint8Array;
   writeNumbers(h: number, data: ArrayLike<number>): void;
   readNumbers(h: number): Float64Array;
   flush(stream?: number): Promise<void>;
@@ -395,7 +395,7 @@ export const nativeBackend: Backend = {
   alloc,
   free,
   writeBytes: (s, bytes) => direct(s, (a, h) => a.writeBytes(h, bytes)),
-  readBytes: (s) => direct(s, (a, h) => a.readBytes(h)),
+  readBytes: (s, offset, length) => direct(s, (a, h) => (offset === undefined ? a.readBytes(h) : a.readBytes(h, num(offset, 'offset'), num(length, 'length')))),
   writeNumbers: (s, data) => direct(s, (a, h) => a.writeNumbers(h, data)),
   readNumbers: (s) => direct(s, (a, h) => a.readNumbers(h)),
   fill(out, value) {

@@ -223,10 +223,17 @@ export const referenceBackend: Backend = {
     }
     new Uint8Array(d.buffer, d.byteOffset, d.byteLength).set(bytes);
   },
-  readBytes(s) {
+  readBytes(s, offset, length) {
     const d = live(s);
-    if (s.dtype === 'int64') return new Uint8Array(BigInt64Array.from(d, (v) => BigInt(v)).buffer);
-    return new Uint8Array(d.buffer.slice(d.byteOffset, d.byteOffset + d.byteLength));
+    // int64 is held as doubles here: its bytes are made, the same size as the doubles'.
+    const whole = s.dtype === 'int64'
+      ? new Uint8Array(BigInt64Array.from(d, (v) => BigInt(v)).buffer)
+      : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    if (offset === undefined) return whole.slice();
+    if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length! < 0 || offset + length! > whole.byteLength) {
+      throw new RangeError('reference backend: readBytes range outside the buffer');
+    }
+    return whole.slice(offset, offset + length!);
   },
   writeNumbers(s, data) {
     const d = live(s);

@@ -10,6 +10,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { FastifySerializerCompiler } from 'fastify';
 import { serializerCompiler as zodSerializerCompiler } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
+import { ApiError } from '../errors.js';
 
 /**
  * zod builds its output objects as plain `{}`, where a key `__proto__` (an array's name) sets the
@@ -17,13 +18,26 @@ import type { z } from 'zod';
  */
 const withoutProto = (key: string, value: unknown) => (key === '__proto__' ? undefined : value);
 
+/**
+ * The last guard of the answer size limits (json_elements, base64_bytes): an answer longer than
+ * V8's largest string would otherwise leave as a 500 "Invalid string length".
+ */
+function stringify(data: unknown): string {
+  try {
+    return JSON.stringify(data);
+  } catch (e) {
+    if (e instanceof RangeError) throw new ApiError('payload_too_large', 'the answer is longer than the server can encode; fetch fewer or smaller arrays at once, or read large ones as .npy (Accept: application/x-npy)', { limit: 'answer_length' });
+    throw e;
+  }
+}
+
 export function responseSerializer(check: boolean): FastifySerializerCompiler<z.ZodType> {
-  if (!check) return () => (data) => JSON.stringify(data);
+  if (!check) return () => stringify;
   return (route) => {
     const encode = zodSerializerCompiler(route);
     return (data) => {
       const checked = encode(data);
-      const plain = JSON.stringify(data);
+      const plain = stringify(data);
       if (checked !== plain && !isDeepStrictEqual(JSON.parse(checked), JSON.parse(plain, withoutProto))) {
         throw new Error(`the response of ${route.method} ${route.url} (status ${route.httpStatus}) is not what its schema encodes: ${plain.slice(0, 300)}`);
       }

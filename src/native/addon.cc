@@ -131,12 +131,19 @@ Napi::Value WriteBytes(const Napi::CallbackInfo& info) {
   return Undefined(info);
 }
 
+// readBytes(s) copies the whole buffer; readBytes(s, offset, length) the bytes [offset,
+// offset + length), so that a large read can be split between turns of the event loop.
 Napi::Value ReadBytes(const Napi::CallbackInfo& info) {
   Buf s = settled(info, block_arg(info, 0, "s"), true)->buf();
-  const size_t n = static_cast<size_t>(s.length * item_size(s.dtype));
-  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(info.Env(), n);
-  if (n) std::memcpy(ab.Data(), s.data, n);
-  return Napi::Uint8Array::New(info.Env(), n, ab, 0);
+  const int64_t total = s.length * item_size(s.dtype);
+  int64_t offset = 0, n = total;
+  if (info.Length() > 1) {
+    offset = arg_int(info, 1, "offset", 0, total);
+    n = arg_int(info, 2, "length", 0, total - offset);
+  }
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(info.Env(), static_cast<size_t>(n));
+  if (n) std::memcpy(ab.Data(), static_cast<const uint8_t*>(s.data) + offset, static_cast<size_t>(n));
+  return Napi::Uint8Array::New(info.Env(), static_cast<size_t>(n), ab, 0);
 }
 
 // Reads any numeric typed array or array of numbers into doubles (before any storage is resolved).

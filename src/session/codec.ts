@@ -231,6 +231,11 @@ export function parseNpy(buf: Buffer): NpyArray {
 }
 
 export function writeNpy(bytes: Uint8Array, shape: readonly number[], dtype: DType): Buffer {
+  return Buffer.concat([npyHeader(shape, dtype), bytes]);
+}
+
+/** The magic, version, header length and header of a .npy file: what precedes its data. */
+export function npyHeader(shape: readonly number[], dtype: DType): Buffer {
   const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
   let header = `{'descr': '${DTYPE_INFO[dtype].npy}', 'fortran_order': False, 'shape': (${dims}), }`;
   const total = 10 + header.length + 1;
@@ -240,5 +245,5 @@ export function writeNpy(bytes: Uint8Array, shape: readonly number[], dtype: DTy
   head[6] = 1;
   head[7] = 0;
   head.writeUInt16LE(header.length, 8);
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), bytes]);
+  return Buffer.concat([head, Buffer.from(header, 'latin1')]);
 }

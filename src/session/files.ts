@@ -7,7 +7,10 @@ import { isFloat } from '../engine/backend.js';
 import { NAME_RE } from '../program/format.js';
 import { attachGrad, gradOf } from '../autograd/slot.js';
 import { fail } from '../errors.js';
-import { decodeSafetensors, encodeSafetensors, type Tensor } from './safetensors.js';
+import { decodeSafetensors, safetensorsHeader, type Tensor } from './safetensors.js';
+import { itemSize } from '../engine/backend.js';
+import { Deferred } from './deferred.js';
+import { ChunkedCopy } from './chunked.js';
 import { describe, type Descriptor } from './service.js';
 import type { Session } from './session.js';
 
@@ -20,18 +23,22 @@ const EXPORT_METADATA = { producer: 'gradserve' };
  * depend on the order in which names were bound). Two names bound to one array are written
  * twice; an import gives them separate arrays.
  */
-export function exportSession(s: Session): Buffer {
-  const be = s.memory.backend;
+export function exportSession(s: Session): Deferred<Promise<Uint8Array[]>> {
   const names = [...s.names.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const tensors: Tensor[] = [];
-  const add = (name: string, a: NDArray) => tensors.push({ name, dtype: a.dtype, shape: [...a.shape], bytes: be.readBytes(a.storage) });
+  const arrays: [string, NDArray][] = [];
   for (const name of names) {
     const a = s.names.get(name)!;
-    add(name, a);
+    arrays.push([name, a]);
     const g = gradOf(a);
-    if (g) add(`${name}.grad`, g);
+    if (g) arrays.push([`${name}.grad`, g]);
   }
-  return encodeSafetensors(tensors, EXPORT_METADATA);
+  const entries = arrays.map(([name, a]) => ({ name, dtype: a.dtype, shape: [...a.shape], byteLength: a.size * itemSize(a.dtype) }));
+  return new Deferred(async () => {
+    const out = new ChunkedCopy(s);
+    out.push(safetensorsHeader(entries, EXPORT_METADATA));
+    for (const [, a] of arrays) await out.array(a);
+    return out.parts;
+  });
 }
 
 export interface ImportResult {

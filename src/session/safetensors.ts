@@ -38,31 +38,33 @@ const MAX_RANK = 32;
 
 const bad = (detail: string) => fail('invalid_request', `not a valid safetensors file: ${detail}`);
 
+/** What the header of a file says about one tensor: its bytes follow in the order given. */
+export interface TensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  byteLength: number;
+}
+
 /**
- * Writes a file with the tensors in the order given (callers sort them) and the metadata first.
- * The header is padded with spaces to a multiple of 8 bytes, as the reference writer does, so the
- * data part starts aligned.
+ * The first part of a file with these tensors (callers sort them) and the metadata first: the
+ * header's length and the header, padded with spaces to a multiple of 8 bytes as the reference
+ * writer does, so that the data part starts aligned. The tensors' bytes follow it in order.
  */
-export function encodeSafetensors(tensors: readonly Tensor[], metadata: Record<string, string> = {}): Buffer {
+export function safetensorsHeader(tensors: readonly TensorEntry[], metadata: Record<string, string> = {}): Buffer {
   const header = record<unknown>();
   if (Object.keys(metadata).length) header[METADATA] = metadata;
   let offset = 0;
   for (const t of tensors) {
-    const end = offset + t.bytes.byteLength;
+    const end = offset + t.byteLength;
     header[t.name] = { dtype: TO_FILE(t.dtype), shape: t.shape, data_offsets: [offset, end] };
     offset = end;
   }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
   const padded = Math.ceil(json.length / 8) * 8;
-  if (padded !== json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
-  const out = Buffer.allocUnsafe(8 + json.length + offset);
-  out.writeBigUInt64LE(BigInt(json.length), 0);
+  const out = Buffer.alloc(8 + padded, 0x20);
+  out.writeBigUInt64LE(BigInt(padded), 0);
   json.copy(out, 8);
-  let at = 8 + json.length;
-  for (const t of tensors) {
-    out.set(t.bytes, at);
-    at += t.bytes.byteLength;
-  }
   return out;
 }
 

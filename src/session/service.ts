@@ -4,7 +4,7 @@
  */
 import { NDArray, sizeOf } from '../engine/ndarray.js';
 import { itemSize, type DType } from '../engine/backend.js';
-import { decodeBase64, parseNested, parseNpy, toFlat, toNested, writeNpy } from './codec.js';
+import { decodeBase64, npyHeader, parseNested, parseNpy, toFlat, toNested } from './codec.js';
 import { ProgramRunner, type StatementValue } from './program.js';
 import { NO_UPLOADS, type Session } from './session.js';
 import type { AnyStatement, Arg, BindStatement, GradReq, ScopeKind, Statement } from '../program/format.js';
@@ -14,6 +14,7 @@ import { gradOf, gradReqOf, isFreshGrad, isRecorded, nodeOf } from '../autograd/
 import type { Scope } from '../autograd/scopes.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
+import { ChunkedCopy } from './chunked.js';
 import { record } from '../lookup.js';
 
 export type Format = 'nested' | 'flat' | 'base64';
@@ -35,7 +36,13 @@ export interface Descriptor {
 export function encodeData(s: Session, a: NDArray, format: Format): unknown {
   const be = s.memory.backend;
   // A view may cover part of a larger storage only through reshape, which keeps the size.
-  if (format === 'base64') return Buffer.from(be.readBytes(a.storage)).toString('base64');
+  if (format === 'base64') {
+    s.base64Bytes += a.size * itemSize(a.dtype);
+    if (s.base64Bytes > s.limits.maxBase64Bytes) {
+      throw fail('array_too_large', `this answer would write ${s.base64Bytes} bytes of arrays as base64; the limit is ${s.limits.maxBase64Bytes} (GRADSERVE_MAX_BASE64_BYTES), since encoding them stalls the server. The arrays are bound: read large ones as .npy (GET /arrays/{name} with Accept: application/x-npy), or fetch them in separate requests`, { limit: 'base64_bytes', value: s.base64Bytes });
+    }
+    return Buffer.from(be.readBytes(a.storage)).toString('base64');
+  }
   s.jsonElements += a.size;
   if (s.jsonElements > s.limits.maxJsonElements) {
     throw fail('array_too_large', `this answer would write ${s.jsonElements} elements as JSON numbers; the limit is ${s.limits.maxJsonElements} (GRADSERVE_MAX_JSON_ELEMENTS), since encoding them stalls the server. The arrays are bound: read large ones with format=base64, or as .npy (GET /arrays/{name} with Accept: application/x-npy)`, { limit: 'json_elements', value: s.jsonElements });
@@ -101,8 +108,14 @@ export function bindUpload(s: Session, name: string, body: ArrayInput | Buffer, 
   return { existed: existed!, descriptor: describe(s, name, s.names.get(name)!) };
 }
 
-export function toNpy(s: Session, a: NDArray): Deferred<Buffer> {
-  return new Deferred(() => writeNpy(s.memory.backend.readBytes(a.storage), a.shape, a.dtype));
+/** A .npy file of the array: its header, then its data in chunks (see chunked.ts). */
+export function toNpy(s: Session, a: NDArray): Deferred<Promise<Uint8Array[]>> {
+  return new Deferred(async () => {
+    const out = new ChunkedCopy(s);
+    out.push(npyHeader(a.shape, a.dtype));
+    await out.array(a);
+    return out.parts;
+  });
 }
 
 export function deleteArray(s: Session, name: string): void {

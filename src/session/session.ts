@@ -69,6 +69,8 @@ export class Session {
 
   /** Elements the current request's answer writes as JSON (bounded by limits.maxJsonElements). */
   jsonElements = 0;
+  /** Bytes the current request's answer writes as base64 (bounded by limits.maxBase64Bytes). */
+  base64Bytes = 0;
 
   /** The binary parts of the program running now (multipart POST /ops), read by `frombuffer`. */
   uploads: ReadonlyMap<string, Uint8Array> = NO_UPLOADS;
@@ -166,6 +168,7 @@ export class Session {
       if (this.closed) throw fail('not_found', `session ${this.id} was deleted`);
       this.touch();
       this.jsonElements = 0;
+      this.base64Bytes = 0;
       try {
         const be = this.memory.backend;
         const value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));

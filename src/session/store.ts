@@ -38,6 +38,8 @@ export class SessionStore {
   /** Process-wide counters for metrics. */
   readonly stats: OpStats = newOpStats();
   private timer: NodeJS.Timeout | null = null;
+  /** Called with a session's id once it is deleted or expired: state kept for it elsewhere goes too. */
+  private readonly deletedListeners: ((id: string) => void)[] = [];
 
   constructor(readonly backend: Backend, readonly limits: Limits) {
     this.memory = new ProcessMemory(limits.maxTotalBytes, limits.maxTotalArrays);
@@ -114,6 +116,11 @@ export class SessionStore {
     this.remember(s, 'deleted');
     this.sessions.delete(s.id);
     s.close();
+    for (const f of this.deletedListeners) f(s.id);
+  }
+
+  onDeleted(f: (id: string) => void): void {
+    this.deletedListeners.push(f);
   }
 
   /** Deletes sessions whose expiry has passed (between their requests). */

@@ -142,6 +142,20 @@ describe('native storage', () => {
       expect(Array.from(nat.readNumbers(c))).toEqual(Array.from(ref.readNumbers(a)));
     }
   });
+
+  it('reads a byte range like the reference, and refuses ranges outside the buffer', () => {
+    for (const dtype of DTYPES) {
+      const [a, b] = pair(dtype, randomData(37, rng(2), true));
+      const total = 37 * itemSize(dtype);
+      for (const [off, len] of [[0, total], [0, 0], [3, 17], [total - 5, 5], [total, 0]]) {
+        expect(Array.from(nat.readBytes(b, off, len))).toEqual(Array.from(ref.readBytes(a, off, len)));
+      }
+      for (const [off, len] of [[-1, 4], [0, total + 1], [total - 3, 4], [total + 1, 0], [1.5, 2], [0, -1], [2 ** 53, 1], [NaN, 1]]) {
+        expect(() => nat.readBytes(b, off, len), `${off}, ${len}`).toThrow();
+        expect(() => ref.readBytes(a, off, len), `${off}, ${len}`).toThrow();
+      }
+    }
+  });
 });
 
 // ---- creation ------------------------------------------------------------------------------

@@ -68,6 +68,9 @@ describe('fuzz: no 5xx, problem+json errors, witness untouched', () => {
   it('array uploads: nested, flat, base64, .npy; shapes with zeros, rank up to 6, both dtypes', { timeout: T }, () =>
     fuzz((k) => ['arrays-post', 'arrays-put', 'npy', 'arrays-get', 'arrays-delete'].includes(k), 300));
 
+  it('safetensors imports with hostile headers, Idempotency-Key reuse, odd Authorization spellings', { timeout: T }, () =>
+    fuzz((k) => ['import', 'idem-reuse', 'npy'].includes(k), 400));
+
   it('mutated bodies of every endpoint (fields removed, retyped, oversized, added)', { timeout: T }, () =>
     fuzz((k) => !['ops-expr', 'ops-json', 'random'].includes(k), 500));
 

@@ -79,8 +79,12 @@ const INTERNAL_OPS: OpInfo[] = [
 /** Names the harness binds in every attacker session (see harness.ts ATTACKER_SETUP). */
 export const KNOWN_NAMES = ['x', 'v', 'm', 'e', 's', 'w', 'r6', 'y', 'l', 'i3', 'b64'];
 
+/** Keys every JavaScript object inherits: names that must stay plain data in maps and answers. */
+export const PROTO_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'toJSON', 'hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable', 'toLocaleString', 'valueOf', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__', 'then'];
+
 const weirdName = fc.oneof(
   fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', '_out1', 'grad', 'T', 'nd', 'autograd', 'None', 'True', 'result', '%r'),
+  fc.constantFrom(...PROTO_KEYS),
   fc.constantFrom('a'.repeat(64), 'a'.repeat(65), 'é', '名前', 'x y', 'x.grad.grad', '.grad', '1x', '', ' x', 'x\u0000'),
   fc.string({ unit: 'binary', maxLength: 12 }),
 );
@@ -123,6 +127,9 @@ function deepObject(depth: number): Raw {
 
 // ---- shapes and array data --------------------------------------------------------------------
 
+/** Shapes with no elements but dimensions whose product (without the zero) overflows every integer type. */
+export const HUGE_ZERO_SHAPES: number[][] = [[0, 2 ** 40], [2 ** 40, 0], [2 ** 31, 0, 2 ** 31], [0, 2 ** 53], [2 ** 53, 2 ** 53, 0], [0, 0, 2 ** 62], Array(32).fill(2 ** 31).map((d, i) => (i === 16 ? 0 : d))];
+
 /** Small shapes, rank 0..6, zeros allowed. */
 export const smallShape = fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 6 });
 /** Shapes a client may send: mostly small, sometimes absurd. */
@@ -131,6 +138,7 @@ export const shape: fc.Arbitrary<unknown> = fc.oneof(
   {
     weight: 1, arbitrary: fc.oneof(
       fc.constantFrom([-1], [2 ** 31], [2 ** 31 - 1, 2 ** 31 - 1], [65536, 65536, 65536], [1.5], ['2'], [null], Array(33).fill(1), [0, 2 ** 31 - 1], [4097], [1e300]),
+      fc.constantFrom(...HUGE_ZERO_SHAPES),
       fc.array(number, { maxLength: 4 }),
     ),
   },
@@ -168,10 +176,10 @@ export const base64Data = fc.oneof(
 export const npyBody: fc.Arbitrary<Buffer> = fc.record({
   descr: fc.constantFrom('<f4', '<f8', '>f4', '>f8', '<i4', '|b1', '<f2', '|u1', '<c8', 'O', "'); import os; ('"),
   fortran: fc.boolean(),
-  shape: fc.oneof(smallShape, fc.constantFrom([-1], [2 ** 40], [3, 2 ** 31])),
+  shape: fc.oneof(smallShape, fc.constantFrom([-1], [2 ** 40], [3, 2 ** 31]), fc.constantFrom(...HUGE_ZERO_SHAPES)),
   extra: fc.integer({ min: -8, max: 8 }),
   version: fc.constantFrom(1, 2, 3, 9),
-  mangle: fc.integer({ min: 0, max: 12 }),
+  mangle: fc.integer({ min: 0, max: 20 }),
   bytes: fc.uint8Array({ maxLength: 16 }),
 }).map((o) => {
   const shp = (o.shape as number[]);
@@ -180,6 +188,15 @@ export const npyBody: fc.Arbitrary<Buffer> = fc.record({
   if (o.mangle === 0) header = header.replace('shape', 'shap');
   if (o.mangle === 1) header = header.slice(0, header.length / 2);
   if (o.mangle === 2) header = `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'shape': (100,), }`;
+  // Hostile headers: Python that is not a literal, keys that are JavaScript's, numbers numpy would reject.
+  if (o.mangle === 13) header = `{'descr': '<f4', 'fortran_order': False, 'shape': (2,), '__proto__': {'polluted': 1}, }`;
+  if (o.mangle === 14) header = `{'descr': '<f4', 'fortran_order': False, 'shape': (1e3,), }`;
+  if (o.mangle === 15) header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${'('.repeat(500)}1${')'.repeat(500)},), }`;
+  if (o.mangle === 16) header = `{'descr': '<f4', 'fortran_order': False, 'shape': (2, -0), 'descr': '<f8', }`;
+  if (o.mangle === 17) header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${Array(40).fill(1).join(', ')}), }`;
+  if (o.mangle === 18) header = `{'descr': '<f4', 'fortran_order': __import__('os'), 'shape': (2,), }`;
+  if (o.mangle === 19) header = `{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999,), }`;
+  if (o.mangle === 20) header = `{"descr": "<f4", "fortran_order": false, "shape": [2], }`;
   const lenBytes = o.version >= 2 ? 4 : 2;
   const pre = 6 + 2 + lenBytes;
   const total = Math.ceil((pre + header.length + 1) / 64) * 64;
@@ -195,6 +212,59 @@ export const npyBody: fc.Arbitrary<Buffer> = fc.record({
   let file = Buffer.concat([magic, len, Buffer.from(header, 'latin1'), data]);
   if (o.mangle === 4) file = file.subarray(0, 5);
   if (o.mangle === 5) file = Buffer.concat([Buffer.from('PK\x03\x04'), file]);
+  return file;
+});
+
+/**
+ * A safetensors file: valid, or with its header length, JSON header, dtypes, shapes, offsets or
+ * data twisted (lengths past the file or past 2^53, overlapping and reversed offsets, keys that
+ * are JavaScript's, gradients without their array, metadata that is not strings).
+ */
+export const safetensorsBody: fc.Arbitrary<Buffer> = fc.record({
+  tensors: fc.array(fc.record({
+    name: fc.oneof({ weight: 4, arbitrary: fc.constantFrom('a', 'b', 'x', 'w', 'x.grad', 'w.grad', 'q.grad') }, { weight: 2, arbitrary: fc.constantFrom(...PROTO_KEYS) }, { weight: 1, arbitrary: weirdName }),
+    dtype: fc.oneof({ weight: 5, arbitrary: fc.constantFrom('F32', 'F64') }, { weight: 1, arbitrary: fc.constantFrom('F16', 'BF16', 'I32', 'U8', 'BOOL', 'f32', '', 'C64', 'F8_E4M3') }),
+    shape: fc.oneof({ weight: 5, arbitrary: smallShape }, { weight: 1, arbitrary: fc.constantFrom<unknown[]>(...HUGE_ZERO_SHAPES, [-1], [1.5], ['2'], [2 ** 40], Array(33).fill(1), [null]) }),
+  }), { maxLength: 4 }),
+  metadata: fc.option(fc.oneof(fc.constant({ format: 'pt' }), fc.constant({ n: 1 }), fc.constant('x'), fc.constant({ __proto__: 'x' }), anyJson), { nil: undefined }),
+  twist: fc.integer({ min: 0, max: 16 }),
+  at: fc.nat(),
+}).map(({ tensors, metadata, twist, at }) => {
+  const header: Record<string, unknown> = Object.create(null);
+  let off = 0;
+  const data: Buffer[] = [];
+  for (const t of tensors) {
+    const dims = t.shape as unknown[];
+    const n = dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0) ? (dims as number[]).reduce((a, b) => a * b, 1) : 1;
+    const bytes = Math.min(Number.isFinite(n) ? n : 1, 64) * (t.dtype === 'F64' ? 8 : t.dtype === 'F32' ? 4 : 2);
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + bytes] };
+    data.push(Buffer.alloc(bytes, 0x3f));
+    off += bytes;
+  }
+  if (metadata !== undefined) header.__metadata__ = metadata;
+  const entries = Object.values(header).filter((v): v is { data_offsets: number[] } => !!v && typeof v === 'object' && 'data_offsets' in v);
+  const first = entries[at % Math.max(1, entries.length)];
+  if (first && twist === 1) first.data_offsets = [0, off + 8];                    // past the data
+  if (first && twist === 2) first.data_offsets = [4, 0];                          // reversed
+  if (first && twist === 3) first.data_offsets = [-4, 4];
+  if (first && twist === 4) first.data_offsets = [0, 2 ** 53 + 2];
+  if (first && twist === 5) first.data_offsets = [0.5, 4];
+  if (first && twist === 6) first.data_offsets = [0] as number[];
+  if (entries.length > 1 && twist === 7) entries[1].data_offsets = entries[0].data_offsets; // overlapping
+  let text = JSON.stringify(header);
+  if (twist === 8) text = text.slice(0, Math.max(1, text.length - 3));            // truncated JSON
+  if (twist === 9) text = `${text.slice(0, -1)},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`; // duplicate key
+  if (twist === 10) text = '[]';
+  if (twist === 11) text = `${text}${' '.repeat(7)}`;                                // padded, as the format allows
+  if (twist === 12) text = '{"__proto__":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}';
+  const head = Buffer.from(text, 'utf8');
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(head.length));
+  if (twist === 13) len.writeBigUInt64LE(2n ** 64n - 1n);                         // a length no file has
+  if (twist === 14) len.writeBigUInt64LE(BigInt(head.length + 1_000_000));
+  if (twist === 15) len.writeBigUInt64LE(0n);
+  let file = Buffer.concat([len, head, ...data]);
+  if (twist === 16) file = file.subarray(0, Math.min(file.length, 5));
   return file;
 });
 
@@ -287,6 +357,36 @@ export function programArb(ops: OpInfo[]): fc.Arbitrary<unknown[]> {
     attrs: fc.option(fc.record({ head_grads: fc.array(fc.oneof(fc.constant(null), arg), { maxLength: 3 }), retain_graph: fc.oneof(fc.boolean(), anyJson), train_mode: fc.boolean() }, { requiredKeys: [] }), { nil: undefined }),
   });
   const del = fc.record({ op: fc.constant('delete'), args: fc.oneof({ weight: 4, arbitrary: fc.array(name, { maxLength: 3 }) }, { weight: 1, arbitrary: anyJson }) }, { requiredKeys: ['op'] });
+  const dtypeArg = fc.oneof({ weight: 4, arbitrary: fc.constantFrom('float32', 'float64') }, { weight: 1, arbitrary: anyJson });
+  // An upload inside the program: data and shape that agree, disagree, or describe no elements at all.
+  const frombuffer = fc.record({
+    shape: fc.oneof({ weight: 4, arbitrary: smallShape }, { weight: 1, arbitrary: fc.constantFrom<unknown[]>(...HUGE_ZERO_SHAPES) }, { weight: 1, arbitrary: shape }),
+    dtype: dtypeArg,
+    data: fc.option(base64Data, { nil: undefined }),
+    out: name,
+  }).map(({ shape: sh, dtype: dt, data, out }) => {
+    const dims = sh as unknown[];
+    const n = dims.every((d) => typeof d === 'number' && d >= 0 && d < 100) ? (dims as number[]).reduce((a, b) => a * b, 1) : 0;
+    const fitting = Buffer.alloc(n * (dt === 'float64' ? 8 : 4), 0x40).toString('base64');
+    return { op: 'frombuffer', attrs: { data: data ?? fitting, shape: sh, dtype: dt }, out };
+  });
+  const keyItem = fc.oneof(
+    fc.integer({ min: -4, max: 4 }),
+    fc.record({ start: fc.option(fc.integer({ min: -5, max: 5 })), stop: fc.option(fc.integer({ min: -5, max: 5 })), step: fc.option(fc.integer({ min: -2, max: 2 })) }, { requiredKeys: [] }),
+    fc.constantFrom(null, 2 ** 31, -(2 ** 53), 1.5, 'x', [], { start: 2 ** 40 }, { step: 0 }),
+  );
+  const sliceAssign = fc.record({
+    opName: fc.constantFrom('slice_assign', 'setitem', '__setitem__'),
+    args: fc.oneof({ weight: 5, arbitrary: fc.tuple(ref, fc.oneof(ref, number, nestedData)) }, { weight: 1, arbitrary: fc.array(arg, { maxLength: 3 }) }),
+    key: fc.oneof({ weight: 5, arbitrary: fc.array(keyItem, { maxLength: 4 }) }, { weight: 1, arbitrary: anyJson }),
+    target: fc.oneof(ref.map((r) => ({ into: r })), name.map((o) => ({ out: o }))),
+  }).map(({ opName, args, key, target }) => ({ op: opName, args, attrs: { key }, ...target }));
+  // The runner's own statements, which a client must not be able to send.
+  const internal = fc.oneof(
+    fc.record({ op: fc.constant('enter'), kind: fc.constantFrom('record', 'pause', 'x') }),
+    fc.constant({ op: 'exit' }),
+    fc.record({ op: fc.constant('bind'), out: name, dtype: dtypeArg, shape: smallShape, values: fc.array(number, { maxLength: 4 }) }),
+  );
   const attach = fc.record({ op: fc.constant('attach_grad'), args: fc.oneof(fc.tuple(name), fc.array(name, { maxLength: 3 })), attrs: fc.option(fc.record({ grad_req: fc.oneof(fc.constantFrom('write', 'add', 'null'), anyJson) }), { nil: undefined }) });
   const tree = fc.letrec<{ st: unknown; body: unknown[] }>((tie) => ({
     st: fc.oneof(
@@ -295,6 +395,9 @@ export function programArb(ops: OpInfo[]): fc.Arbitrary<unknown[]> {
       { weight: 2, arbitrary: backward },
       { weight: 1, arbitrary: attach },
       { weight: 1, arbitrary: del },
+      { weight: 2, arbitrary: frombuffer },
+      { weight: 2, arbitrary: sliceAssign },
+      { weight: 1, arbitrary: internal },
       {
         weight: 2,
         arbitrary: fc.record({
@@ -314,7 +417,15 @@ export function programArb(ops: OpInfo[]): fc.Arbitrary<unknown[]> {
     { weight: 1, arbitrary: fc.constantFrom(10, 200, 3000).map((d) => [deepScope(d)]) },
     // Many statements: the statement quota.
     { weight: 1, arbitrary: fc.integer({ min: 50, max: 300 }).map((n) => Array.from({ length: n }, () => ({ op: 'add', args: ['x', 1], out: 'q' }))) },
+    // A deep recorded chain, then backward through all of it (the tape-node limit, recursion in backward).
+    { weight: 1, arbitrary: fc.tuple(fc.constantFrom(20, 60, 62, 63, 200), fc.boolean()).map(([n, retain]) => [deepRecordedChain(n), { op: 'backward', args: ['q'], attrs: { retain_graph: retain } }]) },
   );
+}
+
+function deepRecordedChain(n: number): unknown {
+  const body: unknown[] = [{ op: 'multiply', args: ['x', 1], out: 'q' }];
+  for (let i = 1; i < n; i++) body.push({ op: i % 2 ? 'tanh' : 'multiply', args: i % 2 ? ['q'] : ['q', 1.01], out: 'q' });
+  return { op: 'scope', kind: 'record', body };
 }
 
 function deepScope(depth: number): Raw {
@@ -389,8 +500,21 @@ export function exprArb(ops: OpInfo[]): fc.Arbitrary<string> {
     .map(([w, body, ind]) => `with ${w}:\n${body.map((b) => ind + b).join('\n')}`);
   const program = fc.array(fc.oneof({ weight: 5, arbitrary: statement }, { weight: 1, arbitrary: block }), { minLength: 1, maxLength: 5 })
     .chain((sts) => fc.constantFrom('\n', '; ', '\r\n', ';;', '\n\n  ').map((sep) => sts.join(sep)));
+  const hugeZero = fc.tuple(fc.constantFrom('nd.zeros', 'nd.ones', 'nd.random.normal', 'x.reshape', 'x.broadcast_to', 'nd.full'), fc.constantFrom(...HUGE_ZERO_SHAPES.slice(0, 6)))
+    .map(([f, sh]) => `q = ${f}(${f === 'nd.random.normal' ? 'shape=' : ''}(${sh.join(', ')})${f === 'nd.full' ? ', 2' : ''})\nq.sum()`);
+  const deepChain = fc.tuple(fc.constantFrom(10, 60, 130, 300), fc.constantFrom('q * 1.01', 'nd.tanh(q)', 'q + x', 'q.sum() * x', 'q[:]')).map(([n, step]) => [
+    'x.attach_grad()', 'with autograd.record():', '    q = x * 1', ...Array.from({ length: n }, () => `    q = ${step}`), 'q.backward()', 'x.grad',
+  ].join('\n'));
+  const programStatements = fc.tuple(fc.constantFrom(...PROTO_KEYS.filter((k) => /^[A-Za-z_]\w*$/.test(k))), fc.constantFrom(0, 1, 2, 3)).map(([k, how]) => [
+    `${k} = nd.ones((2, 3))`,
+    [`${k}[0] = 5`, `${k}[:, 1:] = x[:, :2]`, `del ${k}`, `with autograd.record():\n    ${k} = ${k} * 2\n${k}.backward()`][how],
+    `${k}.sum()`,
+  ].join('\n'));
   return fc.oneof(
     { weight: 12, arbitrary: program },
+    { weight: 1, arbitrary: hugeZero },
+    { weight: 1, arbitrary: deepChain },
+    { weight: 1, arbitrary: programStatements },
     // Deep nesting and long inputs: the parser's limits and its recursion.
     { weight: 1, arbitrary: fc.tuple(fc.constantFrom('(', '[', '-', 'nd.exp(', 'x[', '+'), fc.constantFrom(10, 31, 32, 33, 64, 255, 256, 257, 3000, 50000)).map(([o, d]) => `q = ${o.repeat(d)}1${closer(o).repeat(d)}`) },
     { weight: 1, arbitrary: fc.constantFrom(100, 5000, 200000).map((n) => `q = ${Array.from({ length: n }, () => '1').join(' + ')}`) },

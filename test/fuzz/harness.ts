@@ -12,14 +12,15 @@
 import fc from 'fast-check';
 import { send, call, type RawAnswer } from '../helpers/http.js';
 import {
-  anyJson, base64Data, exprArb, name, nestedData, npyBody, number, programArb, ref, Raw, shape, toJson,
+  anyJson, base64Data, exprArb, name, nestedData, npyBody, number, programArb, ref, Raw, safetensorsBody, shape, toJson,
   type OpInfo,
 } from './gen.js';
 
 // ---- requests -----------------------------------------------------------------------------------
 
 export type Target = 'attacker' | 'witness' | 'unknown';
-export type Auth = 'token' | 'none' | 'garbage' | 'malformed';
+/** `odd`: the attacker's own token in one of ODD_AUTH's spellings (some valid, most not). */
+export type Auth = 'token' | 'none' | 'garbage' | 'malformed' | 'odd';
 
 export interface FuzzReq {
   kind: string;
@@ -30,7 +31,18 @@ export interface FuzzReq {
   auth: Auth;
   headers: Record<string, string>;
   body?: string | Buffer;
+  /** Which spelling of ODD_AUTH an `odd` request uses. */
+  authStyle?: number;
 }
+
+/** Spellings of the Authorization header around a real token `T`. */
+export const ODD_AUTH: ((t: string) => string)[] = [
+  (t) => `bearer ${t}`, (t) => `BEARER ${t}`, (t) => `Bearer\t${t}`, (t) => `Bearer   ${t}   `, (t) => ` Bearer ${t}`,
+  (t) => `Bearer "${t}"`, (t) => `Bearer ${t}, Bearer ${t}`, (t) => `Token ${t}`, (t) => `Bearer ${t.toUpperCase()}`,
+  (t) => `Bearer ${t}\u00a0`, (t) => `Bearer ${t.slice(0, 8)}`, (t) => `Bearer ${'a'.repeat(8000)}`,
+  (t) => `Bearer=${t}`, (t) => `Bearer:${t}`, (t) => `Basic ${Buffer.from(`x:${t}`).toString('base64')}`, () => 'Bearer __proto__',
+  (t) => `Bearer ${t}%00`, (t) => `Bearer ${encodeURIComponent(t)}x`,
+];
 
 /** Limits tight enough that no generated request is slow, loose enough that ops do run. */
 export const FUZZ_ENV: Record<string, string> = {
@@ -64,6 +76,8 @@ const contentType = fc.oneof(
 const extraHeaders: fc.Arbitrary<Record<string, string>> = fc.oneof(
   { weight: 12, arbitrary: fc.constant({}) },
   { weight: 1, arbitrary: fc.record({ 'idempotency-key': fc.oneof(fc.constantFrom('k1', 'k2', ''), fc.string({ maxLength: 8 }).map((s) => enc(s)), fc.constant('k'.repeat(300))) }) },
+  // A tiny pool of keys, so that keys are reused across endpoints, bodies and sessions.
+  { weight: 2, arbitrary: fc.record({ 'idempotency-key': fc.constantFrom('reuse', 'reuse2', '__proto__', 'constructor') }) },
   { weight: 1, arbitrary: fc.record({ accept: fc.constantFrom('application/x-npy', 'text/html', '*/*', 'application/json', 'application/x-npy;q=0.1, application/json') }) },
   { weight: 1, arbitrary: fc.record({ 'x-api-key': fc.constantFrom('', 'key', 'k'.repeat(1000)) }) },
   { weight: 1, arbitrary: fc.record({ 'x-gradserve-session-id': fc.constantFrom('{WID}', 'abcdefgh', 'short', 'x'.repeat(64), '../../etc') }) },
@@ -137,8 +151,8 @@ function bodies(ops: OpInfo[]) {
 
 const target: fc.Arbitrary<Target> = fc.oneof({ weight: 30, arbitrary: fc.constant('attacker' as const) }, { weight: 3, arbitrary: fc.constant('witness' as const) }, { weight: 1, arbitrary: fc.constant('unknown' as const) });
 const authFor = (t: Target): fc.Arbitrary<Auth> => (t === 'attacker'
-  ? fc.oneof({ weight: 30, arbitrary: fc.constant('token' as const) }, { weight: 1, arbitrary: fc.constantFrom<Auth>('none', 'garbage', 'malformed') })
-  : fc.constantFrom<Auth>('token', 'none', 'garbage', 'malformed'));
+  ? fc.oneof({ weight: 30, arbitrary: fc.constant('token' as const) }, { weight: 1, arbitrary: fc.constantFrom<Auth>('none', 'garbage', 'malformed') }, { weight: 2, arbitrary: fc.constant<Auth>('odd') })
+  : fc.constantFrom<Auth>('token', 'none', 'garbage', 'malformed', 'odd'));
 
 const tapeId = fc.oneof(fc.constantFrom('t1', 't2', 't3', 't0', 't999999', 'T1', '..', '%2e%2e', '__proto__', 'constructor'), fc.string({ maxLength: 70 }).map(enc));
 const fmtQuery = fc.oneof({ weight: 4, arbitrary: fc.constantFrom('', '?format=nested', '?format=flat', '?format=base64') }, { weight: 1, arbitrary: fc.constantFrom('?format=npy', '?format=', '?format=base64&format=flat', '?format[]=flat', '?format=%00', '?format=dot', '?format=svg') });
@@ -175,6 +189,21 @@ function sessionRequest(ops: OpInfo[], only: (kind: string) => boolean = () => t
     { kind: 'backward', weight: 15, arbitrary: j('backward', 'POST', c('{S}/backward'), b.backward) },
     { kind: 'grad', weight: 15, arbitrary: j('grad', 'POST', c('{S}/grad'), b.grad) },
     { kind: 'tapes', weight: 10, arbitrary: fc.tuple(tapeId, fc.constantFrom('', '?format=json', '?format=dot', '?format=svg', '?format=x'), fc.boolean()).map(([t, q, del]) => ({ kind: 'tapes', method: del ? 'DELETE' : 'GET', path: `{S}/tapes/${t}${del ? '' : q}`, body: undefined })) },
+    {
+      kind: 'import',
+      weight: 10,
+      arbitrary: fc.record({ file: safetensorsBody, how: fc.integer({ min: 0, max: 9 }) })
+        .map(({ file, how }) => ({ kind: 'import', method: how === 9 ? 'GET' : 'POST', path: how === 9 ? '{S}/export' : '{S}/import', body: how === 9 ? undefined : file as string | Buffer })),
+    },
+    // One key, sent again with the same or another body, to another endpoint, or while the first runs.
+    {
+      kind: 'idem-reuse',
+      weight: 8,
+      arbitrary: fc.oneof(
+        { weight: 3, arbitrary: fc.constantFrom<[string, unknown]>(['{S}/ops', { expr: 'x = x + 1', fetch: ['x'] }], ['{S}/ops', { expr: 'q = x * 2' }], ['{S}/backward', { heads: ['y'], retain_graph: true }], ['{S}/grad', { heads: ['y'], variables: ['x'], retain_graph: true }], ['{S}/arrays/l/backward', { retain_graph: true }], ['/v1/sessions', {}]) },
+        { weight: 1, arbitrary: fc.tuple(fc.constantFrom('{S}/ops', '{S}/backward', '{S}/grad'), fc.oneof(b.opsBody, b.backward)) },
+      ).map(([path, body]) => ({ kind: 'idem-reuse', method: 'POST', path, body: toJson(body) as string | Buffer | undefined })),
+    },
     { kind: 'sessions-post', weight: 10, arbitrary: j('sessions-post', 'POST', c('/v1/sessions'), b.session) },
     // Rare: the attacker deletes its own session (the harness then makes a new one).
     { kind: 'session-delete', weight: 1, arbitrary: c({ kind: 'session-delete', method: 'DELETE', path: '{S}', body: undefined }) },
@@ -205,12 +234,14 @@ export function requestArb(ops: OpInfo[], only?: (kind: string) => boolean): fc.
   try { parts.push({ weight: 9, arbitrary: sessionRequest(ops, sessionKinds) }); } catch { /* no session family picked */ }
   if (!only || only('random')) parts.push({ weight: 1, arbitrary: randomRequest });
   const any = fc.oneof(...parts);
-  return fc.record({ r: any, t: target, extra: extraHeaders, ct: contentType }).chain(({ r, t, extra, ct }) => authFor(t).map((auth) => {
+  return fc.record({ r: any, t: target, extra: extraHeaders, ct: contentType, style: fc.nat({ max: ODD_AUTH.length - 1 }) }).chain(({ r, t, extra, ct, style }) => authFor(t).map((auth) => {
     const headers: Record<string, string> = { ...extra };
+    if (r.kind === 'idem-reuse') headers['idempotency-key'] = ['reuse', 'reuse2'][style % 2];
     // GETs and DELETEs mostly come without a content type, as real clients send them.
     if (ct !== null && (r.body !== undefined || ct !== 'application/json')) headers['content-type'] = ct;
     if (r.kind === 'npy' && ct === 'application/json') headers['content-type'] = 'application/x-npy';
-    return { ...r, target: t, auth, headers };
+    if (r.kind === 'import' && ct === 'application/json' && r.body !== undefined) headers['content-type'] = style % 2 ? 'application/x-safetensors' : 'application/octet-stream';
+    return { ...r, target: t, auth, headers, ...(auth === 'odd' ? { authStyle: style } : {}) };
   }));
 }
 
@@ -346,6 +377,8 @@ export class FuzzTarget {
   }
 
   readonly timeByKind = new Map<string, number>();
+  /** How often each kind got each status: a kind that never succeeds tests only its refusals. */
+  readonly statusByKind = new Map<string, Map<number, number>>();
   /** The slowest answers seen (for finding what makes a run slow). */
   readonly slow: { ms: number; req: FuzzReq; status: number }[] = [];
 
@@ -359,6 +392,7 @@ export class FuzzTarget {
     // Never the witness's token: the witness is reached only with someone else's or none.
     if (req.auth === 'token') headers.authorization = `Bearer ${att.token}`;
     else if (req.auth === 'garbage') headers.authorization = `Bearer ${att.token.slice(0, -1)}A`;
+    else if (req.auth === 'odd') headers.authorization = ODD_AUTH[(req.authStyle ?? 0) % ODD_AUTH.length](att.token);
     else if (req.auth === 'malformed') headers.authorization = ['Basic eDp5', 'Bearer', 'Bearer  ', `bearer ${att.token} extra`, `Bearer ${att.token}${att.token}`, 'Bearer \u00e9'.replace('\u00e9', '%C3%A9')][att.token.charCodeAt(0) % 6];
     return { path, headers };
   }
@@ -385,6 +419,9 @@ export class FuzzTarget {
       return { kind: req.kind, problem: `server down after request: ${msg}`, req };
     }
     this.timeByKind.set(req.kind, (this.timeByKind.get(req.kind) ?? 0) + ans.ms);
+    const statuses = this.statusByKind.get(req.kind) ?? new Map<number, number>();
+    statuses.set(ans.status, (statuses.get(ans.status) ?? 0) + 1);
+    this.statusByKind.set(req.kind, statuses);
     if (ans.ms > 250) {
       this.slow.push({ ms: ans.ms, req, status: ans.status });
       this.slow.sort((a, b) => b.ms - a.ms);

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from '../helpers/server.js';
 import { call } from '../helpers/http.js';
+import { connect } from 'node:net';
 
 let srv: TestServer;
 beforeAll(async () => { srv = await startServer({}); });
@@ -90,5 +91,47 @@ describe('fuzz regressions: idempotent refusals', () => {
     } finally {
       await tight.close();
     }
+  });
+});
+
+describe('fuzz regressions: request bodies', () => {
+  // A 415 answered before its body was read left the body's idle timer running; its refusal then
+  // was an uncaught 'error' event, and the process shut down (every later request refused).
+  it('a stalled body that the route never reads is answered 415, and the server stays up past the idle timeout', async () => {
+    const tight = await startServer({ GRADSERVE_BODY_IDLE_TIMEOUT_MS: '300' });
+    try {
+      const s = await call(tight.url, 'POST', '/v1/sessions', null, {});
+      const u = new URL(tight.url);
+      const socket = connect(Number(u.port), u.hostname);
+      let got = '';
+      socket.on('data', (d) => { got += d.toString('latin1'); });
+      socket.on('error', () => {});
+      socket.write(`POST /v1/sessions/${s.json.id}/arrays/x/backward HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${s.json.token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n{"head_`);
+      for (let i = 0; i < 100 && !got; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(got).toMatch(/^HTTP\/1\.1 415/);
+      await new Promise((r) => setTimeout(r, 800));
+      expect((await call(tight.url, 'GET', '/healthz')).status).toBe(200);
+      socket.destroy();
+    } finally {
+      await tight.close();
+    }
+  });
+
+  // A body the route never read (415) stayed piped into the body counter, paused, so the next
+  // request on the same keep-alive connection was never parsed: the fuzzer saw it as a hang.
+  it('after a 415 with a large unread body, the next request on the same connection is answered', async () => {
+    const s = await call(srv.url, 'POST', '/v1/sessions', null, {});
+    const u = new URL(srv.url);
+    const socket = connect(Number(u.port), u.hostname);
+    let got = '';
+    socket.on('data', (d) => { got += d.toString('latin1'); });
+    socket.on('error', () => {});
+    const body = 'x'.repeat(200_000);
+    socket.write(`POST /v1/sessions/${s.json.id}/ops HTTP/1.1\r\nHost: x\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    socket.write(`GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n`);
+    for (let i = 0; i < 150 && (got.match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    socket.destroy();
+    expect(got).toMatch(/^HTTP\/1\.1 415/);
+    expect(got).toMatch(/HTTP\/1\.1 200[^]*"status":"ok"/);
   });
 });

@@ -98,6 +98,7 @@ console.log(memLine);
 
 console.log(`\nfuzz done: ${done} cases, ${failures} failures, ${((Date.now() - t0) / 1000).toFixed(1)} s; server ${alive ? 'up until stopped' : 'DOWN'}; exit ${code}`);
 console.log(`cases by kind: ${[...byKind].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}`);
+console.log(`statuses by kind: ${[...target.statusByKind].map(([k, m]) => `${k} {${[...m].sort((a, b) => a[0] - b[0]).map(([st, n]) => `${st}: ${n}`).join(', ')}}`).join('; ')}`);
 console.log(`server time by kind (ms): ${[...target.timeByKind].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n.toFixed(0)}`).join(', ')}`);
 for (const s of target.slow) console.log(`slow: ${s.ms.toFixed(0)} ms -> ${s.status}  ${showRequest(s.req).slice(0, 400)}`);
 const log = server.output();

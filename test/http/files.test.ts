@@ -64,6 +64,23 @@ describe('GET /export', () => {
     expect(data.readDoubleLE(0)).toBe(1.5);
   });
 
+  it('a file larger than one copy chunk (8 MiB) is whole and in order, with its Content-Length', async () => {
+    const c = await Client.open(srv.url);
+    const names = Array.from({ length: 12 }, (_, i) => `a${String(i).padStart(2, '0')}`);
+    await c.expr(names.map((n, i) => `${n} = nd.arange(100000, dtype='float64') + ${i * 100000}`).join('\n'));
+    const r = await c.get('/export').buffer(true).parse((res, cb) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => cb(null, Buffer.concat(chunks)));
+    }).expect(200);
+    const f = r.body as Buffer;
+    expect(Number(r.headers['content-length'])).toBe(f.length);
+    const n = Number(f.readBigUInt64LE(0));
+    const data = new Float64Array(f.buffer.slice(f.byteOffset + 8 + n, f.byteOffset + f.length));
+    expect(data.length).toBe(1_200_000);
+    for (const i of [0, 99_999, 100_000, 1_048_575, 1_048_576, 1_199_999]) expect(data[i]).toBe(i);
+  });
+
   it('an empty session is a file with no tensors', async () => {
     const c = await Client.open(srv.url);
     const f = await exportOf(c);

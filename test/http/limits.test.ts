@@ -205,6 +205,34 @@ describe('idempotency', () => {
     const forged = await request(srv.url).post(`/v1/sessions/${a1.body.id}/ops`).set('Authorization', 'Bearer forged').set('Idempotency-Key', 'k').send({ expr: 'x = nd.ones((1,))' });
     expect(forged.status).toBe(401);
   });
+  it('the answers kept are bounded in bytes (the oldest go first), and a deleted session\'s records go with it', async () => {
+    const srv = await server({ GRADSERVE_IDEMPOTENCY_BYTES: '3000' });
+    const gauge = async (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec((await request(srv.url).get('/metrics')).text)![1]);
+    const c = await Client.open(srv.url);
+    await c.expr('x = nd.zeros((1,)); big = nd.ones((400,))');
+    const bump = { expr: 'x = x + 1', fetch: ['x'] };
+    await c.post('/ops', bump).set('Idempotency-Key', 'a').expect(200);
+    expect((await c.post('/ops', bump).set('Idempotency-Key', 'a').expect(200)).headers['idempotent-replayed']).toBe('true');
+    // an answer of about 1,000 bytes twice: the third pushes the first out of the 3,000-byte budget
+    const wide = { expr: 'x = x + 1', fetch: ['x', 'big'], format: 'flat' };
+    await c.post('/ops', wide).set('Idempotency-Key', 'b').expect(200);
+    await c.post('/ops', wide).set('Idempotency-Key', 'c').expect(200);
+    await c.post('/ops', wide).set('Idempotency-Key', 'd').expect(200);
+    expect(await gauge('gradserve_idempotency_bytes')).toBeLessThanOrEqual(3000);
+    const rerun = await c.post('/ops', bump).set('Idempotency-Key', 'a').expect(200);
+    expect(rerun.headers['idempotent-replayed']).toBeUndefined();
+    expect(rerun.body.outputs.x.data).toEqual([5]);
+    expect((await c.post('/ops', wide).set('Idempotency-Key', 'd').expect(200)).headers['idempotent-replayed']).toBe('true');
+    // an answer larger than the whole budget is not kept: its retry runs again
+    const huge = { expr: 'x = x + 1', fetch: ['x', 'big'], format: 'nested' };
+    await c.expr('big = nd.ones((2000,))');
+    await c.post('/ops', huge).set('Idempotency-Key', 'e').expect(200);
+    expect((await c.post('/ops', huge).set('Idempotency-Key', 'e').expect(200)).headers['idempotent-replayed']).toBeUndefined();
+    expect(await gauge('gradserve_idempotency_entries')).toBeGreaterThan(0);
+    await c.del().expect(204);
+    expect(await gauge('gradserve_idempotency_entries')).toBe(0);
+    expect(await gauge('gradserve_idempotency_bytes')).toBe(0);
+  });
 });
 
 describe('metrics', () => {

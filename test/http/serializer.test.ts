@@ -8,6 +8,7 @@ import Fastify from 'fastify';
 import { z } from 'zod';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { responseSerializer } from '../../src/http/serializer.js';
+import { registerProblems } from '../../src/http/problem.js';
 
 async function appWith(check: boolean, answer: unknown) {
   const app = Fastify().withTypeProvider<ZodTypeProvider>();
@@ -37,5 +38,18 @@ describe('response serialization', () => {
   it('unchecked: the answer is serialized as built', async () => {
     const app = await appWith(false, { n: 2 });
     expect((await app.inject({ method: 'GET', url: '/x' })).json()).toEqual({ n: 2 });
+  });
+
+  it('an answer longer than V8 can hold as a string is a 413 problem, not a 500 "Invalid string length"', async () => {
+    const app = Fastify().withTypeProvider<ZodTypeProvider>();
+    app.setSerializerCompiler(responseSerializer(false));
+    registerProblems(app);
+    // what JSON.stringify meets when the text passes V8's string limit (a real RangeError from V8)
+    app.get('/x', { schema: { response: { 200: z.object({ n: z.number() }) } } }, async () => ({ n: 1, toJSON: () => 'x'.repeat(2 ** 30) }) as unknown as { n: number });
+    await app.ready();
+    const r = await app.inject({ method: 'GET', url: '/x' });
+    expect(r.statusCode).toBe(413);
+    expect(r.headers['content-type']).toMatch(/problem\+json/);
+    expect(r.json().limit).toBe('answer_length');
   });
 });

@@ -5,6 +5,10 @@
  * key), so one client can never replay another's answer; a request with no verified credential
  * (creating a session on a server without API keys) is run as if it had no key, since clients
  * behind one address are not one client.
+ *
+ * What is kept is bounded by entries and by the bytes of the stored answers (the oldest go first),
+ * and a session's records go with the session: its token no longer verifies, so they could never
+ * be replayed, and 1,000 deleted sessions' answers held 75 MB (issue 15, finding 10).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { createHash } from 'node:crypto';
@@ -12,8 +16,11 @@ import { ApiError } from '../../errors.js';
 import { sendProblem } from '../problem.js';
 import { verifiedCredential } from '../auth.js';
 import type { SessionStore } from '../../session/store.js';
+import { Gauge, type Registry } from 'prom-client';
 
 interface Entry {
+  /** The verified credential the key is scoped to. */
+  who: string;
   bodyHash: string;
   done: boolean;
   status?: number;
@@ -25,23 +32,51 @@ const ROUTES = [/^\/v1\/sessions$/, /^\/v1\/sessions\/[^/]+\/(ops|backward|grad)
 
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 
-export function registerIdempotency(app: FastifyInstance, maxEntries: number, store: SessionStore, apiKeys: readonly string[]): void {
+const sizeOf = (payload: string | Buffer | undefined) => (payload === undefined ? 0 : payload.length);
+
+export interface IdempotencyLimits {
+  entries: number;
+  /** Bytes of stored answers, all together. */
+  bytes: number;
+}
+
+export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLimits, store: SessionStore, apiKeys: readonly string[], registry: Registry): void {
+  // In insertion order, so the first is the oldest.
   const entries = new Map<string, Entry>();
-  const keyOf = (req: FastifyRequest): string | null => {
+  const byWho = new Map<string, Set<string>>();
+  let storedBytes = 0;
+  new Gauge({ name: 'gradserve_idempotency_entries', help: 'Idempotency-Key records kept.', registers: [registry], collect() { this.set(entries.size); } });
+  new Gauge({ name: 'gradserve_idempotency_bytes', help: 'Bytes of the answers kept for Idempotency-Key replay.', registers: [registry], collect() { this.set(storedBytes); } });
+
+  const forget = (key: string) => {
+    const e = entries.get(key);
+    if (!e) return;
+    entries.delete(key);
+    storedBytes -= sizeOf(e.payload);
+    const keys = byWho.get(e.who);
+    keys?.delete(key);
+    if (keys?.size === 0) byWho.delete(e.who);
+  };
+  store.onDeleted((sid) => {
+    for (const key of [...(byWho.get(`session:${sid}`) ?? [])]) forget(key);
+  });
+
+  const keyOf = (req: FastifyRequest): { key: string; who: string } | null => {
     const k = req.headers['idempotency-key'];
     if (req.method !== 'POST' || typeof k !== 'string' || !k) return null;
     const path = req.url.split('?')[0];
     if (!ROUTES.some((r) => r.test(path))) return null;
     const who = verifiedCredential(store, apiKeys, req);
     if (who === null) return null;
-    return sha(`${sha(who)}|${path}|${k}`);
+    return { key: sha(`${sha(who)}|${path}|${k}`), who };
   };
 
   // Callback-style hooks: almost no request carries a key, and an async hook would cost every
   // request a promise. A hook that answers (a refusal or a replay) does not call done.
   app.addHook('preHandler', (req, reply, done) => {
-    const key = keyOf(req);
-    if (!key) return done();
+    const scoped = keyOf(req);
+    if (!scoped) return done();
+    const { key, who } = scoped;
     if ((req.headers['idempotency-key'] as string).length > 255) {
       sendProblem(reply, new ApiError('invalid_request', 'Idempotency-Key is longer than 255 characters'), req);
       return;
@@ -54,8 +89,11 @@ export function registerIdempotency(app: FastifyInstance, maxEntries: number, st
       else reply.code(e.status!).header('Idempotent-Replayed', 'true').type(e.type ?? 'application/json').send(e.payload);
       return;
     }
-    if (entries.size >= maxEntries) entries.delete(entries.keys().next().value!);
-    entries.set(key, { bodyHash, done: false });
+    if (entries.size >= limits.entries) forget(entries.keys().next().value!);
+    entries.set(key, { who, bodyHash, done: false });
+    let keys = byWho.get(who);
+    if (!keys) byWho.set(who, (keys = new Set()));
+    keys.add(key);
     (req as FastifyRequest & { idemKey?: string }).idemKey = key;
     done();
   });
@@ -66,10 +104,18 @@ export function registerIdempotency(app: FastifyInstance, maxEntries: number, st
     const e = entries.get(key);
     // Only definite answers are stored: a 5xx, or a refusal by a quota or rate limit (429), may
     // succeed when retried later.
-    if (e && reply.statusCode < 500 && reply.statusCode !== 429 && (typeof payload === 'string' || Buffer.isBuffer(payload))) {
+    // An answer larger than the whole budget is not kept: a retry runs the request again.
+    const size = typeof payload === 'string' || Buffer.isBuffer(payload) ? payload.length : Infinity;
+    if (e && reply.statusCode < 500 && reply.statusCode !== 429 && size <= limits.bytes) {
+      // This entry's bytes are not counted yet, so the others hold enough to make room.
+      for (const k of entries.keys()) {
+        if (storedBytes + size <= limits.bytes) break;
+        if (k !== key) forget(k);
+      }
       Object.assign(e, { done: true, status: reply.statusCode, type: String(reply.getHeader('content-type') ?? ''), payload });
+      storedBytes += size;
     } else {
-      entries.delete(key);
+      forget(key);
     }
     done(null, payload);
   });

@@ -6,7 +6,7 @@ import {
   PutArrayBody, ReadQuery, SessionParams,
 } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
-import { problems } from '../responses.js';
+import { problems, sendParts } from '../responses.js';
 import * as svc from '../../session/service.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
@@ -58,8 +58,9 @@ export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =
     const s = sessionOf(S.store, req);
     const { name } = req.params;
     if (wantsNpy(req)) {
-      const buf = await s.run(() => svc.toNpy(s, s.resolve(grad ? `${name}.grad` : name)));
-      return reply.type('application/x-npy').send(buf);
+      // run resolves the Deferred (its type does not say so): the header and the data's chunks.
+      const parts = (await s.run(() => svc.toNpy(s, s.resolve(grad ? `${name}.grad` : name)))) as unknown as Uint8Array[];
+      return sendParts(reply, 'application/x-npy', parts);
     }
     const format = req.query.format ?? 'nested';
     return s.run(() => (grad ? svc.readGrad(s, name, format) : svc.describe(s, name, s.resolve(name), format)));

@@ -2,17 +2,20 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ImportAnswer, SafetensorsFile, SessionParams } from '../schemas/api.js';
 import { sessionOf } from '../auth.js';
-import { problems } from '../responses.js';
+import { problems, sendParts } from '../responses.js';
 import { exportSession, importSession } from '../../session/files.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
+import { readBody } from '../body.js';
 
 const errors = problems(401, 404, 413, 415);
 export const SAFETENSORS_TYPE = 'application/x-safetensors';
 
 export const fileRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
   // Scoped to this plugin: the app already reads application/octet-stream as bytes.
-  app.addContentTypeParser(SAFETENSORS_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser(SAFETENSORS_TYPE, (req, payload, done) => {
+    readBody(req, payload, S.config.limits.maxBodyBytes).then((buf) => done(null, buf), (err: Error) => done(err, undefined));
+  });
 
   app.get('/v1/sessions/:sid/export', {
     schema: {
@@ -23,11 +26,10 @@ export const fileRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =>
     },
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
-    const file = await s.run(() => exportSession(s));
-    return reply
-      .type('application/octet-stream')
-      .header('Content-Disposition', `attachment; filename="gradserve-${s.id}.safetensors"`)
-      .send(file);
+    // run resolves the Deferred (its type does not say so): the header and the arrays' chunks.
+    const parts = (await s.run(() => exportSession(s))) as unknown as Uint8Array[];
+    reply.header('Content-Disposition', `attachment; filename="gradserve-${s.id}.safetensors"`);
+    return sendParts(reply, 'application/octet-stream', parts);
   });
 
   app.post('/v1/sessions/:sid/import', {
