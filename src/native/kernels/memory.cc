@@ -31,7 +31,21 @@ constexpr size_t kKeepMapped = size_t(32) << 20;
 // every so many freed bytes the heap is trimmed.
 constexpr int64_t kTrimEvery = int64_t(64) << 20;
 
+// Mappings this large ask for transparent huge pages (where THP is in madvise mode, as on most
+// distributions): a fresh 40 MB buffer then costs 20 page faults instead of 10,000, which at 1e7
+// float32 elements was most of an elementwise op's time through the server.
+constexpr size_t kHugeBytes = size_t(4) << 20;
+
 namespace {
+
+void* map_fresh(size_t size) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();  // fresh pages are zero
+#if defined(MADV_HUGEPAGE)
+  if (size >= kHugeBytes) madvise(p, size, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
+  return p;
+}
 
 size_t padded(int64_t bytes) { return (static_cast<size_t>(bytes) + 63) & ~size_t(63); }
 size_t page_rounded(int64_t bytes) { return (static_cast<size_t>(bytes) + 4095) & ~size_t(4095); }
@@ -76,8 +90,7 @@ void* buffer_alloc(int64_t bytes) {
     if (p) {
       std::memset(p, 0, size);
     } else {
-      p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) throw std::bad_alloc();  // fresh pages are zero
+      p = map_fresh(size);
     }
   } else {
     // aligned_alloc wants a multiple of the alignment.
@@ -115,9 +128,7 @@ void* scratch_alloc(int64_t bytes) {
   }
   void* p = map_cache().take(size);
   if (p) return p;
-  p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  return p;
+  return map_fresh(size);
 }
 
 void scratch_free(void* p, int64_t bytes) {
