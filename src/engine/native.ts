@@ -46,7 +46,7 @@ export interface NativeAddon {
   setThreads(n: number): number;
   /**
    * The instruction set of the GEMM micro-kernels and SIMD elementwise kernels in use: 'avx512f',
-   * 'avx2' or 'sse2' (the float32 exp/log/tanh/sigmoid path that runs; sse2 means scalar libm).
+   * 'avx2' or 'sse2' (the float32 transcendental path that runs; sse2 means scalar libm).
    */
   simdLevel(): string;
   /** Caps that instruction set (GRADSERVE_ISA, tests, benchmarks); returns the level in force. */

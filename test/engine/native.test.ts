@@ -68,7 +68,7 @@ const compare = (r: Storage, n: Storage, tol: number, what: string) =>
 const ELEM_TOL: Record<DType, number> = { float32: 2.5e-7, float64: 1e-12 };
 
 /**
- * float32 exp, log, tanh and sigmoid run float32-native SIMD kernels (src/native/kernels/unary_f32.h)
+ * float32 exp, log, tanh, sigmoid, expm1, log1p and softrelu run float32-native SIMD kernels (src/native/kernels/unary_f32.h)
  * within F32_ULP_BOUND ulps of the exact value, where the reference rounds the double result once
  * (half an ulp): so the two may be bound + 1/2 ulp apart, which below a power of two is one float
  * more. They are compared as float32 neighbours, at most bound + 1 apart, specials exactly.

@@ -1,5 +1,5 @@
 /**
- * The float32 exp, log, tanh and sigmoid kernels against float64 Math.* on a sweep of float32
+ * The float32 exp, log, tanh, sigmoid, expm1, log1p and softrelu kernels against float64 Math.* on a sweep of float32
  * inputs (a stride through every bit pattern, both signs, plus the edges), on every SIMD path this
  * CPU has: avx512f and avx2 run the float32-native vector kernels (src/native/kernels/vmath_f32.inl),
  * sse2 the scalar libm ones. Each path must stay within the documented ulp bound (unary_f32.h,
@@ -23,6 +23,9 @@ const EXACT: Record<Op, (x: number) => number> = {
   tanh: Math.tanh,
   // Split by sign as the reference does: neither side overflows, and float64 is far finer.
   sigmoid: (x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))),
+  expm1: Math.expm1,
+  log1p: Math.log1p,
+  softrelu: (x) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x))),
 };
 
 const EDGES = [
@@ -91,6 +94,9 @@ describe('float32 transcendental kernels on every SIMD path', () => {
         log: [Infinity, NaN, NaN, -Infinity, -Infinity, NaN, Math.fround(Math.log(2 ** -149)), Math.fround(Math.log(100)), NaN],
         tanh: [1, -1, NaN, 0, -0, Math.fround(Math.tanh(-1)), 2 ** -149, 1, -1],
         sigmoid: [1, 0, NaN, 0.5, 0.5, Math.fround(EXACT.sigmoid(-1)), 0.5, 1, 0],
+        expm1: [Infinity, -1, NaN, 0, -0, Math.fround(Math.expm1(-1)), 2 ** -149, Infinity, -1],
+        log1p: [Infinity, NaN, NaN, 0, -0, -Infinity, 2 ** -149, Math.fround(Math.log1p(100)), NaN],
+        softrelu: [Infinity, 0, NaN, Math.fround(Math.LN2), Math.fround(Math.LN2), Math.fround(EXACT.softrelu(-1)), Math.fround(Math.LN2), 100, 0],
       };
       for (const op of Object.keys(want) as Op[]) {
         expect(Array.from(run(op, xs)), `${op} on ${level}`).toEqual(want[op]);

@@ -4,7 +4,7 @@
  */
 
 /** Worst error of each float32 SIMD kernel, in ulps of the exact value. */
-export const F32_ULP_BOUND = { exp: 1, log: 1, tanh: 2, sigmoid: 1 } as const;
+export const F32_ULP_BOUND = { exp: 1, log: 1, tanh: 2, sigmoid: 1, expm1: 1, log1p: 1, softrelu: 2 } as const;
 export type F32SimdOp = keyof typeof F32_ULP_BOUND;
 
 const f64 = new Float64Array(1);

@@ -104,7 +104,8 @@ static double unary_cost(Unary op, DType dtype) {
       return 1;
     case Unary::exp:
       return simd_elementwise() ? 2 : 12;  // the AVX2 path runs at about 1 ns per element
-    case Unary::log: case Unary::tanh: case Unary::sigmoid:
+    case Unary::log: case Unary::tanh: case Unary::sigmoid: case Unary::expm1: case Unary::log1p:
+    case Unary::softrelu:
       return dtype == DType::F32 && simd_elementwise() ? 2 : 12;  // SIMD in float32 only (unary_f32.h)
     default:
       return 12;

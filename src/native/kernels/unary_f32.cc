@@ -9,6 +9,7 @@ namespace gs {
 bool unary_f32_simd_available(Unary op) {
   switch (op) {
     case Unary::exp: case Unary::log: case Unary::tanh: case Unary::sigmoid:
+    case Unary::expm1: case Unary::log1p: case Unary::softrelu:
       return simd_elementwise();
     default:
       return false;
