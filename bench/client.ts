@@ -49,7 +49,8 @@ export function request(url: string, method: string, path: string, body: string 
 export async function startOurs(env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Server> {
   const entry = fileURLToPath(new URL('../dist/src/server.js', import.meta.url));
   if (!existsSync(entry)) throw new Error('dist/src/server.js is missing: npm run build (npm run bench runs it first)');
-  const port = await new Promise<number>((resolve, reject) => {
+  // BENCH_PORT pins the port (a shared machine may give each user a range); otherwise any free one.
+  const port = process.env.BENCH_PORT ? Number(process.env.BENCH_PORT) : await new Promise<number>((resolve, reject) => {
     const s = net.createServer();
     s.on('error', reject);
     s.listen(0, '127.0.0.1', () => {

@@ -8,7 +8,7 @@
  * named in the report and our side still runs.
  *
  *   npm run bench                 everything
- *   npm run bench -- gemm elem    some sections (gemm, elem, mlp, chain, http, memory, upload, d2l)
+ *   npm run bench -- gemm elem    some sections (gemm, elem, elem-http, mlp, chain, http, memory, upload, d2l)
  *   BENCH_QUICK=1 npm run bench   fewer rounds
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -192,6 +192,32 @@ async function elementwiseSection(py: Python): Promise<void> {
       }
       for (const s of [a, b, c, one]) nat.free(s);
     }
+  }
+}
+
+/**
+ * add and exp on float32 through POST /v1/sessions/{sid}/ops, each request binding a new array
+ * (`d = exp(a)`; the previous d is freed), against numpy writing into a preallocated out=: the
+ * request, validation, the allocation and the session's flush are all counted on our side.
+ */
+async function elementwiseHttpSection(py: Python, srv: Server): Promise<void> {
+  for (const n of [1e6, 1e7]) {
+    const api = await Api.session(srv.url);
+    await api.upload('a', [n], randomF32(n, 1, 5));
+    await api.upload('b', [n], randomF32(n, 1, 6));
+    for (const op of ['add', 'exp']) {
+      const body = JSON.stringify({ ops: [{ op, args: op === 'add' ? ['a', 'b'] : ['a'], out: 'd' }] });
+      const call = async () => { await api.post('/ops', body); };
+      await warm(call, 300);
+      const reps = repsFor(await timeAsync(call, 3), 0.2);
+      const res = await sideBySide(() => timeAsync(call, reps), () => py.time({ kind: 'elementwise', op, dtype: 'float32', n, reps }));
+      report({
+        section: 'elementwise', case: `${op} float32 n=${n.toExponential(0)} (POST /ops)`,
+        ours: ms(res.ours), theirs: res.theirs ? ms(res.theirs) : 'numpy missing',
+        ratio: res.theirs ? res.theirs / res.ours : null, bar: 0.8,
+      });
+    }
+    await request(srv.url, 'DELETE', `/v1/sessions/${api.sid}`, null, api.auth);
   }
 }
 
@@ -414,6 +440,7 @@ const srv = await startOurs();
 try {
   if (want('gemm')) await gemmSection(py);
   if (want('elem')) await elementwiseSection(py);
+  if (want('elem') || want('elem-http')) await elementwiseHttpSection(py, srv);
   if (want('mlp')) await mlpSection(py, srv);
   if (want('chain')) await chainSection(py, srv);
   if (want('http')) await httpSection(srv);

@@ -70,6 +70,11 @@ export const ConfigSchema = z.object({
    * (the test suite turns it on): the walk costs in proportion to what the session holds.
    */
   GRADSERVE_CHECK_REFCOUNTS: z.enum(['0', '1']).default('0'),
+  /**
+   * Caps the SIMD instruction set of the native kernels (read by src/engine/native.ts when the
+   * addon loads; declared here so a bad value stops the server with the other config errors).
+   */
+  GRADSERVE_ISA: z.enum(['', 'avx512f', 'avx2', 'sse2']).default(''),
   /** Name of this replica behind a load balancer, echoed as X-Gradserve-Replica; empty: no header. */
   GRADSERVE_REPLICA: z.string().regex(/^[A-Za-z0-9._-]{0,64}$/, 'at most 64 characters of [A-Za-z0-9._-]').default(''),
 });

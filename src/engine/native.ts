@@ -47,9 +47,12 @@ export interface NativeAddon {
   getThreads(): number;
   /** Sets the kernel thread count (1..64); returns it. */
   setThreads(n: number): number;
-  /** The GEMM micro-kernel instruction set in use: 'avx512f', 'avx2' or 'sse2'. */
+  /**
+   * The instruction set of the GEMM micro-kernels and SIMD elementwise kernels in use: 'avx512f',
+   * 'avx2' or 'sse2' (the float32 transcendental path that runs; sse2 means scalar libm).
+   */
   simdLevel(): string;
-  /** Caps the GEMM instruction set (for tests and benchmarks); returns the level in force. */
+  /** Caps that instruction set (GRADSERVE_ISA, tests, benchmarks); returns the level in force. */
   setSimdCap(level: string): string;
 }
 
@@ -144,12 +147,29 @@ let batchDepth = 0;
 let runScheduled = false;
 let currentStream = 0;
 
+/** The SIMD levels of the addon (gemm.h simd_level), best first. */
+export const SIMD_LEVELS = ['avx512f', 'avx2', 'sse2'] as const;
+
+/**
+ * GRADSERVE_ISA, read once when the addon loads: caps the instruction set of the GEMM and SIMD
+ * elementwise kernels (never above what the CPU has), so the lower paths can run, and be tested,
+ * on a machine that has the higher ones. Unset or empty: the best the CPU supports.
+ */
+function applyIsaCap(a: RawAddon, want: string | undefined): void {
+  if (want === undefined || want === '') return;
+  if (!(SIMD_LEVELS as readonly string[]).includes(want)) {
+    throw new Error(`GRADSERVE_ISA must be one of ${SIMD_LEVELS.join(', ')} (got '${want}')`);
+  }
+  a.setSimdCap(want);
+}
+
 function load(): RawAddon | null {
   if (raw !== undefined) return raw;
   for (const path of CANDIDATES) {
     try {
       const a = require(path) as RawAddon;
       checkAbi(ABI, typeof a.abi === 'function' ? a.abi() : undefined);
+      applyIsaCap(a, process.env.GRADSERVE_ISA);
       a.setCommandBuffer(cmd);
       raw = a;
       return raw;

@@ -10,6 +10,7 @@
 #include "kernels/layout.h"
 #include "kernels/scalar_ops.h"
 #include "kernels/threads.h"
+#include "kernels/unary_f32.h"
 
 namespace gs {
 namespace {
@@ -25,7 +26,14 @@ void map_unary(const T* x, T* o, int64_t n) {
 
 template <class T>
 void unary_t(Unary op, const T* x, T* o, int64_t n) {
-  if constexpr (std::is_floating_point_v<T>) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (unary_f32_simd_available(op)) {
+      const bool nt = n * static_cast<int64_t>(sizeof(T)) >= kStreamStoreBytes;
+      parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) { unary_f32_simd(op, x + lo, o + lo, hi - lo, nt); });
+      return;
+    }
+  }
+  if constexpr (std::is_same_v<T, double>) {
     if (op == Unary::exp && simd_elementwise()) {
       parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) { exp_avx2(x + lo, o + lo, hi - lo); });
       return;
@@ -91,7 +99,7 @@ void check_same_shape(const View& x, const View& y, const char* what) {
 }  // namespace
 
 // Relative costs, in simple element operations, for the inline-or-queue decision.
-static double unary_cost(Unary op) {
+static double unary_cost(Unary op, DType dtype) {
   switch (op) {
     case Unary::neg: case Unary::abs: case Unary::sign: case Unary::square: case Unary::relu:
     case Unary::floor: case Unary::ceil: case Unary::round: case Unary::reciprocal:
@@ -99,6 +107,9 @@ static double unary_cost(Unary op) {
       return 1;
     case Unary::exp:
       return simd_elementwise() ? 2 : 12;  // the AVX2 path runs at about 1 ns per element
+    case Unary::log: case Unary::tanh: case Unary::sigmoid: case Unary::expm1: case Unary::log1p:
+    case Unary::softrelu:
+      return dtype == DType::F32 && simd_elementwise() ? 2 : 12;  // SIMD in float32 only (unary_f32.h)
     default:
       return 12;
   }
@@ -196,7 +207,7 @@ Work unary(Unary op, const Buf& x, const Buf& out) {
               unary_t<T>(op, xs.as<T>(), o.as<T>(), xs.length);
             });
           },
-          double(x.length) * unary_cost(op)};
+          double(x.length) * unary_cost(op, x.dtype)};
 }
 
 Work binary(Binary op, const Buf& a, const View& av, const Buf& b, const View& bv, const Buf& out) {

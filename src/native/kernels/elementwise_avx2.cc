@@ -69,13 +69,6 @@ GS_AVX2_INLINE __m256d exp4(__m256d x) {
   return y;
 }
 
-// float32 runs in double and rounds once, as the reference does (Math.fround(Math.exp(x))).
-GS_AVX2_INLINE __m256 exp8f(__m256 x) {
-  const __m256d lo = exp4(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
-  const __m256d hi = exp4(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
-}
-
 template <class T> struct Vec;
 // One specialisation per dtype, over the intrinsics _mm256_op_SUFFIX.
 #define GS_AVX2_VEC(TYPE, VEC, WIDTH, SUFFIX)                                            \
@@ -174,18 +167,6 @@ GS_AVX2 void exp_avx2(const double* x, double* o, int64_t n) {
     const int64_t m = n - i < 4 ? n - i : 4;
     for (int64_t j = 0; j < m; j++) t[j] = x[i + j];
     _mm256_store_pd(t, exp4(_mm256_load_pd(t)));
-    for (int64_t j = 0; j < m; j++) o[i + j] = t[j];
-  }
-}
-
-GS_AVX2 void exp_avx2(const float* x, float* o, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, exp8f(_mm256_loadu_ps(x + i)));
-  if (i < n) {
-    alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    const int64_t m = n - i;
-    for (int64_t j = 0; j < m; j++) t[j] = x[i + j];
-    _mm256_store_ps(t, exp8f(_mm256_load_ps(t)));
     for (int64_t j = 0; j < m; j++) o[i + j] = t[j];
   }
 }

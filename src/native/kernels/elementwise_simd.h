@@ -10,10 +10,10 @@ namespace gs {
 // True when the CPU (and OS) support AVX2 and FMA and the SIMD cap (setSimdCap) allows AVX2.
 bool simd_elementwise();
 
-// exp over n contiguous elements; out may be x. Lanes with |x| > 708 or NaN fall back to std::exp,
-// so every element's result depends only on its value (never on chunking or the thread count).
+// float64 exp over n contiguous elements; out may be x. Lanes with |x| > 708 or NaN fall back to
+// std::exp, so every element's result depends only on its value (never on chunking or the thread
+// count). float32 exp has its own float32-native kernels (unary_f32.h).
 void exp_avx2(const double* x, double* o, int64_t n);
-void exp_avx2(const float* x, float* o, int64_t n);
 
 // Contiguous binary runs: kind 0 is array-array, 1 array-scalar (b[0]), 2 scalar-array (a[0]).
 // nt: store add/sub/mul/div results with non-temporal stores (for outputs much larger than the

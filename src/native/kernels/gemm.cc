@@ -294,6 +294,7 @@ Work gemm(const Buf& a_, const Buf& b_, const Buf& out_, int64_t batch, int64_t 
 
 const char* simd_level() { return kLevelNames[g_level.load()]; }
 bool simd_at_least_avx2() { return g_level.load(std::memory_order_relaxed) >= kAvx2; }
+bool simd_at_least_avx512() { return g_level.load(std::memory_order_relaxed) >= kAvx512; }
 
 const char* set_simd_cap(const char* level) {
   int want = -1;

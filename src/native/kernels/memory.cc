@@ -34,6 +34,11 @@ constexpr int64_t kDefaultCacheBytes = int64_t(256) << 20;
 // every so many freed bytes the heap is trimmed.
 constexpr int64_t kTrimEvery = int64_t(64) << 20;
 
+// Mappings this large ask for transparent huge pages (where THP is in madvise mode, as on most
+// distributions): a fresh 40 MB buffer then costs 20 page faults instead of 10,000, which at 1e7
+// float32 elements was most of an elementwise op's time through the server.
+constexpr size_t kHugeBytes = size_t(4) << 20;
+
 namespace {
 
 size_t padded(int64_t bytes) { return (static_cast<size_t>(bytes) + 63) & ~size_t(63); }
@@ -52,7 +57,11 @@ size_t class_size(int64_t bytes) {
 
 void* map_pages(size_t size) {
   void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
+  if (p == MAP_FAILED) return nullptr;
+#if defined(MADV_HUGEPAGE)
+  if (size >= kHugeBytes) madvise(p, size, MADV_HUGEPAGE);  // advice only: failure changes nothing
+#endif
+  return p;
 }
 
 // Freed mappings kept for reuse; buffers may be freed on the stream's worker thread.
