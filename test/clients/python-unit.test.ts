@@ -10,8 +10,9 @@ let server: TestServer;
 let numpy = false;
 
 beforeAll(async () => {
-  // A small body limit, so that the client's split uploads and its reading of a 413 are exercised.
-  server = await startServer({ GRADSERVE_MAX_BODY_BYTES: String(4 << 20) });
+  // Small body and base64 limits, so that the client's split uploads, its reading of a 413 and its
+  // .npy reads of large arrays are exercised.
+  server = await startServer({ GRADSERVE_MAX_BODY_BYTES: String(4 << 20), GRADSERVE_MAX_BASE64_BYTES: String(8 << 20) });
   numpy = await hasNumpy();
 });
 afterAll(async () => {

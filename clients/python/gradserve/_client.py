@@ -119,12 +119,13 @@ class Client:
             self._conn = None
 
     def http(self, method: str, path: str, body=None, *, auth: bool = True, query: dict | None = None,
-             ok_missing: bool = False):
-        """Sends one request; returns the parsed JSON answer (None for 204). Raises GradserveError."""
+             ok_missing: bool = False, accept: str | None = None):
+        """Sends one request; returns the parsed JSON answer (None for 204), or the answer's bytes
+        when `accept` names another media type. Raises GradserveError."""
         full = self._prefix + path
         if query:
             full += '?' + urllib.parse.urlencode(query)
-        headers = {'Accept': 'application/json'}
+        headers = {'Accept': accept or 'application/json'}
         payload = None
         if body is not None:
             parts: list[bytes] = []
@@ -177,7 +178,9 @@ class Client:
                 if resp.getheader('Connection', '').lower() == 'close':
                     self._drop_connection()
                 status = resp.status
-                if status == 429 and rate_retries < 3:
+                # A rate limit, or a server momentarily out of room for bodies (503): both say
+                # when to come back.
+                if status in (429, 503) and rate_retries < 3 and resp.getheader('Retry-After'):
                     try:
                         wait = float(resp.getheader('Retry-After') or 1)
                     except ValueError:
@@ -187,6 +190,8 @@ class Client:
                         time.sleep(max(wait, 0.05))
                         continue
                 break
+        if accept and status < 400:
+            return data
         if status == 204 or not data:
             if status >= 400:
                 raise error_for(status, {}, method, where)

@@ -21,6 +21,13 @@ import weakref
 
 from ._errors import GradserveError
 
+def _answer_refused(e: GradserveError) -> bool:
+    """A refusal of the answer alone: the server ran the program and bound its names, then found
+    the data asked for too large to write (base64, JSON numbers, one string)."""
+    p = e.problem or {}
+    return e.status == 413 and p.get('statement_path') is None and p.get('limit') in ('base64_bytes', 'json_elements', 'answer_length')
+
+
 # Flush a queue holding this many statements or this many bytes of uploads.
 MAX_STATEMENTS = 1000
 MAX_QUEUED_BYTES = 16 << 20
@@ -157,7 +164,10 @@ class Engine:
             try:
                 answer = client.session('POST', '/ops', body)
             except GradserveError as e:
-                self._failed(program, origins, outs, pending, dead, deletes, e)
+                if _answer_refused(e):
+                    self._ran_unanswered(outs, pending, deletes)
+                else:
+                    self._failed(program, origins, outs, pending, dead, deletes, e)
                 raise
             except BaseException as e:
                 # the connection broke: what ran is unknown, so nothing queued can be trusted
@@ -179,6 +189,16 @@ class Engine:
                 if a is not None and name in descs:
                     a._update(descs[name])
             return answer
+
+    def _ran_unanswered(self, outs, pending, deletes) -> None:
+        """The whole program ran but its answer was refused (too large to encode): every name is
+        bound as sent, the deletes ran, and the arrays' descriptors are to be asked for."""
+        self.bound |= outs
+        self.bound -= set(deletes)
+        for name, ref in pending.items():
+            a = ref()
+            if a is not None:
+                a._stale = True
 
     def _failed(self, program, origins, outs, pending, dead, deletes, e: GradserveError) -> None:
         problem = e.problem or {}
