@@ -121,8 +121,9 @@ export function backward(req: BackwardRequest): BackwardResult {
     throw fail('no_grad', 'the heads do not depend on any array with a gradient buffer (grad_req write or add); call attach-grad on the inputs before recording');
   }
 
-  // The walk holds every node it visits, and every gradient it keeps, by a counted reference,
-  // so that a reclaim between nodes frees only what the walk is done with.
+  // The walk holds every node it visits, every gradient it keeps and every leaf it returns one
+  // for, by a counted reference, so that a reclaim between nodes frees only what the walk and
+  // its caller are done with.
   for (const n of nodes) retainNode(n);
   const held: NDArray[] = [];
   const hold = (a: NDArray): NDArray => {
@@ -145,6 +146,9 @@ export function backward(req: BackwardRequest): BackwardResult {
     return next;
   };
   const addLeaf = (leaf: NDArray, g: NDArray): void => {
+    // The leaf too: its only holder may be the edge of the node just visited, which frees it
+    // (retain_graph false) before the caller writes the leaf's gradient buffer.
+    if (!leafGrads.has(leaf)) hold(leaf);
     leafGrads.set(leaf, sum(leafGrads.get(leaf), g));
   };
   const addNode = (node: Node, index: number, g: NDArray): void => {

@@ -75,6 +75,33 @@ describe('freed at the last release', () => {
     expect(await c.data('x/grad')).toEqual([3, 12, 27]);
   });
 
+  // Fuzz finding (seed 764396984): the variable's only holder was the edge of the node backward
+  // had just visited and freed, so the reclaim between nodes freed it with its gradient buffer,
+  // and the write of the gradient then hit a freed buffer (500).
+  it('backward from a head whose variable lost its name writes the gradient, then frees the variable', async () => {
+    const c = await Client.open(srv.url, { default_dtype: 'float64' });
+    await c.expr('x = nd.array([[1, 2, 3], [4, 5, 6]])\nx.attach_grad()\nwith autograd.record():\n    y = (x * x).sum()');
+    await c.del('/arrays/x').expect(204);
+    const r = await c.post('/arrays/y/backward', { retain_graph: false });
+    expect(r.status).toBe(200);
+    // No name reaches x any more: it has no entry, and it is gone with its gradient buffer.
+    expect(r.body.grads).toEqual({});
+    expect(await info(c)).toMatchObject({ buffers: 1, tapes: 0, tape_nodes: 0 });
+  });
+
+  it('a name bound to a deleted variable\'s gradient buffer sees what backward wrote there (write and add)', async () => {
+    for (const req of ['write', 'add']) {
+      const c = await Client.open(srv.url, { default_dtype: 'float64' });
+      await c.expr(`x = nd.array([1.0, 2.0, 3.0])\nx.attach_grad(grad_req='${req}')\ng = x.grad\nwith autograd.record():\n    y = (x * x * x).sum()\ndel x`);
+      await c.post('/arrays/y/backward').expect(200);
+      expect(await c.data('g')).toEqual([3, 12, 27]);
+      // The same inside one program, without retain_graph, the name dropped by rebinding.
+      await c.expr(`x = nd.array([2.0])\nx.attach_grad(grad_req='${req}')\nh = x.grad\nwith autograd.record():\n    z = x * x\nx = nd.zeros((1,))\nz.backward()`);
+      expect(await c.data('h')).toEqual([4]);
+      expect((await info(c)).tape_nodes).toBe(0);
+    }
+  });
+
   it('DELETE of a tape frees what it saved; its arrays keep their values', async () => {
     const c = await Client.open(srv.url);
     await c.expr('x = nd.ones((1000,))\nx.attach_grad()\nwith autograd.record():\n    y = nd.exp(x * 3)');
