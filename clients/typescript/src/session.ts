@@ -100,6 +100,8 @@ export class Session {
     token: string,
     readonly ops: OpInfo[],
     fetchImpl?: typeof fetch,
+    /** The largest request body the server takes (its `limits.body_bytes`). */
+    readonly bodyLimit: number = 64 << 20,
   ) {
     // The token lives only in the HTTP client's headers: not a field, so printing, logging or
     // JSON.stringify of a session never shows it.
@@ -163,6 +165,46 @@ export class Session {
     const answer = await this.call('POST', `/v1/sessions/${this.id}/ops`, () =>
       this.api.POST('/v1/sessions/{sid}/ops', { params: this.sid, body: { ops: ops as never, ...extra } }));
     return answer;
+  }
+
+  /**
+   * Binds `name` to an array made of `bytes` (little-endian, of `dtype` and `shape`), sent as
+   * binary parts of multipart programs, not base64 inside JSON. An array larger than a request
+   * body (the session's `limits.body_bytes`) goes in pieces joined on the server, so its size is
+   * bounded by the session's memory quota, not the body's.
+   */
+  async upload(name: string, bytes: Uint8Array, shape: number[], dtype: DType): Promise<Descriptor> {
+    await this.releaseDead();
+    const item = dtype === 'float64' ? 8 : 4;
+    // A quarter of the body per piece and two pieces per request leave room for the program.
+    const piece = Math.max(item, Math.floor(this.bodyLimit / 4 / item) * item);
+    const send = async (ops: unknown[], parts: Uint8Array[]) => {
+      const form = new FormData();
+      form.append('program', new Blob([JSON.stringify({ ops })], { type: 'application/json' }));
+      parts.forEach((p, i) => form.append(`u${i}`, new Blob([p as Uint8Array<ArrayBuffer>]), `u${i}`));
+      return this.call('POST', `/v1/sessions/${this.id}/ops`, () => this.api.POST('/v1/sessions/{sid}/ops', {
+        params: this.sid, body: form as never, bodySerializer: (b: unknown) => b as never,
+      }));
+    };
+    if (bytes.byteLength <= piece) {
+      const a = await send([{ op: 'frombuffer', attrs: { part: 'u0', shape, dtype }, out: name }], [bytes]);
+      return a.outputs[name];
+    }
+    const temps: string[] = [];
+    for (let off = 0; off < bytes.byteLength; off += 2 * piece) {
+      const chunk = [bytes.subarray(off, off + piece), bytes.subarray(off + piece, off + 2 * piece)].filter((c) => c.byteLength > 0);
+      const ops = chunk.map((c, i) => {
+        temps.push(`${name}__part${temps.length}`);
+        return { op: 'frombuffer', attrs: { part: `u${i}`, shape: [c.byteLength / item], dtype }, out: temps[temps.length - 1] };
+      });
+      await send(ops, chunk);
+    }
+    const joined = await this.program([
+      { op: 'concat', args: temps, attrs: { dim: 0 }, out: `${name}__joined` },
+      { op: 'reshape', args: [`${name}__joined`], attrs: { shape }, out: name },
+      { op: 'delete', args: [...temps, `${name}__joined`] },
+    ]);
+    return joined.outputs[name];
   }
 
   /** Runs an expression (the contract's MXNet-style language); answers the raw POST /ops answer. */
@@ -303,6 +345,11 @@ function makeNd(s: Session): Nd {
       return new LazyArray((async () => {
         const name = s.newName();
         const dtype = options.dtype ?? (data instanceof Float64Array ? 'float64' : data instanceof Float32Array ? 'float32' : undefined);
+        if ((data instanceof Float32Array || data instanceof Float64Array) && (dtype === undefined || dtype === (data instanceof Float64Array ? 'float64' : 'float32'))) {
+          const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          const d = await s.upload(name, bytes, options.shape ?? [data.length], data instanceof Float64Array ? 'float64' : 'float32');
+          return s.handle(d as Descriptor & { dtype: DType }, true);
+        }
         const body = data instanceof Float32Array || data instanceof Float64Array
           ? { name, data_base64: bytesToBase64(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)), shape: options.shape ?? [data.length], dtype }
           : { name, data: data as never, shape: options.shape, dtype };
@@ -439,5 +486,5 @@ export async function connect(url?: string, options: ConnectOptions = {}): Promi
     body: { seed: options.seed, default_dtype: options.defaultDtype, ttl_seconds: options.ttlSeconds },
   }));
   const listing = await check('GET', '/v1/ops', bare.GET('/v1/ops'));
-  return new Session(base, created.id, created.token, listing.ops, options.fetch);
+  return new Session(base, created.id, created.token, listing.ops, options.fetch, created.limits?.body_bytes);
 }
