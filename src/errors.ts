@@ -27,6 +27,8 @@ export const ERROR_CATALOGUE = {
   invalid_argument: { status: 422, title: 'Invalid argument' },
   dtype_mismatch: { status: 422, title: 'Dtype mismatch' },
   statement_failed: { status: 422, title: 'Statement failed' },
+  program_error: { status: 422, title: 'Program error' },
+  assertion_failed: { status: 422, title: 'Assertion failed' },
   quota_exceeded: { status: 429, title: 'Quota exceeded' },
   rate_limited: { status: 429, title: 'Too many requests' },
   time_limit: { status: 422, title: 'Time limit exceeded' },

@@ -10,7 +10,7 @@ import { applyParsed, parseAttrs } from '../ops/dispatch.js';
 import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
 import type { Value } from '../ops/registry.js';
 import type { Scope } from '../autograd/scopes.js';
-import { isVariable, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
+import { gradOf, isVariable, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
 import type {
   AnyStatement, Arg, AttachGradStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
   GradStatement, OpStatement, ScopeStatement,
@@ -170,7 +170,9 @@ export class ProgramRunner {
   /** The number of the statement running (execution order, as prepare numbers them). */
   private seq = 0;
 
-  private readonly deadline: number;
+  readonly deadline: number;
+  /** Run piecewise by the interpreter, which says itself when a temporary dies (release). */
+  private interactive = false;
 
   constructor(private readonly s: Session) {
     this.deadline = Date.now() + s.limits.requestTimeoutMs;
@@ -178,6 +180,7 @@ export class ProgramRunner {
 
   /** The temporaries later statements still read (what a reclaim must keep besides the names). */
   private liveTemps(): NDArray[] {
+    if (this.interactive) return [...this.temps.values()];
     const live: NDArray[] = [];
     for (const [name, a] of this.temps) if ((this.lastUse.get(name) ?? 0) > this.seq) live.push(a);
     return live;
@@ -198,6 +201,54 @@ export class ProgramRunner {
       outcome.result = { array, scalar: this.scalars.has(array) };
     }
     return outcome;
+  }
+
+  /**
+   * Runs statements now, sharing the temporaries of earlier calls: the interpreter's steps. Errors
+   * are bare; the interpreter says where in the source they happened.
+   */
+  runMore(program: AnyStatement[]): void {
+    this.interactive = true;
+    this.nameStatements = false;
+    prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
+    try {
+      this.s.withRoots(() => this.liveTemps(), () => this.runBody(program, []));
+      // A kernel's failure belongs to the statement that queued it, not to a later read.
+      this.s.memory.backend.drain?.();
+    } finally {
+      this.prepared.delete(program);
+    }
+  }
+
+  /** Names bound or written so far, in order of first binding. */
+  boundNames(): string[] {
+    return [...new Set(this.bound)];
+  }
+
+  /** The array a temporary or a name refers to. */
+  array(ref: string): NDArray {
+    return this.lookup(ref);
+  }
+
+  /** The array is asscalar()'s value: an answer gives it as a number. */
+  isScalar(a: NDArray): boolean {
+    return this.scalars.has(a);
+  }
+
+  setTemp(name: string, a: NDArray): void {
+    this.temps.set(name, a);
+  }
+
+  /** Drops temporaries `%n` with n above `mark` unless `keep` names them. */
+  releaseTemps(mark: number, keep: Set<string>): void {
+    for (const name of this.temps.keys()) {
+      if (Number(name.slice(1)) > mark && !keep.has(name)) this.temps.delete(name);
+    }
+  }
+
+  /** Roots a reclaim must keep while the interpreter runs between two steps. */
+  heldTemps(): NDArray[] {
+    return [...this.temps.values()];
   }
 
   private runBody(body: AnyStatement[], path: Path): void {
@@ -259,8 +310,8 @@ export class ProgramRunner {
         return {};
       case 'attach_grad': {
         const a = st as AttachGradStatement;
-        s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');
-        this.bound.push(a.args[0]);
+        s.attachGrad(this.lookup(a.args[0]), a.attrs?.grad_req ?? 'write');
+        if (!a.args[0].startsWith('%')) this.bound.push(a.args[0]);
         return {};
       }
       case 'enter': {
@@ -318,12 +369,12 @@ export class ProgramRunner {
     }
     if (st.op === FILL) {
       if (!st.into) throw fail('invalid_argument', '`_fill` writes in place: give `into`');
-      const target = this.s.resolve(st.into);
+      const target = this.lookup(st.into);
       this.checkInPlace(target, st.into);
       const value = Number((p.attrs as { value?: unknown }).value);
       if (!Number.isFinite(value) && !Number.isNaN(value)) throw fail('invalid_attribute', '`value` of `_fill` must be a number');
       this.s.k.fill(target, value);
-      this.bound.push(st.into.replace(/\.grad$/, ''));
+      this.noteWritten(st.into);
       return;
     }
     const def = p.def!;
@@ -402,8 +453,12 @@ export class ProgramRunner {
     }
   }
 
+  private noteWritten(ref: string): void {
+    if (!ref.startsWith('%')) this.bound.push(ref.replace(/\.grad$/, ''));
+  }
+
   private writeInto(ref: string, value: NDArray): void {
-    const target = this.s.resolve(ref);
+    const target = this.lookup(ref);
     if (!sameShape(target.shape, value.shape)) {
       throw fail('shape_mismatch', `cannot write a result of shape ${shapeStr(value.shape)} into \`${ref}\` of shape ${shapeStr(target.shape)}`, { arg: 'into' });
     }
@@ -413,11 +468,16 @@ export class ProgramRunner {
     // The array keeps its identity and gradient buffer; it takes the result's history, if any.
     if (isRecorded(value)) takeHistory(target, value);
     else if (!isVariable(target)) setHistory(target, null);
-    this.bound.push(ref.replace(/\.grad$/, ''));
+    this.noteWritten(ref);
   }
 
   private lookup(ref: string): NDArray {
     if (ref.startsWith('%')) {
+      if (ref.endsWith('.grad')) {
+        const g = gradOf(this.lookup(ref.slice(0, -5)));
+        if (!g) throw fail('no_grad', 'this array has no gradient buffer; call attach_grad() on it before recording');
+        return g;
+      }
       const t = this.temps.get(ref);
       if (!t) throw new Error(`internal: temporary ${ref} used before it was bound`);
       return t;

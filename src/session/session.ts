@@ -18,6 +18,7 @@ import type { Limits } from '../config.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
+import type { Definition } from '../expr/interp.js';
 
 export interface SessionOptions {
   id: string;
@@ -42,6 +43,8 @@ export class Session {
   private nextTape = 1;
   private nextAuto = 1;
   readonly names = new Map<string, NDArray>();
+  /** Functions and classes defined in the expression language, kept like a notebook's. */
+  readonly definitions = new Map<string, Definition>();
   readonly scopes = new ScopeStack();
   readonly tapes = new Map<string, Tape>();
   readonly memory: SessionMemory;
@@ -276,6 +279,7 @@ export class Session {
   close(): void {
     this.closed = true;
     this.names.clear();
+    this.definitions.clear();
     this.tapes.clear();
     this.memory.freeAll();
   }

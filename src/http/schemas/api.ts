@@ -54,6 +54,12 @@ export const SessionInfo = SessionBase.extend({
   is_recording: z.boolean(),
   is_training: z.boolean(),
   limits: z.object({ bytes: z.number(), array_elements: z.number(), tape_nodes: z.number(), statements: z.number() }),
+  definitions: z.array(z.object({
+    name: z.string(),
+    kind: z.enum(['function', 'class']),
+    signature: z.string().describe('parameters of a function; methods of a class'),
+    source: z.string(),
+  })).describe('functions and classes the session\'s programs defined, in order of definition'),
 }).meta({ id: 'SessionInfo' });
 
 export const Format = z.enum(['nested', 'flat', 'base64']);
@@ -152,6 +158,7 @@ export const OpsBody = fastChecked(z.object({
 export const OpsAnswer = z.object({
   outputs: z.record(z.string(), ArrayDescriptor),
   result: z.union([z.number(), z.string(), ArrayDescriptor]).optional(),
+  printed: z.string().optional().describe('what print() wrote, when the program printed'),
   autograd: AutogradState,
 }).meta({ id: 'OpsAnswer' });
 
