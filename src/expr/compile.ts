@@ -319,6 +319,7 @@ export class Compiler {
     }
     const ref = this.plainRef(target);
     if (ref === undefined) throw syntaxError(`'${op}=' needs a name or name.grad on its left`, target.pos);
+    if (!BINARY_OPS[op]) throw syntaxError(`operator '${op}=' works on Python numbers only, not on arrays`, at);
     const value = this.expr(valueExpr);
     this.emitOp(BINARY_OPS[op]!, [ref, this.arg(value, valueExpr.pos)], {}, ref);
   }
@@ -444,8 +445,14 @@ export class Compiler {
     l = this.numeric(l, at, `operator '${op}'`);
     r = this.numeric(r, at, `operator '${op}'`);
     if (l.t === 'num' && r.t === 'num' && this.host && COMPARE[op]) return { t: 'lit', v: COMPARE[op]!(l.v, r.v) };
-    if (l.t === 'num' && r.t === 'num' && this.host && op === '/' && r.v === 0) {
-      throw syntaxError('division by zero', at);
+    if (l.t === 'num' && r.t === 'num' && (op === '/' || op === '//' || op === '%') && r.v === 0) {
+      throw syntaxError(`${op === '/' ? 'division' : op === '//' ? 'integer division' : 'modulo'} by zero`, at);
+    }
+    if (!name) {
+      if (l.t !== 'num' || r.t !== 'num') throw syntaxError(`operator '${op}' works on Python numbers only, not on arrays`, at);
+      const q = Math.floor(l.v / r.v);
+      // Python's // and % round toward minus infinity: -7 // 2 is -4 and -7 % 2 is 1.
+      return { t: 'num', v: op === '//' ? q : l.v - q * r.v, isInt: l.isInt && r.isInt };
     }
     this.numeric(l, at, `operator '${op}'`);
     this.numeric(r, at, `operator '${op}'`);

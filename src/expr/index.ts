@@ -81,7 +81,7 @@ export function parseProgram(src: string, limits: ExprLimits): Stmt[] {
 const isAttr = (t: { t: string; name?: string }) => t.t === 'attr' && t.name !== 'grad';
 
 /** Builtins of the interpreter that are no op's names. */
-const INTERPRETED_CALLS = new Set(['print', 'len', 'range', 'int', 'float', 'bool', 'str', 'list', 'tuple', 'enumerate', 'zip', 'super']);
+const INTERPRETED_CALLS = new Set(['print', 'len', 'range', 'int', 'float', 'bool', 'str', 'list', 'tuple', 'enumerate', 'zip', 'super', 'isinstance']);
 /** Attributes arrays have only when run. */
 const RUNTIME_ATTRS = new Set(['shape', 'ndim', 'size', 'dtype']);
 

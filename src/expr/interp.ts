@@ -121,6 +121,7 @@ const FUNCTION_BASES = new Set(['Function', 'autograd.Function', 'mx.autograd.Fu
 /** Elements a range or a list may materialise; loops over a range never do. */
 const MAX_ITEMS = 1_000_000;
 const MAX_PRINT = 1 << 20;
+const MAX_TRACEBACK = 20;
 
 export interface InterpOutcome {
   /** The value of a last bare expression. */
@@ -228,7 +229,7 @@ export class Interpreter implements Host {
   }
 
   private exec(s: Stmt): Signal {
-    this.step(s.pos);
+    this.traced(s, () => this.step(s.pos));
     switch (s.k) {
       case 'if':
         for (const b of s.branches) {
@@ -242,7 +243,7 @@ export class Interpreter implements Host {
           const sig = this.block(s.body);
           if (sig?.k === 'break') return undefined;
           if (sig?.k === 'return') return sig;
-          this.step(s.pos);
+          this.traced(s, () => this.step(s.pos));
         }
       case 'for':
         return this.forLoop(s);
@@ -320,7 +321,7 @@ export class Interpreter implements Host {
       const sig = this.block(s.body);
       if (sig?.k === 'break') return 'stop';
       if (sig?.k === 'return') return sig;
-      this.step(s.pos);
+      this.traced(s, () => this.step(s.pos));
       return undefined;
     };
     if (iter.t === 'obj' && iter.o.kind === 'range') {
@@ -824,6 +825,12 @@ export class Interpreter implements Host {
       return { t: 'list', items: Array.from({ length: n }, (_, i): Value => ({ t: 'list', items: lists.map((l) => l[i]!), tuple: true })) };
     });
     def('super', () => ({ t: 'obj', o: { kind: 'super', name: 'super' } }));
+    def('isinstance', (args, kw, at) => {
+      this.arity('isinstance', args, kw, 2, 2, at);
+      const [v, types] = args as [Value, Value];
+      const wanted = types.t === 'list' && types.tuple ? types.items : [types];
+      return { t: 'lit', v: wanted.some((ty) => ty.t === 'obj' && ty.o.kind === 'builtin' && isInstance(v, ty.o.name)) };
+    });
   }
 
   /** Python's str() of a value; an NDArray prints as MXNet prints it. */
@@ -859,7 +866,9 @@ export class Interpreter implements Host {
       e = fail('quota_exceeded', `the program nests too deeply for the server's stack (line ${this.frame.line}); lower the recursion`, { limit: 'call_depth', value: this.frames.length });
     }
     if (!(e instanceof ApiError) || e.extra.traceback !== undefined) return e;
-    const traceback = this.frames.map((f) => ({
+    // Deep recursion repeats one frame: the outermost and innermost ones say what happened.
+    const frames = this.frames.length > MAX_TRACEBACK ? [...this.frames.slice(0, MAX_TRACEBACK / 2), ...this.frames.slice(-MAX_TRACEBACK / 2)] : this.frames;
+    const traceback = frames.map((f) => ({
       function: f.name,
       line: f.line,
       statement: (f.source.lines[f.line - f.source.firstLine] ?? '').trim(),
@@ -887,6 +896,18 @@ function collectLocals(body: Stmt[], out: Set<string>): void {
       case 'while': case 'with': collectLocals(s.body, out); break;
       default: break;
     }
+  }
+}
+
+function isInstance(v: Value, type: string): boolean {
+  switch (type) {
+    case 'int': return (v.t === 'num' && v.isInt) || (v.t === 'lit' && typeof v.v === 'boolean');
+    case 'float': return v.t === 'num' && !v.isInt;
+    case 'bool': return v.t === 'lit' && typeof v.v === 'boolean';
+    case 'str': return v.t === 'str';
+    case 'list': return v.t === 'list' && !v.tuple;
+    case 'tuple': return v.t === 'list' && !!v.tuple;
+    default: return false;
   }
 }
 

@@ -92,9 +92,9 @@ const KEYWORDS = table<string>({
 });
 /** Statements that open an indented block. */
 const COMPOUND = new Set(['with', 'def', 'class', 'if', 'while', 'for']);
-const UNSUPPORTED_OPS = new Set(['//', '%', '<<', '>>', '&', '|', '^', '~', '//=', '%=', '<<=', '>>=', '&=', '|=', '^=', '->']);
+const UNSUPPORTED_OPS = new Set(['<<', '>>', '&', '|', '^', '~', '<<=', '>>=', '&=', '|=', '^=', '->']);
 const COMPARISONS = new Set(['==', '!=', '<', '<=', '>', '>=']);
-export const AUG_OPS = new Set(['+=', '-=', '*=', '/=', '**=', '@=']);
+export const AUG_OPS = new Set(['+=', '-=', '*=', '/=', '**=', '@=', '//=', '%=']);
 /** Modules whose import lines are accepted and ignored: the namespaces they bind are built in. */
 const IMPORTABLE = new Set(['mxnet', 'gradserve']);
 
@@ -533,7 +533,7 @@ class Parser {
   }
 
   private term(): Expr {
-    return this.chain(['*', '/', '@'], () => this.unary());
+    return this.chain(['*', '/', '@', '//', '%'], () => this.unary());
   }
 
   private chain(ops: string[], operand: () => Expr): Expr {

@@ -210,7 +210,14 @@ export class ProgramRunner {
   runMore(program: AnyStatement[]): void {
     this.interactive = true;
     this.nameStatements = false;
-    prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
+    try {
+      prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
+    } catch (e) {
+      // Statement numbers mean nothing to the interpreter's source: it names the line instead.
+      if (!(e instanceof ApiError) || e.extra.statement === undefined) throw e;
+      const { statement: _s, ...extra } = e.extra;
+      throw new ApiError(e.code, e.message.replace(/^statement [^:]*: /, ''), extra);
+    }
     try {
       this.s.withRoots(() => this.liveTemps(), () => this.runBody(program, []));
       // A kernel's failure belongs to the statement that queued it, not to a later read.

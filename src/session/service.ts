@@ -194,6 +194,8 @@ export interface OpsAnswer {
   result?: number | string | Descriptor;
   /** What print() wrote. */
   printed?: string;
+  /** A last bare expression that is a tuple of arrays: each bound to a new name. */
+  results?: Descriptor[];
 }
 
 function scalarJson(v: number): number | string {
@@ -268,6 +270,14 @@ function interpret(s: Session, input: OpsInput, ast: Stmt[]): OpsAnswer {
     if (r?.t === 'ref') {
       const array = runner.array(r.ref);
       answer.result = runner.isScalar(array) ? scalarResult(s, array) : describe(s, r.ref.startsWith('%') ? 'result' : r.ref, array, input.format ?? 'nested');
+    } else if (r?.t === 'list' && r.items.length && r.items.every((x) => x.t === 'ref')) {
+      // A tuple of arrays (a custom Function's outputs): each gets a name of its own to keep.
+      answer.results = r.items.map((x) => {
+        const array = runner.array((x as { ref: string }).ref);
+        const name = s.autoName();
+        s.names.set(name, array);
+        return describe(s, name, array, input.fetch === true ? input.format ?? 'nested' : null);
+      });
     } else if (r?.t === 'num') {
       answer.result = scalarJson(r.v);
     } else if (r?.t === 'str') {

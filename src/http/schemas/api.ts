@@ -159,6 +159,7 @@ export const OpsAnswer = z.object({
   outputs: z.record(z.string(), ArrayDescriptor),
   result: z.union([z.number(), z.string(), ArrayDescriptor]).optional(),
   printed: z.string().optional().describe('what print() wrote, when the program printed'),
+  results: z.array(ArrayDescriptor).optional().describe('a last bare expression that is a tuple of arrays: each bound to a new name'),
   autograd: AutogradState,
 }).meta({ id: 'OpsAnswer' });
 
