@@ -445,7 +445,7 @@ export class Compiler {
     l = this.numeric(l, at, `operator '${op}'`);
     r = this.numeric(r, at, `operator '${op}'`);
     if (l.t === 'num' && r.t === 'num' && this.host && COMPARE[op]) return { t: 'lit', v: COMPARE[op]!(l.v, r.v) };
-    if (l.t === 'num' && r.t === 'num' && (op === '/' || op === '//' || op === '%') && r.v === 0) {
+    if (l.t === 'num' && r.t === 'num' && ((op === '/' && this.host) || op === '//' || op === '%') && r.v === 0) {
       throw syntaxError(`${op === '/' ? 'division' : op === '//' ? 'integer division' : 'modulo'} by zero`, at);
     }
     if (!name) {

@@ -74,7 +74,8 @@ describe('syntax errors name what was expected and where', () => {
   });
 
   it('other rejected syntax', () => {
-    expectSyntaxError('y = x // 2', /operator '\/\/' is not supported/, 1, 7);
+    expectSyntaxError('y = x // 2', /operator '\/\/' works on Python numbers only, not on arrays/, 1, 7);
+    expectSyntaxError('y = x & 2', /operator '&' is not supported/, 1, 7);
     expectSyntaxError('y = x[a]', /an index must be an integer or a slice/, 1, 7);
     expectSyntaxError('y = x[0.5]', /an index must be an integer/, 1, 7);
     expectSyntaxError('y = a < b < c', /chained comparisons/, 1, 11);
