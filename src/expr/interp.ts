@@ -113,6 +113,8 @@ interface Frame {
   localNames: Set<string>;
   line: number;
   source: Source;
+  /** The last temporary made before the frame was entered. */
+  mark: number;
 }
 
 const NONE: Value = { t: 'lit', v: null };
@@ -140,6 +142,8 @@ export class Interpreter implements Host {
   private steps = 0;
   private printed = '';
   private readonly builtins = new Map<string, BuiltinObj>();
+  /** Values a running for loop still iterates over. */
+  private readonly pinned: Value[] = [];
 
   constructor(private readonly m: Machine, private readonly limits: InterpLimits) {
     this.compiler = new Compiler({ maxStatements: limits.maxStatements }, this);
@@ -150,7 +154,7 @@ export class Interpreter implements Host {
 
   run(stmts: Stmt[], src: string): InterpOutcome {
     const source: Source = { lines: src.split(/\r\n|\r|\n/), firstLine: 1 };
-    this.frames.push({ name: '<module>', locals: null, localNames: new Set(), line: 1, source });
+    this.frames.push({ name: '<module>', locals: null, localNames: new Set(), line: 1, source, mark: this.compiler.mark });
     let result: Value | undefined;
     try {
       for (let i = 0; i < stmts.length; i++) {
@@ -255,10 +259,9 @@ export class Interpreter implements Host {
         return undefined;
       case 'return':
         return this.traced(s, () => {
-          const mark = this.compiler.mark;
           const v = s.value ? this.compiler.value(s.value) : NONE;
           this.flush();
-          this.release(mark, [v]);
+          this.release([v]);
           return { k: 'return' as const, v };
         });
       case 'assert':
@@ -282,7 +285,6 @@ export class Interpreter implements Host {
 
   /** Expression, assignment, augmented assignment, del: compiled, then run at once. */
   private simple(s: Stmt, keepValue: boolean): Value | undefined {
-    const mark = this.compiler.mark;
     let v: Value | undefined;
     if (s.k === 'assign' && s.targets.some((t) => this.isAttrTarget(t))) {
       v = this.compiler.value(s.value);
@@ -294,14 +296,13 @@ export class Interpreter implements Host {
       v = this.compiler.simple(s);
     }
     this.flush();
-    this.release(mark, keepValue && v ? [v] : []);
+    this.release(keepValue && v ? [v] : []);
     return v;
   }
 
   private truthOf(e: Expr): boolean {
-    const mark = this.compiler.mark;
     const b = this.truth(this.compiler.value(e), e.pos);
-    this.release(mark, []);
+    this.release([]);
     return b;
   }
 
@@ -313,10 +314,9 @@ export class Interpreter implements Host {
     });
     const each = (item: Value): Signal | 'stop' => {
       this.traced(s, () => {
-        const mark = this.compiler.mark;
-        this.compiler.assignValue(s.target, item, s.pos);
+            this.compiler.assignValue(s.target, item, s.pos);
         this.flush();
-        this.release(mark, []);
+        this.release([]);
       });
       const sig = this.block(s.body);
       if (sig?.k === 'break') return 'stop';
@@ -334,12 +334,17 @@ export class Interpreter implements Host {
       return undefined;
     }
     const items = this.traced(s, () => this.items(iter, s.iter.pos));
-    for (const item of items) {
-      const sig = each(item);
-      if (sig === 'stop') return undefined;
-      if (sig) return sig;
+    this.pinned.push({ t: 'list', items });
+    try {
+      for (const item of items) {
+        const sig = each(item);
+        if (sig === 'stop') return undefined;
+        if (sig) return sig;
+      }
+      return undefined;
+    } finally {
+      this.pinned.pop();
     }
-    return undefined;
   }
 
   private withBlock(items: Expr[], i: number, body: Stmt[]): Signal {
@@ -351,8 +356,13 @@ export class Interpreter implements Host {
 
   // --- temporaries ---
 
-  /** Frees what the statement computed and nothing holds any more. */
-  private release(mark: number, keep: Value[]): void {
+  /**
+   * Frees the temporaries nothing holds any more, once a statement is done. Only those made since
+   * the current frame was entered are candidates: the statements of outer frames that are still
+   * running (the call in `y = g(a) + f(x)`) may hold older ones on the JavaScript stack. A loop
+   * pins what it iterates over.
+   */
+  private release(keep: Value[]): void {
     const names = new Set<string>();
     const seen = new Set<object>();
     const visit = (v: Value | undefined): void => {
@@ -371,9 +381,10 @@ export class Interpreter implements Host {
       }
     };
     keep.forEach(visit);
+    this.pinned.forEach(visit);
     for (const f of this.frames) if (f.locals) for (const v of f.locals.values()) visit(v);
     for (const v of this.globals.values()) visit(v);
-    this.m.release(mark, names);
+    this.m.release(this.frame.mark, names);
   }
 
   // --- Host: names ---
@@ -619,7 +630,7 @@ export class Interpreter implements Host {
       }
     }
     this.flush();
-    this.frames.push({ name: fn.name, locals, localNames: fn.locals, line: fn.source.firstLine, source: fn.source });
+    this.frames.push({ name: fn.name, locals, localNames: fn.locals, line: fn.source.firstLine, source: fn.source, mark: this.compiler.mark });
     try {
       const sig = this.block(fn.body);
       if (sig?.k === 'break' || sig?.k === 'continue') throw syntaxError(`'${sig.k}' outside a loop`, at);

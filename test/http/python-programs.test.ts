@@ -241,7 +241,7 @@ describe('higher-order gradients through a function with a branch', () => {
 describe('limits: each refusal is a 4xx naming its limit and where, and the session goes on', () => {
   let tight: TestServer;
   beforeAll(async () => {
-    tight = await startServer({ GRADSERVE_MAX_STEPS: '500', GRADSERVE_MAX_CALL_DEPTH: '20', GRADSERVE_MAX_DEFINITIONS: '2' });
+    tight = await startServer({ GRADSERVE_MAX_STEPS: '500', GRADSERVE_MAX_CALL_DEPTH: '20', GRADSERVE_MAX_DEFINITIONS: '2', GRADSERVE_MAX_SESSION_BYTES: String(32 << 20) });
   });
   afterAll(async () => { await tight.close(); });
 
@@ -268,6 +268,23 @@ describe('limits: each refusal is a 4xx naming its limit and where, and the sess
     // b was defined before c was refused; replacing a definition is always allowed.
     await c.expr('def b():\n    return 20\nkeep = keep + b()');
     expect(await intact(c)).toBe(23);
+  });
+
+  it('what a loop rebinds is freed as it goes: 150 MB of 1 MB arrays under a 32 MB quota', async () => {
+    const c = await Client.open(tight.url);
+    const r = await c.expr([
+      'def grow(b, n):',
+      '    for i in range(n):',
+      '        b = b * 1 + 0',
+      '    return b',
+      'x = nd.ones((512, 512))',
+      'y = grow(x, 75)',
+      'for w in [x * 2, x * 3]:',
+      '    q = grow(w, 2)',
+      'q.sum().asscalar()',
+    ].join('\n'));
+    expect(r.result).toBe(3 * 512 * 512);
+    expect((await c.get('').expect(200)).body.peak_bytes).toBeLessThan(32 << 20);
   });
 
   it('the time budget, read inside a loop', async () => {
