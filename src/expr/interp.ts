@@ -844,8 +844,8 @@ export class Interpreter implements Host {
     });
   }
 
-  /** Python's str() of a value; an NDArray prints as MXNet prints it. */
-  private str(v: Value): string {
+  /** Python's str() of a value; an NDArray prints as MXNet prints it. A list inside itself is `[...]`. */
+  private str(v: Value, open = new Set<Value>()): string {
     switch (v.t) {
       case 'num':
         if (v.isInt) return String(v.v);
@@ -854,7 +854,10 @@ export class Interpreter implements Host {
       case 'str': return v.v;
       case 'lit': return v.v === null ? 'None' : v.v ? 'True' : 'False';
       case 'list': {
-        const inner = v.items.map((x) => (x.t === 'str' ? `'${x.v}'` : this.str(x))).join(', ');
+        if (open.has(v)) return v.tuple ? '(...)' : '[...]';
+        open.add(v);
+        const inner = v.items.map((x) => (x.t === 'str' ? `'${x.v}'` : this.str(x, open))).join(', ');
+        open.delete(v);
         return v.tuple ? `(${inner}${v.items.length === 1 ? ',' : ''})` : `[${inner}]`;
       }
       case 'obj':
@@ -922,8 +925,11 @@ function isInstance(v: Value, type: string): boolean {
   }
 }
 
-function holdsArray(v: Value): boolean {
-  return v.t === 'ref' || (v.t === 'list' && v.items.some(holdsArray));
+function holdsArray(v: Value, seen = new Set<Value>()): boolean {
+  if (v.t === 'ref') return true;
+  if (v.t !== 'list' || seen.has(v)) return false;
+  seen.add(v);
+  return v.items.some((x) => holdsArray(x, seen));
 }
 
 /** `autograd.Function` as written in a class's bases. */

@@ -81,6 +81,8 @@ describe("the chapter's control flow, as one program", () => {
       'print(total, names, len(names), min(3, 1, 2), max([4, 9]), abs(-2.5), 7 // 2, -7 % 2, 1 if total else 0)',
     ].join('\n'));
     expect(r.printed).toBe('ones False\nzeros True\n16 [\'a\', \'bb\'] 2 1 9 2.5 3 1 1\n');
+    // A list that holds itself prints as Python prints it, instead of recursing without end.
+    expect((await c.expr('q = [1]\nq.append(q)\nprint(q, (q,))')).printed).toBe('[1, [...]] ([1, [...]],)\n');
   });
 });
 
