@@ -45,6 +45,8 @@ export interface Host {
   attr(obj: Value, name: string, at: Pos): Value;
   /** Python's truth of a value: an array's is read from its data. */
   truth(v: Value, at: Pos): boolean;
+  /** `x.asscalar()` run: the number an array of one element holds, as a Python float. */
+  scalar(v: Value, at: Pos): Value;
 }
 
 type Json = number | string | boolean | null | Json[];
@@ -561,7 +563,9 @@ export class Compiler {
       return name === 'backward' ? this.backward(obj, at, call) : this.attachGrad(obj, at, call);
     }
     if (name === 'grad') throw syntaxError('.grad is an array, not a method', at);
-    return this.callOp(name, [this.arrayRef(obj, at, `.${name}()`)], call);
+    const v = this.callOp(name, [this.arrayRef(obj, at, `.${name}()`)], call);
+    // Run, asscalar() answers a Python number, as MXNet's does: it compares and prints as one.
+    return this.host && name === 'asscalar' ? this.host.scalar(v, at) : v;
   }
 
   /** Positional arguments become args, keywords attrs, and `out=w` the in-place target. */

@@ -404,17 +404,28 @@ export class Interpreter implements Host {
     return b ? { t: 'obj', o: b } : undefined;
   }
 
+  /**
+   * A value about to be held by a Python name, list or attribute: references to session names in
+   * it become references to the arrays they name now, as Python's names hold objects, not names.
+   */
+  private own(v: Value, seen = new Set<Value>()): Value {
+    if (v.t === 'ref' && !v.ref.startsWith('%')) {
+      const name = this.compiler.fresh();
+      this.compiler.emitAlias(v.ref, name);
+      return { t: 'ref', ref: name };
+    }
+    if (v.t === 'list' && !seen.has(v)) {
+      seen.add(v);
+      for (let i = 0; i < v.items.length; i++) v.items[i] = this.own(v.items[i]!, seen);
+    }
+    return v;
+  }
+
   bind(id: string, v: Value): boolean {
     const f = this.frame;
     if (v.t === 'void') return false;
     if (f.locals) {
-      // A local holding a session array holds that array, whatever the name is bound to later.
-      if (v.t === 'ref' && !v.ref.startsWith('%')) {
-        const name = this.compiler.fresh();
-        this.compiler.emitAlias(v.ref, name);
-        v = { t: 'ref', ref: name };
-      }
-      f.locals.set(id, v);
+      f.locals.set(id, this.own(v));
       return true;
     }
     if (this.m.defs.has(id) && !(v.t === 'obj' && this.m.defs.get(id)!.obj === v.o)) this.m.defs.delete(id);
@@ -422,7 +433,7 @@ export class Interpreter implements Host {
       this.globals.delete(id);
       return false;
     }
-    this.globals.set(id, v);
+    this.globals.set(id, this.own(v));
     return true;
   }
 
@@ -458,6 +469,10 @@ export class Interpreter implements Host {
     }
   }
 
+  scalar(v: Value, at: Pos): Value {
+    return num(this.toNumber(v, 'asscalar()', at), false);
+  }
+
   attr(obj: Value, name: string, at: Pos): Value {
     if (obj.t === 'ref') {
       this.flush();
@@ -482,7 +497,7 @@ export class Interpreter implements Host {
           if (name === 'saved_tensors') return { t: 'list', items: [], tuple: true };
           if (name === 'save_for_backward') {
             return this.builtin('save_for_backward', (args) => {
-              inst.attrs.set('saved_tensors', { t: 'list', items: args, tuple: true });
+              inst.attrs.set('saved_tensors', this.own({ t: 'list', items: args, tuple: true }));
               return NONE;
             });
           }
@@ -494,7 +509,7 @@ export class Interpreter implements Host {
       return this.builtin('append', (args, kw, pos) => {
         this.arity('append', args, kw, 1, 1, pos);
         if (obj.items.length >= MAX_ITEMS) throw programError('MemoryError', `a list holds at most ${MAX_ITEMS} items`);
-        obj.items.push(args[0]!);
+        obj.items.push(this.own(args[0]!));
         return NONE;
       });
     }
@@ -690,7 +705,7 @@ export class Interpreter implements Host {
     const last = t.trailers[t.trailers.length - 1] as { name: string; pos: Pos };
     const base = t.trailers.length === 1 ? this.compiler.value(t.base) : this.compiler.value({ ...t, trailers: t.trailers.slice(0, -1) });
     if (base.t !== 'obj' || base.o.kind !== 'object') throw programError('AttributeError', `cannot set attribute '${last.name}' of ${describeValue(base)}`, { line: last.pos.line });
-    (base.o as InstanceObj).attrs.set(last.name, v);
+    (base.o as InstanceObj).attrs.set(last.name, this.own(v));
   }
 
   // --- builtins ---
@@ -712,7 +727,7 @@ export class Interpreter implements Host {
     throw programError('TypeError', `${what} must be an int, not ${describeValue(v)}`, { line: at.line });
   }
 
-  private scalar(v: Value, what: string, at: Pos): number {
+  private toNumber(v: Value, what: string, at: Pos): number {
     if (v.t === 'num') return v.v;
     if (v.t === 'lit' && typeof v.v === 'boolean') return v.v ? 1 : 0;
     if (v.t === 'ref') {
@@ -768,7 +783,7 @@ export class Interpreter implements Host {
       this.arity('abs', args, kw, 1, 1, at);
       const v = args[0]!;
       if (v.t === 'ref') return this.compiler.op('abs', [v], at);
-      return num(Math.abs(this.scalar(v, 'abs()', at)), v.t === 'num' ? v.isInt : true);
+      return num(Math.abs(this.toNumber(v, 'abs()', at)), v.t === 'num' ? v.isInt : true);
     });
     const extreme = (name: 'min' | 'max') => def(name, (args, kw, at) => {
       if (kw.length) throw programError('TypeError', `${name}() takes no keyword arguments here`, { line: at.line });
@@ -777,7 +792,7 @@ export class Interpreter implements Host {
       if (!items.length) throw programError('ValueError', `${name}() arg is an empty sequence`, { line: at.line });
       let best = items[0]!;
       for (const x of items.slice(1)) {
-        const a = this.scalar(x, `${name}()`, at), b = this.scalar(best, `${name}()`, at);
+        const a = this.toNumber(x, `${name}()`, at), b = this.toNumber(best, `${name}()`, at);
         if (name === 'max' ? a > b : a < b) best = x;
       }
       return best;
@@ -803,11 +818,11 @@ export class Interpreter implements Host {
     });
     def('int', (args, kw, at) => {
       this.arity('int', args, kw, 1, 1, at);
-      return num(Math.trunc(this.scalar(args[0]!, 'int()', at)), true);
+      return num(Math.trunc(this.toNumber(args[0]!, 'int()', at)), true);
     });
     def('float', (args, kw, at) => {
       this.arity('float', args, kw, 1, 1, at);
-      return num(this.scalar(args[0]!, 'float()', at), false);
+      return num(this.toNumber(args[0]!, 'float()', at), false);
     });
     def('bool', (args, kw, at) => {
       this.arity('bool', args, kw, 0, 1, at);

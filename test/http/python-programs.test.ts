@@ -81,6 +81,8 @@ describe("the chapter's control flow, as one program", () => {
       'print(total, names, len(names), min(3, 1, 2), max([4, 9]), abs(-2.5), 7 // 2, -7 % 2, 1 if total else 0)',
     ].join('\n'));
     expect(r.printed).toBe('ones False\nzeros True\n16 [\'a\', \'bb\'] 2 1 9 2.5 3 1 1\n');
+    // A tuple holds the array a name held, not the name: rebinding the name later changes nothing.
+    expect((await c.expr('a = nd.ones(1)\nt = (a, 2)\na = nd.zeros(1)\nprint(t[0].sum().asscalar() == 1, t)')).printed).toMatch(/^True \(\n\[1\.\]/);
     // A list that holds itself prints as Python prints it, instead of recursing without end.
     expect((await c.expr('q = [1]\nq.append(q)\nprint(q, (q,))')).printed).toBe('[1, [...]] ([1, [...]],)\n');
   });

@@ -368,7 +368,10 @@ class Function:
         engine.flush()
         rec, train = engine.flags()
         args = ', '.join(x._name for x in inputs)
-        expr = '%s\n_gsfn = %s()(%s)\n_gsfn if isinstance(_gsfn, tuple) else (_gsfn,)\n' % (source, cls.__name__, args)
+        # The outputs come back as `results` (a last expression that is a tuple of arrays), each
+        # under a new name; the intermediate name is deleted.
+        expr = ('%s\n_gsfn = %s()(%s)\n_gsfn_out = _gsfn if isinstance(_gsfn, tuple) else (_gsfn,)\n'
+                'del _gsfn\n_gsfn_out\n') % (source, cls.__name__, args)
         body = {'expr': expr}
         if rec:
             body['record'] = True
