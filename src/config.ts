@@ -31,6 +31,9 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_STATEMENTS: int(10000),
   GRADSERVE_MAX_EXPR_LENGTH: int(100000),
   GRADSERVE_MAX_EXPR_DEPTH: int(64),
+  GRADSERVE_MAX_STEPS: int(100000),
+  GRADSERVE_MAX_CALL_DEPTH: int(100),
+  GRADSERVE_MAX_DEFINITIONS: int(256),
   GRADSERVE_MAX_TAPE_NODES: int(100000),
   GRADSERVE_MAX_SESSION_ARRAYS: int(200000),
   GRADSERVE_MAX_TOTAL_ARRAYS: int(1000000),
@@ -99,6 +102,12 @@ export interface Limits {
   maxRenderNodes: number;
   maxExprLength: number;
   maxExprDepth: number;
+  /** Statements, loop iterations and calls of one interpreted program. */
+  maxSteps: number;
+  /** Nesting of calls of functions defined in the language (recursion). */
+  maxCallDepth: number;
+  /** def and class definitions one session keeps. */
+  maxDefinitions: number;
   maxTapeNodes: number;
   /** Array elements one answer may write as JSON numbers: encoding them blocks the event loop (~1.3 µs each). */
   maxJsonElements: number;
@@ -184,6 +193,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxBase64Bytes: e.GRADSERVE_MAX_BASE64_BYTES,
       maxExprLength: e.GRADSERVE_MAX_EXPR_LENGTH,
       maxExprDepth: e.GRADSERVE_MAX_EXPR_DEPTH,
+      maxSteps: e.GRADSERVE_MAX_STEPS,
+      maxCallDepth: e.GRADSERVE_MAX_CALL_DEPTH,
+      maxDefinitions: e.GRADSERVE_MAX_DEFINITIONS,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,
       maxSessionArrays: e.GRADSERVE_MAX_SESSION_ARRAYS,
       maxTotalArrays: e.GRADSERVE_MAX_TOTAL_ARRAYS,

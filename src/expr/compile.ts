@@ -9,15 +9,45 @@ import { syntaxError, type Pos } from './lexer.js';
 import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
 import { record, table } from '../lookup.js';
 
-/** What an expression evaluates to at compile time: an array reference or a JSON-able constant. */
-type Value =
+/**
+ * A Python value the interpreter (./interp.ts) owns: a function, a class, an instance, a bound
+ * method, a builtin. The compiler only passes it back to its host.
+ */
+export interface PyObj { kind: string; name: string }
+
+/**
+ * What an expression evaluates to: an array reference or a Python value. Compiled ahead, only
+ * constants occur; run by the interpreter, every Python value does.
+ */
+export type Value =
   | { t: 'ref'; ref: string }
   | { t: 'num'; v: number; isInt: boolean }
   | { t: 'str'; v: string }
   | { t: 'lit'; v: boolean | null }
-  | { t: 'list'; items: Value[] }
+  | { t: 'list'; items: Value[]; tuple?: boolean }
+  | { t: 'obj'; o: PyObj }
   /** backward() and attach_grad(): statements with no value. */
   | { t: 'void' };
+
+/**
+ * The interpreter, seen from the compiler: it owns Python's names and values and runs the
+ * statements the compiler emits whenever a value must be known (a call, a truth test).
+ */
+export interface Host {
+  /** A name's Python value (locals, the program's globals, builtins); undefined for a session array or an op. */
+  lookup(id: string, at: Pos): Value | undefined;
+  /** Binds a name; false leaves an array reference for the compiler to bind as a session name. */
+  bind(id: string, v: Value, at: Pos): boolean;
+  /** `del id`: true when the host held the name. */
+  unbind(id: string): boolean;
+  call(callee: Value, args: Value[], kwargs: [string, Value][], at: Pos): Value;
+  /** An attribute of a Python value, or one arrays have only when run (`x.shape`). */
+  attr(obj: Value, name: string, at: Pos): Value;
+  /** Python's truth of a value: an array's is read from its data. */
+  truth(v: Value, at: Pos): boolean;
+  /** `x.asscalar()` run: the number an array of one element holds, as a Python float. */
+  scalar(v: Value, at: Pos): Value;
+}
 
 type Json = number | string | boolean | null | Json[];
 
@@ -38,7 +68,7 @@ export function compileProgram(stmts: Stmt[], limits: CompileLimits): { statemen
   return new Compiler(limits).program(stmts);
 }
 
-class Compiler {
+export class Compiler {
   private temps = 0;
   private count = 0;
   /** Where statements go: the program, or the body of the innermost with. */
@@ -46,7 +76,55 @@ class Compiler {
   /** Names bound to constants (`lr = 0.1`): substituted where used, as Python would. */
   private readonly constants = new Map<string, Value>();
 
-  constructor(private readonly limits: CompileLimits) {}
+  constructor(private readonly limits: CompileLimits, private readonly host?: Host) {}
+
+  // --- what the interpreter calls ---
+
+  /** The statements emitted since the last take, to run now. */
+  take(): Statement[] {
+    const out = this.out;
+    this.out = [];
+    return out;
+  }
+
+  /** The number of the last temporary so far: the ones made after it are newer. */
+  get mark(): number {
+    return this.temps;
+  }
+
+  /** Binds `name` to the array `ref` names. */
+  emitAlias(ref: string, name: string): void {
+    this.emit({ op: '_alias', args: [ref], out: name });
+  }
+
+  /** A temporary name no other value holds. */
+  fresh(): string {
+    return `${TEMP}${++this.temps}`;
+  }
+
+  /** Compiles a simple statement (expression, assignment, del); answers a bare expression's value. */
+  simple(s: Stmt): Value | undefined {
+    if (s.k === 'expr') return this.expr(s.expr, true);
+    this.statement(s);
+    return undefined;
+  }
+
+  value(e: Expr): Value {
+    return this.expr(e);
+  }
+
+  /** Binds a target of `for` or of an assignment to a value the interpreter produced. */
+  assignValue(target: Expr, v: Value, at: Pos): void {
+    this.checkTarget(target);
+    if (target.k === 'name') this.bindName(target.id, v);
+    else if (target.k === 'seq') this.unpack(target, v, at);
+    else this.writeInPlace(this.inPlaceRef(target), v, at);
+  }
+
+  /** An op call with values the interpreter holds (a builtin applied to an array). */
+  op(name: string, args: Value[], at: Pos): Value {
+    return this.emitOp(name, args.map((a) => this.arg(a, at)), {});
+  }
 
   program(stmts: Stmt[]): { statements: Statement[]; result?: string } {
     let result: string | undefined;
@@ -58,7 +136,8 @@ class Compiler {
   }
 
   private emit<S extends Statement>(s: S): S {
-    if (++this.count > this.limits.maxStatements) {
+    // Run by the interpreter, statements run as they come: its step budget bounds them.
+    if (++this.count > this.limits.maxStatements && !this.host) {
       throw fail('quota_exceeded', `the expression compiles to more than ${this.limits.maxStatements} statements`, {
         limit: 'statements',
         value: this.count,
@@ -104,10 +183,14 @@ class Compiler {
       case 'with':
         this.with(s);
         return undefined;
-      case 'del':
+      case 'del': {
         for (const n of s.names) this.constants.delete(n);
-        this.emit({ op: 'delete', args: s.names });
+        const rest = this.host ? s.names.filter((n) => !this.host!.unbind(n)) : s.names;
+        if (rest.length) this.emit({ op: 'delete', args: rest });
         return undefined;
+      }
+      default:
+        throw syntaxError(`'${s.k}' needs the interpreter`, s.pos);
     }
   }
 
@@ -121,6 +204,8 @@ class Compiler {
       if (current.t === 'void') throw syntaxError('nothing is left to assign after unpacking', t.pos);
       if (t.k === 'name') {
         current = this.bindName(t.id, current);
+      } else if (t.k === 'seq' && current.t === 'list') {
+        this.unpack(t, current, t.pos);
       } else if (t.k === 'seq') {
         const producer = this.producer(current);
         if (!producer) throw syntaxError('unpacking into several names needs an op with several outputs on the right', t.pos);
@@ -135,8 +220,27 @@ class Compiler {
     }
   }
 
+  /** `a, b = (x, y)`: Python's unpacking of a sequence. */
+  private unpack(t: Extract<Expr, { k: 'seq' }>, v: Value, at: Pos): void {
+    if (v.t !== 'list') {
+      if (v.t === 'ref' && this.producer(v)) {
+        const producer = this.producer(v)!;
+        producer.out = t.items.map(() => this.fresh());
+        const refs = producer.out;
+        t.items.forEach((e, i) => this.assignValue(e, { t: 'ref', ref: refs[i]! }, at));
+        return;
+      }
+      throw syntaxError(`cannot unpack ${describeValue(v)} into ${t.items.length} names`, at);
+    }
+    if (v.items.length !== t.items.length) {
+      throw syntaxError(`cannot unpack ${v.items.length} values into ${t.items.length} names`, at);
+    }
+    t.items.forEach((e, i) => this.assignValue(e, v.items[i]!, at));
+  }
+
   /** Binds `name`: an array by retargeting its producer or by `_alias`, a constant at compile time. */
   private bindName(name: string, value: Value): Value {
+    if (this.host && this.host.bind(name, value, { line: 0, column: 0 })) return value;
     if (value.t !== 'ref') {
       this.constants.set(name, value);
       return value;
@@ -181,9 +285,13 @@ class Compiler {
     const base = e.k === 'postfix' ? e.base : e;
     const trailers = e.k === 'postfix' ? e.trailers : [];
     if (base.k !== 'name' || NAMESPACES.has(base.id)) return undefined;
-    if (trailers.length === 0) return base.id;
+    // A local of a function names a temporary; writing into it writes the array it holds.
+    const held = this.host?.lookup(base.id, base.pos);
+    if (held && held.t !== 'ref') return undefined;
+    const id = held ? held.ref : base.id;
+    if (trailers.length === 0) return id;
     const only = trailers[0]!;
-    if (trailers.length === 1 && only.t === 'attr' && only.name === 'grad') return `${base.id}.grad`;
+    if (trailers.length === 1 && only.t === 'attr' && only.name === 'grad') return `${id}.grad`;
     return undefined;
   }
 
@@ -205,13 +313,15 @@ class Compiler {
 
   /** `w += e` writes in place, as NDArray's += does in MXNet. */
   private augmented(target: Expr, op: string, valueExpr: Expr, at: Pos): void {
-    const constant = target.k === 'name' ? this.constants.get(target.id) : undefined;
+    const known = target.k === 'name' ? this.constants.get(target.id) ?? this.host?.lookup(target.id, at) : undefined;
+    const constant = known && known.t !== 'ref' ? known : undefined;
     if (constant && target.k === 'name') {
       this.bindName(target.id, this.binary(op, constant, this.expr(valueExpr), at));
       return;
     }
     const ref = this.plainRef(target);
     if (ref === undefined) throw syntaxError(`'${op}=' needs a name or name.grad on its left`, target.pos);
+    if (!BINARY_OPS[op]) throw syntaxError(`operator '${op}=' works on Python numbers only, not on arrays`, at);
     const value = this.expr(valueExpr);
     this.emitOp(BINARY_OPS[op]!, [ref, this.arg(value, valueExpr.pos)], {}, ref);
   }
@@ -229,7 +339,7 @@ class Compiler {
   }
 
   /** `autograd.record(train_mode=False)`, `pause()`, ... -> an empty scope statement. */
-  private scopeOf(item: Expr): ScopeStatement {
+  scopeOf(item: Expr): ScopeStatement {
     const bad = () => syntaxError('with supports autograd.record(), pause(), train_mode() and predict_mode() only', item.pos);
     if (item.k !== 'postfix' || item.base.k !== 'name') throw bad();
     const path = [item.base.id];
@@ -278,7 +388,7 @@ class Compiler {
       case 'str': return { t: 'str', v: e.v };
       case 'lit': return { t: 'lit', v: e.v };
       case 'name': return this.name(e.id, e.pos);
-      case 'seq': return { t: 'list', items: e.items.map((x) => this.expr(x)) };
+      case 'seq': return { t: 'list', items: e.items.map((x) => this.expr(x)), tuple: e.tuple };
       case 'unary': {
         const v = this.expr(e.operand);
         if (e.op === '+') return this.numeric(v, e.pos, 'unary +');
@@ -292,11 +402,30 @@ class Compiler {
         return acc;
       }
       case 'postfix': return this.postfix(e.base, e.trailers, statement);
+      case 'boolop': {
+        // Python answers the operand that decided, unconverted; the rest are not evaluated.
+        const host = this.needHost(e.pos, `'${e.op}'`);
+        let v = this.expr(e.values[0]!);
+        for (let i = 1; i < e.values.length; i++) {
+          if (host.truth(v, e.pos) === (e.op === 'or')) return v;
+          v = this.expr(e.values[i]!);
+        }
+        return v;
+      }
+      case 'not':
+        return { t: 'lit', v: !this.needHost(e.pos, "'not'").truth(this.expr(e.operand), e.pos) };
+      case 'ifexp':
+        return this.needHost(e.pos, 'a conditional expression').truth(this.expr(e.test), e.pos) ? this.expr(e.body) : this.expr(e.orelse);
     }
   }
 
+  private needHost(at: Pos, what: string): Host {
+    if (!this.host) throw syntaxError(`${what} needs the interpreter`, at);
+    return this.host;
+  }
+
   private name(id: string, at: Pos): Value {
-    const c = this.constants.get(id);
+    const c = this.constants.get(id) ?? this.host?.lookup(id, at);
     if (c) return c;
     if (NAMESPACES.has(id)) throw syntaxError(`'${id}' is a namespace of ops, not an array: call one of its ops`, at);
     return { t: 'ref', ref: id };
@@ -304,11 +433,29 @@ class Compiler {
 
   private numeric(v: Value, at: Pos, what: string): Value {
     if (v.t === 'ref' || v.t === 'num') return v;
-    throw syntaxError(`${what} needs an array or a number`, at);
+    // Python's bools are the integers 0 and 1.
+    if (v.t === 'lit' && typeof v.v === 'boolean' && this.host) return { t: 'num', v: v.v ? 1 : 0, isInt: true };
+    throw syntaxError(`${what} needs an array or a number, not ${describeValue(v)}`, at);
   }
 
   private binary(op: string, l: Value, r: Value, at: Pos): Value {
     const name = BINARY_OPS[op]!;
+    if (this.host) {
+      const py = pythonBinary(op, l, r);
+      if (py) return py;
+    }
+    l = this.numeric(l, at, `operator '${op}'`);
+    r = this.numeric(r, at, `operator '${op}'`);
+    if (l.t === 'num' && r.t === 'num' && this.host && COMPARE[op]) return { t: 'lit', v: COMPARE[op]!(l.v, r.v) };
+    if (l.t === 'num' && r.t === 'num' && ((op === '/' && this.host) || op === '//' || op === '%') && r.v === 0) {
+      throw syntaxError(`${op === '/' ? 'division' : op === '//' ? 'integer division' : 'modulo'} by zero`, at);
+    }
+    if (!name) {
+      if (l.t !== 'num' || r.t !== 'num') throw syntaxError(`operator '${op}' works on Python numbers only, not on arrays`, at);
+      const q = Math.floor(l.v / r.v);
+      // Python's // and % round toward minus infinity: -7 // 2 is -4 and -7 % 2 is 1.
+      return { t: 'num', v: op === '//' ? q : l.v - q * r.v, isInt: l.isInt && r.isInt };
+    }
     this.numeric(l, at, `operator '${op}'`);
     this.numeric(r, at, `operator '${op}'`);
     if (l.t === 'num' && r.t === 'num') {
@@ -324,7 +471,8 @@ class Compiler {
   private postfix(base: Expr, trailers: Trailer[], statement: boolean): Value {
     let i = 0;
     let cur: Value;
-    if (base.k === 'name' && !this.constants.has(base.id) && (NAMESPACES.has(base.id) || trailers[0]?.t === 'call')) {
+    const held = base.k === 'name' && !NAMESPACES.has(base.id) ? this.host?.lookup(base.id, base.pos) : undefined;
+    if (base.k === 'name' && !held && !this.constants.has(base.id) && (NAMESPACES.has(base.id) || trailers[0]?.t === 'call')) {
       // An op path: `nd.random.normal(...)`, `mx.nd.dot(...)`, or a bare `dot(...)`.
       const path = [base.id];
       while (trailers[i]?.t === 'attr') path.push((trailers[i++] as { name: string }).name);
@@ -338,18 +486,24 @@ class Compiler {
     }
     for (; i < trailers.length; i++) {
       const t = trailers[i]!;
+      if (this.host && cur.t !== 'ref') {
+        cur = this.pythonTrailer(cur, t);
+        continue;
+      }
       if (t.t === 'attr') {
         const call = trailers[i + 1];
         if (call?.t === 'call') {
           cur = this.method(cur, t.name, t.pos, call, statement && i + 1 === trailers.length - 1);
           i++;
         } else if (t.name === 'grad') {
-          if (cur.t !== 'ref' || cur.ref.startsWith(TEMP) || cur.ref.endsWith('.grad')) {
+          if (cur.t !== 'ref' || (cur.ref.startsWith(TEMP) && !this.host) || cur.ref.endsWith('.grad')) {
             throw syntaxError('.grad is read from a name only: assign the expression to a name first', t.pos);
           }
           cur = { t: 'ref', ref: `${cur.ref}.grad` };
         } else if (t.name === 'T') {
           cur = this.emitOp('transpose', [this.arrayRef(cur, t.pos, '.T')], {});
+        } else if (this.host) {
+          cur = this.host.attr(cur, t.name, t.pos);
         } else {
           throw syntaxError(`attribute '.${t.name}' is not supported: only .grad, .T and method calls`, t.pos);
         }
@@ -360,6 +514,30 @@ class Compiler {
       }
     }
     return cur;
+  }
+
+  /** A call, attribute or index applied to a Python value: the host's, except list indexing. */
+  private pythonTrailer(cur: Value, t: Trailer): Value {
+    const host = this.host!;
+    if (t.t === 'call') {
+      const args = t.args.map((a) => this.expr(a));
+      const kwargs = t.kwargs.map((k): [string, Value] => [k.name, this.expr(k.value)]);
+      return host.call(cur, args, kwargs, t.pos);
+    }
+    if (t.t === 'attr') return host.attr(cur, t.name, t.pos);
+    if ((cur.t !== 'list' && cur.t !== 'str') || t.key.length !== 1) {
+      throw syntaxError(`${describeValue(cur)} cannot be indexed`, t.pos);
+    }
+    const items: Value[] = cur.t === 'list' ? cur.items : [...cur.v].map((c) => ({ t: 'str', v: c }));
+    const k = this.keyItem(t.key[0]!);
+    if (typeof k === 'number') {
+      const j = k < 0 ? items.length + k : k;
+      if (j < 0 || j >= items.length) throw syntaxError(`index ${k} is out of range for a sequence of ${items.length}`, t.pos);
+      return items[j]!;
+    }
+    const picked = sliceItems(items, k);
+    if (cur.t === 'str') return { t: 'str', v: picked.map((x) => (x as { v: string }).v).join('') };
+    return { t: 'list', items: picked, tuple: cur.tuple };
   }
 
   /** A call of an op path (`['random', 'normal']`), with the specials of autograd. */
@@ -385,7 +563,9 @@ class Compiler {
       return name === 'backward' ? this.backward(obj, at, call) : this.attachGrad(obj, at, call);
     }
     if (name === 'grad') throw syntaxError('.grad is an array, not a method', at);
-    return this.callOp(name, [this.arrayRef(obj, at, `.${name}()`)], call);
+    const v = this.callOp(name, [this.arrayRef(obj, at, `.${name}()`)], call);
+    // Run, asscalar() answers a Python number, as MXNet's does: it compares and prints as one.
+    return this.host && name === 'asscalar' ? this.host.scalar(v, at) : v;
   }
 
   /** Positional arguments become args, keywords attrs, and `out=w` the in-place target. */
@@ -464,7 +644,7 @@ class Compiler {
 
   /** `x.attach_grad(grad_req='write', stype=None)`, on a plain name only. */
   private attachGrad(obj: Value, at: Pos, call: Extract<Trailer, { t: 'call' }>): Value {
-    if (obj.t !== 'ref' || obj.ref.startsWith(TEMP) || obj.ref.includes('.')) {
+    if (obj.t !== 'ref' || (obj.ref.startsWith(TEMP) && !this.host) || obj.ref.includes('.')) {
       throw syntaxError('attach_grad() applies to a name: assign the expression to a name first', at);
     }
     const named = this.bindArgs(call, ['grad_req', 'stype'], 'attach_grad()');
@@ -487,7 +667,7 @@ class Compiler {
 
   private arrayRef(v: Value, at: Pos, what: string): string {
     if (v.t === 'ref') return v.ref;
-    throw syntaxError(`${what} needs an array, not a ${v.t === 'num' ? 'number' : 'constant'}`, at);
+    throw syntaxError(`${what} needs an array, not ${this.host ? describeValue(v) : `a ${v.t === 'num' ? 'number' : 'constant'}`}`, at);
   }
 
   /**
@@ -502,6 +682,7 @@ class Compiler {
       case 'list': return this.numbers(v, at) as Arg;
       case 'str': return v.v;
       case 'lit': return v.v as unknown as Arg;
+      case 'obj': throw syntaxError(`${describeValue(v)} is not an argument of an op`, at);
       case 'void': throw syntaxError('this call has no value', at);
     }
   }
@@ -520,6 +701,7 @@ class Compiler {
       case 'str': return v.v;
       case 'lit': return v.v;
       case 'list': return v.items.map((x) => this.json(x, at));
+      case 'obj': throw syntaxError(`${describeValue(v)} is not an argument of an op`, at);
       case 'void': throw syntaxError('this call has no value', at);
     }
   }
@@ -544,6 +726,85 @@ class Compiler {
     if (index === null) throw syntaxError('None (newaxis) is not supported as an index: use expand_dims', k.pos);
     return index;
   }
+}
+
+/** Python's name for a value's type, as its errors say it. */
+export function describeValue(v: Value): string {
+  switch (v.t) {
+    case 'ref': return 'an NDArray';
+    case 'num': return v.isInt ? 'an int' : 'a float';
+    case 'str': return 'a str';
+    case 'lit': return v.v === null ? 'None' : 'a bool';
+    case 'list': return v.tuple ? 'a tuple' : 'a list';
+    case 'obj': return `${v.o.kind} '${v.o.name}'`;
+    case 'void': return 'no value';
+  }
+}
+
+const COMPARE = table<(a: number, b: number) => boolean>({
+  '==': (a, b) => a === b, '!=': (a, b) => a !== b, '<': (a, b) => a < b,
+  '<=': (a, b) => a <= b, '>': (a, b) => a > b, '>=': (a, b) => a >= b,
+});
+
+/** Equality of Python values that hold no array (arrays compare elementwise, as ops). */
+function sameValue(a: Value, b: Value): boolean | undefined {
+  if (a.t === 'ref' || b.t === 'ref') return undefined;
+  const num = (v: Value) => (v.t === 'num' ? v.v : v.t === 'lit' && typeof v.v === 'boolean' ? Number(v.v) : undefined);
+  const x = num(a), y = num(b);
+  if (x !== undefined && y !== undefined) return x === y;
+  if (a.t === 'str' && b.t === 'str') return a.v === b.v;
+  if (a.t === 'lit' && b.t === 'lit') return a.v === b.v;
+  if (a.t === 'list' && b.t === 'list') {
+    if (!!a.tuple !== !!b.tuple || a.items.length !== b.items.length) return false;
+    for (let i = 0; i < a.items.length; i++) {
+      const s = sameValue(a.items[i]!, b.items[i]!);
+      if (s !== true) return s;
+    }
+    return true;
+  }
+  if (a.t === 'obj' && b.t === 'obj') return a.o === b.o;
+  return false;
+}
+
+/** Operators on Python's strings, lists, tuples and None; undefined leaves numbers and arrays to the ops. */
+function pythonBinary(op: string, l: Value, r: Value): Value | undefined {
+  if (l.t === 'ref' || r.t === 'ref') return undefined;
+  if (op === '==' || op === '!=') {
+    if (l.t === 'num' && r.t === 'num') return undefined;
+    const same = sameValue(l, r);
+    if (same === undefined) return undefined;
+    return { t: 'lit', v: op === '==' ? same : !same };
+  }
+  if (op === '+' && l.t === 'str' && r.t === 'str') return { t: 'str', v: l.v + r.v };
+  if (op === '+' && l.t === 'list' && r.t === 'list' && !!l.tuple === !!r.tuple) return { t: 'list', items: [...l.items, ...r.items], tuple: l.tuple };
+  if (op === '*' && (l.t === 'list' || l.t === 'str') && r.t === 'num' && r.isInt) {
+    const n = Math.max(0, r.v);
+    if (n * (l.t === 'str' ? l.v.length : l.items.length) > 1e6) return undefined;
+    if (l.t === 'str') return { t: 'str', v: l.v.repeat(n) };
+    const items: Value[] = [];
+    for (let i = 0; i < n; i++) items.push(...l.items);
+    return { t: 'list', items, tuple: l.tuple };
+  }
+  if (COMPARE[op] && l.t === 'str' && r.t === 'str') return { t: 'lit', v: COMPARE[op]!(l.v < r.v ? -1 : l.v > r.v ? 1 : 0, 0) };
+  return undefined;
+}
+
+/** Python's slice of a sequence. */
+function sliceItems<T>(items: T[], k: { start: number | null; stop: number | null; step: number | null }): T[] {
+  const n = items.length;
+  const step = k.step ?? 1;
+  const clamp = (v: number | null, dflt: number, lo: number, hi: number) => {
+    if (v === null) return dflt;
+    const w = v < 0 ? v + n : v;
+    return Math.min(Math.max(w, lo), hi);
+  };
+  const out: T[] = [];
+  if (step > 0) {
+    for (let i = clamp(k.start, 0, 0, n), stop = clamp(k.stop, n, 0, n); i < stop; i += step) out.push(items[i]!);
+  } else {
+    for (let i = clamp(k.start, n - 1, -1, n - 1), stop = clamp(k.stop, -1, -1, n - 1); i > stop; i += step) out.push(items[i]!);
+  }
+  return out;
 }
 
 function fold(op: string, a: number, b: number): number | undefined {

@@ -15,7 +15,15 @@ export type Expr =
   | { k: 'seq'; items: Expr[]; tuple: boolean; pos: Pos }
   | { k: 'unary'; op: '-' | '+'; operand: Expr; pos: Pos }
   | { k: 'binary'; first: Expr; rest: BinaryStep[]; pos: Pos }
-  | { k: 'postfix'; base: Expr; trailers: Trailer[]; pos: Pos };
+  | { k: 'postfix'; base: Expr; trailers: Trailer[]; pos: Pos }
+  /** `a and b or c`: Python's short-circuit operators, which answer one of their operands. */
+  | { k: 'boolop'; op: 'and' | 'or'; values: Expr[]; pos: Pos }
+  | { k: 'not'; operand: Expr; pos: Pos }
+  /** `body if test else orelse`. */
+  | { k: 'ifexp'; test: Expr; body: Expr; orelse: Expr; pos: Pos };
+
+/** A parameter of a def: a name with an optional default, evaluated once when the def runs. */
+export interface Param { name: string; default?: Expr; pos: Pos }
 
 export interface BinaryStep { op: string; rhs: Expr; pos: Pos }
 export interface Kwarg { name: string; value: Expr; pos: Pos }
@@ -34,45 +42,59 @@ export type Stmt =
   | { k: 'aug'; target: Expr; op: string; value: Expr; pos: Pos }
   | { k: 'with'; items: Expr[]; body: Stmt[]; pos: Pos }
   /** `del a, b`: unbinds names (their memory is freed when nothing else holds it). */
-  | { k: 'del'; names: string[]; pos: Pos };
+  | { k: 'del'; names: string[]; pos: Pos }
+  /** `def name(params):` with the source lines it spans (first and last), for listings. */
+  | { k: 'def'; name: string; params: Param[]; body: Stmt[]; pos: Pos; lastLine: number }
+  | { k: 'class'; name: string; bases: Expr[]; body: Stmt[]; pos: Pos; lastLine: number }
+  | { k: 'return'; value?: Expr; pos: Pos }
+  | { k: 'if'; branches: { test: Expr; body: Stmt[]; pos: Pos }[]; orelse?: Stmt[]; pos: Pos }
+  | { k: 'while'; test: Expr; body: Stmt[]; pos: Pos }
+  | { k: 'for'; target: Expr; iter: Expr; body: Stmt[]; pos: Pos }
+  | { k: 'break' | 'continue' | 'pass'; pos: Pos }
+  | { k: 'assert'; test: Expr; msg?: Expr; pos: Pos };
 
-const CONTROL = 'control flow stays with the client';
+/** Statements only the interpreter runs: a program holding one is not compiled ahead. */
+export const CONTROL_STMTS: ReadonlySet<Stmt['k']> = new Set(['def', 'class', 'return', 'if', 'while', 'for', 'break', 'continue', 'pass', 'assert']);
+
+/** Words that cannot be names; the value explains the word where it cannot start a statement. */
 const KEYWORDS = table<string>({
-  for: `loops are not supported: ${CONTROL}`,
-  while: `loops are not supported: ${CONTROL}`,
-  break: `loops are not supported: ${CONTROL}`,
-  continue: `loops are not supported: ${CONTROL}`,
-  if: `conditionals are not supported: ${CONTROL}`,
-  elif: `conditionals are not supported: ${CONTROL}`,
-  else: `conditionals are not supported: ${CONTROL}`,
-  def: `function definitions are not supported: ${CONTROL}`,
-  lambda: `lambdas are not supported: ${CONTROL}`,
-  return: `function definitions are not supported: ${CONTROL}`,
-  yield: `function definitions are not supported: ${CONTROL}`,
-  async: `function definitions are not supported: ${CONTROL}`,
-  await: `function definitions are not supported: ${CONTROL}`,
-  class: `class definitions are not supported: ${CONTROL}`,
-  try: `exception handling is not supported: ${CONTROL}`,
-  except: `exception handling is not supported: ${CONTROL}`,
-  finally: `exception handling is not supported: ${CONTROL}`,
-  raise: `exception handling is not supported: ${CONTROL}`,
-  assert: `assert is not supported: check values on the client`,
-  and: `boolean operator 'and' is not supported: compare arrays with == != < <= > >=`,
-  or: `boolean operator 'or' is not supported: compare arrays with == != < <= > >=`,
-  not: `boolean operator 'not' is not supported: compare arrays with == != < <= > >=`,
-  in: `operator 'in' is not supported`,
-  is: `operator 'is' is not supported`,
-  global: `'global' is not supported`,
-  nonlocal: `'nonlocal' is not supported`,
-  pass: `'pass' is not supported`,
+  for: "'for' starts a statement: a loop (comprehensions are not supported)",
+  while: "'while' starts a statement",
+  break: "'break' is a statement of its own",
+  continue: "'continue' is a statement of its own",
+  if: "'if' starts a statement, or needs 'else' in a conditional expression",
+  elif: "'elif' must follow an if block at the same indentation",
+  else: "'else' must follow an if block at the same indentation ('else' after for and while is not supported)",
+  def: "'def' starts a statement",
+  class: "'class' starts a statement",
+  return: "'return' is a statement of its own",
+  assert: "'assert' is a statement of its own",
+  pass: "'pass' is a statement of its own",
+  and: "'and' needs an operand on each side",
+  or: "'or' needs an operand on each side",
+  not: "'not' needs an operand",
+  lambda: 'lambdas are not supported: write a def',
+  yield: 'generators are not supported',
+  async: 'async functions are not supported',
+  await: 'async functions are not supported',
+  try: 'exception handling is not supported',
+  except: 'exception handling is not supported',
+  finally: 'exception handling is not supported',
+  raise: 'exception handling is not supported: use assert',
+  in: "operator 'in' is not supported",
+  is: "operator 'is' is not supported: compare with ==",
+  global: "'global' is not supported: a function binds its own names; return values instead",
+  nonlocal: "'nonlocal' is not supported",
   import: 'imports are not supported',
   from: 'imports are not supported',
-  as: `'as' is not supported here`,
+  as: "'as' is not supported here",
   with: 'a with statement must start its own line',
 });
-const UNSUPPORTED_OPS = new Set(['//', '%', '<<', '>>', '&', '|', '^', '~', '//=', '%=', '<<=', '>>=', '&=', '|=', '^=', '->']);
+/** Statements that open an indented block. */
+const COMPOUND = new Set(['with', 'def', 'class', 'if', 'while', 'for']);
+const UNSUPPORTED_OPS = new Set(['<<', '>>', '&', '|', '^', '~', '<<=', '>>=', '&=', '|=', '^=', '->']);
 const COMPARISONS = new Set(['==', '!=', '<', '<=', '>', '>=']);
-export const AUG_OPS = new Set(['+=', '-=', '*=', '/=', '**=', '@=']);
+export const AUG_OPS = new Set(['+=', '-=', '*=', '/=', '**=', '@=', '//=', '%=']);
 /** Modules whose import lines are accepted and ignored: the namespaces they bind are built in. */
 const IMPORTABLE = new Set(['mxnet', 'gradserve']);
 
@@ -94,6 +116,8 @@ export function parse(tokens: Token[], maxDepth: number): Stmt[] {
 class Parser {
   private i = 0;
   private depth = 0;
+  /** The line of the last real token consumed: where a block ends. */
+  private lastLine = 1;
 
   constructor(private readonly toks: Token[], private readonly maxDepth: number) {}
 
@@ -111,6 +135,7 @@ class Parser {
   private next(): Token {
     const t = this.peek();
     if (this.i < this.toks.length - 1) this.i++;
+    if (t.type !== 'newline' && t.type !== 'indent' && t.type !== 'dedent' && t.type !== 'eof') this.lastLine = t.line;
     return t;
   }
   private isOp(value: string, ahead = 0): boolean {
@@ -147,8 +172,144 @@ class Parser {
 
   private statement(out: Stmt[]): void {
     const t = this.peek();
-    if (t.type === 'name' && t.value === 'with') out.push(this.withStatement());
-    else this.simpleLine(out);
+    if (t.type !== 'name' || !COMPOUND.has(t.value)) {
+      this.simpleLine(out);
+      return;
+    }
+    switch (t.value) {
+      case 'with': out.push(this.withStatement()); break;
+      case 'def': out.push(this.defStatement()); break;
+      case 'class': out.push(this.classStatement()); break;
+      case 'if': out.push(this.ifStatement()); break;
+      case 'while': {
+        this.next();
+        const test = this.expr();
+        out.push({ k: 'while', test, body: this.block(t, 'while'), pos: t });
+        this.noElse('while');
+        break;
+      }
+      default: {
+        this.next();
+        const target = this.forTarget();
+        if (!this.isName('in')) throw this.unexpected("'in' after the loop variable");
+        this.next();
+        const iter = this.exprList();
+        out.push({ k: 'for', target, iter, body: this.block(t, 'for'), pos: t });
+        this.noElse('for');
+      }
+    }
+  }
+
+  private noElse(what: string): void {
+    if (this.isName('else')) throw syntaxError(`'else' after ${what} is not supported`, this.peek());
+  }
+
+  /** `for i in`, `for a, b in`, `for (a, b) in`: names only. */
+  private forTarget(): Expr {
+    const first = this.peek();
+    const names: Expr[] = [];
+    const paren = this.isOp('(');
+    if (paren) this.next();
+    for (;;) {
+      const n = this.nameToken('a loop variable');
+      names.push({ k: 'name', id: n.value, pos: n });
+      if (!this.isOp(',')) break;
+      this.next();
+      if (this.isName('in') || this.isOp(')')) break;
+    }
+    if (paren) this.expectOp(')', 'to close the loop variables');
+    return names.length === 1 && !paren ? names[0]! : { k: 'seq', items: names, tuple: true, pos: first };
+  }
+
+  /** The body after `:`: an indented block, or simple statements on the same line. */
+  private block(kw: Token, what: string): Stmt[] {
+    this.expectOp(':', `after the ${what} statement`);
+    this.nest(kw);
+    const body: Stmt[] = [];
+    if (this.peek().type === 'newline') {
+      this.next();
+      if (this.peek().type !== 'indent') {
+        throw syntaxError(`expected an indented block after the ${what} statement on line ${kw.line}, found ${describe(this.peek())}`, this.peek());
+      }
+      this.next();
+      while (this.peek().type !== 'dedent' && this.peek().type !== 'eof') this.statement(body);
+      if (this.peek().type === 'dedent') this.next();
+    } else {
+      const t = this.peek();
+      if (t.type === 'name' && COMPOUND.has(t.value)) {
+        throw syntaxError(`a ${t.value} statement after a colon must go on its own indented line`, t);
+      }
+      this.simpleLine(body);
+    }
+    this.unnest();
+    return body;
+  }
+
+  private ifStatement(): Stmt {
+    const kw = this.next();
+    const branches: { test: Expr; body: Stmt[]; pos: Pos }[] = [];
+    let test = this.expr();
+    branches.push({ test, body: this.block(kw, 'if'), pos: kw });
+    for (;;) {
+      const t = this.peek();
+      if (t.type === 'name' && t.value === 'elif') {
+        this.next();
+        test = this.expr();
+        branches.push({ test, body: this.block(t, 'elif'), pos: t });
+        continue;
+      }
+      if (t.type === 'name' && t.value === 'else') {
+        this.next();
+        return { k: 'if', branches, orelse: this.block(t, 'else'), pos: kw };
+      }
+      return { k: 'if', branches, pos: kw };
+    }
+  }
+
+  private defStatement(): Stmt {
+    const kw = this.next();
+    const name = this.nameToken('a function name after def');
+    this.expectOp('(', 'after the function name');
+    const params: Param[] = [];
+    while (!this.isOp(')')) {
+      const t = this.peek();
+      if (t.type === 'op' && (t.value === '*' || t.value === '**')) {
+        throw syntaxError(`'${t.value}' parameters are not supported: name each parameter`, t);
+      }
+      const p = this.nameToken('a parameter name');
+      if (params.some((q) => q.name === p.value)) throw syntaxError(`duplicate parameter '${p.value}'`, p);
+      let dflt: Expr | undefined;
+      if (this.isOp('=')) {
+        this.next();
+        dflt = this.expr();
+      } else if (params.some((q) => q.default)) {
+        throw syntaxError('a parameter without a default cannot follow one with a default', p);
+      }
+      params.push(dflt ? { name: p.value, default: dflt, pos: p } : { name: p.value, pos: p });
+      if (!this.isOp(',')) break;
+      this.next();
+    }
+    this.expectOp(')', 'to close the parameter list');
+    if (this.isOp('->')) throw syntaxError('annotations are not supported', this.peek());
+    const body = this.block(kw, 'def');
+    return { k: 'def', name: name.value, params, body, pos: kw, lastLine: this.lastLine };
+  }
+
+  private classStatement(): Stmt {
+    const kw = this.next();
+    const name = this.nameToken('a class name after class');
+    const bases: Expr[] = [];
+    if (this.isOp('(')) {
+      this.next();
+      while (!this.isOp(')')) {
+        bases.push(this.expr());
+        if (!this.isOp(',')) break;
+        this.next();
+      }
+      this.expectOp(')', 'to close the base classes');
+    }
+    const body = this.block(kw, 'class');
+    return { k: 'class', name: name.value, bases, body, pos: kw, lastLine: this.lastLine };
   }
 
   /** Simple statements separated by `;`, up to the end of the line. */
@@ -171,6 +332,28 @@ class Parser {
     if (t.type === 'name' && (t.value === 'import' || t.value === 'from')) {
       this.importLine();
       return null;
+    }
+    if (t.type === 'name') {
+      switch (t.value) {
+        case 'pass': case 'break': case 'continue':
+          this.next();
+          return { k: t.value, pos: t };
+        case 'return': {
+          this.next();
+          const n = this.peek();
+          if (n.type === 'newline' || n.type === 'eof' || this.isOp(';')) return { k: 'return', pos: t };
+          return { k: 'return', value: this.exprList(), pos: t };
+        }
+        case 'assert': {
+          this.next();
+          const test = this.expr();
+          if (!this.isOp(',')) return { k: 'assert', test, pos: t };
+          this.next();
+          return { k: 'assert', test, msg: this.expr(), pos: t };
+        }
+        default:
+          break;
+      }
     }
     if (t.type === 'name' && KEYWORDS[t.value]) throw this.unexpected('a statement');
     if (t.type === 'name' && t.value === 'del' && this.peek(1).type === 'name') {
@@ -210,25 +393,7 @@ class Parser {
       items.push(this.expr());
     }
     if (this.isName('as')) throw syntaxError("'with ... as' is not supported: scopes have no value", this.peek());
-    this.expectOp(':', 'after the with items');
-    this.nest(kw);
-    const body: Stmt[] = [];
-    if (this.peek().type === 'newline') {
-      this.next();
-      if (this.peek().type !== 'indent') {
-        throw syntaxError(`expected an indented block after the with statement on line ${kw.line}, found ${describe(this.peek())}`, this.peek());
-      }
-      this.next();
-      while (this.peek().type !== 'dedent' && this.peek().type !== 'eof') this.statement(body);
-      if (this.peek().type === 'dedent') this.next();
-    } else {
-      if (this.isName('with')) {
-        throw syntaxError('a with statement after a colon must go on its own indented line', this.peek());
-      }
-      this.simpleLine(body);
-    }
-    this.unnest();
-    return { k: 'with', items, body, pos: kw };
+    return { k: 'with', items, body: this.block(kw, 'with'), pos: kw };
   }
 
   /** `import mxnet as mx`, `from mxnet import autograd, nd`: accepted and ignored. */
@@ -306,7 +471,52 @@ class Parser {
       (t.type === 'op' && AUG_OPS.has(t.value));
   }
 
+  /** `a if c else b` binds loosest; then or, and, not; then comparisons. */
   expr(): Expr {
+    const body = this.orTest();
+    if (!this.isName('if')) return body;
+    const kw = this.next();
+    this.nest(kw);
+    const test = this.orTest();
+    if (!this.isName('else')) throw this.unexpected("'else' in the conditional expression");
+    this.next();
+    const orelse = this.expr();
+    this.unnest();
+    return { k: 'ifexp', test, body, orelse, pos: kw };
+  }
+
+  private orTest(): Expr {
+    return this.boolChain('or', () => this.andTest());
+  }
+
+  private andTest(): Expr {
+    return this.boolChain('and', () => this.notTest());
+  }
+
+  private boolChain(op: 'and' | 'or', operand: () => Expr): Expr {
+    const first = operand();
+    if (!this.isName(op)) return first;
+    const values = [first];
+    while (this.isName(op)) {
+      this.next();
+      values.push(operand());
+    }
+    return { k: 'boolop', op, values, pos: first.pos };
+  }
+
+  private notTest(): Expr {
+    const t = this.peek();
+    if (t.type === 'name' && t.value === 'not') {
+      this.next();
+      this.nest(t);
+      const operand = this.notTest();
+      this.unnest();
+      return { k: 'not', operand, pos: t };
+    }
+    return this.comparison();
+  }
+
+  private comparison(): Expr {
     const first = this.arith();
     const t = this.peek();
     if (t.type !== 'op' || !COMPARISONS.has(t.value)) return first;
@@ -323,7 +533,7 @@ class Parser {
   }
 
   private term(): Expr {
-    return this.chain(['*', '/', '@'], () => this.unary());
+    return this.chain(['*', '/', '@', '//', '%'], () => this.unary());
   }
 
   private chain(ops: string[], operand: () => Expr): Expr {

@@ -7,7 +7,7 @@ import { defineOp, type VjpArgs } from './registry.js';
 import { Axes } from './attrs.js';
 import { F } from './dispatch.js';
 import { normAxis } from '../engine/kernels.js';
-import type { NDArray } from '../engine/ndarray.js';
+import { shapeStr, type NDArray } from '../engine/ndarray.js';
 import type { ReduceKernel } from '../engine/backend.js';
 import { fail } from '../errors.js';
 
@@ -108,11 +108,16 @@ for (const name of ['argmax', 'argmin'] as const) {
     positional: ['axis', 'keepdims'],
     attrs: z.object({ axis: z.number().int().nullable().default(null), keepdims: z.boolean().default(false) }).strict(),
     forward(ctx, [x], a) {
+      // An empty axis has no index to answer (numpy raises too); refused here, before the kernel.
+      const empty = () => fail('shape_mismatch', `\`${name}\` of an empty axis has no answer: \`data\` has shape ${shapeStr(x.shape)}`, { arg: 'data', op: name });
       if (a.axis === null) {
+        if (x.size === 0) throw empty();
         const flat = ctx.k.view(x, [x.size]);
         return ctx.k.argReduce(name, flat, 0, false);
       }
-      return ctx.k.argReduce(name, x, normAxis(a.axis, x.shape.length, { op: name, arg: 'axis' }), a.keepdims);
+      const axis = normAxis(a.axis, x.shape.length, { op: name, arg: 'axis' });
+      if (x.shape[axis] === 0) throw empty();
+      return ctx.k.argReduce(name, x, axis, a.keepdims);
     },
   });
 }

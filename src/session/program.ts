@@ -10,7 +10,7 @@ import { applyParsed, parseAttrs } from '../ops/dispatch.js';
 import { lookupOp, suggestOps, type OpDef } from '../ops/index.js';
 import type { Value } from '../ops/registry.js';
 import type { Scope } from '../autograd/scopes.js';
-import { isVariable, setFreshGrad, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
+import { gradOf, isVariable, setFreshGrad, setHistory, takeHistory, isRecorded } from '../autograd/slot.js';
 import { release, retain } from '../autograd/refs.js';
 import type {
   AnyStatement, Arg, AttachGradStatement, SetGradStateStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
@@ -171,7 +171,9 @@ export class ProgramRunner {
   /** The number of the statement running (execution order, as prepare numbers them). */
   private seq = 0;
 
-  private readonly deadline: number;
+  readonly deadline: number;
+  /** Run piecewise by the interpreter, which says itself when a temporary dies (release). */
+  private interactive = false;
 
   constructor(private readonly s: Session) {
     this.deadline = Date.now() + s.limits.requestTimeoutMs;
@@ -206,13 +208,21 @@ export class ProgramRunner {
       return outcome;
     } finally {
       this.s.programDepth--;
-      // What is released here stays readable until the request's answer is read: the session
-      // frees it after that.
-      for (const a of this.temps.values()) release(a);
-      this.temps.clear();
-      for (const a of this.held) release(a);
-      this.held = [];
+      this.releaseAll();
     }
+  }
+
+  /**
+   * Drops every temporary and what the last statement gave. What is released here stays readable
+   * until the request's answer is read: the session frees it after that.
+   */
+  releaseAll(): void {
+    const temps = [...this.temps.values()];
+    this.temps.clear();
+    for (const a of temps) release(a);
+    const held = this.held;
+    this.held = [];
+    for (const a of held) release(a);
   }
 
   /** Drops the temporaries statement `seq` read last. */
@@ -233,6 +243,66 @@ export class ProgramRunner {
     this.held = value.arrays ? [...value.arrays] : [];
     for (const a of this.held) retain(a);
     for (const a of prev) release(a);
+  }
+
+  /**
+   * Runs statements now, sharing the temporaries of earlier calls: the interpreter's steps. Errors
+   * are bare; the interpreter says where in the source they happened.
+   */
+  runMore(program: AnyStatement[]): void {
+    this.interactive = true;
+    this.nameStatements = false;
+    try {
+      prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
+    } catch (e) {
+      // Statement numbers mean nothing to the interpreter's source: it names the line instead.
+      if (!(e instanceof ApiError) || e.extra.statement === undefined) throw e;
+      const { statement: _s, ...extra } = e.extra;
+      throw new ApiError(e.code, e.message.replace(/^statement [^:]*: /, ''), extra);
+    }
+    // Interpreted statements count as a program's: every array they use is held by a name or a
+    // temporary, so a backward walk among them may reclaim everything else between nodes.
+    this.s.programDepth++;
+    try {
+      this.runBody(program, []);
+      // A kernel's failure belongs to the statement that queued it, not to a later read.
+      this.s.memory.backend.drain?.();
+    } finally {
+      this.s.programDepth--;
+      this.prepared.delete(program);
+    }
+  }
+
+  /** Names bound or written so far, in order of first binding. */
+  boundNames(): string[] {
+    return [...new Set(this.bound)];
+  }
+
+  /** The array a temporary or a name refers to. */
+  array(ref: string): NDArray {
+    return this.lookup(ref);
+  }
+
+  /** The array is asscalar()'s value: an answer gives it as a number. */
+  isScalar(a: NDArray): boolean {
+    return this.scalars.has(a);
+  }
+
+  /** Binds the temporary `name` to `a`, holding it and releasing what it held before. */
+  setTemp(name: string, a: NDArray): void {
+    this.bind(name, a);
+  }
+
+  /** Drops (releases) temporaries `%n` with n above `mark` unless `keep` names them. */
+  releaseTemps(mark: number, keep: Set<string>): void {
+    const dropped: NDArray[] = [];
+    for (const [name, a] of this.temps) {
+      if (Number(name.slice(1)) > mark && !keep.has(name)) {
+        this.temps.delete(name);
+        dropped.push(a);
+      }
+    }
+    for (const a of dropped) release(a);
   }
 
   private runBody(body: AnyStatement[], path: Path): void {
@@ -299,13 +369,13 @@ export class ProgramRunner {
         return {};
       case 'attach_grad': {
         const a = st as AttachGradStatement;
-        s.attachGrad(s.resolve(a.args[0]), a.attrs?.grad_req ?? 'write');
-        this.bound.push(a.args[0]);
+        s.attachGrad(this.lookup(a.args[0]), a.attrs?.grad_req ?? 'write');
+        if (!a.args[0].startsWith('%')) this.bound.push(a.args[0]);
         return {};
       }
       case 'set_grad_state': {
         const g = st as SetGradStateStatement;
-        const a = s.resolve(g.args[0]);
+        const a = this.lookup(g.args[0]);
         if (!isVariable(a)) throw fail('no_grad', `array \`${g.args[0]}\` has no gradient buffer; call attach-grad on it first`, { array: g.args[0] });
         setFreshGrad(a, g.attrs.fresh);
         return {};
@@ -365,12 +435,12 @@ export class ProgramRunner {
     }
     if (st.op === FILL) {
       if (!st.into) throw fail('invalid_argument', '`_fill` writes in place: give `into`');
-      const target = this.s.resolve(st.into);
+      const target = this.lookup(st.into);
       this.checkInPlace(target, st.into);
       const value = Number((p.attrs as { value?: unknown }).value);
       if (!Number.isFinite(value) && !Number.isNaN(value)) throw fail('invalid_attribute', '`value` of `_fill` must be a number');
       this.s.k.fill(target, value);
-      this.bound.push(st.into.replace(/\.grad$/, ''));
+      this.noteWritten(st.into);
       return;
     }
     const def = p.def!;
@@ -436,7 +506,9 @@ export class ProgramRunner {
       const temp = ref.startsWith('%');
       const holder = temp ? this.temps.get(ref) : this.s.names.get(ref);
       // A result kept to the end has its last use at Infinity.
-      const dies = holder === a && (ref === out || (temp && this.lastUse.get(ref) === this.seq));
+      // The interpreter's temporaries die when it says (releaseTemps), not at a last read: a Python
+      // value may still refer to one after the statement that reads it.
+      const dies = holder === a && (ref === out || (temp && !this.interactive && this.lastUse.get(ref) === this.seq));
       if (!dies || a.refs !== 1 || a.cell.refs !== 1) continue;
       if (this.s.scopes.isRecording && (saves === true || (Array.isArray(saves) && saves.includes(i)))) continue;
       return a;
@@ -488,8 +560,12 @@ export class ProgramRunner {
     }
   }
 
+  private noteWritten(ref: string): void {
+    if (!ref.startsWith('%')) this.bound.push(ref.replace(/\.grad$/, ''));
+  }
+
   private writeInto(ref: string, value: NDArray): void {
-    const target = this.s.resolve(ref);
+    const target = this.lookup(ref);
     if (!sameShape(target.shape, value.shape)) {
       throw fail('shape_mismatch', `cannot write a result of shape ${shapeStr(value.shape)} into \`${ref}\` of shape ${shapeStr(target.shape)}`, { arg: 'into' });
     }
@@ -499,11 +575,16 @@ export class ProgramRunner {
     // The array keeps its identity and gradient buffer; it takes the result's history, if any.
     if (isRecorded(value)) takeHistory(target, value);
     else if (!isVariable(target)) setHistory(target, null);
-    this.bound.push(ref.replace(/\.grad$/, ''));
+    this.noteWritten(ref);
   }
 
   private lookup(ref: string): NDArray {
     if (ref.startsWith('%')) {
+      if (ref.endsWith('.grad')) {
+        const g = gradOf(this.lookup(ref.slice(0, -5)));
+        if (!g) throw fail('no_grad', 'this array has no gradient buffer; call attach_grad() on it before recording');
+        return g;
+      }
       const t = this.temps.get(ref);
       if (!t) throw new Error(`internal: temporary ${ref} used before it was bound`);
       return t;

@@ -8,7 +8,9 @@ import { decodeBase64, npyHeader, parseNested, parseNpy, toFlat, toNested } from
 import { ProgramRunner, type StatementValue } from './program.js';
 import { NO_UPLOADS, type Session } from './session.js';
 import type { AnyStatement, Arg, BindStatement, GradReq, ScopeKind, Statement } from '../program/format.js';
-import { compileExpression } from '../expr/index.js';
+import { compiledBefore, compileExpression, needsInterpreter, parseProgram } from '../expr/index.js';
+import type { Stmt } from '../expr/parser.js';
+import { withInterpreter } from './python.js';
 import { tapeToJson, tapeToDot } from '../autograd/render.js';
 import { gradOf, gradReqOf, isFreshGrad, isRecorded, nodeOf } from '../autograd/slot.js';
 import type { Scope } from '../autograd/scopes.js';
@@ -206,6 +208,10 @@ export interface OpsInput {
 export interface OpsAnswer {
   outputs: Record<string, Descriptor>;
   result?: number | string | Descriptor;
+  /** What print() wrote. */
+  printed?: string;
+  /** A last bare expression that is a tuple of arrays: each bound to a new name. */
+  results?: Descriptor[];
 }
 
 function scalarJson(v: number): number | string {
@@ -223,10 +229,23 @@ export function runOps(s: Session, input: OpsInput, uploads: ReadonlyMap<string,
   if ((input.ops === undefined) === (input.expr === undefined)) {
     throw fail('invalid_request', 'give exactly one of `ops` (a JSON program) or `expr` (an expression)');
   }
+  const exprLimits = { maxLength: s.limits.maxExprLength, maxDepth: s.limits.maxExprDepth, maxStatements: s.limits.maxStatements };
+  // A training step sent again and again is compiled once: its source is known to need no interpreter.
+  if (input.expr !== undefined && !(s.definitions.size === 0 && compiledBefore(input.expr, exprLimits))) {
+    const ast = parseProgram(input.expr, exprLimits);
+    if (needsInterpreter(ast, (n) => s.definitions.has(n))) {
+      s.uploads = uploads;
+      try {
+        return interpret(s, input, ast);
+      } finally {
+        s.uploads = NO_UPLOADS;
+      }
+    }
+  }
   let program: Statement[];
   let resultName: string | undefined;
   if (input.expr !== undefined) {
-    const c = compileExpression(input.expr, { maxLength: s.limits.maxExprLength, maxDepth: s.limits.maxExprDepth, maxStatements: s.limits.maxStatements });
+    const c = compileExpression(input.expr, exprLimits);
     program = c.statements;
     resultName = c.result;
   } else {
@@ -242,30 +261,65 @@ export function runOps(s: Session, input: OpsInput, uploads: ReadonlyMap<string,
   } finally {
     s.uploads = NO_UPLOADS;
   }
+  const answer = answerOf(s, input, outcome.bound);
+  if (outcome.result) {
+    const { array, scalar } = outcome.result;
+    answer.result = scalar ? scalarResult(s, array) : describe(s, resultName!.startsWith('%') ? 'result' : resultName!, array, input.format ?? 'nested');
+  }
+  return answer;
+}
+
+function scalarResult(s: Session, array: NDArray): number {
+  return new Deferred(() => {
+    const v = s.memory.backend.readNumbers(array.storage)[0];
+    // toFlat writes the shortest decimal of float32 and float16, and refuses an int64 beyond 2^53.
+    return Number.isFinite(v) ? toFlat(Float64Array.of(v), array.dtype)[0] : scalarJson(v);
+  }) as unknown as number;
+}
+
+/** The outputs of a program: every name it bound, with data for those asked for. */
+function answerOf(s: Session, input: OpsInput, bound: string[]): OpsAnswer {
   const format = input.format ?? 'nested';
-  const fetch = new Set(input.fetch === true ? outcome.bound : Array.isArray(input.fetch) ? input.fetch : []);
+  const fetch = new Set(input.fetch === true ? bound : Array.isArray(input.fetch) ? input.fetch : []);
   const outputs = record<Descriptor>();
-  for (const name of outcome.bound) {
+  for (const name of bound) {
     const a = s.names.get(name);
     if (a) outputs[name] = describe(s, name, a, fetch.has(name) ? format : null);
   }
   for (const ref of fetch) {
     if (!outputs[ref]) outputs[ref] = describe(s, ref, s.resolve(ref), format);
   }
-  const answer: OpsAnswer = { outputs };
-  if (outcome.result) {
-    const { array, scalar } = outcome.result;
-    if (scalar) {
-      answer.result = new Deferred(() => {
-        const v = s.memory.backend.readNumbers(array.storage)[0];
-        // toFlat writes the shortest decimal of float32 and float16, and refuses an int64 beyond 2^53.
-        return Number.isFinite(v) ? toFlat(Float64Array.of(v), array.dtype)[0] : scalarJson(v);
-      }) as unknown as number;
-    } else {
-      answer.result = describe(s, resultName!.startsWith('%') ? 'result' : resultName!, array, format);
+  return { outputs };
+}
+
+/** A program with control flow: run by the interpreter, statement by statement. */
+function interpret(s: Session, input: OpsInput, ast: Stmt[]): OpsAnswer {
+  return withInterpreter(s, (interp, runner) => {
+    const run = () => interp.run(ast, input.expr!);
+    const outcome = input.record ? s.scopes.within('record', input.train_mode, () => s.newTape(), run)
+      : input.train_mode !== undefined ? s.scopes.within(input.train_mode ? 'train_mode' : 'predict_mode', undefined, () => s.newTape(), run)
+        : run();
+    const answer = answerOf(s, input, runner.boundNames());
+    const r = outcome.result;
+    if (r?.t === 'ref') {
+      const array = runner.array(r.ref);
+      answer.result = runner.isScalar(array) ? scalarResult(s, array) : describe(s, r.ref.startsWith('%') ? 'result' : r.ref, array, input.format ?? 'nested');
+    } else if (r?.t === 'list' && r.items.length && r.items.every((x) => x.t === 'ref')) {
+      // A tuple of arrays (a custom Function's outputs): each gets a name of its own to keep.
+      answer.results = r.items.map((x) => {
+        const array = runner.array((x as { ref: string }).ref);
+        const name = s.autoName();
+        s.names.set(name, array);
+        return describe(s, name, array, input.fetch === true ? input.format ?? 'nested' : null);
+      });
+    } else if (r?.t === 'num') {
+      answer.result = scalarJson(r.v);
+    } else if (r?.t === 'str') {
+      answer.result = r.v;
     }
-  }
-  return answer;
+    if (outcome.printed) answer.printed = outcome.printed;
+    return answer;
+  }, false);
 }
 
 export function autogradState(s: Session) {
@@ -295,6 +349,7 @@ export function sessionInfo(s: Session) {
     is_recording: s.scopes.isRecording,
     is_training: s.scopes.isTraining,
     limits: { bytes: s.limits.maxSessionBytes, array_elements: s.limits.maxArrayElements, tape_nodes: s.limits.maxTapeNodes, statements: s.limits.maxStatements, body_bytes: s.limits.maxBodyBytes },
+    definitions: [...s.definitions.values()].map((d) => ({ name: d.name, kind: d.kind, signature: d.signature, source: d.source })),
   };
 }
 

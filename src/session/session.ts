@@ -19,6 +19,7 @@ import type { Limits } from '../config.js';
 import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
+import type { Definition } from '../expr/interp.js';
 
 /** Ops run by client programs, in all and per op (the table's names: a bounded set of labels). */
 export interface OpStats {
@@ -53,6 +54,8 @@ export class Session {
   private nextTape = 1;
   private nextAuto = 1;
   readonly names = new Bindings();
+  /** Functions and classes defined in the expression language, kept like a notebook's. */
+  readonly definitions = new Map<string, Definition>();
   readonly scopes = new ScopeStack();
   readonly tapes = new Map<string, Tape>();
   readonly memory: SessionMemory;
@@ -265,6 +268,7 @@ export class Session {
   close(): void {
     this.closed = true;
     // Everything goes at once: the counts need not be walked down.
+    this.definitions.clear();
     this.memory.freeAll();
     Map.prototype.clear.call(this.names);
     this.tapes.clear();

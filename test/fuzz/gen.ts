@@ -498,7 +498,26 @@ export function exprArb(ops: OpInfo[]): fc.Arbitrary<string> {
   );
   const block = fc.tuple(fc.constantFrom('autograd.record()', 'autograd.record(train_mode=False)', 'autograd.pause()', 'autograd.train_mode()', 'autograd.predict_mode()', 'record()', 'autograd.nope()', 'open("x")'), fc.array(statement, { minLength: 0, maxLength: 3 }), fc.constantFrom('    ', '\t', '  ', ''))
     .map(([w, body, ind]) => `with ${w}:\n${body.map((b) => ind + b).join('\n')}`);
-  const program = fc.array(fc.oneof({ weight: 5, arbitrary: statement }, { weight: 1, arbitrary: block }), { minLength: 1, maxLength: 5 })
+  // Control flow, definitions and the builtins: loops that end, loops that only a budget ends,
+  // recursion, custom Functions, and attribute probes that must lead nowhere.
+  const cond = fc.oneof(e.expr, fc.constantFrom('True', 'False', 'x.sum().asscalar() > 0', 'x', 'not x', 'x and 0 or 1', '1 if x else 0', 'len(x) == 2', 'x.shape', 'i3 < 3'));
+  const iterable = fc.constantFrom('range(3)', 'range(-2)', 'range(10**9)', 'range(0, 10, 0)', '[1, 2]', '(x, y)', 'x', '"ab"', 'enumerate([x])', 'zip([1], [x])', 'f', 'None');
+  const py = fc.constantFrom('pass', 'break', 'continue', 'return x', 'return', 'print(x, len([1]))', 'assert x', 'assert False, "m"', 'i3 = i3 + 1', 'q = f(x)', 'q = f(q)',
+    'q = g(3)', 'q = S()(x)', 'x.__class__', 'f.__globals__', 'print.__self__', 'q = super()', 'del f', 'q = isinstance(x, tuple)', 'q, z = (x, 1)', 'q.a = 1', 'q = abs(-1) + max(1, 2) + min([3])');
+  const line = fc.oneof({ weight: 3, arbitrary: statement }, { weight: 2, arbitrary: py });
+  const indent = (xs: string[], ind: string) => xs.map((b) => ind + b.replace(/\n/g, `\n${ind}`)).join('\n');
+  const control = fc.oneof(
+    fc.tuple(cond, fc.array(line, { minLength: 1, maxLength: 2 }), fc.array(line, { maxLength: 2 })).map(([c, a, b]) => `if ${c}:\n${indent(a, '    ')}${b.length ? `\nelif ${c}:\n${indent(b, '    ')}\nelse:\n    pass` : ''}`),
+    fc.tuple(cond, fc.array(line, { minLength: 1, maxLength: 2 })).map(([c, body]) => `while ${c}:\n${indent(body, '  ')}`),
+    fc.array(line, { minLength: 1, maxLength: 2 }).map((body) => `while True:\n${indent(body, '  ')}`),
+    fc.tuple(iterable, fc.array(line, { minLength: 1, maxLength: 2 })).map(([it, body]) => `for i3 in ${it}:\n${indent(body, '\t')}`),
+    fc.tuple(fc.constantFrom('f', 'g', 'x', 'print', 'range'), fc.constantFrom('a', 'a, b=2', 'a=x', '*a', 'a, a'), fc.array(line, { minLength: 1, maxLength: 3 }))
+      .map(([n, ps, body]) => `def ${n}(${ps}):\n${indent(body, '    ')}`),
+    fc.constantFrom('def g(n):\n    return g(n + 1)', 'def g(n):\n    return 1 if n < 1 else n * g(n - 1)',
+      'class S(autograd.Function):\n    def forward(self, a):\n        self.save_for_backward(a)\n        return a * 2\n    def backward(self, d):\n        a, = self.saved_tensors\n        return d * a',
+      'class S(object):\n    def __init__(self):\n        self.k = 1', 'class S(os.Thing):\n    pass'),
+  );
+  const program = fc.array(fc.oneof({ weight: 5, arbitrary: statement }, { weight: 1, arbitrary: block }, { weight: 3, arbitrary: control }), { minLength: 1, maxLength: 5 })
     .chain((sts) => fc.constantFrom('\n', '; ', '\r\n', ';;', '\n\n  ').map((sep) => sts.join(sep)));
   const hugeZero = fc.tuple(fc.constantFrom('nd.zeros', 'nd.ones', 'nd.random.normal', 'x.reshape', 'x.broadcast_to', 'nd.full'), fc.constantFrom(...HUGE_ZERO_SHAPES.slice(0, 6)))
     .map(([f, sh]) => `q = ${f}(${f === 'nd.random.normal' ? 'shape=' : ''}(${sh.join(', ')})${f === 'nd.full' ? ', 2' : ''})\nq.sum()`);

@@ -57,6 +57,9 @@ export const FUZZ_ENV: Record<string, string> = {
   GRADSERVE_MAX_EXPR_DEPTH: '256',
   GRADSERVE_MAX_TAPE_NODES: '256',
   GRADSERVE_REQUEST_TIMEOUT_MS: '2000',
+  GRADSERVE_MAX_STEPS: '2000',
+  GRADSERVE_MAX_CALL_DEPTH: '32',
+  GRADSERVE_MAX_DEFINITIONS: '16',
   GRADSERVE_MAX_KERNEL_FLOPS: '1000000',
   GRADSERVE_IDEMPOTENCY_ENTRIES: '1000',
   // One client sends everything here; a rate limit would only turn most cases into 429s.

@@ -24,6 +24,17 @@ describe('fuzz regressions', () => {
   });
 });
 
+describe('fuzz regressions: kernels', () => {
+  // argmax/argmin of an empty axis reached the kernel, whose refusal was a 500 (compiled or run).
+  it.each(['q = nd.zeros((0,)).argmax()', 'q = nd.zeros((2, 0)).argmin(axis=-1)', 'if nd.zeros((0,)).argmax():\n    pass'])('%s is a 422', async (expr) => {
+    const s = await call(srv.url, 'POST', '/v1/sessions', null, {});
+    const r = await call(srv.url, 'POST', `/v1/sessions/${s.json.id}/ops`, s.json.token, { expr });
+    expect(r.status).toBe(422);
+    expect(r.json.code).toBe('shape_mismatch');
+    expect(r.json.detail).toMatch(/of an empty axis/);
+  });
+});
+
 describe('fuzz regressions: bodies and statements', () => {
   async function session() {
     const s = await call(srv.url, 'POST', '/v1/sessions', null, {});

@@ -1,9 +1,11 @@
 """`autograd`: MXNet's autograd API over the session's scope stack on the server."""
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
+import textwrap
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -358,3 +360,60 @@ def get_symbol(x: NDArray) -> Symbol:
             if i.get('array') in producer:
                 stack.append(producer[i['array']])
     return Symbol([n for n in nodes if n['id'] in keep], x.name)
+
+
+class Function:
+    """MXNet 1.x's custom differentiable function: subclass it with `forward(self, *inputs)` and
+    `backward(self, *output_grads)`, call `self.save_for_backward(...)` in forward and read
+    `self.saved_tensors` in backward. Each instance is called once.
+
+    The subclass's source (`inspect.getsource`) goes to the server, which runs forward there with
+    recording paused and records one node whose gradient is the subclass's backward, run by the
+    server's backward walk. So forward and backward are written in the language the server runs:
+    NDArray ops, Python numbers and control flow."""
+
+    def __init__(self):
+        self._used = False
+        self.saved_tensors = ()
+
+    def save_for_backward(self, *args):
+        self.saved_tensors = args
+
+    def forward(self, *inputs):
+        raise NotImplementedError
+
+    def backward(self, *output_grads):
+        raise NotImplementedError
+
+    def __call__(self, *inputs):
+        assert not getattr(self, '_used', False), \
+            'Each Function instance can only be called once. Please create another instance.'
+        self._used = True
+        cls = type(self)
+        if not all(isinstance(x, NDArray) for x in inputs):
+            raise TypeError('the inputs of %s must be NDArrays' % cls.__name__)
+        try:
+            source = textwrap.dedent(inspect.getsource(cls))
+        except (OSError, TypeError) as e:
+            raise TypeError('%s: the source of an autograd.Function subclass must be readable by '
+                            'inspect.getsource (defined in a file, not typed at a prompt): %s' % (cls.__name__, e))
+        client = _client_of(list(inputs))
+        engine = client.engine
+        # The inputs must exist on the server before the program that reads them.
+        engine.flush()
+        rec, train = engine.flags()
+        args = ', '.join(x._name for x in inputs)
+        # The outputs come back as `results` (a last expression that is a tuple of arrays), each
+        # under a new name; the intermediate name is deleted.
+        expr = ('%s\n_gsfn = %s()(%s)\n_gsfn_out = _gsfn if isinstance(_gsfn, tuple) else (_gsfn,)\n'
+                'del _gsfn\n_gsfn_out\n') % (source, cls.__name__, args)
+        body = {'expr': expr}
+        if rec:
+            body['record'] = True
+            body['train_mode'] = bool(train)
+        elif len(engine.frames) > 1:
+            body['train_mode'] = bool(train)
+        answer = client.session('POST', '/ops', body)
+        outs = [NDArray._from_desc(client, d) for d in answer.get('results') or []]
+        engine.bound.update(o._name for o in outs)
+        return outs[0] if len(outs) == 1 else tuple(outs)

@@ -66,6 +66,12 @@ export const SessionInfo = SessionBase.extend({
   is_recording: z.boolean(),
   is_training: z.boolean(),
   limits: SessionLimits,
+  definitions: z.array(z.object({
+    name: z.string(),
+    kind: z.enum(['function', 'class']),
+    signature: z.string().describe('parameters of a function; methods of a class'),
+    source: z.string(),
+  })).describe('functions and classes the session\'s programs defined, in order of definition'),
 }).meta({ id: 'SessionInfo' });
 
 export const Format = z.enum(['nested', 'flat', 'base64']);
@@ -165,6 +171,8 @@ export const OpsBody = fastChecked(z.object({
 export const OpsAnswer = z.object({
   outputs: z.record(z.string(), ArrayDescriptor),
   result: z.union([z.number(), z.string(), ArrayDescriptor]).optional(),
+  printed: z.string().optional().describe('what print() wrote, when the program printed'),
+  results: z.array(ArrayDescriptor).optional().describe('a last bare expression that is a tuple of arrays: each bound to a new name'),
   autograd: AutogradState,
 }).meta({ id: 'OpsAnswer' });
 
