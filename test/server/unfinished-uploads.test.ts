@@ -80,7 +80,9 @@ describe('unfinished uploads', () => {
     await holdAndClose(s.json.id, s.json.token);
     const warm = await settledRss();
     const held = await holdAndClose(s.json.id, s.json.token);
-    const after = await settledRss();
+    // On a loaded machine the collections that free the bodies may take a few rounds to settle.
+    let after = await settledRss();
+    for (let t = 0; t < 8 && after > warm * 1.1; t++) after = await settledRss();
     console.log(`unfinished uploads: rss after a warm-up round ${MiB(warm)} MiB, holding 4 x 60 MB ${MiB(held)} MiB, after they closed ${MiB(after)} MiB`);
     expect(held).toBeGreaterThan(warm + 3 * SIZE); // the bodies were really held
     expect(after).toBeLessThanOrEqual(warm * 1.1);
