@@ -75,7 +75,10 @@ describe('memory', () => {
     const t0 = Date.now();
     await run(WARMUP, TOTAL);
     const peakish = srv.rss();
-    const end = await settledRss();
+    // V8 gives freed heap pages back to the system some time after a full collection (later on
+    // Node 26 than on 20): a few rounds, each a GC and a pause, before the RSS is judged.
+    let end = await settledRss();
+    for (let t = 0; t < 10 && end > start * 1.1; t++) end = await settledRss();
     const secs = (Date.now() - t0) / 1000;
     console.log(`memory: ${TOTAL} sessions (${TOTAL - WARMUP} after warm-up) in ${secs.toFixed(1)} s; rss after warm-up ${(start / 2 ** 20).toFixed(1)} MiB, right after the run ${(peakish / 2 ** 20).toFixed(1)} MiB, settled ${(end / 2 ** 20).toFixed(1)} MiB (${(((end - start) / start) * 100).toFixed(1)}%)`);
     expect(await metric('gradserve_bytes')).toBe(0);
