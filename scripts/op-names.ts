@@ -24,7 +24,6 @@ export function renderOpNames(): string {
  */
 export function renderClientOpNames(): string {
   const names = [...new Set(allOps().filter((d) => !d.internal).flatMap((d) => [d.name, ...d.aliases]))].sort();
-  const roots = [...new Set(names.map((n) => n.split('.')[0]))].sort();
   const union = (xs: string[]) => xs.map((n, i) => `  | '${n}'${i === xs.length - 1 ? ';' : ''}`);
   return [
     '// Generated from the server\'s op table by `npm run gen` (scripts/op-names.ts); do not edit.',
@@ -35,8 +34,9 @@ export function renderClientOpNames(): string {
     ...union(names),
     '',
     '/** The members of `nd` that are ops or op namespaces (`nd.exp`, `nd.random`). */',
-    'export type OpRoot =',
-    ...union(roots),
+    '// A type parameter, so that the condition is taken for each name of the union on its own.',
+    'type RootOf<N> = N extends `${infer Namespace}.${string}` ? Namespace : N;',
+    'export type OpRoot = RootOf<OpName>;',
     '',
   ].join('\n');
 }

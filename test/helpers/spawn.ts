@@ -125,3 +125,35 @@ async function spawnOnce(env: Record<string, string>, o: SpawnOptions): Promise<
     },
   };
 }
+
+/**
+ * The resident memory of a server started with --expose-gc and test/helpers/gc-preload.mjs, after
+ * full collections: two (the second collects what finalizers released in the first), then more
+ * while it stays above `ceiling`, up to `rounds` in all, because V8 hands freed heap pages back
+ * some time after a collection (later on Node 26 than on 20).
+ */
+export async function settledRss(srv: ChildServer, o: { ceiling?: number; rounds?: number; pauseMs?: number } = {}): Promise<number> {
+  let rss = Infinity;
+  for (let round = 0; round < (o.rounds ?? 1) && rss > (o.ceiling ?? 0); round++) {
+    for (let k = 0; k < 2; k++) {
+      srv.proc.kill('SIGWINCH');
+      await new Promise((r) => setTimeout(r, o.pauseMs ?? 300));
+    }
+    rss = srv.rss();
+  }
+  return rss;
+}
+
+/** One value of the server's /metrics (a metric without labels). */
+export async function metricOf(srv: ChildServer, name: string): Promise<number> {
+  const text = await new Promise<string>((resolve, reject) => {
+    http.get(`${srv.url}/metrics`, { agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  if (!m) throw new Error(`no ${name} in /metrics`);
+  return Number(m[1]);
+}

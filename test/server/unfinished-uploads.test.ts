@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { spawnServer, type ChildServer } from '../helpers/spawn.js';
+import { settledRss, spawnServer, type ChildServer } from '../helpers/spawn.js';
 import { call } from '../helpers/http.js';
 
 const SIZE = 60 * 2 ** 20;
@@ -19,14 +19,6 @@ beforeAll(async () => {
   });
 }, 60000);
 afterAll(async () => { expect(await srv.stop()).toBe(0); });
-
-async function settledRss(): Promise<number> {
-  for (let k = 0; k < 2; k++) {
-    srv.proc.kill('SIGWINCH');
-    await new Promise((r) => setTimeout(r, 400));
-  }
-  return srv.rss();
-}
 
 async function inFlight(): Promise<number> {
   const m = await call(srv.url, 'GET', '/metrics');
@@ -78,11 +70,10 @@ describe('unfinished uploads', () => {
     const s = await call(srv.url, 'POST', '/v1/sessions', null, {});
     // a first round pays for the code paths and the allocator's arenas
     await holdAndClose(s.json.id, s.json.token);
-    const warm = await settledRss();
+    const warm = await settledRss(srv, { pauseMs: 400 });
     const held = await holdAndClose(s.json.id, s.json.token);
     // On a loaded machine the collections that free the bodies may take a few rounds to settle.
-    let after = await settledRss();
-    for (let t = 0; t < 8 && after > warm * 1.1; t++) after = await settledRss();
+    const after = await settledRss(srv, { ceiling: warm * 1.1, rounds: 9, pauseMs: 400 });
     console.log(`unfinished uploads: rss after a warm-up round ${MiB(warm)} MiB, holding 4 x 60 MB ${MiB(held)} MiB, after they closed ${MiB(after)} MiB`);
     expect(held).toBeGreaterThan(warm + 3 * SIZE); // the bodies were really held
     expect(after).toBeLessThanOrEqual(warm * 1.1);

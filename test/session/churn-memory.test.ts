@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { spawnServer, type ChildServer } from '../helpers/spawn.js';
+import { metricOf, settledRss, spawnServer, type ChildServer } from '../helpers/spawn.js';
 import { call, send } from '../helpers/http.js';
 
 const ROUNDS = Number(process.env.CHURN_ROUNDS ?? 5);
@@ -66,38 +66,22 @@ async function round(r: number): Promise<void> {
   }));
 }
 
-async function settledRss(): Promise<number> {
-  // Two GCs with a pause: the second one collects what finalizers released in the first.
-  for (let k = 0; k < 2; k++) {
-    srv.proc.kill('SIGWINCH');
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  return srv.rss();
-}
-
-async function metric(name: string): Promise<number> {
-  const r = await call(srv.url, 'GET', '/metrics');
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(String(r.json));
-  if (!m) throw new Error(`no ${name} in /metrics`);
-  return Number(m[1]);
-}
-
 const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
 
 describe('memory creep', () => {
   it(`${ROUNDS} rounds of ${PER_ROUND} sessions with arrays, gradients, a tape and an Idempotency-Key: each settles within 10% of the warm-up round`, { timeout: 400000 }, async () => {
     await round(0);
-    const warm = await settledRss();
+    const warm = await settledRss(srv);
     const after: number[] = [];
     for (let r = 1; r < ROUNDS; r++) {
       await round(r);
-      after.push(await settledRss());
+      after.push(await settledRss(srv));
     }
     console.log(`churn: rss after the warm-up round ${MiB(warm)} MiB, after each later round ${after.map(MiB).join(', ')} MiB`);
-    expect(await metric('gradserve_bytes')).toBe(0);
-    expect(await metric('gradserve_sessions')).toBe(0);
-    expect(await metric('gradserve_tape_nodes')).toBe(0);
-    expect(await metric('gradserve_idempotency_entries')).toBe(0);
+    expect(await metricOf(srv, 'gradserve_bytes')).toBe(0);
+    expect(await metricOf(srv, 'gradserve_sessions')).toBe(0);
+    expect(await metricOf(srv, 'gradserve_tape_nodes')).toBe(0);
+    expect(await metricOf(srv, 'gradserve_idempotency_entries')).toBe(0);
     for (const rss of after) expect(rss).toBeLessThanOrEqual(warm * 1.1);
   });
 });

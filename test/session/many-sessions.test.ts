@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { spawnServer, type ChildServer } from '../helpers/spawn.js';
+import { metricOf, settledRss, spawnServer, type ChildServer } from '../helpers/spawn.js';
 import { call } from '../helpers/http.js';
 
 const TOTAL = Number(process.env.MEMORY_SESSIONS ?? 10000);
@@ -52,38 +52,19 @@ async function run(from: number, to: number): Promise<void> {
   }));
 }
 
-async function settledRss(): Promise<number> {
-  // Two GCs with a pause: the second one collects what finalizers released in the first.
-  for (let k = 0; k < 2; k++) {
-    srv.proc.kill('SIGWINCH');
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  return srv.rss();
-}
-
-async function metric(name: string): Promise<number> {
-  const r = await call(srv.url, 'GET', '/metrics');
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(String(r.json));
-  if (!m) throw new Error(`no ${name} in /metrics`);
-  return Number(m[1]);
-}
-
 describe('memory', () => {
   it(`${TOTAL} sessions created, filled and deleted: native bytes back to 0, RSS within 10%`, { timeout: 300000 }, async () => {
     await run(0, WARMUP);
-    const start = await settledRss();
+    const start = await settledRss(srv);
     const t0 = Date.now();
     await run(WARMUP, TOTAL);
     const peakish = srv.rss();
-    // V8 gives freed heap pages back to the system some time after a full collection (later on
-    // Node 26 than on 20): a few rounds, each a GC and a pause, before the RSS is judged.
-    let end = await settledRss();
-    for (let t = 0; t < 10 && end > start * 1.1; t++) end = await settledRss();
+    const end = await settledRss(srv, { ceiling: start * 1.1, rounds: 11 });
     const secs = (Date.now() - t0) / 1000;
     console.log(`memory: ${TOTAL} sessions (${TOTAL - WARMUP} after warm-up) in ${secs.toFixed(1)} s; rss after warm-up ${(start / 2 ** 20).toFixed(1)} MiB, right after the run ${(peakish / 2 ** 20).toFixed(1)} MiB, settled ${(end / 2 ** 20).toFixed(1)} MiB (${(((end - start) / start) * 100).toFixed(1)}%)`);
-    expect(await metric('gradserve_bytes')).toBe(0);
-    expect(await metric('gradserve_sessions')).toBe(0);
-    expect(await metric('gradserve_tape_nodes')).toBe(0);
+    expect(await metricOf(srv, 'gradserve_bytes')).toBe(0);
+    expect(await metricOf(srv, 'gradserve_sessions')).toBe(0);
+    expect(await metricOf(srv, 'gradserve_tape_nodes')).toBe(0);
     expect(end).toBeLessThanOrEqual(start * 1.1);
   });
 });

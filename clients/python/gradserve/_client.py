@@ -94,6 +94,7 @@ class Client:
         self.session_id: str | None = None
         self.token: str | None = None
         self.session_info: dict | None = None
+        self._queue_bytes: tuple | None = None  # (session id, bytes): see max_queued_bytes
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.RLock()
         self._next = 0
@@ -277,8 +278,12 @@ class Client:
 
     def max_queued_bytes(self) -> int:
         """Upload bytes a queue may hold before it is sent: a quarter of the body limit (so one more
-        upload piece still fits), at most 16 MiB."""
-        return min(MAX_QUEUED_BYTES, self.body_limit() // 4)
+        upload piece still fits), at most 16 MiB. Asked at every queued statement, so it is
+        worked out once per session."""
+        if self._queue_bytes is None or self._queue_bytes[0] != self.session_id:
+            limit = min(MAX_QUEUED_BYTES, self.body_limit() // 4)
+            self._queue_bytes = (self.session_id, limit)
+        return self._queue_bytes[1]
 
     def new_name(self) -> str:
         """A server name for a new NDArray: a collected NDArray's name when one is waiting
