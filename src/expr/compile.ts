@@ -4,7 +4,7 @@
  * can collide with (the executor drops temporaries at the end of the request).
  */
 import { fail } from '../errors.js';
-import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement } from '../program/format.js';
+import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement, GradStatement } from '../program/format.js';
 import { syntaxError, type Pos } from './lexer.js';
 import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
 import { record, table } from '../lookup.js';
@@ -548,7 +548,9 @@ export class Compiler {
       return this.autogradBackward(call);
     }
     if (op === 'autograd.grad') {
-      throw syntaxError('autograd.grad is not available in expressions: use POST /v1/sessions/{sid}/grad', call.pos);
+      // Its value is a list, which only the interpreter's Python values hold.
+      if (!this.host) throw syntaxError('autograd.grad is not available in expressions: use POST /v1/sessions/{sid}/grad, or a program with Python (def, for, ...)', call.pos);
+      return this.autogradGrad(call);
     }
     const last = path[path.length - 1]! as ScopeKind;
     if (SCOPES.has(last) && (path.length === 1 || path[0] === 'autograd')) {
@@ -624,6 +626,43 @@ export class Compiler {
     this.flags(named, attrs);
     this.emitBackward(heads, attrs);
     return { t: 'void' };
+  }
+
+  /**
+   * `autograd.grad(heads, variables, head_grads=None, retain_graph=None, create_graph=False,
+   * train_mode=True)`, MXNet's signature: always a list, one new array per variable, as MXNet
+   * answers even for one variable.
+   */
+  private autogradGrad(call: Extract<Trailer, { t: 'call' }>): Value {
+    const named = this.bindArgs(call, ['heads', 'variables', 'head_grads', 'retain_graph', 'create_graph', 'train_mode'], 'autograd.grad()');
+    const list = (name: string, what: string): string[] => {
+      const e = named.get(name);
+      if (!e) throw syntaxError(`autograd.grad() needs ${name}`, call.pos);
+      const v = this.expr(e);
+      return (v.t === 'list' ? v.items : [v]).map((x) => this.arrayRef(x, e.pos, what));
+    };
+    const heads = list('heads', 'a head of autograd.grad');
+    const variables = list('variables', 'a variable of autograd.grad');
+    const st: GradStatement = { op: 'grad', args: heads, attrs: { variables }, out: variables.map(() => this.fresh()) };
+    const gExpr = named.get('head_grads');
+    if (gExpr) {
+      const gv = this.expr(gExpr);
+      if (!(gv.t === 'lit' && gv.v === null)) {
+        const grads = gv.t === 'list' ? gv.items : [gv];
+        if (grads.length !== heads.length) throw syntaxError(`head_grads has ${grads.length} entries for ${heads.length} heads`, gExpr.pos);
+        st.attrs.head_grads = grads.map((x) => (x.t === 'lit' && x.v === null ? null : this.arg(x, gExpr.pos)));
+      }
+    }
+    for (const flag of ['retain_graph', 'create_graph', 'train_mode'] as const) {
+      const e = named.get(flag);
+      if (!e) continue;
+      const v = this.expr(e);
+      if (v.t === 'lit' && v.v === null && flag === 'retain_graph') continue;
+      if (v.t !== 'lit' || typeof v.v !== 'boolean') throw syntaxError(`${flag} must be True or False`, e.pos);
+      st.attrs[flag] = v.v;
+    }
+    this.emit(st as unknown as Statement);
+    return { t: 'list', items: st.out!.map((ref) => ({ t: 'ref', ref })) };
   }
 
   private flags(named: Map<string, Expr>, attrs: NonNullable<BackwardStatement['attrs']>): void {

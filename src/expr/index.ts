@@ -82,6 +82,19 @@ const isAttr = (t: { t: string; name?: string }) => t.t === 'attr' && t.name !==
 
 /** Builtins of the interpreter that are no op's names. */
 const INTERPRETED_CALLS = new Set(['print', 'len', 'range', 'int', 'float', 'bool', 'str', 'list', 'tuple', 'enumerate', 'zip', 'super', 'isinstance']);
+/** Calls of namespace paths whose value is a Python value (a list), which the compiler cannot hold. */
+const INTERPRETED_PATHS = new Set(['autograd.grad']);
+const PATH_ROOTS = new Set(['mx', 'nd', 'ndarray']);
+
+function isInterpretedPath(base: string, trailers: { t: string; name?: string }[]): boolean {
+  const path = [base];
+  let i = 0;
+  while (trailers[i]?.t === 'attr') path.push(trailers[i++]!.name!);
+  if (trailers[i]?.t !== 'call') return false;
+  while (path.length > 1 && PATH_ROOTS.has(path[0]!)) path.shift();
+  return INTERPRETED_PATHS.has(path.join('.'));
+}
+
 /** Attributes arrays have only when run. */
 const RUNTIME_ATTRS = new Set(['shape', 'ndim', 'size', 'dtype']);
 
@@ -101,6 +114,7 @@ export function needsInterpreter(stmts: Stmt[], defined: (name: string) => boole
       case 'name': return defined(e.id);
       case 'postfix': {
         if (e.base.k === 'name' && (INTERPRETED_CALLS.has(e.base.id) || defined(e.base.id))) return true;
+        if (e.base.k === 'name' && isInterpretedPath(e.base.id, e.trailers)) return true;
         if (exprNeeds(e.base)) return true;
         return e.trailers.some((t, i) => {
           if (t.t === 'attr') return RUNTIME_ATTRS.has(t.name) && e.trailers[i + 1]?.t !== 'call';

@@ -285,6 +285,67 @@ describe('higher-order gradients through a function with a branch', () => {
   });
 });
 
+describe("autograd.grad inside a program (MXNet's signature)", () => {
+  it('answers a list even for one variable, and differentiates again with create_graph', async () => {
+    const c = await Client.open(srv.url, { default_dtype: 'float64' });
+    const xs = [0.3, -1.2, 2.0];
+    const r = await c.expr([
+      `x = nd.array([${xs.join(', ')}])`,
+      'x.attach_grad()',
+      'with autograd.record():',
+      '    y = nd.sin(x) * x',
+      // MXNet: grad returns a list, so [0] is the gradient, not its first element.
+      '    dx = autograd.grad(y, [x], create_graph=True)[0]',
+      '    gs = autograd.grad(dx, x, create_graph=True)',
+      '    d2 = gs[0]',
+      'd3 = autograd.grad(d2, [x])[0]',
+      'n = len(gs)',
+      'n',
+    ].join('\n'), { fetch: ['dx', 'd2', 'd3'] });
+    expect(r.result).toBe(1);
+    const at = (name: string) => r.outputs[name].data as number[];
+    // y = x sin x: y' = sin x + x cos x, y'' = 2 cos x - x sin x, y''' = -3 sin x - x cos x.
+    xs.forEach((x, i) => {
+      expect(at('dx')[i]).toBeCloseTo(Math.sin(x) + x * Math.cos(x), 12);
+      expect(at('d2')[i]).toBeCloseTo(2 * Math.cos(x) - x * Math.sin(x), 12);
+      expect(at('d3')[i]).toBeCloseTo(-3 * Math.sin(x) - x * Math.cos(x), 12);
+    });
+    // The gradient buffer is left alone, as MXNet's autograd.grad leaves it.
+    expect(await c.data('x/grad')).toEqual([0, 0, 0]);
+  });
+
+  it('head_grads weight the heads; a function of two variables against central differences', async () => {
+    const c = await Client.open(srv.url, { default_dtype: 'float64' });
+    const f = (a: number, b: number) => Math.exp(a * b) + a * a;
+    const r = await c.expr([
+      'def f(a, b):',
+      '    return nd.exp(a * b) + a * a',
+      'a = nd.array([0.5, -0.25])',
+      'b = nd.array([1.5, 2.0])',
+      'a.attach_grad()',
+      'b.attach_grad()',
+      'with autograd.record():',
+      '    y = f(a, b)',
+      'ga, gb = autograd.grad(y, [a, b], head_grads=nd.array([2.0, -1.0]))',
+    ].join('\n'), { fetch: ['ga', 'gb'] });
+    const h = 1e-6;
+    const A = [0.5, -0.25], B = [1.5, 2.0], w = [2, -1];
+    A.forEach((a, i) => {
+      const b = B[i]!;
+      expect((r.outputs.ga.data as number[])[i]).toBeCloseTo(w[i]! * (f(a + h, b) - f(a - h, b)) / (2 * h), 6);
+      expect((r.outputs.gb.data as number[])[i]).toBeCloseTo(w[i]! * (f(a, b + h) - f(a, b - h)) / (2 * h), 6);
+    });
+  });
+
+  it('refuses a variable without a gradient buffer, naming it, and keeps the session', async () => {
+    const c = await Client.open(srv.url);
+    const body = await fails(c, 'x = nd.array([1.0])\nz = nd.array([2.0])\nx.attach_grad()\nwith autograd.record():\n    y = x * z\ng = autograd.grad(y, [z])', 409);
+    expect(body.code).toBe('no_grad');
+    expect(body.line).toBe(6);
+    expect(await c.data('x')).toEqual([1]);
+  });
+});
+
 describe('limits: each refusal is a 4xx naming its limit and where, and the session goes on', () => {
   let tight: TestServer;
   beforeAll(async () => {
