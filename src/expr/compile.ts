@@ -58,7 +58,7 @@ const BINARY_OPS = table<string>({
 /** A leading name from this set starts an op path (`nd.random.normal`), never an array. */
 const NAMESPACES = new Set(['mx', 'nd', 'ndarray', 'random', 'linalg', 'contrib', 'autograd']);
 /** Prefixes that name the op library itself and are dropped from op names. */
-const ROOTS = new Set(['mx', 'nd', 'ndarray']);
+export const ROOTS: ReadonlySet<string> = new Set(['mx', 'nd', 'ndarray']);
 const SCOPES = new Set<ScopeKind>(['record', 'pause', 'train_mode', 'predict_mode']);
 const TEMP = '%';
 
@@ -598,7 +598,7 @@ export class Compiler {
       const v = this.expr(g);
       if (!(v.t === 'lit' && v.v === null)) attrs.head_grads = [this.arg(v, g.pos)];
     }
-    this.flags(named, attrs);
+    this.flags(named, attrs, ['retain_graph', 'train_mode']);
     this.emitBackward([head], attrs);
     return { t: 'void' };
   }
@@ -606,24 +606,11 @@ export class Compiler {
   /** `autograd.backward(heads, head_grads=None, retain_graph=False, train_mode=True)`. */
   private autogradBackward(call: Extract<Trailer, { t: 'call' }>): Value {
     const named = this.bindArgs(call, ['heads', 'head_grads', 'retain_graph', 'train_mode'], 'autograd.backward()');
-    const headsExpr = named.get('heads');
-    if (!headsExpr) throw syntaxError('autograd.backward() needs heads', call.pos);
-    const hv = this.expr(headsExpr);
-    const heads = (hv.t === 'list' ? hv.items : [hv]).map((h) => this.arrayRef(h, headsExpr.pos, 'a head of backward'));
+    const heads = this.refList(named, 'heads', 'autograd.backward()', 'a head of backward', call.pos);
     const attrs: NonNullable<BackwardStatement['attrs']> = {};
-    const gExpr = named.get('head_grads');
-    if (gExpr) {
-      const gv = this.expr(gExpr);
-      if (!(gv.t === 'lit' && gv.v === null)) {
-        // As in MXNet, a list is aligned with the heads; a single array goes with a single head.
-        const grads = gv.t === 'list' ? gv.items : [gv];
-        if (grads.length !== heads.length) {
-          throw syntaxError(`head_grads has ${grads.length} entries for ${heads.length} heads`, gExpr.pos);
-        }
-        attrs.head_grads = grads.map((x) => (x.t === 'lit' && x.v === null ? null : this.arg(x, gExpr.pos)));
-      }
-    }
-    this.flags(named, attrs);
+    const headGrads = this.headGrads(named, heads.length);
+    if (headGrads) attrs.head_grads = headGrads;
+    this.flags(named, attrs, ['retain_graph', 'train_mode']);
     this.emitBackward(heads, attrs);
     return { t: 'void' };
   }
@@ -635,41 +622,42 @@ export class Compiler {
    */
   private autogradGrad(call: Extract<Trailer, { t: 'call' }>): Value {
     const named = this.bindArgs(call, ['heads', 'variables', 'head_grads', 'retain_graph', 'create_graph', 'train_mode'], 'autograd.grad()');
-    const list = (name: string, what: string): string[] => {
-      const e = named.get(name);
-      if (!e) throw syntaxError(`autograd.grad() needs ${name}`, call.pos);
-      const v = this.expr(e);
-      return (v.t === 'list' ? v.items : [v]).map((x) => this.arrayRef(x, e.pos, what));
-    };
-    const heads = list('heads', 'a head of autograd.grad');
-    const variables = list('variables', 'a variable of autograd.grad');
+    const heads = this.refList(named, 'heads', 'autograd.grad()', 'a head of autograd.grad', call.pos);
+    const variables = this.refList(named, 'variables', 'autograd.grad()', 'a variable of autograd.grad', call.pos);
     const st: GradStatement = { op: 'grad', args: heads, attrs: { variables }, out: variables.map(() => this.fresh()) };
-    const gExpr = named.get('head_grads');
-    if (gExpr) {
-      const gv = this.expr(gExpr);
-      if (!(gv.t === 'lit' && gv.v === null)) {
-        const grads = gv.t === 'list' ? gv.items : [gv];
-        if (grads.length !== heads.length) throw syntaxError(`head_grads has ${grads.length} entries for ${heads.length} heads`, gExpr.pos);
-        st.attrs.head_grads = grads.map((x) => (x.t === 'lit' && x.v === null ? null : this.arg(x, gExpr.pos)));
-      }
-    }
-    for (const flag of ['retain_graph', 'create_graph', 'train_mode'] as const) {
-      const e = named.get(flag);
-      if (!e) continue;
-      const v = this.expr(e);
-      if (v.t === 'lit' && v.v === null && flag === 'retain_graph') continue;
-      if (v.t !== 'lit' || typeof v.v !== 'boolean') throw syntaxError(`${flag} must be True or False`, e.pos);
-      st.attrs[flag] = v.v;
-    }
+    const headGrads = this.headGrads(named, heads.length);
+    if (headGrads) st.attrs.head_grads = headGrads;
+    this.flags(named, st.attrs, ['retain_graph', 'create_graph', 'train_mode']);
     this.emit(st as unknown as Statement);
     return { t: 'list', items: st.out!.map((ref) => ({ t: 'ref', ref })) };
   }
 
-  private flags(named: Map<string, Expr>, attrs: NonNullable<BackwardStatement['attrs']>): void {
-    for (const flag of ['retain_graph', 'train_mode'] as const) {
+  /** A required argument holding one array or a list of them. */
+  private refList(named: Map<string, Expr>, name: string, fn: string, what: string, at: Pos): string[] {
+    const e = named.get(name);
+    if (!e) throw syntaxError(`${fn} needs ${name}`, at);
+    const v = this.expr(e);
+    return (v.t === 'list' ? v.items : [v]).map((x) => this.arrayRef(x, e.pos, what));
+  }
+
+  /** `head_grads`: as in MXNet, a list is aligned with the heads; a single array goes with a single head. */
+  private headGrads(named: Map<string, Expr>, heads: number): (Arg | null)[] | undefined {
+    const e = named.get('head_grads');
+    if (!e) return undefined;
+    const v = this.expr(e);
+    if (v.t === 'lit' && v.v === null) return undefined;
+    const grads = v.t === 'list' ? v.items : [v];
+    if (grads.length !== heads) throw syntaxError(`head_grads has ${grads.length} entries for ${heads} heads`, e.pos);
+    return grads.map((x) => (x.t === 'lit' && x.v === null ? null : this.arg(x, e.pos)));
+  }
+
+  /** Boolean keyword flags; None leaves a flag at its default (MXNet's retain_graph=None). */
+  private flags<K extends string>(named: Map<string, Expr>, attrs: Partial<Record<K, boolean>>, flags: readonly K[]): void {
+    for (const flag of flags) {
       const e = named.get(flag);
       if (!e) continue;
       const v = this.expr(e);
+      if (v.t === 'lit' && v.v === null) continue;
       if (v.t !== 'lit' || typeof v.v !== 'boolean') throw syntaxError(`${flag} must be True or False`, e.pos);
       attrs[flag] = v.v;
     }

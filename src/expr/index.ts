@@ -4,7 +4,7 @@
  */
 import { fail } from '../errors.js';
 import type { Statement } from '../program/format.js';
-import { compileProgram } from './compile.js';
+import { compileProgram, ROOTS } from './compile.js';
 import { tokenize } from './lexer.js';
 import { CONTROL_STMTS, parse, type Expr, type Stmt } from './parser.js';
 
@@ -84,14 +84,13 @@ const isAttr = (t: { t: string; name?: string }) => t.t === 'attr' && t.name !==
 const INTERPRETED_CALLS = new Set(['print', 'len', 'range', 'int', 'float', 'bool', 'str', 'list', 'tuple', 'enumerate', 'zip', 'super', 'isinstance']);
 /** Calls of namespace paths whose value is a Python value (a list), which the compiler cannot hold. */
 const INTERPRETED_PATHS = new Set(['autograd.grad']);
-const PATH_ROOTS = new Set(['mx', 'nd', 'ndarray']);
 
 function isInterpretedPath(base: string, trailers: { t: string; name?: string }[]): boolean {
   const path = [base];
   let i = 0;
   while (trailers[i]?.t === 'attr') path.push(trailers[i++]!.name!);
   if (trailers[i]?.t !== 'call') return false;
-  while (path.length > 1 && PATH_ROOTS.has(path[0]!)) path.shift();
+  while (path.length > 1 && ROOTS.has(path[0]!)) path.shift();
   return INTERPRETED_PATHS.has(path.join('.'));
 }
 

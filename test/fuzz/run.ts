@@ -10,8 +10,7 @@
  * (native by default; reference when the addon is not built).
  */
 import fc from 'fast-check';
-import { fileURLToPath } from 'node:url';
-import { spawnServer } from '../helpers/spawn.js';
+import { spawnServer, GC_NODE_ARGS } from '../helpers/spawn.js';
 import { knownBug } from './known-bugs.js';
 import { FUZZ_ENV, FuzzTarget, fetchOps, loggedMessage, requestArb, showRequest, type Finding, type FuzzReq } from './harness.js';
 import { call } from '../helpers/http.js';
@@ -25,7 +24,7 @@ const BATCH = 1000;
 const t0 = Date.now();
 // --expose-gc and the SIGWINCH hook of test/helpers/gc-preload.mjs: the memory line at the end is measured after
 // a full GC, so growth there is memory the server still holds, not garbage.
-const server = await spawnServer(FUZZ_ENV, { nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../helpers/gc-preload.mjs', import.meta.url))] });
+const server = await spawnServer(FUZZ_ENV, { nodeArgs: [...GC_NODE_ARGS] });
 console.log(`fuzz: ${CASES} cases, seed ${SEED}, concurrency ${CONCURRENCY}, backend ${process.env.GRADSERVE_BACKEND ?? 'native'}, server ${server.url} (pid ${server.proc.pid})`);
 
 const target = new FuzzTarget(server.url, server.output);

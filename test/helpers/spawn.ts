@@ -44,6 +44,12 @@ export interface ChildServer {
   stop(): Promise<number | string>;
 }
 
+/**
+ * Node flags for a server whose memory a test measures: a collection on demand, and the SIGWINCH
+ * hook of gc-preload.mjs that settledRss uses.
+ */
+export const GC_NODE_ARGS: readonly string[] = ['--expose-gc', '--import', fileURLToPath(new URL('./gc-preload.mjs', import.meta.url))];
+
 export interface SpawnOptions {
   /** Extra node flags, e.g. --expose-gc. */
   nodeArgs?: string[];

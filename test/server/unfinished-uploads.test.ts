@@ -7,15 +7,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { settledRss, spawnServer, type ChildServer } from '../helpers/spawn.js';
+import { settledRss, spawnServer, type ChildServer, GC_NODE_ARGS } from '../helpers/spawn.js';
 import { call } from '../helpers/http.js';
 
 const SIZE = 60 * 2 ** 20;
 let srv: ChildServer;
 beforeAll(async () => {
   srv = await spawnServer({ GRADSERVE_RATE_LIMIT_MAX: '0' }, {
-    nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../helpers/gc-preload.mjs', import.meta.url))],
+    nodeArgs: [...GC_NODE_ARGS],
   });
 }, 60000);
 afterAll(async () => { expect(await srv.stop()).toBe(0); });

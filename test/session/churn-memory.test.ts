@@ -10,8 +10,7 @@
  * here until 10,000 entries were held.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
-import { metricOf, settledRss, spawnServer, type ChildServer } from '../helpers/spawn.js';
+import { metricOf, settledRss, spawnServer, type ChildServer, GC_NODE_ARGS } from '../helpers/spawn.js';
 import { call, send } from '../helpers/http.js';
 
 const ROUNDS = Number(process.env.CHURN_ROUNDS ?? 5);
@@ -21,7 +20,7 @@ const PARALLEL = 20;
 let srv: ChildServer;
 beforeAll(async () => {
   srv = await spawnServer({ GRADSERVE_RATE_LIMIT_MAX: '0', GRADSERVE_CHECK_RESPONSES: '0' }, {
-    nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../helpers/gc-preload.mjs', import.meta.url))],
+    nodeArgs: [...GC_NODE_ARGS],
   });
 }, 60000);
 afterAll(async () => { expect(await srv.stop()).toBe(0); });

@@ -6,8 +6,7 @@
  * before each reading (test/helpers/gc-preload.mjs).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
-import { metricOf, settledRss, spawnServer, type ChildServer } from '../helpers/spawn.js';
+import { metricOf, settledRss, spawnServer, type ChildServer, GC_NODE_ARGS } from '../helpers/spawn.js';
 import { call } from '../helpers/http.js';
 
 const TOTAL = Number(process.env.MEMORY_SESSIONS ?? 10000);
@@ -17,7 +16,7 @@ const PARALLEL = 50;
 let srv: ChildServer;
 beforeAll(async () => {
   srv = await spawnServer({ GRADSERVE_RATE_LIMIT_MAX: '0' }, {
-    nodeArgs: ['--expose-gc', '--import', fileURLToPath(new URL('../helpers/gc-preload.mjs', import.meta.url))],
+    nodeArgs: [...GC_NODE_ARGS],
   });
 }, 60000);
 afterAll(async () => { expect(await srv.stop()).toBe(0); });
