@@ -23,6 +23,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_BODY_TIMEOUT_MS: int(120000),
   GRADSERVE_MAX_SESSIONS: int(1000),
   GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
+  /** Ended sessions whose end the store remembers, to tell their token holders why they are gone. */
+  GRADSERVE_REMEMBERED_SESSIONS: int(10000),
   GRADSERVE_SESSION_TTL_SECONDS: int(3600),
   GRADSERVE_MAX_TTL_SECONDS: int(24 * 3600),
   GRADSERVE_MAX_SESSION_BYTES: int(1024 * MiB),
@@ -92,6 +94,8 @@ export interface Limits {
   bodyTimeoutMs: number;
   maxSessions: number;
   maxSessionsPerKey: number;
+  /** Ended sessions remembered (the oldest forgotten first), about 250 bytes of heap each. */
+  rememberedSessions: number;
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
   maxSessionBytes: number;
@@ -182,6 +186,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       bodyTimeoutMs: e.GRADSERVE_BODY_TIMEOUT_MS,
       maxSessions: e.GRADSERVE_MAX_SESSIONS,
       maxSessionsPerKey: e.GRADSERVE_MAX_SESSIONS_PER_KEY,
+      rememberedSessions: e.GRADSERVE_REMEMBERED_SESSIONS,
       defaultTtlSeconds: e.GRADSERVE_SESSION_TTL_SECONDS,
       maxTtlSeconds: e.GRADSERVE_MAX_TTL_SECONDS,
       maxSessionBytes: e.GRADSERVE_MAX_SESSION_BYTES,

@@ -23,13 +23,12 @@ const hash = (token: string): Buffer => digest('sha256', token, 'buffer');
 /** What the store remembers of a session that is gone, to say why to the holder of its token. */
 interface Gone {
   reason: 'expired' | 'deleted';
-  at: Date;
+  /** Milliseconds since the epoch: a number costs less heap than a Date. */
+  at: number;
   ttlSeconds: number;
-  tokenHash: Buffer;
+  /** The token's hash as base64url text, which costs less heap than a Buffer's three objects. */
+  tokenHash: string;
 }
-
-/** Ended sessions remembered (the oldest forgotten first): about 100 bytes each. */
-const MAX_GONE = 10_000;
 
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
@@ -97,19 +96,19 @@ export class SessionStore {
    */
   private missing(id: string, token: string | null): Error {
     const g = this.gone.get(id);
-    if (!g || token === null || !timingSafeEqual(hash(token), g.tokenHash)) {
+    if (!g || token === null || !timingSafeEqual(hash(token), Buffer.from(g.tokenHash, 'base64url'))) {
       return fail('not_found', `there is no session \`${id}\` (it may have expired or been deleted); create one with POST /v1/sessions`);
     }
     const how = g.reason === 'expired'
-      ? `expired at ${g.at.toISOString()}, ${g.ttlSeconds} s after its last request (its ttl_seconds); create a new one with POST /v1/sessions, with a larger ttl_seconds if it idles that long`
-      : `was deleted at ${g.at.toISOString()}; create a new one with POST /v1/sessions`;
+      ? `expired at ${new Date(g.at).toISOString()}, ${g.ttlSeconds} s after its last request (its ttl_seconds); create a new one with POST /v1/sessions, with a larger ttl_seconds if it idles that long`
+      : `was deleted at ${new Date(g.at).toISOString()}; create a new one with POST /v1/sessions`;
     return fail('not_found', `session \`${id}\` ${how}`, { session_state: g.reason });
   }
 
   private remember(s: Session, reason: Gone['reason']): void {
-    if (this.gone.has(s.id)) return;
-    if (this.gone.size >= MAX_GONE) this.gone.delete(this.gone.keys().next().value!);
-    this.gone.set(s.id, { reason, at: new Date(), ttlSeconds: s.ttlMs / 1000, tokenHash: s.tokenHash });
+    if (this.gone.has(s.id) || this.limits.rememberedSessions <= 0) return;
+    if (this.gone.size >= this.limits.rememberedSessions) this.gone.delete(this.gone.keys().next().value!);
+    this.gone.set(s.id, { reason, at: Date.now(), ttlSeconds: s.ttlMs / 1000, tokenHash: s.tokenHash.toString('base64url') });
   }
 
   delete(s: Session): void {

@@ -250,4 +250,12 @@ describe('metrics', () => {
     expect(text).toMatch(/gradserve_ops_total\{op="add"\} [1-9]/);
     expect(text).toMatch(/gradserve_quota_refusals_total\{limit="array_elements"\} 1/);
   });
+
+  it('ended sessions are remembered up to GRADSERVE_REMEMBERED_SESSIONS, the oldest forgotten first', async () => {
+    const srv = await server({ GRADSERVE_REMEMBERED_SESSIONS: '2' });
+    const cs = [await Client.open(srv.url), await Client.open(srv.url), await Client.open(srv.url)];
+    for (const c of cs) await request(srv.url).delete(`/v1/sessions/${c.sid}`).set('Authorization', `Bearer ${c.token}`).expect(204);
+    expect((await cs[0]!.get('').expect(404)).body).not.toHaveProperty('session_state');
+    for (const c of cs.slice(1)) expect((await c.get('').expect(404)).body).toMatchObject({ session_state: 'deleted' });
+  });
 });
