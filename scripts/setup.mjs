@@ -29,6 +29,8 @@ if (process.argv[2] === 'test') {
     // the Python client's install command is tested as the README gives it
     'python3-pip': '/usr/bin/python3 -m pip --version',
     'python3-setuptools': "/usr/bin/python3 -c 'import setuptools'",
+    // autograd's transforms are checked against torch.autograd.functional
+    'python3-torch': "/usr/bin/python3 -c 'import torch'",
   });
 }
 

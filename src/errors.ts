@@ -54,6 +54,8 @@ export const ERROR_CATALOGUE = {
     help: 'A statement of a program failed; `statement` and `statement_path` say which, `changed` what ran before it.' },
   program_error: { status: 422, title: 'Program error',
     help: 'A program raised a Python error while it ran (a name not defined, a wrong type, a bad index, a call with the wrong arguments). `exception` names it (TypeError, ValueError, ...), `traceback` says where, innermost last; the statements before it stay done.' },
+  gradcheck_failed: { status: 422, title: 'Gradient check failed',
+    help: 'autograd.gradcheck (or gradgradcheck, or POST /gradcheck) found the Jacobian from the gradient rules and the one from central differences in float64 apart by more than atol + rtol * |numeric|. `inputs` holds, per input, the largest error, the method (vjp or jvp), the output and the indices where it is, and both values.' },
   assertion_failed: { status: 422, title: 'Assertion failed',
     help: 'An `assert` in a program was false. `detail` holds its message and `traceback` where it was; the statements before it stay done.' },
   quota_exceeded: { status: 429, title: 'Quota exceeded',

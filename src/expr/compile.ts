@@ -47,7 +47,12 @@ export interface Host {
   truth(v: Value, at: Pos): boolean;
   /** `x.asscalar()` run: the number an array of one element holds, as a Python float. */
   scalar(v: Value, at: Pos): Value;
+  /** The transforms of src/expr/functional.ts (`autograd.vjp(f, x, v)`), and per-sample grad. */
+  functional(name: string, args: Value[], kwargs: [string, Value][], at: Pos): Value;
 }
+
+/** autograd's transforms of functions (torch.autograd.functional's, and gradcheck): the interpreter runs them. */
+export const FUNCTIONAL: ReadonlySet<string> = new Set(['vjp', 'jvp', 'jacobian', 'hessian', 'hvp', 'vhp', 'gradcheck', 'gradgradcheck']);
 
 type Json = number | string | boolean | null | Json[];
 
@@ -122,8 +127,27 @@ export class Compiler {
   }
 
   /** An op call with values the interpreter holds (a builtin applied to an array). */
-  op(name: string, args: Value[], at: Pos): Value {
-    return this.emitOp(name, args.map((a) => this.arg(a, at)), {});
+  op(name: string, args: Value[], at: Pos, attrs: Record<string, unknown> = {}): Value {
+    return this.emitOp(name, args.map((a) => this.arg(a, at)), attrs);
+  }
+
+  /** autograd.grad on values the interpreter holds: one new temporary per variable. */
+  grad(heads: Value[], variables: Value[], o: { headGrads?: (Value | null)[]; createGraph: boolean; retainGraph: boolean }, at: Pos): Value[] {
+    const ref = (v: Value, what: string) => this.arrayRef(v, at, what);
+    const st: GradStatement = {
+      op: 'grad',
+      args: heads.map((h) => ref(h, 'a head of autograd.grad')),
+      attrs: { variables: variables.map((v) => ref(v, 'a variable of autograd.grad')), create_graph: o.createGraph, retain_graph: o.retainGraph },
+      out: variables.map(() => this.fresh()),
+    };
+    if (o.headGrads?.some((g) => g !== null)) st.attrs.head_grads = o.headGrads.map((g) => (g === null ? null : this.arg(g, at)));
+    this.emit(st as unknown as Statement);
+    return st.out!.map((r) => ({ t: 'ref', ref: r }));
+  }
+
+  /** attach_grad on a temporary the interpreter made. */
+  attachGradTo(ref: string): void {
+    this.emit({ op: 'attach_grad', args: [ref] });
   }
 
   program(stmts: Stmt[]): { statements: Statement[]; result?: string } {
@@ -552,6 +576,12 @@ export class Compiler {
       if (!this.host) throw syntaxError('autograd.grad is not available in expressions: use POST /v1/sessions/{sid}/grad, or a program with Python (def, for, ...)', call.pos);
       return this.autogradGrad(call);
     }
+    if (path.length === 2 && path[0] === 'autograd' && FUNCTIONAL.has(path[1]!)) {
+      if (!this.host) throw syntaxError(`${op} takes a function: define it with def in the same program`, call.pos);
+      const args = call.args.map((a) => this.expr(a));
+      const kwargs = call.kwargs.map((k): [string, Value] => [k.name, this.expr(k.value)]);
+      return this.host.functional(path[1]!, args, kwargs, call.pos);
+    }
     const last = path[path.length - 1]! as ScopeKind;
     if (SCOPES.has(last) && (path.length === 1 || path[0] === 'autograd')) {
       throw syntaxError(`${op}() opens a scope: write 'with ${op}():' and indent its body`, call.pos);
@@ -621,7 +651,14 @@ export class Compiler {
    * answers even for one variable.
    */
   private autogradGrad(call: Extract<Trailer, { t: 'call' }>): Value {
-    const named = this.bindArgs(call, ['heads', 'variables', 'head_grads', 'retain_graph', 'create_graph', 'train_mode'], 'autograd.grad()');
+    const named = this.bindArgs(call, ['heads', 'variables', 'head_grads', 'retain_graph', 'create_graph', 'train_mode', 'per_sample'], 'autograd.grad()');
+    const perSample = named.get('per_sample');
+    const ps = perSample ? this.expr(perSample) : undefined;
+    if (ps && !(ps.t === 'lit' && (typeof ps.v === 'boolean' || ps.v === null))) throw syntaxError('per_sample must be True or False', perSample!.pos);
+    if (ps?.t === 'lit' && ps.v === true) {
+      const kwargs: [string, Value][] = [...named].map(([k, e]) => [k, this.expr(e)]);
+      return this.host!.functional('per_sample_grad', [], kwargs, call.pos);
+    }
     const heads = this.refList(named, 'heads', 'autograd.grad()', 'a head of autograd.grad', call.pos);
     const variables = this.refList(named, 'variables', 'autograd.grad()', 'a variable of autograd.grad', call.pos);
     const st: GradStatement = { op: 'grad', args: heads, attrs: { variables }, out: variables.map(() => this.fresh()) };

@@ -4,7 +4,7 @@
  */
 import { fail } from '../errors.js';
 import type { Statement } from '../program/format.js';
-import { compileProgram, ROOTS } from './compile.js';
+import { compileProgram, FUNCTIONAL, ROOTS } from './compile.js';
 import { tokenize } from './lexer.js';
 import { CONTROL_STMTS, parse, type Expr, type Stmt } from './parser.js';
 
@@ -83,7 +83,7 @@ const isAttr = (t: { t: string; name?: string }) => t.t === 'attr' && t.name !==
 /** Builtins of the interpreter that are no op's names. */
 const INTERPRETED_CALLS = new Set(['print', 'len', 'range', 'int', 'float', 'bool', 'str', 'list', 'tuple', 'enumerate', 'zip', 'super', 'isinstance']);
 /** Calls of namespace paths whose value is a Python value (a list), which the compiler cannot hold. */
-const INTERPRETED_PATHS = new Set(['autograd.grad']);
+const INTERPRETED_PATHS = new Set(['autograd.grad', ...[...FUNCTIONAL].map((f) => `autograd.${f}`)]);
 
 function isInterpretedPath(base: string, trailers: { t: string; name?: string }[]): boolean {
   const path = [base];

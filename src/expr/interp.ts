@@ -9,12 +9,14 @@ import { ApiError, fail } from '../errors.js';
 import type { ScopeKind, Statement } from '../program/format.js';
 import { Compiler, describeValue, type Host, type PyObj, type Value } from './compile.js';
 import { syntaxError, type Pos } from './lexer.js';
+import { Functional, type CheckReport, type FunctionalEnv } from './functional.js';
 import type { Expr, Param, Stmt } from './parser.js';
 
 /** An array the machine keeps beyond the request's temporaries: opaque here. */
 export type Held = object;
 
-export interface ArrayInfo { shape: readonly number[]; dtype: string }
+/** What the interpreter may know of an array without reading it: `variable` when it has a gradient buffer. */
+export interface ArrayInfo { shape: readonly number[]; dtype: string; variable: boolean }
 
 /** A custom Function's node, as the interpreter hands it to the machine to record. */
 export interface FunctionRecord {
@@ -46,6 +48,8 @@ export interface Machine {
   readonly defs: Map<string, Definition>;
   /** Milliseconds since the epoch when the request's time budget ends. */
   readonly deadline: number;
+  /** What a new array may take: the elements of one, and the session's bytes left. */
+  budget(): { maxArrayElements: number; bytesFree: number };
 }
 
 export interface InterpLimits {
@@ -362,7 +366,7 @@ export class Interpreter implements Host {
    * running (the call in `y = g(a) + f(x)`) may hold older ones on the JavaScript stack. A loop
    * pins what it iterates over.
    */
-  private release(keep: Value[]): void {
+  private release(keep: Value[], mark = this.frame.mark): void {
     const names = new Set<string>();
     const seen = new Set<object>();
     const visit = (v: Value | undefined): void => {
@@ -384,7 +388,83 @@ export class Interpreter implements Host {
     this.pinned.forEach(visit);
     for (const f of this.frames) if (f.locals) for (const v of f.locals.values()) visit(v);
     for (const v of this.globals.values()) visit(v);
-    this.m.release(this.frame.mark, names);
+    this.m.release(mark, names);
+  }
+
+  // --- Host: autograd's transforms ---
+
+  /** The report of the program's last gradcheck, for POST /gradcheck to answer. */
+  lastCheck: CheckReport | undefined;
+
+  functional(name: string, args: Value[], kwargs: [string, Value][], at: Pos): Value {
+    const fx = new Functional(this.functionalEnv());
+    switch (name) {
+      case 'vjp': return fx.vjp(args, kwargs, at);
+      case 'jvp': return fx.jvp(args, kwargs, at);
+      case 'jacobian': return fx.jacobian(args, kwargs, at);
+      case 'hessian': return fx.hessian(args, kwargs, at);
+      case 'hvp': return fx.hvp(args, kwargs, at);
+      case 'vhp': return fx.hvp(args, kwargs, at, 'autograd.vhp');
+      case 'gradcheck': case 'gradgradcheck': {
+        const { value, report } = name === 'gradcheck' ? fx.gradcheck(args, kwargs, at) : fx.gradgradcheck(args, kwargs, at);
+        this.lastCheck = report;
+        return value;
+      }
+      case 'per_sample_grad': {
+        const a = new Map(kwargs);
+        const list = (v: Value | undefined) => (v === undefined ? [] : v.t === 'list' ? v.items : [v]);
+        const hg = a.get('head_grads');
+        const headGrads = hg === undefined || (hg.t === 'lit' && hg.v === null) ? undefined : list(hg).map((g) => (g.t === 'lit' && g.v === null ? null : g));
+        const cg = a.get('create_graph');
+        return fx.perSample(list(a.get('heads')), list(a.get('variables')), headGrads, cg?.t === 'lit' && cg.v === true, at);
+      }
+      default: throw programError('AttributeError', `module 'autograd' has no attribute '${name}'`, { line: at.line });
+    }
+  }
+
+  private functionalEnv(): FunctionalEnv {
+    const c = this.compiler;
+    return {
+      call: (f, args, at) => {
+        const v = this.call(f, args, [], at);
+        this.flush();
+        return v;
+      },
+      op: (name, args, attrs, at) => c.op(name, args, at, attrs),
+      grad: (heads, vars, o, at) => {
+        const out = c.grad(heads, vars, o, at);
+        this.flush();
+        return out;
+      },
+      attachGrad: (v) => {
+        if (v.t !== 'ref') throw new Error('attachGrad: not an array');
+        c.attachGradTo(v.ref);
+        this.flush();
+      },
+      scope: (kind, fn) => {
+        this.flush();
+        return this.m.scope(kind, undefined, () => {
+          const r = fn();
+          this.flush();
+          return r;
+        });
+      },
+      info: (v) => {
+        this.flush();
+        return this.m.info((v as { ref: string }).ref);
+      },
+      read: (v) => {
+        this.flush();
+        return this.m.read((v as { ref: string }).ref);
+      },
+      step: (at) => this.step(at),
+      mark: () => c.mark,
+      release: (mark, keep) => {
+        this.flush();
+        this.release(keep, mark);
+      },
+      budget: () => this.m.budget(),
+    };
   }
 
   // --- Host: names ---

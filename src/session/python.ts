@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { sameShape, shapeStr, type NDArray } from '../engine/ndarray.js';
 import type { OpDef } from '../ops/registry.js';
-import { nodeOf } from '../autograd/slot.js';
+import { isVariable, nodeOf } from '../autograd/slot.js';
 import { saveData } from '../autograd/refs.js';
 import { fail } from '../errors.js';
 import { Interpreter, type FunctionRecord, type Held, type Machine } from '../expr/interp.js';
@@ -34,7 +34,11 @@ class SessionMachine implements Machine {
 
   info(ref: string) {
     const a = this.runner.array(ref);
-    return { shape: a.shape, dtype: a.dtype };
+    return { shape: a.shape, dtype: a.dtype, variable: isVariable(a) };
+  }
+
+  budget() {
+    return { maxArrayElements: this.s.limits.maxArrayElements, bytesFree: this.s.limits.maxSessionBytes - this.s.memory.bytes };
   }
 
   read(ref: string): Float64Array {

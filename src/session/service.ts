@@ -207,7 +207,7 @@ export interface OpsInput {
 
 export interface OpsAnswer {
   outputs: Record<string, Descriptor>;
-  result?: number | string | Descriptor;
+  result?: number | string | boolean | Descriptor;
   /** What print() wrote. */
   printed?: string;
   /** A last bare expression that is a tuple of arrays: each bound to a new name. */
@@ -315,6 +315,8 @@ function interpret(s: Session, input: OpsInput, ast: Stmt[]): OpsAnswer {
     } else if (r?.t === 'num') {
       answer.result = scalarJson(r.v);
     } else if (r?.t === 'str') {
+      answer.result = r.v;
+    } else if (r?.t === 'lit' && typeof r.v === 'boolean') {
       answer.result = r.v;
     }
     if (outcome.printed) answer.printed = outcome.printed;

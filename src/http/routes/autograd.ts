@@ -1,6 +1,7 @@
 /** The scope endpoints (record, pause, train-mode, predict-mode, exit), backward and grad. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { AutogradState, BackwardBody, GradBody, Grads, ScopeBody, SessionParams } from '../schemas/api.js';
+import { AutogradState, BackwardBody, GradBody, GradcheckAnswer, GradcheckBody, Grads, ScopeBody, SessionParams, TransformAnswer, TransformBody } from '../schemas/api.js';
+import { runGradcheck, runTransform, type TransformKind } from '../../session/transforms.js';
 import { sessionOf } from '../auth.js';
 import { problems } from '../responses.js';
 import { autogradState, backwardHeads, enterScope, exitScope, gradOfHeads } from '../../session/service.js';
@@ -8,6 +9,8 @@ import type { Services } from '../services.js';
 import type { ScopeKind } from '../../program/format.js';
 
 const errors = problems(401, 404, 409, 413, 415, 422);
+/** The transforms run a program: its step, time and memory limits apply too. */
+const programErrors = problems(401, 404, 409, 413, 415, 422, 429);
 const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
 
 export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
@@ -61,5 +64,28 @@ export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app
     const s = sessionOf(S.store, req);
     const b = req.body;
     return s.run(() => ({ grads: gradOfHeads(s, { ...b, heads: list(b.heads), variables: list(b.variables) }) }));
+  });
+
+  const transforms: [TransformKind, string][] = [
+    ['vjp', 'torch.autograd.functional.vjp of a session function: its value and v^T J per input'],
+    ['jvp', 'torch.autograd.functional.jvp: its value and J v per output (exact, by the transpose of a vjp)'],
+    ['jacobian', 'torch.autograd.functional.jacobian: output.shape + input.shape per (output, input)'],
+    ['hessian', 'torch.autograd.functional.hessian of a function of one element: input_i.shape + input_j.shape'],
+    ['hvp', 'torch.autograd.functional.hvp: its value and H v per input'],
+  ];
+  for (const [kind, summary] of transforms) {
+    app.post(`/v1/sessions/:sid/${kind}`, {
+      schema: { summary, tags: ['autograd'], params: SessionParams, body: TransformBody, response: { 200: TransformAnswer, ...programErrors } },
+    }, async (req) => {
+      const s = sessionOf(S.store, req);
+      return s.run(() => runTransform(s, kind, req.body));
+    });
+  }
+
+  app.post('/v1/sessions/:sid/gradcheck', {
+    schema: { summary: "A session function's Jacobian from vjps and jvps against central differences in float64: the largest error per input and where", tags: ['autograd'], params: SessionParams, body: GradcheckBody, response: { 200: GradcheckAnswer, ...programErrors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => runGradcheck(s, req.body));
   });
 };

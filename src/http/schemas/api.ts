@@ -150,6 +150,48 @@ export const GradBody = z.object({
   out: z.array(Name).optional().describe('names to bind the gradients to, aligned with variables'),
 }).strict().meta({ id: 'Grad' });
 
+const NameOrNames = z.union([Name, z.array(Name).min(1).max(256)]);
+
+export const TransformBody = z.object({
+  function: Name.describe('a def of the session (define it with a program sent to POST /ops)'),
+  inputs: NameOrNames.describe('the arrays to differentiate at: one name, or a list (the answer is then a list per input)'),
+  v: NameOrNames.optional().describe('vjp: one cotangent per output; jvp and hvp: one tangent per input; may be left out where each pairs with one element'),
+  create_graph: z.boolean().optional().describe('record the result, so that it differentiates again'),
+  out: z.array(Name).max(65536).optional().describe("names to bind the result's arrays to, in order (row by row for nested results); unbound without it"),
+  format: Format.optional(),
+}).strict().meta({ id: 'Transform' });
+
+const ArrayTree = z.union([ArrayDescriptor, z.array(ArrayDescriptor), z.array(z.array(ArrayDescriptor))]);
+
+export const TransformAnswer = z.object({
+  value: ArrayTree.optional().describe("the function's value at the inputs (vjp, jvp, hvp), as torch.autograd.functional answers it first"),
+  result: ArrayTree.describe('the vjp, jvp, Jacobian, Hessian or Hessian-vector product: one array, a list per input or output, or a list of lists'),
+}).meta({ id: 'TransformAnswer' });
+
+export const GradcheckBody = z.object({
+  function: Name.describe('a def of the session'),
+  inputs: NameOrNames,
+  eps: z.number().positive().max(1).optional().describe('step of the central differences (default 1e-6)'),
+  atol: z.number().min(0).optional().describe('default 1e-5'),
+  rtol: z.number().min(0).optional().describe('default 1e-3'),
+  second_order: z.boolean().optional().describe('check the gradient of v^T J (gradgradcheck) instead of J'),
+  grad_outputs: NameOrNames.optional().describe('the v of second_order; default a fixed array of distinct values'),
+}).strict().meta({ id: 'Gradcheck' });
+
+export const GradcheckAnswer = z.object({
+  passed: z.boolean(),
+  inputs: z.array(z.object({
+    input: z.number().int(),
+    method: z.enum(['vjp', 'jvp']).describe('which side of the Jacobian the largest error is in'),
+    output: z.number().int(),
+    output_index: z.array(z.number().int()),
+    input_index: z.array(z.number().int()),
+    analytic: z.number(),
+    numeric: z.number(),
+    error: z.number(),
+  })).describe('one per input: its largest error and where it is'),
+}).meta({ id: 'GradcheckAnswer' });
+
 export const AutogradState = z.object({
   is_recording: z.boolean(),
   is_training: z.boolean(),
@@ -170,7 +212,7 @@ export const OpsBody = fastChecked(z.object({
 
 export const OpsAnswer = z.object({
   outputs: z.record(z.string(), ArrayDescriptor),
-  result: z.union([z.number(), z.string(), ArrayDescriptor]).optional(),
+  result: z.union([z.number(), z.string(), z.boolean(), ArrayDescriptor]).optional(),
   printed: z.string().optional().describe('what print() wrote, when the program printed'),
   results: z.array(ArrayDescriptor).optional().describe('a last bare expression that is a tuple of arrays: each bound to a new name'),
   autograd: AutogradState,
