@@ -25,6 +25,7 @@ if (process.argv[2] === 'test') {
     'jupyter-nbconvert': 'test -x /usr/bin/jupyter-nbconvert',
     'python3-ipykernel': "/usr/bin/python3 -c 'import ipykernel'",
     'python3-nbclient': "/usr/bin/python3 -c 'import nbclient'",
+    'python3-numpy': "/usr/bin/python3 -c 'import numpy'",
     'dataset-fashion-mnist': 'test -d /usr/share/datasets/fashion-mnist',
     // the Python client's install command is tested as the README gives it
     'python3-pip': '/usr/bin/python3 -m pip --version',
