@@ -4,7 +4,7 @@
  * can collide with (the executor drops temporaries at the end of the request).
  */
 import { fail } from '../errors.js';
-import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement, GradStatement } from '../program/format.js';
+import { sourceLines, type Arg, type OpStatement, type ScopeKind, type ScopeStatement, type Statement, type BackwardStatement, type GradStatement } from '../program/format.js';
 import { syntaxError, type Pos } from './lexer.js';
 import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
 import { record, table } from '../lookup.js';
@@ -76,6 +76,8 @@ export function compileProgram(stmts: Stmt[], limits: CompileLimits): { statemen
 export class Compiler {
   private temps = 0;
   private count = 0;
+  /** The source line of the statement being compiled. */
+  private line = 0;
   /** Where statements go: the program, or the body of the innermost with. */
   private out: Statement[] = [];
   /** Names bound to constants (`lr = 0.1`): substituted where used, as Python would. */
@@ -167,6 +169,7 @@ export class Compiler {
         value: this.count,
       });
     }
+    if (this.line) sourceLines.set(s, this.line);
     this.out.push(s);
     return s;
   }
@@ -191,6 +194,7 @@ export class Compiler {
 
   /** Compiles one statement; answers the reference a bare array expression evaluates to. */
   private statement(s: Stmt): string | undefined {
+    this.line = s.pos.line;
     switch (s.k) {
       case 'expr': {
         const v = this.expr(s.expr, true);

@@ -120,3 +120,10 @@ export type InternalStatement = GradStatement | EnterStatement | ExitStatement |
 
 /** What the runner executes. */
 export type AnyStatement = Statement | InternalStatement;
+
+/**
+ * The source line (from 1) of each statement compiled from an expression, so that errors name
+ * the line the user wrote rather than a position among the compiled statements. JSON programs
+ * have none: their statements are named by their path.
+ */
+export const sourceLines = new WeakMap<object, number>();

@@ -16,6 +16,7 @@ import type {
   AnyStatement, Arg, AttachGradStatement, SetGradStateStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
   GradStatement, OpStatement, ScopeStatement,
 } from '../program/format.js';
+import { sourceLines } from '../program/format.js';
 import { ApiError, fail } from '../errors.js';
 import { parseNested } from './codec.js';
 import { runBackward, runGrad } from './autograd.js';
@@ -71,8 +72,15 @@ function pathStr(path: Path, i: number): string {
   return [...path, i].join('.');
 }
 
-function atStatement(path: Path, i: number, op: string): { statement: string; op: string } {
-  return { statement: pathStr(path, i), op };
+/** Where statement i of the body at `path` is, as errors say it: its source line for an expression, its path for JSON. */
+function where(st: object, path: Path, i: number): string {
+  const line = sourceLines.get(st);
+  return line === undefined ? `statement ${pathStr(path, i)}` : `line ${line}`;
+}
+
+function atStatement(st: object, path: Path, i: number, op: string): { statement: string; op: string } | { line: number; op: string } {
+  const line = sourceLines.get(st);
+  return line === undefined ? { statement: pathStr(path, i), op } : { line, op };
 }
 
 /** Records the statement number as the last read of every temporary the statement reads. */
@@ -119,17 +127,17 @@ function prepareOne(st: AnyStatement, path: Path, i: number, out: PreparedBodies
   if (def?.internal) {
     // Internal ops serve gradient rules, which call them with attributes they derive; a client's
     // attributes could disagree with the data in ways only those rules rule out.
-    throw fail('unknown_op', `statement ${pathStr(path, i)}: \`${os.op}\` is internal to the server's gradient rules and cannot be called (GET /v1/ops lists the ops)`, atStatement(path, i, os.op));
+    throw fail('unknown_op', `${where(os, path, i)}: \`${os.op}\` is internal to the server's gradient rules and cannot be called (GET /v1/ops lists the ops)`, atStatement(os, path, i, os.op));
   }
   if (!def) {
     const near = suggestOps(os.op);
-    throw fail('unknown_op', `statement ${pathStr(path, i)}: there is no op \`${os.op}\`${near.length ? `; did you mean ${near.map((n) => `\`${n}\``).join(', ')}?` : ''} (GET /v1/ops lists them)`, atStatement(path, i, os.op));
+    throw fail('unknown_op', `${where(os, path, i)}: there is no op \`${os.op}\`${near.length ? `; did you mean ${near.map((n) => `\`${n}\``).join(', ')}?` : ''} (GET /v1/ops lists them)`, atStatement(os, path, i, os.op));
   }
   const args = os.args ?? [];
   const nIn = def.variadic ? args.length : Math.min(args.length, def.inputs.length);
   const nExtra = args.length - nIn;
   if (nExtra > def.positional.length) {
-    throw fail('invalid_argument', `statement ${pathStr(path, i)}: \`${def.name}\` takes ${def.inputs.length} array argument(s)${def.positional.length ? ` and then ${def.positional.join(', ')}` : ''}; got ${args.length} positional arguments`, atStatement(path, i, os.op));
+    throw fail('invalid_argument', `${where(os, path, i)}: \`${def.name}\` takes ${def.inputs.length} array argument(s)${def.positional.length ? ` and then ${def.positional.join(', ')}` : ''}; got ${args.length} positional arguments`, atStatement(os, path, i, os.op));
   }
   // Positional attrs are merged into a copy; without any, the statement's own attrs are parsed.
   let attrs: Record<string, unknown> | undefined = os.attrs;
@@ -137,18 +145,18 @@ function prepareOne(st: AnyStatement, path: Path, i: number, out: PreparedBodies
     attrs = { ...(os.attrs ?? {}) };
     for (let j = 0; j < nExtra; j++) {
       const key = def.positional[j];
-      if (key in attrs) throw fail('invalid_argument', `statement ${pathStr(path, i)}: \`${key}\` of \`${def.name}\` is given both positionally and as a keyword`, atStatement(path, i, os.op));
+      if (key in attrs) throw fail('invalid_argument', `${where(os, path, i)}: \`${key}\` of \`${def.name}\` is given both positionally and as a keyword`, atStatement(os, path, i, os.op));
       attrs[key] = args[nIn + j];
     }
   }
   if (!def.variadic && nIn < def.inputs.length) {
-    throw fail('invalid_argument', `statement ${pathStr(path, i)}: \`${def.name}\` needs ${def.inputs.length} array argument(s) (${def.inputs.join(', ')}); got ${nIn}`, atStatement(path, i, os.op));
+    throw fail('invalid_argument', `${where(os, path, i)}: \`${def.name}\` needs ${def.inputs.length} array argument(s) (${def.inputs.join(', ')}); got ${nIn}`, atStatement(os, path, i, os.op));
   }
   let parsed: unknown;
   try {
     parsed = parseAttrs(def, attrs);
   } catch (e) {
-    if (e instanceof ApiError) throw new ApiError(e.code, `statement ${pathStr(path, i)}: ${e.message}`, { ...e.extra, ...atStatement(path, i, os.op) });
+    if (e instanceof ApiError) throw new ApiError(e.code, `${where(os, path, i)}: ${e.message}`, { ...e.extra, ...atStatement(os, path, i, os.op) });
     throw e;
   }
   return { st: os, def, inputs: nIn === args.length ? args : args.slice(0, nIn), attrs: parsed };
@@ -256,9 +264,9 @@ export class ProgramRunner {
       prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
     } catch (e) {
       // Statement numbers mean nothing to the interpreter's source: it names the line instead.
-      if (!(e instanceof ApiError) || e.extra.statement === undefined) throw e;
-      const { statement: _s, ...extra } = e.extra;
-      throw new ApiError(e.code, e.message.replace(/^statement [^:]*: /, ''), extra);
+      if (!(e instanceof ApiError) || (e.extra.statement === undefined && e.extra.line === undefined)) throw e;
+      const { statement: _s, line: _l, ...extra } = e.extra;
+      throw new ApiError(e.code, e.message.replace(/^(statement [^:]*|line \d+): /, ''), extra);
     }
     // Interpreted statements count as a program's: every array they use is held by a name or a
     // temporary, so a backward walk among them may reclaim everything else between nodes.
@@ -311,8 +319,8 @@ export class ProgramRunner {
       const st = body[i];
       // Checked between statements, so a stopped program leaves every array whole.
       if (Date.now() > this.deadline) {
-        throw fail('time_limit', `the program ran longer than ${this.s.limits.requestTimeoutMs} ms (GRADSERVE_REQUEST_TIMEOUT_MS) and stopped before statement ${pathStr(path, i)}; split it into smaller requests`, {
-          limit: 'request_time', statement: pathStr(path, i), changed: [...new Set(this.bound)],
+        throw fail('time_limit', `the program ran longer than ${this.s.limits.requestTimeoutMs} ms (GRADSERVE_REQUEST_TIMEOUT_MS) and stopped before ${where(st, path, i)}; split it into smaller requests`, {
+          limit: 'request_time', ...atStatement(st, path, i, st.op), changed: [...new Set(this.bound)],
         });
       }
       const n = ++this.seq;
@@ -330,16 +338,18 @@ export class ProgramRunner {
         this.s.memory.drain();
       } catch (e) {
         if (!this.nameStatements) throw e;
-        if (e instanceof ApiError && e.extra.statement !== undefined) throw e;
-        const here = pathStr(path, i);
-        const at = {
-          statement: here, statement_index: path.length === 0 ? i : (path[0] as number),
-          statement_path: [...path, i], op: st.op, changed: [...new Set(this.bound)],
+        if (e instanceof ApiError && (e.extra.statement !== undefined || e.extra.line !== undefined)) throw e;
+        const line = sourceLines.get(st);
+        const changed = [...new Set(this.bound)];
+        const at = line !== undefined ? { line, op: st.op, changed } : {
+          statement: pathStr(path, i), statement_index: path.length === 0 ? i : (path[0] as number),
+          statement_path: [...path, i], op: st.op, changed,
         };
-        if (e instanceof ApiError) throw new ApiError(e.code, `statement ${here} (\`${st.op}\`): ${e.message}`, { ...e.extra, ...at });
+        const here = where(st, path, i);
+        if (e instanceof ApiError) throw new ApiError(e.code, `${here} (\`${st.op}\`): ${e.message}`, { ...e.extra, ...at });
         // A server fault (a kernel's failure included) still stops here and says where; the
         // original error is kept as the cause, which the error handler logs.
-        const wrapped = new ApiError('internal', `statement ${here} (\`${st.op}\`) failed in the server; it has been logged`, at);
+        const wrapped = new ApiError('internal', `${here} (\`${st.op}\`) failed in the server; it has been logged`, at);
         (wrapped as { cause?: unknown }).cause = e;
         throw wrapped;
       }

@@ -263,9 +263,20 @@ describe('programs: a training step in one request', () => {
     const c = await Client.open(srv.url);
     const r = await c.post('/ops', { expr: 'a = nd.ones((2, 3))\nb = nd.ones((4,))\nc = nd.dot(a, b)' }).expect(422);
     expect(r.body.code).toBe('shape_mismatch');
-    expect(r.body.statement).toBe('2');
+    // An expression's errors name the line as written, from 1, as its syntax errors do.
+    expect(r.body.line).toBe(3);
+    expect(r.body).not.toHaveProperty('statement');
+    expect(r.body.detail).toMatch(/^line 3 \(`dot`\)/);
     expect(r.body.changed).toEqual(['a', 'b']);
     expect(r.body.detail).toMatch(/rhs/);
+  });
+
+  it('inside a with block, the line is the one written, not a position among compiled statements', async () => {
+    const c = await Client.open(srv.url);
+    const r = await c.post('/ops', { expr: 'a = nd.ones((2,))\nwith autograd.record():\n    b = a * 2\n    c = b + nd.ones((3,))' }).expect(422);
+    expect(r.body).toMatchObject({ code: 'shape_mismatch', line: 4, op: 'add' });
+    const v = await c.post('/ops', { expr: 'a = nd.ones((2,))\n\nb = nd.frobnicate(a)' }).expect(422);
+    expect(v.body).toMatchObject({ code: 'unknown_op', line: 3 });
   });
 
   it('every statement is checked before the first runs', async () => {
