@@ -286,8 +286,13 @@ defineOp({
     // With moving statistics (t = 0) the output depends on them too; MXNet leaves their gradient
     // out, but the true one costs two sums and keeps every gradient here a derivative.
     const off = F.subtract(1, t);
-    const dmm = F.multiply(F.negative(F.reshape(F.multiply(sumK(dxhat), b(invstd)), { shape: [C] })), off);
-    const dmv = F.multiply(F.reshape(F.multiply(sumK(F.multiply(dxhat, xhat)), F.multiply(-0.5, F.square(b(invstd)))), { shape: [C] }), off);
+    const fromY = F.negative(F.reshape(F.multiply(sumK(dxhat), b(invstd)), { shape: [C] }));
+    // The hidden outputs are then moving_mean itself and (moving_var + eps)^-1/2: what reaches them
+    // (in higher-order graphs) belongs to the moving statistics, not to x.
+    const dmm = F.multiply(F.add(fromY, g[1]), off);
+    // d/d invstd, times invstd (y's part is sum(dxhat * xhat)); d invstd / d moving_var = -invstd³/2.
+    const dInvScaled = F.add(F.reshape(sumK(F.multiply(dxhat, xhat)), { shape: [C] }), F.multiply(g[2], invstd));
+    const dmv = F.multiply(F.multiply(dInvScaled, F.multiply(-0.5, F.square(invstd))), off);
     return [dx, dgamma, dbeta, dmm, dmv];
   },
 });

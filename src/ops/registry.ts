@@ -17,6 +17,8 @@
  *   receives no gradient (non-differentiable, or a scalar). It may return a gradient of a
  *   broadcast shape: the backward driver sums it down to the input's shape (unbroadcast) once.
  * - `differentiable: false` (no vjp) marks ops that cut the graph (comparisons, argmax, ...).
+ * - `derivativeOrder`: the highest order of derivative the generated tests check, and GET /v1/ops
+ *   lists; derived from `save` unless declared (see the field).
  * - `domain`: the input interval where the gradient is valid, used by the generated tests.
  * - `dtypes`: which dtypes each array input takes (one rule for all, or one per input): 'float'
  *   (the default: float32, float64), 'numeric' (integers too) or 'any' (float16 too: ops that
@@ -79,6 +81,14 @@ export interface OpDef<A = any> {
   positional: string[];
   differentiable: boolean;
   /**
+   * The highest order of derivative test/ops/gradcheck.test.ts checks for this op: it checks every
+   * order up to this one, so GET /v1/ops, which lists it, never claims more than is tested. The
+   * default follows `save`: 0 without a vjp; 2 when the vjp reads nothing saved, as its gradient
+   * then cannot depend on x (every higher derivative is zero, and order 2 shows the recorded
+   * gradient says so); 3 when it reads saved inputs or outputs, a rule nonlinear in x.
+   */
+  derivativeOrder: number;
+  /**
    * How many of forward's outputs a client sees; the rest (a dropout mask, saved statistics) exist
    * only for the vjp, through `save.outputs`. Default: all.
    */
@@ -125,6 +135,14 @@ export interface OpDef<A = any> {
 export type OpSpec<A> = Partial<Omit<OpDef<A>, 'name' | 'forward' | 'attrs'>> &
   Pick<OpDef<A>, 'name' | 'forward' | 'doc'> & { attrs?: z.ZodType<A> };
 
+/** See OpDef.derivativeOrder. */
+function defaultOrder(spec: OpSpec<unknown>): number {
+  if (!spec.vjp) return 0;
+  const s = spec.save ?? {};
+  const readsSaved = s.outputs === true || s.inputs === true || (Array.isArray(s.inputs) && s.inputs.length > 0);
+  return readsSaved ? 3 : 2;
+}
+
 const table = new Map<string, OpDef>();
 const canonical: OpDef[] = [];
 
@@ -134,6 +152,7 @@ export function defineOp<A = Record<string, never>>(spec: OpSpec<A>): OpDef<A> {
     inputs: [],
     positional: [],
     differentiable: spec.vjp !== undefined,
+    derivativeOrder: defaultOrder(spec as OpSpec<unknown>),
     modeDependent: false,
     scalarInputs: false,
     save: {},

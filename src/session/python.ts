@@ -81,6 +81,8 @@ class SessionMachine implements Machine {
       attrs: z.unknown(),
       positional: [],
       differentiable: true,
+      // The client's own rule: no generated test vouches for any order of it.
+      derivativeOrder: 0,
       modeDependent: false,
       scalarInputs: false,
       internal: true,

@@ -23,6 +23,7 @@ function opListing() {
     positional: d.positional,
     attrs: z.toJSONSchema(d.attrs, { io: 'input', unrepresentable: 'any' }),
     differentiable: d.differentiable,
+    derivative_order: d.derivativeOrder,
     mode_dependent: d.modeDependent,
     scalar_inputs: d.scalarInputs,
     outputs: d.outputCount ?? d.visibleOutputs ?? 1,

@@ -227,6 +227,8 @@ export const OpInfo = z.object({
   positional: z.array(z.string()),
   attrs: z.any().describe('JSON Schema of the attributes, with types and defaults'),
   differentiable: z.boolean(),
+  derivative_order: z.number().int().min(0)
+    .describe('the highest order of derivative the generated tests check against finite differences (0: not differentiable)'),
   mode_dependent: z.boolean(),
   scalar_inputs: z.boolean(),
   outputs: z.union([z.number().int().min(1), z.string()])
