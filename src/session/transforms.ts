@@ -21,6 +21,8 @@ export interface TransformInput {
   v?: string | string[];
   create_graph?: boolean;
   out?: string[];
+  /** Answer the arrays' data (default), or only their descriptors. */
+  fetch?: boolean;
   format?: Format;
 }
 
@@ -68,13 +70,14 @@ export function runTransform(s: Session, kind: TransformKind, b: TransformInput)
     ['create_graph', PY_BOOL(b.create_graph)],
   ]);
   return run(s, src, (value, array) => {
-    const format = b.format ?? 'nested';
+    const format = b.fetch === false ? null : b.format ?? 'nested';
     let i = 0;
     const bindOrShow = (ref: string): Descriptor => {
       const a = array(ref);
-      const name = b.out?.[i++];
-      if (name) s.names.set(name, a);
-      return describe(s, name ?? 'result', a, format);
+      // Bound as a tuple's arrays are by POST /ops: to the names given, or to new ones.
+      const name = b.out?.[i++] ?? s.autoName();
+      s.names.set(name, a);
+      return describe(s, name, a, format);
     };
     const tree = (v: Value, depth: number, leaf: (ref: string) => Descriptor): Tree => {
       if (v.t === 'ref') return leaf(v.ref);
@@ -84,9 +87,16 @@ export function runTransform(s: Session, kind: TransformKind, b: TransformInput)
     const pair = kind === 'jacobian' || kind === 'hessian' ? null : (value as { items: Value[] }).items;
     const answer: TransformAnswer = { result: tree(pair ? pair[1]! : value, 0, bindOrShow) };
     if (b.out && b.out.length !== i) {
+      for (const n of b.out.slice(0, i)) s.names.delete(n);
       throw fail('invalid_request', `\`out\` has ${b.out.length} names for the ${i} arrays of the result`, { field: 'out' });
     }
-    if (pair) answer.value = tree(pair[0]!, 0, (ref) => describe(s, 'value', array(ref), format));
+    if (pair) {
+      answer.value = tree(pair[0]!, 0, (ref) => {
+        const name = s.autoName();
+        s.names.set(name, array(ref));
+        return describe(s, name, array(ref), format);
+      });
+    }
     return answer;
   });
 }

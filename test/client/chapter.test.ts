@@ -229,3 +229,25 @@ describe('errors', () => {
     await keyed.close();
   });
 });
+
+describe("autograd's transforms from the TypeScript client", () => {
+  it('vjp, jacobian, hessian and gradcheck of a def of the session answer handles and reports', async () => {
+    const gs = await connect(srv.url, { defaultDtype: 'float64' });
+    await gs.expr('def f(x):\n    return nd.exp(x) * x\ndef g(x):\n    return (x * x * x).sum()');
+    const x = await gs.nd.array([0.5, -1.0, 2.0]);
+    const v = await gs.nd.array([1.0, 2.0, -1.0]);
+    const { value, result } = await gs.autograd.vjp('f', [x], [v]);
+    // (e^x x)' = e^x (1 + x), weighted by v.
+    const vjp = await (result as NDArray[])[0]!.tolist() as number[];
+    [0.5, -1.0, 2.0].forEach((t, i) => expect(vjp[i]).toBeCloseTo(Math.exp(t) * (1 + t) * [1, 2, -1][i]!, 12));
+    expect(await (value as NDArray).tolist()).toEqual([0.5, -1, 2].map((t) => expect.closeTo(Math.exp(t) * t, 12)));
+    const J = await gs.autograd.jacobian('f', [x]) as NDArray[];
+    expect(J[0]!.shape).toEqual([3, 3]);
+    const H = await gs.autograd.hessian('g', [x]) as NDArray[][];
+    expect(await H[0]![0]!.tolist()).toEqual([[3, 0, 0], [0, -6, 0], [0, 0, 12]]);
+    const report = await gs.autograd.gradcheck('f', [x]);
+    expect(report.passed).toBe(true);
+    expect(report.inputs[0]!.error).toBeLessThan(1e-6);
+    await gs.close();
+  });
+});

@@ -56,6 +56,29 @@ export interface GradOptions extends BackwardOptions {
   createGraph?: boolean;
 }
 
+/** The transforms of functions the server runs on a def of the session. */
+export type TransformKind = 'vjp' | 'jvp' | 'jacobian' | 'hessian' | 'hvp';
+
+/** One array, a list per input or output, or a list of lists (Jacobians and Hessians of several). */
+export type ArrayTree = NDArray | NDArray[] | NDArray[][];
+
+export interface TransformOptions {
+  /** vjp: one cotangent per output; jvp and hvp: one tangent per input. */
+  v?: (NDArray | LazyArray)[];
+  createGraph?: boolean;
+}
+
+export type GradcheckReport = components['schemas']['GradcheckAnswer'];
+
+export interface GradcheckOptions {
+  eps?: number;
+  atol?: number;
+  rtol?: number;
+  /** Check the gradient of v^T J (gradgradcheck) instead of J. */
+  secondOrder?: boolean;
+  gradOutputs?: (NDArray | LazyArray)[];
+}
+
 /** A plain object of op attributes: `{axis: 1, keepdims: true}`. */
 export type Attrs = Record<string, unknown>;
 
@@ -274,6 +297,35 @@ export class Session {
     return vars.map((v, i) => this.handle({ ...(answer.grads[v.ref] as Descriptor & { dtype: DType }), name: out[i] }, true));
   }
 
+  /**
+   * A transform of `fn`, a def of the session (`gs.expr('def f(x): ...')`), as
+   * torch.autograd.functional answers it: `{value, result}` for vjp, jvp and hvp, `{result}` for
+   * jacobian and hessian; the result's arrays are new handles.
+   */
+  async transform(kind: TransformKind, fn: string, inputs: (NDArray | LazyArray)[], o: TransformOptions = {}): Promise<{ value?: ArrayTree; result: ArrayTree }> {
+    const refs = await Promise.all(inputs.map(async (x) => (await x).ref));
+    const v = o.v ? await Promise.all(o.v.map(async (x) => (await x).ref)) : undefined;
+    const path = `/v1/sessions/{sid}/${kind}` as '/v1/sessions/{sid}/vjp';
+    const answer = await this.call('POST', `/v1/sessions/${this.id}/${kind}`, () => this.api.POST(path, {
+      params: this.sid, body: { function: fn, inputs: refs, v, create_graph: o.createGraph, fetch: false },
+    }));
+    type Tree = Descriptor | Descriptor[] | Descriptor[][];
+    const handles = (t: Tree): ArrayTree => (Array.isArray(t)
+      ? t.map((x) => handles(x as Tree)) as NDArray[] | NDArray[][]
+      : this.handle(t as Descriptor & { dtype: DType }, true));
+    const result = handles(answer.result as Tree);
+    return answer.value === undefined ? { result } : { value: handles(answer.value as Tree), result };
+  }
+
+  /** POST /gradcheck: `fn`'s Jacobian from vjps and jvps against central differences in float64. */
+  async gradcheck(fn: string, inputs: (NDArray | LazyArray)[], o: GradcheckOptions = {}): Promise<GradcheckReport> {
+    const refs = await Promise.all(inputs.map(async (x) => (await x).ref));
+    const gradOutputs = o.gradOutputs ? await Promise.all(o.gradOutputs.map(async (x) => (await x).ref)) : undefined;
+    return this.call('POST', `/v1/sessions/${this.id}/gradcheck`, () => this.api.POST('/v1/sessions/{sid}/gradcheck', {
+      params: this.sid, body: { function: fn, inputs: refs, eps: o.eps, atol: o.atol, rtol: o.rtol, second_order: o.secondOrder, grad_outputs: gradOutputs },
+    }));
+  }
+
   async autogradState(): Promise<AutogradState> {
     return this.call('GET', `/v1/sessions/${this.id}/autograd`, () => this.api.GET('/v1/sessions/{sid}/autograd', { params: this.sid }));
   }
@@ -455,6 +507,36 @@ export class Autograd {
   /** autograd.backward: several heads at once, their gradients summed into the variables' .grad. */
   backward(heads: NDArray | LazyArray | (NDArray | LazyArray)[], options?: BackwardOptions): Promise<void> {
     return this.s.backward(Array.isArray(heads) ? heads : [heads], options);
+  }
+
+  /** torch.autograd.functional.vjp of a def of the session: `{value, result}` with v^T J per input. */
+  vjp(fn: string, inputs: (NDArray | LazyArray)[], v?: (NDArray | LazyArray)[], options: { createGraph?: boolean } = {}) {
+    return this.s.transform('vjp', fn, inputs, { ...options, v });
+  }
+
+  /** torch.autograd.functional.jvp: `{value, result}` with J v per output. */
+  jvp(fn: string, inputs: (NDArray | LazyArray)[], v?: (NDArray | LazyArray)[], options: { createGraph?: boolean } = {}) {
+    return this.s.transform('jvp', fn, inputs, { ...options, v });
+  }
+
+  /** torch.autograd.functional.jacobian: output.shape + input.shape per output and input. */
+  jacobian(fn: string, inputs: (NDArray | LazyArray)[], options: { createGraph?: boolean } = {}) {
+    return this.s.transform('jacobian', fn, inputs, options).then((r) => r.result);
+  }
+
+  /** torch.autograd.functional.hessian of a def answering one element. */
+  hessian(fn: string, inputs: (NDArray | LazyArray)[], options: { createGraph?: boolean } = {}) {
+    return this.s.transform('hessian', fn, inputs, options).then((r) => r.result);
+  }
+
+  /** torch.autograd.functional.hvp: `{value, result}` with H v per input. */
+  hvp(fn: string, inputs: (NDArray | LazyArray)[], v: (NDArray | LazyArray)[], options: { createGraph?: boolean } = {}) {
+    return this.s.transform('hvp', fn, inputs, { ...options, v });
+  }
+
+  /** gradcheck (or gradgradcheck with secondOrder): the largest error per input and where. */
+  gradcheck(fn: string, inputs: (NDArray | LazyArray)[], options?: GradcheckOptions) {
+    return this.s.gradcheck(fn, inputs, options);
   }
 
   /** autograd.grad: the gradients as new arrays (`.grad` untouched); one per variable. */

@@ -157,7 +157,8 @@ export const TransformBody = z.object({
   inputs: NameOrNames.describe('the arrays to differentiate at: one name, or a list (the answer is then a list per input)'),
   v: NameOrNames.optional().describe('vjp: one cotangent per output; jvp and hvp: one tangent per input; may be left out where each pairs with one element'),
   create_graph: z.boolean().optional().describe('record the result, so that it differentiates again'),
-  out: z.array(Name).max(65536).optional().describe("names to bind the result's arrays to, in order (row by row for nested results); unbound without it"),
+  out: z.array(Name).max(65536).optional().describe("names to bind the result's arrays to, in order (row by row for nested results); new names without it"),
+  fetch: z.boolean().optional().describe('answer the arrays with their data (default true)'),
   format: Format.optional(),
 }).strict().meta({ id: 'Transform' });
 
