@@ -36,6 +36,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_STEPS: int(100000),
   GRADSERVE_MAX_CALL_DEPTH: int(100),
   GRADSERVE_MAX_DEFINITIONS: int(256),
+  /** Named snapshots one session may hold (their bytes count against GRADSERVE_MAX_SESSION_BYTES apart from its arrays). */
+  GRADSERVE_MAX_SNAPSHOTS: int(16),
   GRADSERVE_MAX_TAPE_NODES: int(100000),
   GRADSERVE_MAX_SESSION_ARRAYS: int(200000),
   GRADSERVE_MAX_TOTAL_ARRAYS: int(1000000),
@@ -112,6 +114,8 @@ export interface Limits {
   maxCallDepth: number;
   /** def and class definitions one session keeps. */
   maxDefinitions: number;
+  /** Named snapshots one session keeps. */
+  maxSnapshots: number;
   maxTapeNodes: number;
   /** Array elements one answer may write as JSON numbers: encoding them blocks the event loop (~1.3 µs each). */
   maxJsonElements: number;
@@ -201,6 +205,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxSteps: e.GRADSERVE_MAX_STEPS,
       maxCallDepth: e.GRADSERVE_MAX_CALL_DEPTH,
       maxDefinitions: e.GRADSERVE_MAX_DEFINITIONS,
+      maxSnapshots: e.GRADSERVE_MAX_SNAPSHOTS,
       maxTapeNodes: e.GRADSERVE_MAX_TAPE_NODES,
       maxSessionArrays: e.GRADSERVE_MAX_SESSION_ARRAYS,
       maxTotalArrays: e.GRADSERVE_MAX_TOTAL_ARRAYS,

@@ -52,6 +52,8 @@ export const ERROR_CATALOGUE = {
     help: 'The arrays\' dtypes differ where the op needs them equal. Convert one with astype.' },
   statement_failed: { status: 422, title: 'Statement failed',
     help: 'A statement of a program failed; `statement` and `statement_path` say which, `changed` what ran before it.' },
+  scope_open: { status: 409, title: 'Scope open',
+    help: 'A snapshot or a restore needs no autograd scope open across requests (POST /autograd/record, ...): close them with POST /autograd/exit, then try again.' },
   program_error: { status: 422, title: 'Program error',
     help: 'A program raised a Python error while it ran (a name not defined, a wrong type, a bad index, a call with the wrong arguments). `exception` names it (TypeError, ValueError, ...), `traceback` says where, innermost last; the statements before it stay done.' },
   gradcheck_failed: { status: 422, title: 'Gradient check failed',

@@ -20,6 +20,7 @@ import { fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
 import type { Definition } from '../expr/interp.js';
+import type { Snapshot } from './snapshots.js';
 
 /** Ops run by client programs, in all and per op (the table's names: a bounded set of labels). */
 export interface OpStats {
@@ -56,6 +57,8 @@ export class Session {
   readonly names = new Bindings();
   /** Functions and classes defined in the expression language, kept like a notebook's. */
   readonly definitions = new Map<string, Definition>();
+  /** Named snapshots (src/session/snapshots.ts): safetensors bytes and what a file cannot say. */
+  readonly snapshots = new Map<string, Snapshot>();
   readonly scopes = new ScopeStack();
   readonly tapes = new Map<string, Tape>();
   readonly memory: SessionMemory;
@@ -126,6 +129,16 @@ export class Session {
         return bytes;
       },
     };
+  }
+
+  /** Where the random stream is, for snapshots. */
+  randomState(): { seed: number; counter: number } {
+    return { seed: this.seed, counter: this.counter };
+  }
+
+  setRandomState(r: { seed: number; counter: number }): void {
+    this.seed = r.seed >>> 0;
+    this.counter = r.counter;
   }
 
   /** mx.random.seed: restarts the session's random stream. */
@@ -269,6 +282,7 @@ export class Session {
     this.closed = true;
     // Everything goes at once: the counts need not be walked down.
     this.definitions.clear();
+    this.snapshots.clear();
     this.memory.freeAll();
     Map.prototype.clear.call(this.names);
     this.tapes.clear();

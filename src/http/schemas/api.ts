@@ -260,6 +260,28 @@ export const SafetensorsFile = z.any().describe(
   + 'gradients are named `name.grad`',
 );
 
+export const SnapshotParams = SessionParams.extend({ name: Name });
+
+export const SnapshotBody = z.object({
+  name: Name.describe('the snapshot\'s name; taking one of a name already used replaces it'),
+}).strict().meta({ id: 'SnapshotBody' });
+
+export const SnapshotInfo = z.object({
+  name: z.string(),
+  created_at: z.string(),
+  arrays: z.number().int().describe('bound names it holds'),
+  definitions: z.number().int().describe('functions and classes it holds'),
+  bytes: z.number().int().describe('its arrays and gradient buffers, as safetensors bytes'),
+}).meta({ id: 'SnapshotInfo' });
+
+export const SnapshotList = z.object({ snapshots: z.array(SnapshotInfo) }).meta({ id: 'SnapshotList' });
+
+export const RestoreBody = z.object({ snapshot: Name }).strict().meta({ id: 'RestoreBody' });
+
+export const ForkBody = z.object({
+  ttl_seconds: z.number().int().min(1).optional().describe("the new session's; default the source's"),
+}).strict().meta({ id: 'ForkBody' });
+
 export const ImportAnswer = z.object({
   arrays: z.array(ArrayDescriptor).describe('the bindings the file created or replaced, in file order'),
   metadata: z.record(z.string(), z.string()).describe('the file\'s __metadata__ (empty when it has none)'),
