@@ -8,6 +8,7 @@ import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardSt
 import { syntaxError, type Pos } from './lexer.js';
 import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
 import { record, table } from '../lookup.js';
+import { setSourceLine } from '../program/site.js';
 
 /**
  * A Python value the interpreter (./interp.ts) owns: a function, a class, an instance, a bound
@@ -59,7 +60,7 @@ const BINARY_OPS = table<string>({
 const NAMESPACES = new Set(['mx', 'nd', 'ndarray', 'random', 'linalg', 'contrib', 'autograd']);
 /** Prefixes that name the op library itself and are dropped from op names. */
 export const ROOTS: ReadonlySet<string> = new Set(['mx', 'nd', 'ndarray']);
-const SCOPES = new Set<ScopeKind>(['record', 'pause', 'train_mode', 'predict_mode']);
+const SCOPES = new Set<ScopeKind>(['record', 'pause', 'train_mode', 'predict_mode', 'detect_anomaly']);
 const TEMP = '%';
 
 export interface CompileLimits { maxStatements: number }
@@ -75,6 +76,8 @@ export class Compiler {
   private out: Statement[] = [];
   /** Names bound to constants (`lr = 0.1`): substituted where used, as Python would. */
   private readonly constants = new Map<string, Value>();
+  /** The source line of the statement being compiled (compiled ahead only: the interpreter knows its own). */
+  private line = 0;
 
   constructor(private readonly limits: CompileLimits, private readonly host?: Host) {}
 
@@ -143,6 +146,7 @@ export class Compiler {
         value: this.count,
       });
     }
+    if (this.line) setSourceLine(s, this.line);
     this.out.push(s);
     return s;
   }
@@ -167,6 +171,7 @@ export class Compiler {
 
   /** Compiles one statement; answers the reference a bare array expression evaluates to. */
   private statement(s: Stmt): string | undefined {
+    if (!this.host) this.line = s.pos.line;
     switch (s.k) {
       case 'expr': {
         const v = this.expr(s.expr, true);
@@ -340,7 +345,7 @@ export class Compiler {
 
   /** `autograd.record(train_mode=False)`, `pause()`, ... -> an empty scope statement. */
   scopeOf(item: Expr): ScopeStatement {
-    const bad = () => syntaxError('with supports autograd.record(), pause(), train_mode() and predict_mode() only', item.pos);
+    const bad = () => syntaxError('with supports autograd.record(), pause(), train_mode(), predict_mode() and detect_anomaly() only', item.pos);
     if (item.k !== 'postfix' || item.base.k !== 'name') throw bad();
     const path = [item.base.id];
     const trailers = item.trailers;

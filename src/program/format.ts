@@ -31,7 +31,7 @@ export type NestedNums = Num | NestedNums[];
 /** An argument of an op: an array reference, a scalar, or an inline constant. */
 export type Arg = string | number | NestedNums[];
 
-export const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode'] as const;
+export const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode', 'detect_anomaly'] as const;
 export type ScopeKind = (typeof SCOPE_KINDS)[number];
 
 export const GRAD_REQS = ['write', 'add', 'null'] as const;

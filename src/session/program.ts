@@ -17,6 +17,7 @@ import type {
   GradStatement, OpStatement, ScopeStatement,
 } from '../program/format.js';
 import { ApiError, fail } from '../errors.js';
+import { sourceLine } from '../program/site.js';
 import { parseNested } from './codec.js';
 import { runBackward, runGrad } from './autograd.js';
 import type { Session } from './session.js';
@@ -174,6 +175,8 @@ export class ProgramRunner {
   readonly deadline: number;
   /** Run piecewise by the interpreter, which says itself when a temporary dies (release). */
   private interactive = false;
+  /** The interpreter's line for the statements it runs now (runMore). */
+  private line: number | null = null;
 
   constructor(private readonly s: Session) {
     this.deadline = Date.now() + s.limits.requestTimeoutMs;
@@ -249,8 +252,9 @@ export class ProgramRunner {
    * Runs statements now, sharing the temporaries of earlier calls: the interpreter's steps. Errors
    * are bare; the interpreter says where in the source they happened.
    */
-  runMore(program: AnyStatement[]): void {
+  runMore(program: AnyStatement[], line: number | null = null): void {
     this.interactive = true;
+    this.line = line;
     this.nameStatements = false;
     try {
       prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
@@ -306,6 +310,15 @@ export class ProgramRunner {
   }
 
   private runBody(body: AnyStatement[], path: Path): void {
+    const outer = this.s.site;
+    try {
+      this.runStatements(body, path);
+    } finally {
+      this.s.site = outer;
+    }
+  }
+
+  private runStatements(body: AnyStatement[], path: Path): void {
     const prepared = this.prepared.get(body)!;
     for (let i = 0; i < body.length; i++) {
       const st = body[i];
@@ -316,6 +329,8 @@ export class ProgramRunner {
         });
       }
       const n = ++this.seq;
+      // The interpreter's statement numbers mean nothing to its source: it gives the line.
+      this.s.site = this.interactive ? { path: null, index: i, line: this.line } : { path, index: i, line: sourceLine(st) };
       try {
         const value = this.runStatement(st, prepared[i], path, i);
         // The kernels this statement queued run now, so a failure among them stops the program
@@ -336,7 +351,8 @@ export class ProgramRunner {
           statement: here, statement_index: path.length === 0 ? i : (path[0] as number),
           statement_path: [...path, i], op: st.op, changed: [...new Set(this.bound)],
         };
-        if (e instanceof ApiError) throw new ApiError(e.code, `statement ${here} (\`${st.op}\`): ${e.message}`, { ...e.extra, ...at });
+        // An anomaly names the op that made the value, which in a backward is not the statement's.
+        if (e instanceof ApiError) throw new ApiError(e.code, `statement ${here} (\`${st.op}\`): ${e.message}`, { ...e.extra, ...at, ...(e.code === 'anomaly_detected' ? { op: e.extra.op } : {}) });
         // A server fault (a kernel's failure included) still stops here and says where; the
         // original error is kept as the cause, which the error handler logs.
         const wrapped = new ApiError('internal', `statement ${here} (\`${st.op}\`) failed in the server; it has been logged`, at);
@@ -465,7 +481,8 @@ export class ProgramRunner {
       }
     }
     if (def.mutates) this.checkMutations(def, p, inputs);
-    const donated = def.inPlace && !st.into ? this.dyingInput(def, p, inputs) : null;
+    // Anomaly mode reads the inputs after the op ran: none may lend its buffer to the output.
+    const donated = def.inPlace && !st.into && !this.s.scopes.detectAnomaly ? this.dyingInput(def, p, inputs) : null;
     if (donated) this.s.memory.donate(donated.cell);
     let outs: NDArray[];
     try {

@@ -71,7 +71,7 @@ const BACKWARD_ATTRS = ['head_grads', 'retain_graph', 'train_mode'];
 const ATTACH_KEYS = ['op', 'args', 'attrs'];
 const SET_GRAD_STATE_KEYS = ['op', 'args', 'attrs'];
 const DELETE_KEYS = ['op', 'args'];
-const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode'];
+const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode', 'detect_anomaly'];
 const GRAD_REQS = ['write', 'add', 'null'];
 
 const isHeadGrad = (v: unknown): boolean => v === null || isArg(v);
@@ -118,7 +118,7 @@ function isProgram(v: unknown, depth: number): boolean {
   return true;
 }
 
-const OPS_KEYS = ['ops', 'expr', 'record', 'train_mode', 'fetch', 'format'];
+const OPS_KEYS = ['ops', 'expr', 'record', 'train_mode', 'detect_anomaly', 'fetch', 'format'];
 const FORMATS = ['nested', 'flat', 'base64'];
 
 /** api.ts's OpsBody. */
@@ -126,7 +126,7 @@ export function isOpsBody(b: unknown): boolean {
   return isObject(b) && onlyKeys(b, OPS_KEYS)
     && (b.ops === undefined || isProgram(b.ops, 1))
     && (b.expr === undefined || typeof b.expr === 'string')
-    && isOptBool(b.record) && isOptBool(b.train_mode)
+    && isOptBool(b.record) && isOptBool(b.train_mode) && isOptBool(b.detect_anomaly)
     && (b.fetch === undefined || typeof b.fetch === 'boolean' || everyOf(b.fetch, 0, Infinity, isRef))
     && (b.format === undefined || (typeof b.format === 'string' && FORMATS.includes(b.format)));
 }
