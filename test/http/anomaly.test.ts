@@ -161,6 +161,17 @@ describe('anomaly mode', () => {
     expect(r.body.tape_node).toEqual(expect.any(Number));
   });
 
+  it('POST /autograd/detect-anomaly keeps anomaly mode on across requests until /autograd/exit', async () => {
+    const c = await Client.open(srv.url);
+    const open = await c.post('/autograd/detect-anomaly').expect(200);
+    expect(open.body).toMatchObject({ is_recording: false, is_training: false, scopes: [{ kind: 'detect_anomaly', tape: null }], tape: null });
+    const r = await c.post('/ops', { expr: 'y = nd.log(nd.array([0, 1]))' });
+    expect(r.status).toBe(422);
+    expect(r.body).toMatchObject({ code: 'anomaly_detected', op: 'log', line: 1 });
+    await c.post('/autograd/exit').expect(200);
+    await c.post('/ops', { expr: 'y = nd.log(nd.array([0, 1]))' }).expect(200);
+  });
+
   it('the session works normally after the error: scopes closed, nothing bound, training goes on', async () => {
     const c = await Client.open(srv.url);
     const bad = await c.post('/ops', { expr: SQRT_AT_ZERO, detect_anomaly: true });
