@@ -32,6 +32,8 @@ const MAX_DEPTH = 64;
 
 /** What zod's z.object accepts as an object (JSON objects are all plain, as z.record wants). */
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+// z.record refuses an object whose prototype is an array (only code, never JSON, builds one).
+const isRecord = (v: unknown): boolean => isObject(v) && !(v instanceof Array);
 const isName = (v: unknown): boolean => typeof v === 'string' && NAME_RE.test(v);
 const isRef = (v: unknown): boolean => typeof v === 'string' && REF_RE.test(v);
 // z.number() refuses NaN and the infinities (JSON.parse gives Infinity for 1e999).
@@ -106,7 +108,7 @@ function isStatement(st: unknown, depth: number): boolean {
     default:
       return onlyKeys(st, OP_KEYS) && st.op.length >= 1 && st.op.length <= LIMITS.opName
         && (st.args === undefined || everyOf(st.args, 0, LIMITS.args, isArg))
-        && (st.attrs === undefined || isObject(st.attrs))
+        && (st.attrs === undefined || isRecord(st.attrs))
         && (st.out === undefined || isName(st.out) || everyOf(st.out, 1, LIMITS.outs, isName))
         && (st.into === undefined || isRef(st.into));
   }
