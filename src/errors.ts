@@ -50,6 +50,8 @@ export const ERROR_CATALOGUE = {
     help: 'An op\'s argument is of the wrong kind or count.' },
   dtype_mismatch: { status: 422, title: 'Dtype mismatch',
     help: 'The arrays\' dtypes differ where the op needs them equal. Convert one with astype.' },
+  anomaly_detected: { status: 422, title: 'Anomaly detected',
+    help: 'Anomaly mode (`with autograd.detect_anomaly():`, or `"detect_anomaly": true` on a request) found an op whose output holds NaN or Inf, and stopped there. `op` and `phase` name the op (in backward: the op of the tape node being differentiated, `computed_by` the op of its gradient rule that made the value), `tape_node` and `recorded_at` the node and the line that recorded it, `inputs` the statistics of what the op read, `outputs` how many NaN and Inf each output holds.' },
   statement_failed: { status: 422, title: 'Statement failed',
     help: 'A statement of a program failed; `statement` and `statement_path` say which, `changed` what ran before it.' },
   scope_open: { status: 409, title: 'Scope open',

@@ -5,7 +5,7 @@
  * at an op's name.
  */
 import { NDArray, sameShape, shapeStr } from '../engine/ndarray.js';
-import { F } from '../ops/dispatch.js';
+import { F, checkGradient, detectingAnomalies, duringBackward } from '../ops/dispatch.js';
 import type { Node } from './tape.js';
 import { gradReqOf, nodeOf, outputIndexOf } from './slot.js';
 import { fail } from '../errors.js';
@@ -50,6 +50,10 @@ function headName(i: number, n: number): string {
 }
 
 export function backward(req: BackwardRequest): BackwardResult {
+  return duringBackward(() => walk(req));
+}
+
+function walk(req: BackwardRequest): BackwardResult {
   const { heads, headGrads } = req;
   const targets = req.variables ? new Set(req.variables) : null;
   const wants = (leaf: NDArray): boolean =>
@@ -162,6 +166,8 @@ export function backward(req: BackwardRequest): BackwardResult {
     gs[index] = sum(gs[index], g);
   };
 
+  // Anomaly mode checks what each node sends on, once it is summed down to its input's shape.
+  const checking = detectingAnomalies();
   try {
     heads.forEach((h, i) => {
       const hg = headGrads[i];
@@ -189,14 +195,17 @@ export function backward(req: BackwardRequest): BackwardResult {
         }
         const need = needs[slot];
         const dx = node.op.vjp!({ g: gs as NDArray[], x: node.x, y: node.y, attrs: node.attrs, shapes: node.shapes, dtypes: node.dtypes, needs: need });
+        const sent: (NDArray | null)[] | null = checking ? new Array<NDArray | null>(node.inputs.length).fill(null) : null;
         for (let i = 0; i < node.inputs.length; i++) {
           const e = node.inputs[i];
           const d = dx[i];
           if (!e || !need[i] || !d) continue;
           const gi = unbroadcast(d, node.shapes[i]!);
+          if (sent) sent[i] = gi;
           if ('leaf' in e) addLeaf(e.leaf, gi);
           else addNode(e.node, e.index, gi);
         }
+        if (sent) checkGradient({ node, g: gs as NDArray[], x: node.x, y: node.y, shapes: node.shapes, dtypes: node.dtypes, dx: sent });
       } finally {
         for (const g of given) if (g) release(g);
       }

@@ -9,12 +9,15 @@ import type { OpDef, Value } from '../ops/registry.js';
 import { Node, NOTHING_SAVED, type Edge, type Tape } from './tape.js';
 import { isRecorded, isVariable, setHistory } from './slot.js';
 import { retain, retainNode, saveData } from './refs.js';
+import type { StatementSite } from '../program/site.js';
 
 /** Where nodes go: the tape of the innermost record scope, counted against the session's quota. */
 export interface RecordTarget {
   tape(): Tape;
   /** Called before a node is added: enforces the session's tape-node quota. */
   onRecord(tape: Tape): void;
+  /** The statement running, which the node remembers. */
+  site(): StatementSite | null;
 }
 
 function edgeOf(v: Value): Edge | null {
@@ -24,7 +27,8 @@ function edgeOf(v: Value): Edge | null {
   return null;
 }
 
-export function recordOp(target: RecordTarget, def: OpDef, attrs: unknown, inputs: Value[], outs: NDArray[]): void {
+/** Records the op when some input has history or is a variable; answers the node, or null. */
+export function recordOp(target: RecordTarget, def: OpDef, attrs: unknown, inputs: Value[], outs: NDArray[]): Node | null {
   const n = inputs.length;
   const edges = new Array<Edge | null>(n);
   let anyEdge = false;
@@ -32,7 +36,7 @@ export function recordOp(target: RecordTarget, def: OpDef, attrs: unknown, input
     edges[i] = edgeOf(inputs[i]);
     if (edges[i]) anyEdge = true;
   }
-  if (!anyEdge) return;
+  if (!anyEdge) return null;
   const tape = target.tape();
   target.onRecord(tape);
   const si = def.save.inputs;
@@ -68,9 +72,11 @@ export function recordOp(target: RecordTarget, def: OpDef, attrs: unknown, input
   }
   const keeper = outs.length ? outs[0].cell.keeper : firstArray(inputs).cell.keeper;
   const node = new Node(keeper, tape, def, attrs, edges, ids, shapes, dtypes, x, y, outputs);
+  node.site = target.site();
   for (let i = 0; i < outs.length; i++) setHistory(outs[i], node, i);
   tape.add(node);
   keeper.pend(node);
+  return node;
 }
 
 function firstArray(vs: Value[]): NDArray {

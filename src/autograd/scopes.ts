@@ -1,6 +1,6 @@
 /**
  * The scope stack of one session: MXNet's record / pause / train_mode / predict_mode `with`
- * blocks, opened and closed across requests. Each scope remembers the flags it changed so that
+ * blocks (and PyTorch's detect_anomaly), opened and closed across requests. Each scope remembers the flags it changed so that
  * exiting restores them exactly.
  */
 import type { ScopeKind } from '../program/format.js';
@@ -11,6 +11,7 @@ export interface Scope {
   kind: ScopeKind;
   prevRecording: boolean;
   prevTraining: boolean;
+  prevAnomaly: boolean;
   /** The tape this scope records into (record scopes only). */
   tape: Tape | null;
   /** True when this scope created its tape (the outermost record scope). */
@@ -23,6 +24,8 @@ export interface Scope {
 export class ScopeStack {
   isRecording = false;
   isTraining = false;
+  /** Inside a detect_anomaly scope: every op's outputs are checked for NaN and Inf. */
+  detectAnomaly = false;
   readonly stack: Scope[] = [];
 
   /** The tape new nodes go to: the innermost record scope's. */
@@ -32,7 +35,7 @@ export class ScopeStack {
   }
 
   push(kind: ScopeKind, trainMode: boolean | undefined, newTape: () => Tape): Scope {
-    const scope: Scope = { kind, prevRecording: this.isRecording, prevTraining: this.isTraining, tape: null, ownsTape: false, isRecording: false, isTraining: false };
+    const scope: Scope = { kind, prevRecording: this.isRecording, prevTraining: this.isTraining, prevAnomaly: this.detectAnomaly, tape: null, ownsTape: false, isRecording: false, isTraining: false };
     switch (kind) {
       case 'record':
         scope.tape = this.tape;
@@ -50,6 +53,9 @@ export class ScopeStack {
       case 'predict_mode':
         this.isTraining = false;
         break;
+      case 'detect_anomaly':
+        this.detectAnomaly = true;
+        break;
     }
     scope.isRecording = this.isRecording;
     scope.isTraining = this.isTraining;
@@ -62,6 +68,7 @@ export class ScopeStack {
     if (!scope) throw fail('scope_empty', 'there is no open autograd scope to exit; open one with POST /autograd/record (or pause, train-mode, predict-mode) first');
     this.isRecording = scope.prevRecording;
     this.isTraining = scope.prevTraining;
+    this.detectAnomaly = scope.prevAnomaly;
     if (scope.ownsTape && scope.tape) scope.tape.close();
     return scope;
   }

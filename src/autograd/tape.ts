@@ -6,6 +6,7 @@
 import { NDArray, type Counted, type Keeper } from '../engine/ndarray.js';
 import type { OpDef, Value } from '../ops/registry.js';
 import type { DType } from '../engine/backend.js';
+import type { StatementSite } from '../program/site.js';
 import { release, releaseNode, unsaveData } from './refs.js';
 
 export type Edge = { node: Node; index: number } | { leaf: NDArray };
@@ -24,6 +25,8 @@ export class Node implements Counted {
   freed = false;
   refs = 0;
   readonly born: number;
+  /** The statement that recorded the node (anomaly mode's errors point at it). */
+  site: StatementSite | null = null;
   constructor(
     readonly keeper: Keeper,
     readonly tape: Tape,

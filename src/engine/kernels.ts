@@ -248,6 +248,16 @@ export function makeKernels(m: Allocator) {
       return out;
     },
 
+    /** The array's numbers as float64, once the kernels that write it have run. */
+    read(x: NDArray): Float64Array {
+      return be.readNumbers(x.storage);
+    },
+
+    /** `length` of the array's little-endian bytes from byte `offset`, once the kernels that write it have run. */
+    readBytes(x: NDArray, offset: number, length: number): Uint8Array {
+      return be.readBytes(x.storage, offset, length);
+    },
+
     /** A new array holding little-endian `bytes` of dtype (uploads, files). */
     fromBytes(dtype: DType, shape: readonly number[], bytes: Uint8Array): NDArray {
       const out = m.alloc(dtype, [...shape]);

@@ -4,10 +4,11 @@
  * can collide with (the executor drops temporaries at the end of the request).
  */
 import { fail } from '../errors.js';
-import { sourceLines, type Arg, type OpStatement, type ScopeKind, type ScopeStatement, type Statement, type BackwardStatement, type GradStatement } from '../program/format.js';
+import type { Arg, OpStatement, ScopeKind, ScopeStatement, Statement, BackwardStatement, GradStatement } from '../program/format.js';
 import { syntaxError, type Pos } from './lexer.js';
 import type { Expr, KeyItem, Stmt, Trailer } from './parser.js';
 import { record, table } from '../lookup.js';
+import { setSourceLine } from '../program/site.js';
 
 /**
  * A Python value the interpreter (./interp.ts) owns: a function, a class, an instance, a bound
@@ -64,7 +65,7 @@ const BINARY_OPS = table<string>({
 const NAMESPACES = new Set(['mx', 'nd', 'ndarray', 'random', 'linalg', 'contrib', 'autograd']);
 /** Prefixes that name the op library itself and are dropped from op names. */
 export const ROOTS: ReadonlySet<string> = new Set(['mx', 'nd', 'ndarray']);
-const SCOPES = new Set<ScopeKind>(['record', 'pause', 'train_mode', 'predict_mode']);
+const SCOPES = new Set<ScopeKind>(['record', 'pause', 'train_mode', 'predict_mode', 'detect_anomaly']);
 const TEMP = '%';
 
 export interface CompileLimits { maxStatements: number }
@@ -76,12 +77,12 @@ export function compileProgram(stmts: Stmt[], limits: CompileLimits): { statemen
 export class Compiler {
   private temps = 0;
   private count = 0;
-  /** The source line of the statement being compiled. */
-  private line = 0;
   /** Where statements go: the program, or the body of the innermost with. */
   private out: Statement[] = [];
   /** Names bound to constants (`lr = 0.1`): substituted where used, as Python would. */
   private readonly constants = new Map<string, Value>();
+  /** The source line of the statement being compiled (compiled ahead only: the interpreter knows its own). */
+  private line = 0;
 
   constructor(private readonly limits: CompileLimits, private readonly host?: Host) {}
 
@@ -169,7 +170,7 @@ export class Compiler {
         value: this.count,
       });
     }
-    if (this.line) sourceLines.set(s, this.line);
+    if (this.line) setSourceLine(s, this.line);
     this.out.push(s);
     return s;
   }
@@ -194,7 +195,7 @@ export class Compiler {
 
   /** Compiles one statement; answers the reference a bare array expression evaluates to. */
   private statement(s: Stmt): string | undefined {
-    this.line = s.pos.line;
+    if (!this.host) this.line = s.pos.line;
     switch (s.k) {
       case 'expr': {
         const v = this.expr(s.expr, true);
@@ -368,7 +369,7 @@ export class Compiler {
 
   /** `autograd.record(train_mode=False)`, `pause()`, ... -> an empty scope statement. */
   scopeOf(item: Expr): ScopeStatement {
-    const bad = () => syntaxError('with supports autograd.record(), pause(), train_mode() and predict_mode() only', item.pos);
+    const bad = () => syntaxError('with supports autograd.record(), pause(), train_mode(), predict_mode() and detect_anomaly() only', item.pos);
     if (item.k !== 'postfix' || item.base.k !== 'name') throw bad();
     const path = [item.base.id];
     const trailers = item.trailers;

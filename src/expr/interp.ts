@@ -30,7 +30,8 @@ export interface FunctionRecord {
 
 /** What the interpreter runs on: the session side implements it (src/session/python.ts). */
 export interface Machine {
-  run(statements: Statement[]): void;
+  /** Runs statements compiled from `line` of the source. */
+  run(statements: Statement[], line: number): void;
   info(ref: string): ArrayInfo;
   /** The array's numbers; waits for the kernels that write it. */
   read(ref: string): Float64Array;
@@ -197,7 +198,7 @@ export class Interpreter implements Host {
 
   private flush(): void {
     const pending = this.compiler.take();
-    if (pending.length) this.m.run(pending);
+    if (pending.length) this.m.run(pending, this.frame.line);
   }
 
   private step(at: Pos): void {

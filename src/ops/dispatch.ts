@@ -10,6 +10,8 @@ import { DTYPE_INFO, type DType, type DTypeKind } from '../engine/backend.js';
 import { lookupOp, type DTypeRule, type OpContext, type OpDef, type Value } from './registry.js';
 import type { OpName } from './names.js';
 import { fail } from '../errors.js';
+import type { StatementSite } from '../program/site.js';
+import { checkForward, checkGradients, type GradientStep, type NodeLike } from './anomaly.js';
 
 /** What an op needs from the session it runs in. */
 export interface OpEnv {
@@ -20,8 +22,15 @@ export interface OpEnv {
   readonly isTraining: boolean;
   /** MXNet's is_recording: when true, `record` sees every differentiable op applied. */
   readonly isRecording: boolean;
-  /** Records the op on a tape if autograd's rule says so (some input is a variable or has history). */
-  record(def: OpDef, attrs: unknown, inputs: Value[], outputs: NDArray[]): void;
+  /** Anomaly mode (src/ops/anomaly.ts): every op's outputs are checked for NaN and Inf. */
+  readonly detectAnomaly: boolean;
+  /** The program statement running, for errors that point at it. */
+  readonly site: StatementSite | null;
+  /**
+   * Records the op on a tape if autograd's rule says so (some input is a variable or has
+   * history); answers the node, or null.
+   */
+  record(def: OpDef, attrs: unknown, inputs: Value[], outputs: NDArray[]): NodeLike | null;
   /** The bytes of a binary part sent with the running program; throws naming the part if none. */
   upload(part: string): Uint8Array;
 }
@@ -108,13 +117,67 @@ function checkDtypes(def: OpDef, inputs: Value[]): void {
 export function applyParsed(def: OpDef, inputs: Value[], attrs: unknown): NDArray[] {
   const e = env();
   checkDtypes(def, inputs);
+  if (e.detectAnomaly) return applyChecked(e, def, inputs, attrs);
+  const outs = forward(e, def, inputs, attrs);
+  if (recordable(e, def, outs)) e.record(def, attrs, inputs, outs);
+  return outs;
+}
+
+function forward(e: OpEnv, def: OpDef, inputs: Value[], attrs: unknown): NDArray[] {
   const ctx: OpContext = { k: e.k, isTraining: e.isTraining, defaultDtype: e.defaultDtype, random: e.random, upload: e.upload, op: def.name };
   const res = def.forward(ctx, inputs as NDArray[], attrs);
-  const outs = Array.isArray(res) ? res : [res];
-  // Only float outputs carry gradients: an integer (or float16) result is a constant to the tape,
-  // so nothing is ever differentiated through a label, an index or a comparison's integer mask.
-  if (def.vjp && e.isRecording && outs.some((o) => DTYPE_INFO[o.dtype].kind === 'float')) e.record(def, attrs, inputs, outs);
+  return Array.isArray(res) ? res : [res];
+}
+
+/**
+ * Only float outputs carry gradients: an integer (or float16) result is a constant to the tape,
+ * so nothing is ever differentiated through a label, an index or a comparison's integer mask.
+ */
+function recordable(e: OpEnv, def: OpDef, outs: NDArray[]): boolean {
+  return def.vjp !== undefined && e.isRecording && outs.some((o) => DTYPE_INFO[o.dtype].kind === 'float');
+}
+
+/**
+ * Ops running inside another op's forward, or inside a backward walk. Anomaly mode checks only
+ * the outermost op, the one a statement called, whose output the program sees; a backward walk
+ * checks what each node's gradient rule sends on instead (checkGradient).
+ */
+let nesting = 0;
+
+/** applyParsed in anomaly mode: the outermost op's outputs are checked once it is recorded. */
+function applyChecked(e: OpEnv, def: OpDef, inputs: Value[], attrs: unknown): NDArray[] {
+  const outer = nesting === 0;
+  let outs: NDArray[];
+  nesting++;
+  try {
+    outs = forward(e, def, inputs, attrs);
+  } finally {
+    nesting--;
+  }
+  const node = recordable(e, def, outs) ? e.record(def, attrs, inputs, outs) : null;
+  if (outer) checkForward(e.k, def, inputs, outs, e.site, node);
   return outs;
+}
+
+/** Runs a backward walk: the ops of its gradient rules are not checked one by one (see nesting). */
+export function duringBackward<T>(fn: () => T): T {
+  nesting++;
+  try {
+    return fn();
+  } finally {
+    nesting--;
+  }
+}
+
+/** In anomaly mode, a 422 when a gradient a backward step sends on holds NaN or Inf. */
+export function checkGradient(step: GradientStep): void {
+  const e = env();
+  if (e.detectAnomaly) checkGradients(e.k, step, e.site);
+}
+
+/** Whether anomaly mode is on (a backward walk builds its steps for checkGradient only then). */
+export function detectingAnomalies(): boolean {
+  return env().detectAnomaly;
 }
 
 export function apply(op: string | OpDef, inputs: Value[], attrs?: unknown): NDArray[] {

@@ -31,7 +31,7 @@ export type NestedNums = Num | NestedNums[];
 /** An argument of an op: an array reference, a scalar, or an inline constant. */
 export type Arg = string | number | NestedNums[];
 
-export const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode'] as const;
+export const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode', 'detect_anomaly'] as const;
 export type ScopeKind = (typeof SCOPE_KINDS)[number];
 
 export const GRAD_REQS = ['write', 'add', 'null'] as const;
@@ -121,9 +121,3 @@ export type InternalStatement = GradStatement | EnterStatement | ExitStatement |
 /** What the runner executes. */
 export type AnyStatement = Statement | InternalStatement;
 
-/**
- * The source line (from 1) of each statement compiled from an expression, so that errors name
- * the line the user wrote rather than a position among the compiled statements. JSON programs
- * have none: their statements are named by their path.
- */
-export const sourceLines = new WeakMap<object, number>();

@@ -16,8 +16,8 @@ import type {
   AnyStatement, Arg, AttachGradStatement, SetGradStateStatement, BackwardStatement, BindStatement, DeleteStatement, EnterStatement,
   GradStatement, OpStatement, ScopeStatement,
 } from '../program/format.js';
-import { sourceLines } from '../program/format.js';
 import { ApiError, fail } from '../errors.js';
+import { sourceLine } from '../program/site.js';
 import { parseNested } from './codec.js';
 import { runBackward, runGrad } from './autograd.js';
 import type { Session } from './session.js';
@@ -74,13 +74,13 @@ function pathStr(path: Path, i: number): string {
 
 /** Where statement i of the body at `path` is, as errors say it: its source line for an expression, its path for JSON. */
 function where(st: object, path: Path, i: number): string {
-  const line = sourceLines.get(st);
-  return line === undefined ? `statement ${pathStr(path, i)}` : `line ${line}`;
+  const line = sourceLine(st);
+  return line === null ? `statement ${pathStr(path, i)}` : `line ${line}`;
 }
 
 function atStatement(st: object, path: Path, i: number, op: string): { statement: string; op: string } | { line: number; op: string } {
-  const line = sourceLines.get(st);
-  return line === undefined ? { statement: pathStr(path, i), op } : { line, op };
+  const line = sourceLine(st);
+  return line === null ? { statement: pathStr(path, i), op } : { line, op };
 }
 
 /** Records the statement number as the last read of every temporary the statement reads. */
@@ -182,6 +182,8 @@ export class ProgramRunner {
   readonly deadline: number;
   /** Run piecewise by the interpreter, which says itself when a temporary dies (release). */
   private interactive = false;
+  /** The interpreter's line for the statements it runs now (runMore). */
+  private line: number | null = null;
 
   constructor(private readonly s: Session) {
     this.deadline = Date.now() + s.limits.requestTimeoutMs;
@@ -257,8 +259,9 @@ export class ProgramRunner {
    * Runs statements now, sharing the temporaries of earlier calls: the interpreter's steps. Errors
    * are bare; the interpreter says where in the source they happened.
    */
-  runMore(program: AnyStatement[]): void {
+  runMore(program: AnyStatement[], line: number | null = null): void {
     this.interactive = true;
+    this.line = line;
     this.nameStatements = false;
     try {
       prepare(program, [], this.prepared, { n: 0, max: this.s.limits.maxStatements, lastUse: this.lastUse });
@@ -314,6 +317,15 @@ export class ProgramRunner {
   }
 
   private runBody(body: AnyStatement[], path: Path): void {
+    const outer = this.s.site;
+    try {
+      this.runStatements(body, path);
+    } finally {
+      this.s.site = outer;
+    }
+  }
+
+  private runStatements(body: AnyStatement[], path: Path): void {
     const prepared = this.prepared.get(body)!;
     for (let i = 0; i < body.length; i++) {
       const st = body[i];
@@ -324,6 +336,8 @@ export class ProgramRunner {
         });
       }
       const n = ++this.seq;
+      // The interpreter's statement numbers mean nothing to its source: it gives the line.
+      this.s.site = this.interactive ? { path: null, index: i, line: this.line } : { path, index: i, line: sourceLine(st) };
       try {
         const value = this.runStatement(st, prepared[i], path, i);
         // The kernels this statement queued run now, so a failure among them stops the program
@@ -338,15 +352,17 @@ export class ProgramRunner {
         this.s.memory.drain();
       } catch (e) {
         if (!this.nameStatements) throw e;
-        if (e instanceof ApiError && (e.extra.statement !== undefined || e.extra.line !== undefined)) throw e;
-        const line = sourceLines.get(st);
+        // Labelled already, by the statement of a scope's body that failed.
+        if (e instanceof ApiError && e.extra.changed !== undefined) throw e;
+        const line = sourceLine(st);
         const changed = [...new Set(this.bound)];
-        const at = line !== undefined ? { line, op: st.op, changed } : {
+        const at = line !== null ? { line, op: st.op, changed } : {
           statement: pathStr(path, i), statement_index: path.length === 0 ? i : (path[0] as number),
           statement_path: [...path, i], op: st.op, changed,
         };
         const here = where(st, path, i);
-        if (e instanceof ApiError) throw new ApiError(e.code, `${here} (\`${st.op}\`): ${e.message}`, { ...e.extra, ...at });
+        // An anomaly names the op that made the value, which in a backward is not the statement's.
+        if (e instanceof ApiError) throw new ApiError(e.code, `${here} (\`${st.op}\`): ${e.message}`, { ...e.extra, ...at, ...(e.code === 'anomaly_detected' ? { op: e.extra.op } : {}) });
         // A server fault (a kernel's failure included) still stops here and says where; the
         // original error is kept as the cause, which the error handler logs.
         const wrapped = new ApiError('internal', `${here} (\`${st.op}\`) failed in the server; it has been logged`, at);
@@ -475,7 +491,8 @@ export class ProgramRunner {
       }
     }
     if (def.mutates) this.checkMutations(def, p, inputs);
-    const donated = def.inPlace && !st.into ? this.dyingInput(def, p, inputs) : null;
+    // Anomaly mode reads the inputs after the op ran: none may lend its buffer to the output.
+    const donated = def.inPlace && !st.into && !this.s.scopes.detectAnomaly ? this.dyingInput(def, p, inputs) : null;
     if (donated) this.s.memory.donate(donated.cell);
     let outs: NDArray[];
     try {

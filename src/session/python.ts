@@ -28,8 +28,8 @@ class SessionMachine implements Machine {
     return this.runner.deadline;
   }
 
-  run(statements: Statement[]): void {
-    this.runner.runMore(statements);
+  run(statements: Statement[], line: number): void {
+    this.runner.runMore(statements, line);
   }
 
   info(ref: string) {

@@ -77,6 +77,11 @@ export interface ArrayInput {
   dtype?: DType;
 }
 
+/** Runs fn inside a detect_anomaly scope when the request asks for one (`"detect_anomaly": true`). */
+function anomalyMode<T>(s: Session, on: boolean | undefined, fn: () => T): T {
+  return on ? s.scopes.within('detect_anomaly', undefined, () => s.newTape(), fn) : fn();
+}
+
 /** A statement that runs one verb of the API through the program runner, whose value it answers. */
 function runOne(s: Session, st: AnyStatement): StatementValue {
   return new ProgramRunner(s).run([st], { nameStatements: false }).value;
@@ -152,14 +157,15 @@ export interface BackwardInput {
   head_grads?: (Arg | null)[];
   retain_graph?: boolean;
   train_mode?: boolean;
+  detect_anomaly?: boolean;
 }
 
 export function backwardHeads(s: Session, input: BackwardInput): Record<string, Descriptor> {
-  const { arrays } = runOne(s, {
+  const { arrays } = anomalyMode(s, input.detect_anomaly, () => runOne(s, {
     op: 'backward',
     args: input.heads,
     attrs: { head_grads: input.head_grads, retain_graph: input.retain_graph, train_mode: input.train_mode },
-  });
+  }));
   return gradsAnswer(s, arrays!);
 }
 
@@ -170,7 +176,7 @@ export interface GradInput extends BackwardInput {
 }
 
 export function gradOfHeads(s: Session, input: GradInput): Record<string, Descriptor> {
-  const { arrays } = runOne(s, {
+  const { arrays } = anomalyMode(s, input.detect_anomaly, () => runOne(s, {
     op: 'grad',
     args: input.heads,
     attrs: {
@@ -178,7 +184,7 @@ export function gradOfHeads(s: Session, input: GradInput): Record<string, Descri
       retain_graph: input.retain_graph, train_mode: input.train_mode,
     },
     out: input.out,
-  });
+  }));
   const answer = record<Descriptor>();
   arrays!.forEach((g, i) => {
     const name = input.out?.[i];
@@ -201,6 +207,7 @@ export interface OpsInput {
   expr?: string;
   record?: boolean;
   train_mode?: boolean;
+  detect_anomaly?: boolean;
   fetch?: boolean | string[];
   format?: Format;
 }
@@ -236,7 +243,7 @@ export function runOps(s: Session, input: OpsInput, uploads: ReadonlyMap<string,
     if (needsInterpreter(ast, (n) => s.definitions.has(n))) {
       s.uploads = uploads;
       try {
-        return interpret(s, input, ast);
+        return anomalyMode(s, input.detect_anomaly, () => interpret(s, input, ast));
       } finally {
         s.uploads = NO_UPLOADS;
       }
@@ -257,7 +264,8 @@ export function runOps(s: Session, input: OpsInput, uploads: ReadonlyMap<string,
   s.uploads = uploads;
   let outcome: ReturnType<ProgramRunner['run']>;
   try {
-    outcome = new ProgramRunner(s).run(program, { resultName });
+    // A scope around the runner, not a statement: the statements keep the paths the client sent.
+    outcome = anomalyMode(s, input.detect_anomaly, () => new ProgramRunner(s).run(program, { resultName }));
   } finally {
     s.uploads = NO_UPLOADS;
   }

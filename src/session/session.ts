@@ -21,6 +21,7 @@ import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
 import type { Definition } from '../expr/interp.js';
 import type { Snapshot } from './snapshots.js';
+import type { StatementSite } from '../program/site.js';
 
 /** Ops run by client programs, in all and per op (the table's names: a bounded set of labels). */
 export interface OpStats {
@@ -81,6 +82,9 @@ export class Session {
   /** The binary parts of the program running now (multipart POST /ops), read by `frombuffer`. */
   uploads: ReadonlyMap<string, Uint8Array> = NO_UPLOADS;
 
+  /** The program statement running now (set by the runner): nodes recorded remember it. */
+  site: StatementSite | null = null;
+
   constructor(o: SessionOptions, backend: Backend, proc: ProcessMemory, readonly limits: Limits, readonly stats: OpStats = newOpStats()) {
     this.id = o.id;
     this.tokenHash = o.tokenHash;
@@ -92,9 +96,11 @@ export class Session {
     this.memory = new SessionMemory(backend, proc, limits.maxSessionBytes, limits.maxArrayElements, limits.maxKernelFlops, limits.maxSessionArrays);
     this.k = makeKernels(this.memory);
     const scopes = this.scopes;
+    const session = this;
     const target: RecordTarget = {
       // Outside record scopes only create_graph records; its nodes get a tape of their own.
       tape: () => scopes.tape ?? this.newTape(),
+      site: () => this.site,
       onRecord: () => {
         // Counting live nodes walks every tape, so it is done only when the budget left by the
         // last count runs out: nodes are added only here, and frees only lower the count.
@@ -119,6 +125,8 @@ export class Session {
       },
       get isTraining() { return scopes.isTraining; },
       get isRecording() { return scopes.isRecording; },
+      get detectAnomaly() { return scopes.detectAnomaly; },
+      get site() { return session.site; },
       record: (def, attrs, inputs, outs) => recordOp(target, def, attrs, inputs, outs),
       upload: (part) => {
         const bytes = this.uploads.get(part);

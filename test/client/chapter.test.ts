@@ -106,6 +106,16 @@ describe('autograd scopes and functions', () => {
     expect(await gs.autograd.record(() => gs.autograd.isTraining(), { trainMode: false })).toBe(false);
   });
 
+  it('detectAnomaly: the op that makes a NaN or Inf fails with anomaly_detected, and the scope closes', async () => {
+    const x = await gs.nd.array([0, 1]);
+    const err = await gs.autograd.detectAnomaly(() => gs.nd.log(x)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GradserveError);
+    expect((err as GradserveError).code).toBe('anomaly_detected');
+    expect((err as GradserveError).status).toBe(422);
+    expect(await gs.autograd.isRecording()).toBe(false);
+    expect(await (await gs.nd.log(x)).tolist()).toEqual([-Infinity, 0]);
+  });
+
   it('autograd.backward with several heads and autograd.grad as new arrays', async () => {
     const x = await gs.nd.array([1, 2, 3]);
     await x.attachGrad();

@@ -69,7 +69,7 @@ describe('syntax errors name what was expected and where', () => {
     expectSyntaxError('y.backward(head=g)', /backward\(\) has no argument 'head'/, 1, 12);
     expectSyntaxError('autograd.backward([y, z], head_grads=[g])', /head_grads has 1 entries for 2 heads/, 1, 38);
     expectSyntaxError('with autograd.record(True, False): y = x', /record\(\) takes at most 1 positional argument/, 1, 28);
-    expectSyntaxError('with open(f): y = x', /with supports autograd.record\(\), pause\(\), train_mode\(\) and predict_mode\(\) only/, 1, 6);
+    expectSyntaxError('with open(f): y = x', /with supports autograd.record\(\), pause\(\), train_mode\(\), predict_mode\(\) and detect_anomaly\(\) only/, 1, 6);
     expectSyntaxError('with autograd.record() as r: y = x', /'with \.\.\. as' is not supported/, 1, 24);
   });
 

@@ -41,7 +41,7 @@ function statement(depth = 0): Record<string, unknown> {
   const r = random();
   if (r < 0.6 || depth > 2) return opStatement();
   if (r < 0.72) {
-    const st: Record<string, unknown> = { op: 'scope', kind: pick(['record', 'pause', 'train_mode', 'predict_mode']), body: program(depth + 1) };
+    const st: Record<string, unknown> = { op: 'scope', kind: pick(['record', 'pause', 'train_mode', 'predict_mode', 'detect_anomaly']), body: program(depth + 1) };
     if (chance(0.3)) st.train_mode = chance(0.5);
     return st;
   }
@@ -70,6 +70,7 @@ function opsBody(): Record<string, unknown> {
   const b: Record<string, unknown> = chance(0.9) ? { ops: program() } : { expr: 'y = x * 2' };
   if (chance(0.3)) b.record = chance(0.5);
   if (chance(0.2)) b.train_mode = chance(0.5);
+  if (chance(0.2)) b.detect_anomaly = chance(0.8) ? chance(0.5) : 'yes';
   if (chance(0.3)) b.fetch = chance(0.5) ? chance(0.5) : Array.from({ length: Math.floor(random() * 3) }, ref);
   if (chance(0.2)) b.format = pick(['nested', 'flat', 'base64']);
   return b;

@@ -65,6 +65,12 @@ def predict_mode() -> _Scope:
     return _Scope('predict_mode')
 
 
+def detect_anomaly() -> _Scope:
+    """`with autograd.detect_anomaly():` the first op, forward or backward, whose output holds NaN or
+    Inf raises UnprocessableError (code `anomaly_detected`), naming the op, its tape node and line."""
+    return _Scope('detect_anomaly')
+
+
 def is_recording() -> bool:
     return get_client().engine.flags()[0]
 

@@ -307,6 +307,21 @@ class ClientTest(unittest.TestCase):
             self.assertFalse(autograd.is_recording())
         self.assertFalse(autograd.is_recording())
 
+    def test_detect_anomaly(self):
+        x = nd.array([0, 1, 4])
+        x.attach_grad()
+        with self.assertRaises(gradserve.UnprocessableError) as cm:
+            with autograd.detect_anomaly():
+                with autograd.record():
+                    y = nd.sqrt(x)
+                    z = (y * 0).sum()
+                z.backward()
+            nd.waitall()
+        self.assertEqual(cm.exception.code, 'anomaly_detected')
+        self.assertEqual(cm.exception.problem['op'], 'sqrt')
+        self.assertEqual(cm.exception.problem['phase'], 'backward')
+        self.assertFalse(autograd.is_recording())
+
     def test_scope_exits_on_exception(self):
         with self.assertRaises(ZeroDivisionError):
             with autograd.record():

@@ -331,7 +331,7 @@ export class Session {
   }
 
   /** POST autograd/<kind>: opens a scope on the session's stack. */
-  async openScope(kind: 'record' | 'pause' | 'train-mode' | 'predict-mode', trainMode?: boolean): Promise<AutogradState> {
+  async openScope(kind: ScopePath, trainMode?: boolean): Promise<AutogradState> {
     const body = trainMode === undefined ? {} : { train_mode: trainMode };
     const path = `/v1/sessions/{sid}/autograd/${kind}` as '/v1/sessions/{sid}/autograd/record';
     return this.call('POST', `/v1/sessions/${this.id}/autograd/${kind}`, () => this.api.POST(path, { params: this.sid, body }));
@@ -449,6 +449,9 @@ function makeNd(s: Session): Nd {
   }) as Nd;
 }
 
+/** The paths of the scope endpoints under /autograd. */
+type ScopePath = 'record' | 'pause' | 'train-mode' | 'predict-mode' | 'detect-anomaly';
+
 function bytesToBase64(bytes: Uint8Array): string {
   let s = '';
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
@@ -462,7 +465,7 @@ function bytesToBase64(bytes: Uint8Array): string {
 export class Autograd {
   constructor(private readonly s: Session) {}
 
-  private async within<T>(kind: 'record' | 'pause' | 'train-mode' | 'predict-mode', trainMode: boolean | undefined, fn: () => Promise<T> | T): Promise<T> {
+  private async within<T>(kind: ScopePath, trainMode: boolean | undefined, fn: () => Promise<T> | T): Promise<T> {
     await this.s.openScope(kind, trainMode);
     let result: T;
     try {
@@ -494,6 +497,11 @@ export class Autograd {
   /** `with autograd.predict_mode():` — training off, recording untouched. */
   predictMode<T>(fn: () => Promise<T> | T): Promise<T> {
     return this.within('predict-mode', undefined, fn);
+  }
+
+  /** `with autograd.detect_anomaly():` — the first op that makes NaN or Inf fails with 422 `anomaly_detected`. */
+  detectAnomaly<T>(fn: () => Promise<T> | T): Promise<T> {
+    return this.within('detect-anomaly', undefined, fn);
   }
 
   async isRecording(): Promise<boolean> {

@@ -116,6 +116,7 @@ export const arrayRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =
         head_grads: [b.head_grad ?? null],
         retain_graph: b.retain_graph,
         train_mode: b.train_mode,
+        detect_anomaly: b.detect_anomaly,
       }),
     }));
   });

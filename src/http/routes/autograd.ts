@@ -1,4 +1,4 @@
-/** The scope endpoints (record, pause, train-mode, predict-mode, exit), backward and grad. */
+/** The scope endpoints (record, pause, train-mode, predict-mode, detect-anomaly, exit), backward and grad. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { AutogradState, BackwardBody, GradBody, GradcheckAnswer, GradcheckBody, Grads, ScopeBody, SessionParams, TransformAnswer, TransformBody } from '../schemas/api.js';
 import { runGradcheck, runTransform, type TransformKind } from '../../session/transforms.js';
@@ -26,6 +26,7 @@ export const autogradRoutes = (S: Services): FastifyPluginAsyncZod => async (app
     ['pause', 'pause', 'Open a pause scope (with autograd.pause(train_mode=False))'],
     ['train-mode', 'train_mode', 'Open a train_mode() scope: training on, recording untouched'],
     ['predict-mode', 'predict_mode', 'Open a predict_mode() scope: training off, recording untouched'],
+    ['detect-anomaly', 'detect_anomaly', 'Open a detect_anomaly() scope: the first op that makes NaN or Inf stops with 422 anomaly_detected'],
   ];
   for (const [path, kind, summary] of scopes) {
     app.post(`/v1/sessions/:sid/autograd/${path}`, {

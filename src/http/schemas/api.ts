@@ -127,6 +127,7 @@ export const ArrayBackwardBody = z.object({
   head_grad: HeadGrad.optional().describe('gradient of the head (its exact shape); default ones'),
   retain_graph: z.boolean().optional(),
   train_mode: z.boolean().optional(),
+  detect_anomaly: z.boolean().optional().describe('anomaly mode for this request: the first op that makes NaN or Inf stops it with 422 anomaly_detected'),
 }).strict().meta({ id: 'ArrayBackward' });
 
 export const Grads = z.object({ grads: z.record(z.string(), ArrayDescriptor) }).meta({ id: 'Grads' });
@@ -138,6 +139,7 @@ export const BackwardBody = z.object({
   head_grads: z.array(HeadGrad).optional(),
   retain_graph: z.boolean().optional(),
   train_mode: z.boolean().optional(),
+  detect_anomaly: z.boolean().optional().describe('anomaly mode for this request: the first op that makes NaN or Inf stops it with 422 anomaly_detected'),
 }).strict().meta({ id: 'Backward' });
 
 export const GradBody = z.object({
@@ -148,6 +150,7 @@ export const GradBody = z.object({
   create_graph: z.boolean().optional(),
   train_mode: z.boolean().optional(),
   out: z.array(Name).optional().describe('names to bind the gradients to, aligned with variables'),
+  detect_anomaly: z.boolean().optional().describe('anomaly mode for this request: the first op that makes NaN or Inf stops it with 422 anomaly_detected'),
 }).strict().meta({ id: 'Grad' });
 
 const NameOrNames = z.union([Name, z.array(Name).min(1).max(256)]);
@@ -207,6 +210,7 @@ export const OpsBody = fastChecked(z.object({
   expr: z.string().optional().describe('the same program written as MXNet Python (see the contract\'s grammar)'),
   record: z.boolean().optional().describe('run inside a record scope that closes at the end of the request'),
   train_mode: z.boolean().optional(),
+  detect_anomaly: z.boolean().optional().describe('anomaly mode for this request: the first op that makes NaN or Inf stops it with 422 anomaly_detected'),
   fetch: z.union([z.boolean(), z.array(Ref)]).optional().describe('names whose data the answer carries (true: all bound names)'),
   format: Format.optional(),
 }).strict().meta({ id: 'Ops' }), isOpsBody);

@@ -32,6 +32,8 @@ const MAX_DEPTH = 64;
 
 /** What zod's z.object accepts as an object (JSON objects are all plain, as z.record wants). */
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+// z.record refuses an object whose prototype is an array (only code, never JSON, builds one).
+const isRecord = (v: unknown): boolean => isObject(v) && !(v instanceof Array);
 const isName = (v: unknown): boolean => typeof v === 'string' && NAME_RE.test(v);
 const isRef = (v: unknown): boolean => typeof v === 'string' && REF_RE.test(v);
 // z.number() refuses NaN and the infinities (JSON.parse gives Infinity for 1e999).
@@ -71,7 +73,7 @@ const BACKWARD_ATTRS = ['head_grads', 'retain_graph', 'train_mode'];
 const ATTACH_KEYS = ['op', 'args', 'attrs'];
 const SET_GRAD_STATE_KEYS = ['op', 'args', 'attrs'];
 const DELETE_KEYS = ['op', 'args'];
-const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode'];
+const SCOPE_KINDS = ['record', 'pause', 'train_mode', 'predict_mode', 'detect_anomaly'];
 const GRAD_REQS = ['write', 'add', 'null'];
 
 const isHeadGrad = (v: unknown): boolean => v === null || isArg(v);
@@ -106,7 +108,7 @@ function isStatement(st: unknown, depth: number): boolean {
     default:
       return onlyKeys(st, OP_KEYS) && st.op.length >= 1 && st.op.length <= LIMITS.opName
         && (st.args === undefined || everyOf(st.args, 0, LIMITS.args, isArg))
-        && (st.attrs === undefined || isObject(st.attrs))
+        && (st.attrs === undefined || isRecord(st.attrs))
         && (st.out === undefined || isName(st.out) || everyOf(st.out, 1, LIMITS.outs, isName))
         && (st.into === undefined || isRef(st.into));
   }
@@ -118,7 +120,7 @@ function isProgram(v: unknown, depth: number): boolean {
   return true;
 }
 
-const OPS_KEYS = ['ops', 'expr', 'record', 'train_mode', 'fetch', 'format'];
+const OPS_KEYS = ['ops', 'expr', 'record', 'train_mode', 'detect_anomaly', 'fetch', 'format'];
 const FORMATS = ['nested', 'flat', 'base64'];
 
 /** api.ts's OpsBody. */
@@ -126,7 +128,7 @@ export function isOpsBody(b: unknown): boolean {
   return isObject(b) && onlyKeys(b, OPS_KEYS)
     && (b.ops === undefined || isProgram(b.ops, 1))
     && (b.expr === undefined || typeof b.expr === 'string')
-    && isOptBool(b.record) && isOptBool(b.train_mode)
+    && isOptBool(b.record) && isOptBool(b.train_mode) && isOptBool(b.detect_anomaly)
     && (b.fetch === undefined || typeof b.fetch === 'boolean' || everyOf(b.fetch, 0, Infinity, isRef))
     && (b.format === undefined || (typeof b.format === 'string' && FORMATS.includes(b.format)));
 }
