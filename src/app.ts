@@ -24,6 +24,7 @@ import { tapeRoutes } from './http/routes/tapes.js';
 import { metaRoutes } from './http/routes/meta.js';
 import { fileRoutes } from './http/routes/files.js';
 import { problemRoutes } from './http/routes/problems.js';
+import { oipRoutes } from './http/routes/oip.js';
 import { registerProtection } from './http/plugins/protection.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import type { Services } from './http/services.js';
@@ -113,7 +114,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, fileRoutes, metaRoutes]) {
+  for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, fileRoutes, oipRoutes, metaRoutes]) {
     await app.register(routes(services));
   }
   await app.register(problemRoutes());

@@ -1,0 +1,78 @@
+/**
+ * The Open Inference Protocol (KServe v2, Triton) under a session: with the base URL
+ * `/v1/sessions/{sid}` and the session's bearer token, an unmodified OIP client sees the
+ * session's defs as models.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { SessionParams } from '../schemas/api.js';
+import { InferRequest, InferResponse, ModelMetadata, ModelParams, OipBinaryBody, ServerMetadata } from '../schemas/oip.js';
+import { sessionOf } from '../auth.js';
+import { problems } from '../responses.js';
+import { readBinaryBody, sendOip } from '../oip.js';
+import { infer, modelMetadata, modelReady, type InferRequest as Request, type InferResponse as Response, type OipAnswer } from '../../session/oip.js';
+import type { Services } from '../services.js';
+
+const errors = problems(401, 404, 413, 415, 422);
+const base = '/v1/sessions/:sid/v2';
+const tags = ['oip'];
+
+export const oipRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
+  app.get(base, {
+    schema: { summary: 'OIP server metadata', tags, params: SessionParams, response: { 200: ServerMetadata, ...errors } },
+  }, async (req) => {
+    sessionOf(S.store, req);
+    return { name: 'gradserve', version: '1', extensions: ['binary_tensor_data'] };
+  });
+
+  app.get(`${base}/health/live`, {
+    schema: { summary: 'OIP liveness', tags, params: SessionParams, response: { 200: z.object({ live: z.boolean() }), ...errors } },
+  }, async (req) => {
+    sessionOf(S.store, req);
+    return { live: true };
+  });
+
+  app.get(`${base}/health/ready`, {
+    schema: { summary: 'OIP readiness: false while the server drains', tags, params: SessionParams, response: { 200: z.object({ ready: z.boolean() }), ...errors } },
+  }, async (req) => {
+    sessionOf(S.store, req);
+    return { ready: !S.state.draining };
+  });
+
+  app.get(`${base}/models/:model`, {
+    schema: { summary: 'OIP model metadata of a def of the session: its parameters as inputs', tags, params: ModelParams, response: { 200: ModelMetadata, ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => modelMetadata(s, req.params.model));
+  });
+
+  app.get(`${base}/models/:model/ready`, {
+    schema: { summary: 'OIP model readiness: the def exists', tags, params: ModelParams, response: { 200: z.object({ name: z.string(), ready: z.boolean() }), ...errors } },
+  }, async (req) => {
+    const s = sessionOf(S.store, req);
+    return s.run(() => modelReady(s, req.params.model));
+  });
+
+  app.post(`${base}/models/:model/infer`, {
+    schema: {
+      summary: 'OIP inference: call a def of the session on the request\'s tensors (JSON, or the binary tensor data extension)',
+      tags,
+      params: ModelParams,
+      body: z.union([OipBinaryBody, InferRequest]),
+      response: { 200: InferResponse, ...problems(401, 404, 409, 413, 415, 422, 429) },
+    },
+  }, async (req, reply) => {
+    const s = sessionOf(S.store, req);
+    const { model } = req.params;
+    // run resolves the Deferred (its type does not say so).
+    const answer = (await s.run(() => {
+      // A raw body without the length header is refused by readBinaryBody, naming the header.
+      if (Buffer.isBuffer(req.body)) {
+        const { json, rest } = readBinaryBody(req, InferRequest);
+        return infer(s, model, json as Request, rest);
+      }
+      return infer(s, model, req.body as Request);
+    })) as unknown as OipAnswer<Response>;
+    return sendOip(reply, answer);
+  });
+};
