@@ -155,7 +155,16 @@ export function encodeTensor(s: Session, name: string, a: NDArray, o: { binary?:
     tensor.parameters = { binary_data_size: bytes.length };
     return { tensor, bytes };
   }
-  const flat = encodeData(s, a, 'flat') as JsonNum[];
+  let flat: JsonNum[];
+  try {
+    flat = encodeData(s, a, 'flat') as JsonNum[];
+  } catch (e) {
+    // An int64 beyond 2^53: the codec points to base64 and .npy; OIP's own way is binary data.
+    if (e instanceof ApiError && e.extra.arg === 'format') {
+      throw new ApiError(e.code, `${e.message.replace(/; read it with .*$/, '')}; ask for \`${name}\` as binary data (binary_data)`, { field: 'binary_data' });
+    }
+    throw e;
+  }
   tensor.data = datatype === 'BOOL' ? flat.map((v) => v !== 0) : flat;
   return { tensor };
 }

@@ -59,6 +59,14 @@ describe('OIP tensors as array uploads and reads', () => {
       expect(r.status).toBe(200);
       expect(r.json()).toEqual({ name: t.name, shape: t.shape, datatype: t.datatype, data: t.data.flat() });
     }
+    // An int64 beyond 2^53 has no exact JSON number: the refusal points to binary data, which carries it.
+    const big = Buffer.alloc(8);
+    big.writeBigInt64LE(2n ** 60n); // exact in a double too (the reference backend holds int64 so)
+    const bb = binaryBody({ name: 'big', shape: [1], datatype: 'INT64', parameters: { binary_data_size: 8 } }, [big]);
+    expect((await call(c, 'POST', '/arrays', bb.body, bb.headers)).status).toBe(201);
+    const refused = await call(c, 'GET', '/arrays/big?format=oip');
+    expect(refused.json()).toMatchObject({ status: 422, field: 'binary_data' });
+    expect(splitAnswer(await call(c, 'GET', '/arrays/big?format=oip&binary_data=true')).rest.equals(big)).toBe(true);
     // BOOL is held as uint8 0/1; read without datatype=BOOL it is UINT8.
     expect((await call(c, 'GET', '/arrays/d?format=oip')).json()).toMatchObject({ datatype: 'UINT8', data: [1, 0, 0, 1] });
     expect(await c.data('a')).toEqual([[1, 2.5, -3, 0.1, 5, 6].slice(0, 3), [0.1, 5, 6]]);
@@ -143,6 +151,36 @@ describe('a def of the session as an OIP model', () => {
     });
     // The inputs were bound only while the function ran.
     expect((await c.get('/arrays').expect(200)).body.arrays).toEqual([]);
+  });
+
+  it('answers the KServe v2 binary-extension example as written (UINT32 bytes, BOOL JSON)', async () => {
+    const c = await Client.open(srv.url);
+    await c.expr("def mymodel(input0, input1):\n    return input0 * 2, input1.astype('float32') + 0.5");
+    const input0 = Buffer.from(new Uint32Array([1, 2, 3, 4000000000]).buffer);
+    const json = {
+      model_name: 'mymodel',
+      inputs: [
+        { name: 'input0', shape: [2, 2], datatype: 'UINT32', parameters: { binary_data_size: 16 } },
+        { name: 'input1', shape: [3], datatype: 'BOOL', data: [true, false, true] },
+      ],
+      outputs: [{ name: 'output0', parameters: { binary_data: true } }, { name: 'output1' }],
+    };
+    const { body, headers } = binaryBody(json, [input0]);
+    expect(body.length).toBe(Number(headers['Inference-Header-Content-Length']) + 16);
+    // As application/octet-stream, and as application/json with the header (some clients send that).
+    for (const type of ['application/octet-stream', 'application/json']) {
+      const r = await call(c, 'POST', '/v2/models/mymodel/infer', body, { ...headers, 'Content-Type': type });
+      expect(r.status).toBe(200);
+      const { json: answer, rest } = splitAnswer(r);
+      expect(answer).toEqual({
+        model_name: 'mymodel',
+        outputs: [
+          { name: 'output0', shape: [2, 2], datatype: 'INT64', parameters: { binary_data_size: 32 } },
+          { name: 'output1', shape: [3], datatype: 'FP32', data: [1.5, 0.5, 1.5] },
+        ],
+      });
+      expect([...new BigInt64Array(rest.buffer.slice(rest.byteOffset, rest.byteOffset + 32))]).toEqual([2n, 4n, 6n, 8000000000n]);
+    }
   });
 
   it('takes binary inputs and answers binary outputs (Inference-Header-Content-Length both ways)', async () => {

@@ -32,6 +32,9 @@ export const OipTensorAnswer = z.object({
 }).meta({ id: 'OipTensorAnswer' });
 
 export const InferRequest = z.object({
+  // Triton's examples send the model's name in the body too; the path is what counts.
+  model_name: z.string().optional(),
+  model_version: z.string().optional(),
   id: z.string().optional(),
   parameters: z.object({ binary_data_output: z.boolean().optional().describe('answer every output as binary data') }).catchall(z.unknown()).optional(),
   inputs: z.array(OipTensor).max(256).describe('one tensor per parameter of the function, bound by `name`'),
