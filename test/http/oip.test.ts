@@ -153,9 +153,19 @@ describe('a def of the session as an OIP model', () => {
     expect((await c.get('/arrays').expect(200)).body.arrays).toEqual([]);
   });
 
-  it('answers the KServe v2 binary-extension example as written (UINT32 bytes, BOOL JSON)', async () => {
+  it('answers the KServe v2 examples as written, JSON and binary extension (UINT32, BOOL)', async () => {
     const c = await Client.open(srv.url);
     await c.expr("def mymodel(input0, input1):\n    return input0 * 2, input1.astype('float32') + 0.5");
+    // The JSON example: its BOOL input holds as many values as its shape says (the spec's has one for [3]).
+    const plain = await call(c, 'POST', '/v2/models/mymodel/infer', JSON.stringify({
+      id: '42',
+      inputs: [
+        { name: 'input0', shape: [2, 2], datatype: 'UINT32', data: [1, 2, 3, 4] },
+        { name: 'input1', shape: [3], datatype: 'BOOL', data: [true, false, true] },
+      ],
+      outputs: [{ name: 'output0' }],
+    }));
+    expect(plain.json()).toEqual({ model_name: 'mymodel', id: '42', outputs: [{ name: 'output0', shape: [2, 2], datatype: 'INT64', data: [2, 4, 6, 8] }] });
     const input0 = Buffer.from(new Uint32Array([1, 2, 3, 4000000000]).buffer);
     const json = {
       model_name: 'mymodel',
