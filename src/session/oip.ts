@@ -72,8 +72,14 @@ function paramsOf(signature: string): Param[] {
     .map((p) => ({ name: p.replace(/=.*$/, '').trim(), optional: p.includes('=') }));
 }
 
-export function modelMetadata(s: Session, model: string) {
+/** A def has one version, "1"; any other is a 404 naming `version`. */
+export function checkVersion(version: string | undefined): void {
+  if (version !== undefined && version !== '1') throw fail('not_found', `model version ${version.slice(0, 64)} does not exist; a def of the session has one version, "1"`, { field: 'version' });
+}
+
+export function modelMetadata(s: Session, model: string, version?: string) {
   const d = functionOf(s, model);
+  checkVersion(version);
   const datatype = datatypeOf(s.defaultDtype);
   // A def declares no shapes or dtypes: every dimension is variable (-1), the datatype the session's default.
   return {

@@ -239,6 +239,13 @@ describe('a def of the session as an OIP model', () => {
       inputs: [{ name: 'a', datatype: 'FP32', shape: [-1] }, { name: 'b', datatype: 'FP32', shape: [-1] }],
       outputs: [{ name: 'output0', datatype: 'FP32', shape: [-1] }],
     });
+    expect((await call(c, 'GET', '/v2/models/g/versions/1')).json()).toEqual((await call(c, 'GET', '/v2/models/g')).json());
+    const versioned = await call(c, 'POST', '/v2/models/f/versions/1/infer', JSON.stringify({
+      inputs: [{ name: 'x', shape: [1], datatype: 'FP64', data: [2] }, { name: 'y', shape: [1], datatype: 'FP64', data: [3] }],
+    }));
+    expect(versioned.json().outputs[0].data).toEqual([7]);
+    const v2 = await call(c, 'POST', '/v2/models/f/versions/2/infer', JSON.stringify({ inputs: [] }));
+    expect(v2.json()).toMatchObject({ status: 404, field: 'version' });
     const missing = await call(c, 'GET', '/v2/models/nope');
     expect(missing.status).toBe(404);
     expect(missing.json()).toMatchObject({ field: 'model' });

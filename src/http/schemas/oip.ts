@@ -61,6 +61,7 @@ export const ModelMetadata = z.object({
 }).meta({ id: 'ModelMetadata' });
 
 export const ModelParams = SessionParams.extend({ model: Name.describe('a def of the session') });
+export const VersionParams = ModelParams.extend({ version: z.string().min(1).max(64).describe('a def has one version, "1"') });
 
 export const ServerMetadata = z.object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) }).meta({ id: 'OipServerMetadata' });
 
