@@ -25,6 +25,7 @@ import { metaRoutes } from './http/routes/meta.js';
 import { fileRoutes } from './http/routes/files.js';
 import { snapshotRoutes } from './http/routes/snapshots.js';
 import { problemRoutes } from './http/routes/problems.js';
+import { oipRoutes } from './http/routes/oip.js';
 import { registerProtection } from './http/plugins/protection.js';
 import { registerMetrics } from './http/plugins/metrics.js';
 import type { Services } from './http/services.js';
@@ -114,7 +115,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, fileRoutes, snapshotRoutes, metaRoutes]) {
+  for (const routes of [sessionRoutes, arrayRoutes, opsRoutes, autogradRoutes, tapeRoutes, fileRoutes, snapshotRoutes, oipRoutes, metaRoutes]) {
     await app.register(routes(services));
   }
   await app.register(problemRoutes());

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import * as api from './http/schemas/api.js';
 import * as program from './http/schemas/program.js';
+import * as oip from './http/schemas/oip.js';
 import { buildApp } from './app.js';
 import { loadConfig } from './config.js';
 import { referenceBackend } from './engine/reference.js';
@@ -22,6 +23,7 @@ export async function renderOpenApi(): Promise<string> {
 export function renderSchemas(): Record<string, string> {
   const named: Record<string, z.ZodType> = {
     ...Object.fromEntries(Object.entries(api).filter(([, v]) => v instanceof z.ZodType)),
+    ...Object.fromEntries(Object.entries(oip).filter(([, v]) => v instanceof z.ZodType)),
     Statement: program.Statement,
     OpStatement: program.OpStatement,
   };

@@ -110,6 +110,8 @@ export function registerBodyParsers(app: FastifyInstance, maxBodyBytes: number):
   app.removeContentTypeParser(['application/json', 'text/plain']);
   app.addContentTypeParser('application/json', (req, payload, done) => {
     readBody(req, payload, maxBodyBytes).then((buf) => {
+      // The Open Inference Protocol's binary extension: JSON, then raw bytes (src/http/oip.ts reads it).
+      if (req.headers['inference-header-content-length'] !== undefined) return done(null, buf);
       let value: unknown;
       try {
         value = parseJsonBody(buf.toString('utf8'));

@@ -56,6 +56,8 @@ export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyReq
   const problem = toProblem(err, req?.url);
   if (req) {
     problem.request_id = req.id;
+    // Open Inference Protocol clients show an error's `error` member (KServe v2, Triton).
+    if (/^\/v1\/sessions\/[^/]+\/v2(\/|\?|$)/.test(req.url)) problem.error = err.message;
     // The code is what operators count and search by; the status alone lumps every 422 together.
     req.log[err.status >= 500 ? 'error' : 'info']({ code: err.code, status: err.status, ...(err.extra.limit ? { limit: err.extra.limit } : {}) }, 'problem answered');
   }

@@ -3,6 +3,8 @@
  *
  * - A schema registered with an exact fast check (schemas/fast.ts) is tried with it first; only a
  *   body the check refuses goes through zod, which then produces the error.
+ * - A union registered with a variant (schemas/fast.ts) checks a value that plainly means one of
+ *   its alternatives against that one alone, so that the error is the alternative's.
  * - A union failure is narrowed to the issue of the alternative the client meant, so that a bad
  *   argument deep in a program is reported at its path (`ops.0.body.3.args.1`) with its own
  *   message, not as "invalid input" at the statement.
@@ -10,10 +12,19 @@
 import type { FastifySchemaCompiler } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
-import { fastCheckOf } from './schemas/fast.js';
+import { fastCheckOf, variantOf } from './schemas/fast.js';
 
 export const validatorCompiler: FastifySchemaCompiler<z.ZodType> = (route) => {
-  const slow = zodValidatorCompiler(route);
+  const whole = zodValidatorCompiler(route);
+  const pick = variantOf(route.schema);
+  const compiled = new Map<z.ZodType, ReturnType<typeof zodValidatorCompiler>>();
+  const slow = !pick ? whole : (data: unknown) => {
+    const meant = pick(data);
+    if (!meant) return whole(data);
+    let v = compiled.get(meant);
+    if (!v) compiled.set(meant, (v = zodValidatorCompiler({ ...route, schema: meant })));
+    return v(data);
+  };
   const fast = fastCheckOf(route.schema);
   if (!fast) return slow;
   return (data: unknown) => (fast(data) ? { value: data } : slow(data));

@@ -110,9 +110,13 @@ function decodeNpy(s: Session, name: string, buf: Buffer, dtype?: DType): BindSt
 
 /** Binds `name` to a new array from a JSON body or a .npy file; answers whether it was bound before. */
 export function bindUpload(s: Session, name: string, body: ArrayInput | Buffer, dtype?: DType): { existed: boolean; descriptor: Descriptor } {
-  const st = Buffer.isBuffer(body) ? decodeNpy(s, name, body, dtype) : decodeBody(s, name, body);
+  return bindDecoded(s, Buffer.isBuffer(body) ? decodeNpy(s, name, body, dtype) : decodeBody(s, name, body));
+}
+
+/** Binds what a decoder of another wire form made (an Open Inference Protocol tensor). */
+export function bindDecoded(s: Session, st: BindStatement): { existed: boolean; descriptor: Descriptor } {
   const { existed } = runOne(s, st);
-  return { existed: existed!, descriptor: describe(s, name, s.names.get(name)!) };
+  return { existed: existed!, descriptor: describe(s, st.out, s.names.get(st.out)!) };
 }
 
 /** A .npy file of the array: its header, then its data in chunks (see chunked.ts). */

@@ -264,8 +264,10 @@ export class Session {
 
   /** Describes a bound name (no data). */
   async describe(name: string): Promise<Descriptor> {
-    return this.call('GET', `/v1/sessions/${this.id}/arrays/${name}`, () =>
+    const d = await this.call('GET', `/v1/sessions/${this.id}/arrays/${name}`, () =>
       this.api.GET('/v1/sessions/{sid}/arrays/{name}', { params: { path: { sid: this.id, name }, query: { format: 'flat' } } }));
+    // The route answers an OIP tensor only for format=oip.
+    return d as Descriptor;
   }
 
   async attachGrad(name: string, gradReq: GradReq): Promise<Descriptor> {

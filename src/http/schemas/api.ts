@@ -115,7 +115,13 @@ export type PutArrayBody = z.infer<typeof PutArrayBody>;
 
 export const NpyQuery = z.object({ name: Name.optional(), dtype: DTypeSchema.optional() });
 
-export const ReadQuery = z.object({ format: Format.optional() });
+export const ReadQuery = z.object({
+  format: z.enum(['nested', 'flat', 'base64', 'oip']).optional()
+    .describe('oip: the Open Inference Protocol tensor {name, shape, datatype, data}'),
+  binary_data: z.enum(['true', 'false']).optional()
+    .describe('with format=oip: the data as raw bytes after the JSON (binary tensor data extension, application/octet-stream)'),
+  datatype: z.literal('BOOL').optional().describe('with format=oip: answer the elements as BOOL (nonzero is true)'),
+});
 
 export const ArrayList = z.object({ arrays: z.array(ArrayDescriptor) });
 

@@ -27,6 +27,25 @@ export function fastCheckOf(schema: unknown): FastCheck | undefined {
   return typeof schema === 'object' && schema !== null ? checks.get(schema as z.ZodType) : undefined;
 }
 
+/** Picks the alternative of a union a value plainly means, or undefined to leave it to the union. */
+export type Variant = (value: unknown) => z.ZodType | undefined;
+
+const variants = new WeakMap<z.ZodType, Variant>();
+
+/**
+ * Registers how to tell which alternative of `schema` (a union) a refused value meant, so that its
+ * error is that alternative's: zod prefers an alternative refused only for keys foreign to it, and
+ * would report an OIP tensor's bad `datatype` as a key foreign to our array bodies.
+ */
+export function withVariant<T extends z.ZodType>(schema: T, pick: Variant): T {
+  variants.set(schema, pick);
+  return schema;
+}
+
+export function variantOf(schema: unknown): Variant | undefined {
+  return typeof schema === 'object' && schema !== null ? variants.get(schema as z.ZodType) : undefined;
+}
+
 // Deeper values are left to zod (the JSON body parser refuses them anyway).
 const MAX_DEPTH = 64;
 
