@@ -24,6 +24,7 @@ import { tapeRoutes } from './http/routes/tapes.js';
 import { metaRoutes } from './http/routes/meta.js';
 import { fileRoutes } from './http/routes/files.js';
 import { snapshotRoutes } from './http/routes/snapshots.js';
+import { registerDurability } from './http/plugins/durability.js';
 import { problemRoutes } from './http/routes/problems.js';
 import { oipRoutes } from './http/routes/oip.js';
 import { registerProtection } from './http/plugins/protection.js';
@@ -89,6 +90,9 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   const metrics = registerMetrics(app, store);
   registerBodyBudget(app, o.config.limits, store.memory, metrics.registry);
   const services: Services = { config: o.config, store, state: { draining: false }, metrics };
+  // Hooked in before the routes, replayed once they are ready (below).
+  const durable = o.config.stateDir ? await registerDurability(app, store, o.config.stateDir) : null;
+  if (durable) services.durable = durable.durability;
 
   registerProblems(app, (err) => {
     if (err.code === 'quota_exceeded' || err.code === 'rate_limited' || err.code === 'array_too_large') {
@@ -121,5 +125,12 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   await app.register(problemRoutes());
   app.addHook('onClose', async () => store.closeAll());
   await app.ready();
+  if (durable) {
+    const c = durable.recovered.cut;
+    if (c) app.log.warn({ journal: durable.durability.journal.path, cut_at: c.at, dropped_bytes: c.dropped, reason: c.reason }, 'the journal ended in a bad record: cut at the last good one');
+    const t0 = Date.now();
+    const n = await durable.replay();
+    app.log.info({ journal: durable.durability.journal.path, records: n, sessions: store.size, ms: Date.now() - t0 }, 'sessions restored from the state directory');
+  }
   return { app, services };
 }

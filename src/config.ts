@@ -22,6 +22,8 @@ export const ConfigSchema = z.object({
   /** The longest one request body may take to arrive, however steadily it trickles in. */
   GRADSERVE_BODY_TIMEOUT_MS: int(120000),
   GRADSERVE_MAX_SESSIONS: int(1000),
+  /** Where sessions are journaled so that they survive a restart or a crash; empty: in memory only. */
+  GRADSERVE_STATE_DIR: z.string().max(4096).default(''),
   GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
   /** Ended sessions whose end the store remembers, to tell their token holders why they are gone. */
   GRADSERVE_REMEMBERED_SESSIONS: int(10000),
@@ -153,6 +155,8 @@ export interface Config {
   apiKeys: string[];
   /** Replica name for the X-Gradserve-Replica header ('' = none). */
   replica: string;
+  /** GRADSERVE_STATE_DIR: sessions journaled there survive restarts; null keeps them in memory. */
+  stateDir: string | null;
   /** Serialize each response through its zod schema and fail it when that changes anything. */
   checkResponses: boolean;
   sweepIntervalMs: number;
@@ -180,6 +184,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     backend: e.GRADSERVE_BACKEND,
     apiKeys: e.GRADSERVE_API_KEYS.split(',').map((s) => s.trim()).filter(Boolean),
     replica: e.GRADSERVE_REPLICA,
+    stateDir: e.GRADSERVE_STATE_DIR || null,
     checkResponses: e.GRADSERVE_CHECK_RESPONSES === '1',
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
     allocCacheBytes: e.GRADSERVE_ALLOC_CACHE_BYTES,

@@ -70,6 +70,8 @@ export const ERROR_CATALOGUE = {
     help: 'The request ran past its time budget (GRADSERVE_REQUEST_TIMEOUT_MS) and was stopped between statements; the session is consistent and `changed` lists what completed.' },
   unavailable: { status: 503, title: 'Service unavailable',
     help: 'The server is draining or under pressure (event-loop lag, heap). Retry after `Retry-After` seconds, possibly on another replica.' },
+  insufficient_storage: { status: 507, title: 'Insufficient storage',
+    help: 'The state directory (GRADSERVE_STATE_DIR) could not take the change: the disk is full or failing. The change was not acknowledged and does not survive a restart; free space, then send the request again.' },
   internal: { status: 500, title: 'Internal error',
     help: 'The server failed; the cause is in its log under this answer\'s request_id. Nothing of another session was touched.' },
 } as const satisfies Record<string, { status: number; title: string; help: string }>;

@@ -3,6 +3,11 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { SessionStore } from '../session/store.js';
 import type { Session } from '../session/session.js';
+import { fail } from '../errors.js';
+import { isReplay } from './replay.js';
+
+/** Requests that can change a session: the state directory journals them. */
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 export function bearer(headers: IncomingHttpHeaders): string | null {
   const h = headers.authorization;
@@ -29,12 +34,25 @@ export function matchApiKey(keys: readonly string[], given: unknown): string | n
  */
 export function verifiedCredential(store: SessionStore, apiKeys: readonly string[], req: { params?: unknown; headers: IncomingHttpHeaders }): string | null {
   const sid = (req.params as { sid?: unknown } | undefined)?.sid;
+  // A replayed request stands for the one its session's holder made.
+  if (typeof sid === 'string' && isReplay(req)) return `session:${sid}`;
   const token = typeof sid === 'string' ? bearer(req.headers) : null;
   if (token && store.holds(sid as string, token)) return `session:${sid as string}`;
   const key = apiKeys.length ? matchApiKey(apiKeys, req.headers['x-api-key']) : null;
   return key === null ? null : `key:${key}`;
 }
 
-export function sessionOf(store: SessionStore, req: { params: unknown; headers: IncomingHttpHeaders }): Session {
-  return store.authorize((req.params as { sid: string }).sid, bearer(req.headers));
+export function sessionOf(store: SessionStore, req: { params: unknown; headers: IncomingHttpHeaders; method?: string }): Session {
+  const sid = (req.params as { sid: string }).sid;
+  let s: Session;
+  if (isReplay(req)) {
+    const found = store.get(sid);
+    if (!found) throw fail('not_found', `there is no session \`${sid}\``);
+    s = found;
+  } else {
+    s = store.authorize(sid, bearer(req.headers));
+  }
+  // The handler runs the session next, in this turn: that run is this request's.
+  s.runTag = req.method && MUTATING.has(req.method) ? req : undefined;
+  return s;
 }

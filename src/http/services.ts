@@ -2,6 +2,7 @@
 import type { Config } from '../config.js';
 import type { SessionStore } from '../session/store.js';
 import type { Metrics } from './plugins/metrics.js';
+import type { Durability } from './plugins/durability.js';
 
 export interface Services {
   config: Config;
@@ -9,4 +10,6 @@ export interface Services {
   /** True once SIGTERM began a drain: readiness answers 503 so balancers stop sending work. */
   state: { draining: boolean };
   metrics: Metrics;
+  /** The state directory's journal, when GRADSERVE_STATE_DIR is set. */
+  durable?: Durability;
 }

@@ -58,6 +58,10 @@ export class Session {
   readonly names = new Bindings();
   /** Functions and classes defined in the expression language, kept like a notebook's. */
   readonly definitions = new Map<string, Definition>();
+  /** Set by the HTTP layer just before `run` for a request the state directory journals. */
+  runTag: unknown = undefined;
+  /** Called inside the session's queue once the run for a tagged request is done. */
+  onRan: ((tag: unknown) => void) | null = null;
   /** Named snapshots (src/session/snapshots.ts): safetensors bytes and what a file cannot say. */
   readonly snapshots = new Map<string, Snapshot>();
   readonly scopes = new ScopeStack();
@@ -188,6 +192,9 @@ export class Session {
    * environment, followed by freeing what it made that nothing references.
    */
   run<T>(fn: () => T | Promise<T>): Promise<T> {
+    // The request this run is for, when it is to be journaled: taken now, in the order runs queue.
+    const tag = this.runTag;
+    this.runTag = undefined;
     const next = this.queue.then(async () => {
       if (this.closed) throw fail('not_found', `session ${this.id} was deleted`);
       this.touch();
@@ -195,7 +202,14 @@ export class Session {
       this.base64Bytes = 0;
       try {
         const be = this.memory.backend;
-        const value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));
+        let value: T | Promise<T>;
+        try {
+          value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));
+        } finally {
+          // Journaled in the order the session ran them, failed ones too: a failing program keeps
+          // what its earlier statements did.
+          if (tag !== undefined) this.onRan?.(tag);
+        }
         // Large kernels may still be running off the event loop; answers read data only after them.
         await be.flush(this.stream);
         return resolveDeferred(value);

@@ -16,6 +16,8 @@ export interface CreateSessionInput {
   /** An id minted upstream (a load balancer's request id), when it is well-formed and unused. */
   id?: string;
   apiKey: string | null;
+  /** Replaying a journal: the hash of the token the session was created with (no token is made). */
+  tokenHash?: Buffer;
 }
 
 const hash = (token: string): Buffer => digest('sha256', token, 'buffer');
@@ -65,14 +67,24 @@ export class SessionStore {
       throw fail('invalid_request', `\`ttl_seconds\` is ${ttl}; the limit is ${l.maxTtlSeconds}`, { arg: 'ttl_seconds' });
     }
     const id = input.id && !this.sessions.has(input.id) ? input.id : newSessionId();
-    const token = randomBytes(32).toString('base64url');
+    const token = input.tokenHash ? '' : randomBytes(32).toString('base64url');
     const seed = input.seed ?? randomBytes(4).readUInt32LE(0);
     const session = new Session(
-      { id, tokenHash: hash(token), ttlSeconds: ttl, seed, defaultDtype: input.default_dtype ?? 'float32', apiKey: input.apiKey },
+      { id, tokenHash: input.tokenHash ?? hash(token), ttlSeconds: ttl, seed, defaultDtype: input.default_dtype ?? 'float32', apiKey: input.apiKey },
       this.backend, this.memory, l, this.stats,
     );
+    session.onRan = this.onRan;
     this.sessions.set(id, session);
     return { session, token };
+  }
+
+  /** For the state directory's journal: called in each session's queue after a tagged run. */
+  onRan: ((tag: unknown) => void) | null = null;
+
+  /** The live session `id`, unauthorized: for replaying a journal only. */
+  get(id: string): Session | undefined {
+    const s = this.sessions.get(id);
+    return s && !s.closed ? s : undefined;
   }
 
   /** True when `token` is the token of the live session `id` (for bucketing, before the route runs). */
@@ -146,8 +158,10 @@ export class SessionStore {
     this.timer.unref();
   }
 
+  /** Shutdown: every session goes, without telling the listeners (a journal must not record their end). */
   closeAll(): void {
     if (this.timer) clearInterval(this.timer);
+    this.deletedListeners.length = 0;
     for (const s of [...this.sessions.values()]) this.delete(s);
   }
 

@@ -20,6 +20,7 @@ const LAYERS: [string, string[]][] = [
   ['ops', ['ops/']],
   ['autograd', ['autograd/']],
   ['session', ['session/']],
+  ['durability', ['durability/']],
   ['http', ['http/']],
   ['app', ['app.ts', 'server.ts', 'spec.ts']],
 ];

@@ -5,6 +5,7 @@
  * Retry-After. Health and readiness probes are never throttled.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { isReplay } from '../replay.js';
 import rateLimit from '@fastify/rate-limit';
 import underPressure from '@fastify/under-pressure';
 import { hash } from 'node:crypto';
@@ -34,6 +35,8 @@ export async function registerProtection(app: FastifyInstance, config: Config, s
       max: p.rateLimitMax,
       timeWindow: p.rateLimitWindowMs,
       keyGenerator: clientKey(store, config.apiKeys),
+      // A journal's replay at start was counted when it first came.
+      allowList: (req) => isReplay(req),
       errorResponseBuilder: (_req, ctx) => new ApiError('rate_limited', `more than ${ctx.max} requests in ${Math.round(p.rateLimitWindowMs / 1000)} s from this client; retry after ${Math.ceil(ctx.ttl / 1000)} s`, { limit: 'rate', value: ctx.max, retry_after: Math.ceil(ctx.ttl / 1000) }),
     });
   }
@@ -43,7 +46,7 @@ export async function registerProtection(app: FastifyInstance, config: Config, s
     retryAfter: 1,
     exposeStatusRoute: false,
     pressureHandler: (req, reply, type, value) => {
-      if (PROBES.has(req.url.split('?')[0])) return;
+      if (PROBES.has(req.url.split('?')[0]) || isReplay(req)) return;
       sendProblem(reply, new ApiError('unavailable', `the server is under pressure (${type}: ${Math.round(Number(value))}); retry shortly`, { retry_after: 1 }), req);
     },
   });

@@ -28,6 +28,7 @@ export const sessionRoutes = (svc: Services): FastifyPluginAsyncZod => async (ap
     const minted = req.headers['x-gradserve-session-id'];
     const id = typeof minted === 'string' && /^[A-Za-z0-9_-]{8,64}$/.test(minted) ? minted : undefined;
     const { session, token } = svc.store.create({ ...(req.body ?? {}), id, apiKey });
+    svc.durable?.created(req, session);
     const info = sessionInfo(session);
     reply.code(201).header('Location', `/v1/sessions/${session.id}`);
     return { id: info.id, created_at: info.created_at, expires_at: info.expires_at, ttl_seconds: info.ttl_seconds, seed: info.seed, default_dtype: info.default_dtype, token, limits: info.limits };

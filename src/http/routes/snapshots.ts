@@ -51,9 +51,15 @@ export const snapshotRoutes = (S: Services): FastifyPluginAsyncZod => async (app
     schema: { summary: "A new session holding a snapshot's state (the source's token authorizes; the answer has the new session's)", tags: ['snapshots'], params: SnapshotParams, body: ForkBody.nullish(), response: { 201: SessionCreated, ...errors } },
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
-    const p = await s.run(() => snapshotOf(s, req.params.name));
-    const { session, token } = S.store.create({
-      ttl_seconds: req.body?.ttl_seconds ?? s.ttlMs / 1000, seed: s.seed, default_dtype: s.defaultDtype, apiKey: s.apiKey,
+    // The fork is not a change to `s`: journaled as a fork of its own, inside `s`'s queue.
+    s.runTag = undefined;
+    const { p, session, token } = await s.run(() => {
+      const snap = snapshotOf(s, req.params.name);
+      const made = S.store.create({
+        ttl_seconds: req.body?.ttl_seconds ?? s.ttlMs / 1000, seed: s.seed, default_dtype: s.defaultDtype, apiKey: s.apiKey,
+      });
+      S.durable?.forked(req, s, req.params.name, made.session);
+      return { p: snap, ...made };
     });
     try {
       await session.run(() => restoreSnapshot(session, p));

@@ -1,0 +1,138 @@
+/**
+ * Sessions that outlive their process (GRADSERVE_STATE_DIR, issue 19): every request that ran
+ * against a session is journaled, in the order the session ran it, and its answer waits until the
+ * record is on disk; at start the journal is replayed through the same routes, so that everything a
+ * client can observe (arrays, gradients, tapes with their saved values, scopes, definitions,
+ * snapshots, the random stream, idempotency records) comes back as it was when last acknowledged.
+ *
+ * Replay relies on the engine being deterministic for a given session seed, which the tests check
+ * bit for bit. A request that stopped on its time budget may stop elsewhere when replayed.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Journal, type Recovered } from '../../durability/journal.js';
+import type { Session } from '../../session/session.js';
+import type { SessionStore } from '../../session/store.js';
+import { restoreSnapshot } from '../../session/snapshots.js';
+import { uploadsOf } from '../multipart.js';
+import { REPLAY_HEADER, REPLAY_SECRET, isReplay } from '../replay.js';
+
+const DURABLE = Symbol('durable');
+type Tagged = FastifyRequest & { [DURABLE]?: Promise<void> };
+
+/** Headers a replay needs to read the body as the original request was read. */
+const KEPT_HEADERS = ['content-type', 'idempotency-key', 'inference-header-content-length'];
+
+export interface Durability {
+  /** A session POST /v1/sessions made: journaled before the answer goes. */
+  created(req: FastifyRequest, s: Session): void;
+  /** A session forked from `from`'s snapshot `snapshot`: journaled inside `from`'s queue. */
+  forked(req: FastifyRequest, from: Session, snapshot: string, s: Session): void;
+  readonly journal: Journal;
+}
+
+function sessionHeader(s: Session): Record<string, unknown> {
+  return { id: s.id, token_hash: s.tokenHash.toString('base64url'), ttl: s.ttlMs / 1000, seed: s.seed, dtype: s.defaultDtype, api_key: s.apiKey };
+}
+
+/** The body as the route read it: its bytes, a multipart form rebuilt from its parts, or JSON. */
+function bodyOf(req: FastifyRequest): { contentType?: string; body: Uint8Array | null } {
+  const b = req.body as unknown;
+  if (Buffer.isBuffer(b)) return { body: b };
+  const parts = uploadsOf(req);
+  if (parts.size) {
+    const boundary = `gradserve-journal-${randomBytes(16).toString('hex')}`;
+    const pieces: Buffer[] = [];
+    const part = (name: string, type: string, data: Uint8Array) => {
+      pieces.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"${name === 'program' ? '' : `; filename="${name}"`}\r\nContent-Type: ${type}\r\n\r\n`), Buffer.from(data), Buffer.from('\r\n'));
+    };
+    part('program', 'application/json', Buffer.from(JSON.stringify(b ?? {})));
+    for (const [name, data] of parts) part(name, 'application/octet-stream', data);
+    pieces.push(Buffer.from(`--${boundary}--\r\n`));
+    return { contentType: `multipart/form-data; boundary=${boundary}`, body: Buffer.concat(pieces) };
+  }
+  if (b === undefined) return { body: null };
+  return { contentType: 'application/json', body: Buffer.from(JSON.stringify(b)) };
+}
+
+/** Opens the journal and hooks it in; call before the app is ready, then `replay` once it is. */
+export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number> }> {
+  const { journal, recovered } = await Journal.open(dir);
+  let live = false;
+  const hold = (req: FastifyRequest, p: Promise<void>) => { (req as Tagged)[DURABLE] = p; };
+
+  store.onRan = (tag) => {
+    const req = tag as FastifyRequest;
+    if (!live || isReplay(req)) return;
+    const sid = (req.params as { sid?: string }).sid;
+    const { contentType, body } = bodyOf(req);
+    const headers: Record<string, string> = {};
+    for (const h of KEPT_HEADERS) {
+      const v = req.headers[h];
+      if (typeof v === 'string') headers[h] = v;
+    }
+    if (contentType) headers['content-type'] = contentType;
+    hold(req, journal.append({ t: 'req', sid, method: req.method, url: req.url, headers }, body));
+  };
+  store.onDeleted((id) => {
+    // An expiry or a delete: the session must not come back. Not awaited: nothing answers for it.
+    if (live) void journal.append({ t: 'end', sid: id }).catch(() => undefined);
+  });
+  app.addHook('onSend', async (req, _reply, payload) => {
+    const p = (req as Tagged)[DURABLE];
+    if (p) await p;
+    return payload;
+  });
+  app.addHook('onClose', async () => { await journal.close(); });
+
+  const durability: Durability = {
+    journal,
+    created(req, s) {
+      if (live && !isReplay(req)) hold(req, journal.append({ t: 'create', ...sessionHeader(s) }));
+    },
+    forked(req, from, snapshot, s) {
+      if (live && !isReplay(req)) hold(req, journal.append({ t: 'fork', from: from.id, snapshot, ...sessionHeader(s) }));
+    },
+  };
+
+  const replay = async (): Promise<number> => {
+    let n = 0;
+    for (const { header: h, body } of recovered.records) {
+      const make = () => store.create({
+        id: h.id as string, tokenHash: Buffer.from(h.token_hash as string, 'base64url'), ttl_seconds: h.ttl as number,
+        seed: h.seed as number, default_dtype: h.dtype as 'float32', apiKey: (h.api_key as string | null) ?? null,
+      }).session;
+      switch (h.t) {
+        case 'create':
+          make();
+          break;
+        case 'fork': {
+          const snap = store.get(h.from as string)?.snapshots.get(h.snapshot as string);
+          if (!snap) break;
+          const s = make();
+          await s.run(() => restoreSnapshot(s, snap));
+          break;
+        }
+        case 'req':
+          await app.inject({
+            method: h.method as 'POST',
+            url: h.url as string,
+            headers: { ...(h.headers as Record<string, string>), [REPLAY_HEADER]: REPLAY_SECRET },
+            ...(body ? { payload: Buffer.from(body.buffer, body.byteOffset, body.byteLength) } : {}),
+          });
+          break;
+        case 'end': {
+          const s = store.get(h.sid as string);
+          if (s) store.delete(s);
+          break;
+        }
+        default:
+          break;
+      }
+      n++;
+    }
+    live = true;
+    return n;
+  };
+  return { durability, recovered, replay };
+}
