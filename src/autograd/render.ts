@@ -2,6 +2,7 @@
 import { NDArray } from '../engine/ndarray.js';
 import type { Tape, Node } from './tape.js';
 import { gradReqOf } from './slot.js';
+import { wrapLongGraph, type Edge } from './layout.js';
 
 export type NameOf = (arrayId: number) => string | undefined;
 
@@ -69,6 +70,9 @@ export function tapeToDot(t: Tape, nameOf: NameOf): string {
     '  node [fontname="Helvetica", fontsize=11];',
     '  edge [color="#6b7280"];',
   ];
+  const nodes: string[] = [];
+  const edges: Edge[] = [];
+  const edge = (from: string, to: string) => { edges.push([from, to]); lines.push(`  ${from} -> ${to};`); };
   const arrays = new Set<number>();
   const arrayNode = (id: number, shape: readonly number[] | null, dtype: string | null, leaf: NDArray | null, constant: boolean) => {
     if (arrays.has(id)) return;
@@ -78,27 +82,33 @@ export function tapeToDot(t: Tape, nameOf: NameOf): string {
     const req = leaf ? gradReqOf(leaf) : null;
     if (req) text.push(`variable, grad_req=${req}`);
     const style = req ? VARIABLE : name ? NAMED : 'style=dashed';
+    nodes.push(`a${id}`);
     lines.push(`  a${id} [shape=box, label=${label(...text)}, ${style}];`);
   };
   for (const n of t.nodes) {
     if (n.freed) continue;
+    nodes.push(`n${n.id}`);
     lines.push(`  n${n.id} [${OP}, label=${label(n.op.name, ...attrLines(n.attrs))}];`);
     n.inputs.forEach((e, i) => {
       const id = n.inputIds[i];
       if (id === null) {
         const v = n.x[i];
         if (typeof v !== 'number') return;
-        lines.push(`  s${n.id}_${i} [shape=plaintext, label=${q(String(v))}];`, `  s${n.id}_${i} -> n${n.id};`);
+        nodes.push(`s${n.id}_${i}`);
+        lines.push(`  s${n.id}_${i} [shape=plaintext, label=${q(String(v))}];`);
+        edge(`s${n.id}_${i}`, `n${n.id}`);
         return;
       }
       arrayNode(id, n.shapes[i], n.dtypes[i], e && 'leaf' in e ? e.leaf : null, e === null);
-      lines.push(`  a${id} -> n${n.id};`);
+      edge(`a${id}`, `n${n.id}`);
     });
     for (const o of n.outputs) {
       arrayNode(o.id, o.shape, o.dtype, null, false);
-      lines.push(`  n${n.id} -> a${o.id};`);
+      edge(`n${n.id}`, `a${o.id}`);
     }
   }
+  const wrap = wrapLongGraph(nodes, edges);
+  if (wrap) lines.splice(1, 1, `  rankdir=${wrap.rankdir};`, ...wrap.statements);
   lines.push('}');
   return lines.join('\n') + '\n';
 }

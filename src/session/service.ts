@@ -408,11 +408,12 @@ export function getTape(s: Session, tid: string, format: 'json' | 'dot', labelsT
   for (const [n, a] of s.names) { const l = labels.get(n); if (l !== undefined) names.set(a.id, l); }
   const nameOf = (id: number) => names.get(id);
   if (format === 'dot') {
-    // DOT and its SVG layout are built on the event loop: bounded, so one big tape cannot stall it.
+    // DOT, its SVG layout and its PNG are built on the event loop: bounded, so one big tape cannot
+    // stall it.
     const live = t.nodes.filter((n) => !n.freed).length;
     const max = s.limits.maxRenderNodes;
     if (live > max) {
-      throw fail('payload_too_large', `tape \`${tid}\` has ${live} live nodes; DOT and SVG render at most ${max} (GRADSERVE_MAX_RENDER_NODES); ask for ?format=json`, { limit: 'render_nodes', value: live, max });
+      throw fail('payload_too_large', `tape \`${tid}\` has ${live} live nodes; drawings (DOT, SVG, PNG) show at most ${max} (GRADSERVE_MAX_RENDER_NODES); ask for ?format=json`, { limit: 'render_nodes', value: live, max });
     }
   }
   return format === 'dot' ? tapeToDot(t, nameOf) : tapeToJson(t, nameOf);

@@ -55,6 +55,9 @@ describe('example notebooks, run by Jupyter', () => {
     const drawing = join_(nb.cells.flatMap((c) => c.outputs ?? []).find((o) => o.data?.['image/svg+xml'])!.data!['image/svg+xml']);
     expect(drawing.startsWith('<svg')).toBe(true);
     expect(drawing).toMatch(/>x[ <]/);
+    // The same picture as PNG beside it, for an untrusted notebook or an exporter without SVG.
+    const bundle = nb.cells.flatMap((c) => c.outputs ?? []).find((o) => o.data?.['image/svg+xml'])!.data!;
+    expect(Buffer.from(join_(bundle['image/png']), 'base64').subarray(1, 4).toString('latin1')).toBe('PNG');
     const html = await runProcess(JUPYTER, ['nbconvert', '--to', 'html', join(out, 'autograd-chapter.ipynb')], { cwd: out, env: process.env });
     expect(html.code, html.stderr).toBe(0);
     const page = readFileSync(join(out, 'autograd-chapter.html'), 'utf8');

@@ -191,7 +191,7 @@ function sessionRequest(ops: OpInfo[], only: (kind: string) => boolean = () => t
     { kind: 'scope', weight: 15, arbitrary: j('scope', 'POST', fc.constantFrom('record', 'pause', 'train-mode', 'predict-mode', 'exit').map((p) => `{S}/autograd/${p}`), b.scope) },
     { kind: 'backward', weight: 15, arbitrary: j('backward', 'POST', c('{S}/backward'), b.backward) },
     { kind: 'grad', weight: 15, arbitrary: j('grad', 'POST', c('{S}/grad'), b.grad) },
-    { kind: 'tapes', weight: 10, arbitrary: fc.tuple(tapeId, fc.constantFrom('', '?format=json', '?format=dot', '?format=svg', '?format=x'), fc.boolean()).map(([t, q, del]) => ({ kind: 'tapes', method: del ? 'DELETE' : 'GET', path: `{S}/tapes/${t}${del ? '' : q}`, body: undefined })) },
+    { kind: 'tapes', weight: 10, arbitrary: fc.tuple(tapeId, fc.constantFrom('', '?format=json', '?format=dot', '?format=svg', '?format=png', '?format=x'), fc.boolean()).map(([t, q, del]) => ({ kind: 'tapes', method: del ? 'DELETE' : 'GET', path: `{S}/tapes/${t}${del ? '' : q}`, body: undefined })) },
     {
       kind: 'import',
       weight: 10,

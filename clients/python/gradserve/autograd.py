@@ -215,28 +215,40 @@ def grad(heads, variables, head_grads=None, retain_graph=None, create_graph: boo
 
 
 class TapeDrawing:
-    """A tape drawn by the server as SVG (Graphviz): a notebook displays it as the cell's output.
+    """A tape drawn by the server (Graphviz): a notebook displays it as the cell's output.
 
-    Attributes: ``tape`` (the tape id) and ``svg`` (the SVG text); ``save(path)`` writes it."""
+    Attributes: ``tape`` (the tape id), ``svg`` (the SVG text) and ``png`` (the same picture as PNG
+    bytes, for untrusted notebooks and exporters that drop SVG); ``save(path)`` writes the PNG
+    when the path ends in ``.png``, else the SVG."""
 
-    def __init__(self, tape: str, svg: str):
+    def __init__(self, tape: str, svg: str, png: bytes = b''):
         self.tape = tape
         self.svg = svg
+        self.png = png
 
     def _repr_svg_(self) -> str:
         return _for_notebook(self.svg)
 
+    def _repr_png_(self):
+        # Both forms go in the cell's output: front ends show the SVG where they trust it and
+        # fall back on the PNG where they do not (an untrusted notebook, a PNG-only exporter).
+        return self.png or None
+
     def save(self, path: str) -> None:
+        if str(path).lower().endswith('.png'):
+            with open(path, 'wb') as f:
+                f.write(self.png)
+            return
         with open(path, 'w', encoding='utf-8') as f:
             f.write(self.svg)
 
     def __repr__(self) -> str:
-        return '<TapeDrawing of tape %s: %d bytes of SVG>' % (self.tape, len(self.svg))
+        return '<TapeDrawing of tape %s: %d bytes of SVG, %d of PNG>' % (self.tape, len(self.svg), len(self.png))
 
 
-def _get_text(client: Client, sub: str, query: dict) -> str:
-    """GET a non-JSON answer (SVG, DOT) under the session. Client.http parses JSON only, so this
-    makes its own request, with the same credentials and the same errors."""
+def _get_bytes(client: Client, sub: str, query: dict) -> bytes:
+    """GET a non-JSON answer (SVG, DOT, PNG) under the session. Client.http parses JSON only, so
+    this makes its own request, with the same credentials and the same errors."""
     client.ensure_session()
     path = '/v1/sessions/%s%s' % (client.session_id, sub)
     url = client.url + path + '?' + urllib.parse.urlencode(query)
@@ -245,7 +257,7 @@ def _get_text(client: Client, sub: str, query: dict) -> str:
         headers['X-API-Key'] = client.api_key
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=client.timeout) as r:
-            return r.read().decode('utf-8')
+            return r.read()
     except urllib.error.HTTPError as e:
         body = e.read()
         try:
@@ -256,6 +268,10 @@ def _get_text(client: Client, sub: str, query: dict) -> str:
     except (urllib.error.URLError, OSError) as e:
         raise GradserveConnectionError('cannot reach the gradserve server at %s (GET %s): %s'
                                        % (client.url, url, e), method='GET', url=url) from None
+
+
+def _get_text(client: Client, sub: str, query: dict) -> str:
+    return _get_bytes(client, sub, query).decode('utf-8')
 
 
 def _tape_of(x: NDArray, caller: str, use: str) -> str:
@@ -314,7 +330,10 @@ def show(y: NDArray) -> TapeDrawing:
     query = {'format': 'svg'}
     if labels:
         query['labels'] = json.dumps(labels)
-    return TapeDrawing(tape, _get_text(client, '/tapes/%s' % tape, query))
+    svg = _get_text(client, '/tapes/%s' % tape, query)
+    # Fetched now, not when displayed: by then backward may have freed the history.
+    png = _get_bytes(client, '/tapes/%s' % tape, dict(query, format='png'))
+    return TapeDrawing(tape, svg, png)
 
 
 class Symbol:

@@ -1,4 +1,4 @@
-/** The recorded tapes of a session: listed, read as JSON, DOT or SVG, deleted. */
+/** The recorded tapes of a session: listed, read as JSON, DOT, SVG or PNG, deleted. */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { SessionParams, TapeList, TapeParams, TapeQuery } from '../schemas/api.js';
@@ -6,6 +6,7 @@ import { sessionOf } from '../auth.js';
 import { problems } from '../responses.js';
 import { deleteTape, getTape, listTapes } from '../../session/service.js';
 import { dotToSvg } from '../../autograd/render.js';
+import { svgToPng } from '../../autograd/raster.js';
 import type { Services } from '../services.js';
 
 const errors = problems(401, 404);
@@ -19,15 +20,17 @@ export const tapeRoutes = (S: Services): FastifyPluginAsyncZod => async (app) =>
   });
 
   app.get('/v1/sessions/:sid/tapes/:tid', {
-    schema: { summary: 'A tape\'s nodes as JSON, Graphviz DOT with ?format=dot, or a picture with ?format=svg', tags: ['tapes'], params: TapeParams, querystring: TapeQuery, response: { 200: z.any(), ...errors } },
+    schema: { summary: 'A tape\'s nodes as JSON, Graphviz DOT with ?format=dot, or a picture with ?format=svg or ?format=png', tags: ['tapes'], params: TapeParams, querystring: TapeQuery, response: { 200: z.any(), ...errors } },
   }, async (req, reply) => {
     const s = sessionOf(S.store, req);
     const format = req.query.format ?? 'json';
-    const body = await s.run(() => getTape(s, req.params.tid, format === 'svg' ? 'dot' : format, req.query.labels));
+    const body = await s.run(() => getTape(s, req.params.tid, format === 'json' ? 'json' : 'dot', req.query.labels));
+    if (format === 'json') return body;
     if (format === 'dot') return reply.type('text/vnd.graphviz').send(body);
     // Layout runs outside the session's queue: it reads only the DOT text, not the session.
-    if (format === 'svg') return reply.type('image/svg+xml').send(await dotToSvg(body as string));
-    return body;
+    const svg = await dotToSvg(body as string);
+    if (format === 'svg') return reply.type('image/svg+xml').send(svg);
+    return reply.type('image/png').send(Buffer.from(await svgToPng(svg)));
   });
 
   app.delete('/v1/sessions/:sid/tapes/:tid', {

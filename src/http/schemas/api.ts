@@ -260,7 +260,7 @@ export const TapeSummary = z.object({
 
 export const TapeList = z.object({ tapes: z.array(TapeSummary) });
 export const TapeQuery = z.object({
-  format: z.enum(['json', 'dot', 'svg']).optional(),
+  format: z.enum(['json', 'dot', 'svg', 'png']).optional(),
   labels: z.string().max(65536).optional().describe('a JSON object of names to the labels a drawing shows for them (a client\'s own variable names for its arrays): {"_py2": "x"}'),
 });
 
