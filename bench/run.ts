@@ -12,7 +12,9 @@
  *   BENCH_QUICK=1 npm run bench   fewer rounds
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -255,9 +257,11 @@ function randomF32(n: number, scale: number, seed: number): Float32Array {
   return out;
 }
 
-async function mlpSection(py: Python, srv: Server): Promise<void> {
+/** A session holding the MLP's data and parameters, and the body of one training step; null without the ops. */
+async function mlpStep(srv: Server): Promise<(() => Promise<void>) | null> {
   const ops = new Set(((await request(srv.url, 'GET', '/v1/ops', null, {})).json as { ops: { name: string; aliases?: string[] }[] }).ops
     .flatMap((o) => [o.name, ...(o.aliases ?? [])]));
+  if (!(ops.has('FullyConnected') && ops.has('softmax_cross_entropy') && ops.has('relu'))) return null;
   const api = await Api.session(srv.url);
   await api.upload('X', [256, 784], randomF32(256 * 784, 1, 1));
   await api.upload('W1', [256, 784], randomF32(256 * 784, 0.05, 2));
@@ -266,24 +270,26 @@ async function mlpSection(py: Python, srv: Server): Promise<void> {
   await api.upload('b2', [10], new Float32Array(10));
   await api.upload('Y', [256], Float32Array.from({ length: 256 }, (_, i) => (i * 7) % 10));
   for (const p of ['W1', 'b1', 'W2', 'b2']) await api.post(`/arrays/${p}/attach-grad`, {});
-  let body: unknown;
-  if (ops.has('FullyConnected') && ops.has('softmax_cross_entropy') && ops.has('relu')) {
-    body = {
-      ops: [
-        { op: 'scope', kind: 'record', body: [
-          { op: 'FullyConnected', args: ['X', 'W1', 'b1'], attrs: { num_hidden: 256 }, out: 'h1' },
-          { op: 'relu', args: ['h1'], out: 'a1' },
-          { op: 'FullyConnected', args: ['a1', 'W2', 'b2'], attrs: { num_hidden: 10 }, out: 'z' },
-          { op: 'softmax_cross_entropy', args: ['z', 'Y'], out: 'loss' },
-        ] },
-        { op: 'backward', args: ['loss'] },
-      ],
-    };
-  } else {
+  const body = {
+    ops: [
+      { op: 'scope', kind: 'record', body: [
+        { op: 'FullyConnected', args: ['X', 'W1', 'b1'], attrs: { num_hidden: 256 }, out: 'h1' },
+        { op: 'relu', args: ['h1'], out: 'a1' },
+        { op: 'FullyConnected', args: ['a1', 'W2', 'b2'], attrs: { num_hidden: 10 }, out: 'z' },
+        { op: 'softmax_cross_entropy', args: ['z', 'Y'], out: 'loss' },
+      ] },
+      { op: 'backward', args: ['loss'] },
+    ],
+  };
+  return async () => { await api.post('/ops', body); };
+}
+
+async function mlpSection(py: Python, srv: Server): Promise<void> {
+  const step = await mlpStep(srv);
+  if (!step) {
     console.log('mlp: FullyConnected/softmax_cross_entropy missing from GET /v1/ops; skipped');
     return;
   }
-  const step = async () => { await api.post('/ops', body); };
   await warm(step);
   const reps = repsFor(await timeAsync(step, 3), 0.5);
   const res = await sideBySide(() => timeAsync(step, reps), () => py.time({ kind: 'mlp', reps: reps * 2 }));
@@ -428,6 +434,47 @@ async function d2lSection(srv: Server): Promise<void> {
   }
 }
 
+/**
+ * What a state directory costs (issue 19, item 5): the same small op and the same MLP step on a
+ * server that journals every request (GRADSERVE_STATE_DIR, one fdatasync per batch) and on one
+ * that does not, alternating, in one run. The ratio is the journaling server's speed against the
+ * plain one's.
+ */
+async function durabilitySection(plain: Server): Promise<void> {
+  for (const sync of ['fdatasync', 'write']) {
+    const dir = mkdtempSync(join(tmpdir(), 'gradserve-bench-state-'));
+    const durable = await startOurs({ GRADSERVE_STATE_DIR: dir, GRADSERVE_STATE_SYNC: sync });
+    try {
+      await durabilityCases(durable, plain, sync);
+    } finally {
+      await durable.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+async function durabilityCases(durable: Server, plain: Server, sync: string): Promise<void> {
+  {
+    const small = async (srv: Server) => {
+      const api = await Api.session(srv.url);
+      await api.post('/arrays', { name: 'x', data: [1, 2, 3, 4] });
+      return async () => { await api.post('/ops', { expr: 'y = x + 1' }); };
+    };
+    const cases: [string, (() => Promise<void>) | null, (() => Promise<void>) | null][] = [
+      ['small op POST /ops', await small(durable), await small(plain)],
+      ['MLP 784-256-10 step', await mlpStep(durable), await mlpStep(plain)],
+    ];
+    for (const [name, on, off] of cases) {
+      if (!on || !off) continue;
+      await warm(on);
+      await warm(off);
+      const reps = repsFor(await timeAsync(off, 3), 0.3);
+      const res = await sideBySide(() => timeAsync(on, reps), () => timeAsync(off, reps));
+      report({ section: 'durability', case: `${name}, journaled (${sync}) vs in memory`, ours: ms(res.ours), theirs: `${ms(res.theirs!)} without GRADSERVE_STATE_DIR`, ratio: res.theirs! / res.ours });
+    }
+  }
+}
+
 // ---- main ------------------------------------------------------------------------------------
 
 const py = new Python();
@@ -446,6 +493,7 @@ try {
   if (want('memory')) await memorySection();
   if (want('upload')) await uploadSection(srv);
   if (want('d2l')) await d2lSection(srv);
+  if (want('durability')) await durabilitySection(srv);
 } finally {
   agent.destroy();
   await srv.close();

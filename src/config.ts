@@ -24,6 +24,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_MAX_SESSIONS: int(1000),
   /** Where sessions are journaled so that they survive a restart or a crash; empty: in memory only. */
   GRADSERVE_STATE_DIR: z.string().max(4096).default(''),
+  /** fdatasync: an answer survives a power loss; write: it survives the process (a crash, kill -9), at less cost. */
+  GRADSERVE_STATE_SYNC: z.enum(['fdatasync', 'write']).default('fdatasync'),
   GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
   /** Ended sessions whose end the store remembers, to tell their token holders why they are gone. */
   GRADSERVE_REMEMBERED_SESSIONS: int(10000),
@@ -157,6 +159,8 @@ export interface Config {
   replica: string;
   /** GRADSERVE_STATE_DIR: sessions journaled there survive restarts; null keeps them in memory. */
   stateDir: string | null;
+  /** Whether the journal fdatasyncs each batch (GRADSERVE_STATE_SYNC=fdatasync) or only writes it. */
+  stateSync: boolean;
   /** Serialize each response through its zod schema and fail it when that changes anything. */
   checkResponses: boolean;
   sweepIntervalMs: number;
@@ -185,6 +189,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiKeys: e.GRADSERVE_API_KEYS.split(',').map((s) => s.trim()).filter(Boolean),
     replica: e.GRADSERVE_REPLICA,
     stateDir: e.GRADSERVE_STATE_DIR || null,
+    stateSync: e.GRADSERVE_STATE_SYNC === 'fdatasync',
     checkResponses: e.GRADSERVE_CHECK_RESPONSES === '1',
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
     allocCacheBytes: e.GRADSERVE_ALLOC_CACHE_BYTES,

@@ -63,10 +63,10 @@ async function reference(steps: number): Promise<string[]> {
 const tmp = () => mkdtempSync(join(tmpdir(), 'gradserve-state-'));
 
 describe('a state directory', () => {
-  it('SIGKILL at random points of a training loop loses no acknowledged step; the next step is bit for bit the uninterrupted one', { timeout: 120000 }, async () => {
+  for (const sync of ['fdatasync', 'write']) it(`SIGKILL at random points of a training loop loses no acknowledged step (GRADSERVE_STATE_SYNC=${sync}); the next step is bit for bit the uninterrupted one`, { timeout: 120000 }, async () => {
     const ref = await reference(12);
     const dir = tmp();
-    let srv = await start(dir);
+    let srv = await start(dir, { GRADSERVE_STATE_SYNC: sync });
     const s = await open(srv.url);
     await ops(s, SETUP);
     let acked = 0;
@@ -81,7 +81,7 @@ describe('a state directory', () => {
       srv.proc.kill('SIGKILL');
       await srv.exited;
       const answered = await inflight;
-      srv = await start(dir);
+      srv = await start(dir, { GRADSERVE_STATE_SYNC: sync });
       s.url = srv.url;
       // The same session, token and all, holds every acknowledged step (and the one in flight, if it was journaled).
       const w = (await call(srv.url, 'GET', `${s.path}/arrays/w?format=base64`, s.token)).json.data;

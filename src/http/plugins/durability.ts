@@ -56,8 +56,8 @@ function bodyOf(req: FastifyRequest): { contentType?: string; body: Uint8Array |
 }
 
 /** Opens the journal and hooks it in; call before the app is ready, then `replay` once it is. */
-export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number> }> {
-  const { journal, recovered } = await Journal.open(dir);
+export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number> }> {
+  const { journal, recovered } = await Journal.open(dir, sync);
   let live = false;
   const hold = (req: FastifyRequest, p: Promise<void>) => { (req as Tagged)[DURABLE] = p; };
 
