@@ -105,12 +105,13 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number):
   });
 }
 
-export function registerBodyParsers(app: FastifyInstance, maxBodyBytes: number): void {
-  // Bodies whose fields are all optional may be empty, with or without a JSON content type.
-  app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser('application/json', (req, payload, done) => {
+/**
+ * A JSON body's parser; a body with the Open Inference Protocol's `Inference-Header-Content-Length`
+ * (JSON, then raw bytes) is handed on as its bytes, for src/http/oip.ts to split.
+ */
+export function jsonParser(maxBodyBytes: number) {
+  return (req: FastifyRequest, payload: Readable, done: (err: Error | null, body?: unknown) => void): void => {
     readBody(req, payload, maxBodyBytes).then((buf) => {
-      // The Open Inference Protocol's binary extension: JSON, then raw bytes (src/http/oip.ts reads it).
       if (req.headers['inference-header-content-length'] !== undefined) return done(null, buf);
       let value: unknown;
       try {
@@ -120,7 +121,13 @@ export function registerBodyParsers(app: FastifyInstance, maxBodyBytes: number):
       }
       done(null, value);
     }, (err: Error) => done(err, undefined));
-  });
+  };
+}
+
+export function registerBodyParsers(app: FastifyInstance, maxBodyBytes: number): void {
+  // Bodies whose fields are all optional may be empty, with or without a JSON content type.
+  app.removeContentTypeParser(['application/json', 'text/plain']);
+  app.addContentTypeParser('application/json', jsonParser(maxBodyBytes));
   app.addContentTypeParser(['application/x-npy', 'application/octet-stream'], (req, payload, done) => {
     readBody(req, payload, maxBodyBytes).then((buf) => done(null, buf), (err: Error) => done(err, undefined));
   });

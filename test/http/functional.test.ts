@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, startServer, type TestServer } from '../helpers/server.js';
 import { spawn } from 'node:child_process';
 import { close } from '../helpers/session.js';
+import { rng } from '../helpers/rng.js';
 
 let srv: TestServer;
 beforeAll(async () => { srv = await startServer(); });
@@ -27,18 +28,6 @@ function torchReference(input: unknown): Promise<Record<string, Tree>> {
     p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`the torch reference failed (${code}): ${err}`))));
     p.stdin.end(JSON.stringify(input));
   });
-}
-
-/** A small seeded generator (mulberry32): the same functions on every run. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A random elementwise expression of x and y from ops both sides spell alike. */

@@ -2,6 +2,7 @@
 import { inflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, Client, type TestServer } from '../helpers/server.js';
+import { chapterTape } from '../helpers/tapes.js';
 
 let srv: TestServer;
 beforeAll(async () => { srv = await startServer(); });
@@ -38,13 +39,7 @@ const text = (res: NodeJS.ReadableStream, cb: (e: Error | null, s: string) => vo
   res.on('end', () => cb(null, s));
 };
 
-async function chapter(): Promise<{ c: Client; tape: string }> {
-  const c = await Client.open(srv.url);
-  await c.expr('x = nd.arange(4).reshape((4, 1))');
-  await c.post('/arrays/x/attach-grad', {}).expect(200);
-  const r = await c.expr('y = 2 * nd.dot(x.T, x)', { record: true });
-  return { c, tape: r.outputs.y.tape };
-}
+const chapter = () => chapterTape(srv.url);
 
 /** A tape of `n` sines in a row. */
 async function chain(n: number): Promise<{ c: Client; tape: string }> {

@@ -2,18 +2,13 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, Client, type TestServer } from '../helpers/server.js';
+import { chapterTape } from '../helpers/tapes.js';
 
 let srv: TestServer;
 beforeAll(async () => { srv = await startServer(); });
 afterAll(async () => { await srv.close(); });
 
-async function chapter(): Promise<{ c: Client; tape: string }> {
-  const c = await Client.open(srv.url);
-  await c.expr('x = nd.arange(4).reshape((4, 1))');
-  await c.post('/arrays/x/attach-grad', {}).expect(200);
-  const r = await c.expr('y = 2 * nd.dot(x.T, x)', { record: true });
-  return { c, tape: r.outputs.y.tape };
-}
+const chapter = () => chapterTape(srv.url);
 
 describe('GET /tapes/{tid}', () => {
   it('array descriptors name the tape that recorded them, until backward frees the history', async () => {

@@ -9,8 +9,8 @@ import { SessionParams } from '../schemas/api.js';
 import { InferRequest, InferResponse, ModelMetadata, ModelParams, OipBinaryBody, ServerMetadata, VersionParams } from '../schemas/oip.js';
 import { sessionOf } from '../auth.js';
 import { problems } from '../responses.js';
-import { HEADER_LENGTH, readBinaryBody, sendOip } from '../oip.js';
-import { parseJsonBody, readBody } from '../body.js';
+import { readBinaryBody, sendOip } from '../oip.js';
+import { jsonParser } from '../body.js';
 import { checkVersion, infer, modelMetadata, modelReady, type InferRequest as Request, type InferResponse as Response, type OipAnswer } from '../../session/oip.js';
 import type { Services } from '../services.js';
 
@@ -21,18 +21,7 @@ const tags = ['oip'];
 export const oipRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => {
   // Scoped to this plugin. Clients of the protocol (Triton's among them) may send no Content-Type:
   // the body is then JSON, or JSON and bytes when the length header says so.
-  app.addContentTypeParser('*', (req, payload, done) => {
-    readBody(req, payload, S.config.limits.maxBodyBytes).then((buf) => {
-      if (req.headers[HEADER_LENGTH] !== undefined) return done(null, buf);
-      let value: unknown;
-      try {
-        value = parseJsonBody(buf.toString('utf8'));
-      } catch (e) {
-        return done(e as Error, undefined);
-      }
-      done(null, value);
-    }, (err: Error) => done(err, undefined));
-  });
+  app.addContentTypeParser('*', jsonParser(S.config.limits.maxBodyBytes));
 
   app.get(base, {
     schema: { summary: 'OIP server metadata', tags, params: SessionParams, response: { 200: ServerMetadata, ...errors } },
