@@ -153,6 +153,34 @@ describe('create_graph: the transforms differentiate again', () => {
     expect(r.outputs.J.shape).toEqual([3, 3]);
   });
 
+  it('jvp and hvp with create_graph differentiate again (third derivatives of x^4)', async () => {
+    const c = await Client.open(srv.url, { default_dtype: 'float64' });
+    const xs = [0.5, -1.5, 2.0], vs = [1.0, 2.0, -0.5];
+    const r = await c.expr([
+      'def cube(x):',
+      '    return x * x * x',
+      'def quart(x):',
+      '    return (x * x * x * x).sum()',
+      `x = nd.array([${xs.join(', ')}])`,
+      `v = nd.array([${vs.join(', ')}])`,
+      'x.attach_grad()',
+      'with autograd.record():',
+      '    _, jv = autograd.jvp(cube, x, v, create_graph=True)',
+      'djv = autograd.grad(jv, [x])[0]',
+      'with autograd.record():',
+      '    _, hv = autograd.hvp(quart, x, v, create_graph=True)',
+      'dhv = autograd.grad(hv, [x])[0]',
+    ].join('\n'), { fetch: ['jv', 'djv', 'hv', 'dhv'] });
+    xs.forEach((x, i) => {
+      const v = vs[i]!;
+      // J v = 3x^2 v, its gradient 6x v; H v = 12x^2 v, its gradient 24x v.
+      expect(r.outputs.jv.data[i]).toBeCloseTo(3 * x * x * v, 12);
+      expect(r.outputs.djv.data[i]).toBeCloseTo(6 * x * v, 12);
+      expect(r.outputs.hv.data[i]).toBeCloseTo(12 * x * x * v, 12);
+      expect(r.outputs.dhv.data[i]).toBeCloseTo(24 * x * v, 12);
+    });
+  });
+
   it('without create_graph the answers have no history, and the value is detached', async () => {
     const c = await Client.open(srv.url, { default_dtype: 'float64' });
     const r = await c.expr([
