@@ -130,7 +130,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     if (c) app.log.warn({ journal: durable.durability.journal.path, cut_at: c.at, dropped_bytes: c.dropped, reason: c.reason }, 'the journal ended in a bad record: cut at the last good one');
     const t0 = Date.now();
     const n = await durable.replay();
-    app.log.info({ journal: durable.durability.journal.path, records: n, sessions: store.size, ms: Date.now() - t0 }, 'sessions restored from the state directory');
+    const c2 = await durable.compact();
+    app.log.info({ journal: durable.durability.journal.path, records: n, sessions: store.size, ms: Date.now() - t0, checkpoints: c2.checkpoints, bytes_before: c2.before, bytes_after: c2.after }, 'sessions restored from the state directory');
   }
   return { app, services };
 }

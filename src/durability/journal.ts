@@ -9,8 +9,8 @@
  * cut at the last good record and reported; it never stops the server from starting.
  */
 import { mkdirSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, rename, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { fail } from '../errors.js';
 
@@ -76,7 +76,7 @@ export class Journal {
   records = 0;
   syncs = 0;
 
-  private constructor(private readonly fh: FileHandle, private size: number, readonly path: string, private readonly sync: boolean) {}
+  private constructor(private fh: FileHandle, private size: number, readonly path: string, private readonly sync: boolean) {}
 
   /**
    * Opens (creating) the journal of `dir`, recovering what it holds. With `sync` (the default)
@@ -137,6 +137,38 @@ export class Journal {
     } finally {
       this.writing = false;
     }
+  }
+
+  /**
+   * Replaces the whole journal with `records` (a compaction): written beside it, synced, and
+   * renamed over it, so that a crash leaves either the old journal or the new one. Only while
+   * nothing is being appended (at start, before the server listens).
+   */
+  async replaceWith(records: JournalRecord[]): Promise<{ before: number; after: number }> {
+    if (this.writing || this.pending.length) throw new Error('internal: a journal is compacted only while nothing is appended');
+    const tmp = `${this.path}.tmp`;
+    const out = await open(tmp, 'w');
+    let after = 0;
+    try {
+      for (const r of records) {
+        const bufs = frame(r.header, r.body);
+        await out.writev(bufs);
+        after += bufs.reduce((n, b) => n + b.length, 0);
+      }
+      await out.datasync();
+    } finally {
+      await out.close();
+    }
+    const before = this.size;
+    await this.fh.close();
+    await rename(tmp, this.path);
+    // The rename itself is made durable by syncing the directory that holds it.
+    const d = await open(dirname(this.path), 'r');
+    await d.sync().catch(() => undefined);
+    await d.close();
+    this.fh = await open(this.path, 'a+');
+    this.size = after;
+    return { before, after };
   }
 
   async close(): Promise<void> {

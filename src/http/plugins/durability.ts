@@ -13,7 +13,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Journal, type Recovered } from '../../durability/journal.js';
 import type { Session } from '../../session/session.js';
 import type { SessionStore } from '../../session/store.js';
-import { restoreSnapshot } from '../../session/snapshots.js';
+import { restoreSnapshot, type Snapshot } from '../../session/snapshots.js';
+import { exportSession } from '../../session/files.js';
+import { gradReqOf, isFreshGrad } from '../../autograd/slot.js';
+import type { GradReq } from '../../program/format.js';
+import type { JournalRecord } from '../../durability/journal.js';
 import { uploadsOf } from '../multipart.js';
 import { REPLAY_HEADER, REPLAY_SECRET, isReplay } from '../replay.js';
 
@@ -56,7 +60,7 @@ function bodyOf(req: FastifyRequest): { contentType?: string; body: Uint8Array |
 }
 
 /** Opens the journal and hooks it in; call before the app is ready, then `replay` once it is. */
-export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number> }> {
+export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
   const { journal, recovered } = await Journal.open(dir, sync);
   let live = false;
   const hold = (req: FastifyRequest, p: Promise<void>) => { (req as Tagged)[DURABLE] = p; };
@@ -126,6 +130,20 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
           if (s) store.delete(s);
           break;
         }
+        case 'checkpoint': {
+          const s = make();
+          const state: Snapshot = {
+            name: '', createdAt: new Date(), file: body ?? new Uint8Array(0), arrays: 0, definitions: [],
+            gradReqs: new Map(Object.entries(h.grad_reqs as Record<string, { req: GradReq; fresh: boolean }>)),
+            random: h.random as { seed: number; counter: number },
+          };
+          await s.run(() => restoreSnapshot(s, state));
+          // Definitions are kept as their source and defined again, in their order.
+          for (const source of h.definitions as string[]) {
+            await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/ops`, headers: { 'content-type': 'application/json', [REPLAY_HEADER]: REPLAY_SECRET }, payload: JSON.stringify({ expr: source }) });
+          }
+          break;
+        }
         default:
           break;
       }
@@ -134,5 +152,47 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     live = true;
     return n;
   };
-  return { durability, recovered, replay };
+  /**
+   * At start, after the replay: each session with nothing a file cannot hold (no scope open, no
+   * live tape node, no snapshot) is written as one checkpoint record; the others keep their
+   * records; ended sessions go. The journal then replays in one record per quiet session.
+   */
+  const compact = async () => {
+    const checkpoints: JournalRecord[] = [];
+    const kept = new Set<string>();
+    for (const s of store.all()) {
+      let live = s.scopes.stack.length > 0 || s.snapshots.size > 0;
+      for (const t of s.tapes.values()) if (t.nodes.some((n) => !n.freed)) live = true;
+      if (live) {
+        kept.add(s.id);
+        continue;
+      }
+      const gradReqs: Record<string, { req: GradReq; fresh: boolean }> = {};
+      for (const [n, a] of s.names) {
+        const req = gradReqOf(a);
+        if (req) gradReqs[n] = { req, fresh: isFreshGrad(a) };
+      }
+      const parts = (await s.run(() => exportSession(s))) as unknown as Uint8Array[];
+      checkpoints.push({
+        header: { t: 'checkpoint', ...sessionHeader(s), grad_reqs: gradReqs, random: s.randomState(), definitions: [...s.definitions.values()].map((d) => d.source) },
+        body: Buffer.concat(parts),
+      });
+    }
+    // A kept session forked from another needs that one's records too, for its snapshot.
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const { header: h } of recovered.records) {
+        if (h.t === 'fork' && kept.has(h.id as string) && !kept.has(h.from as string)) {
+          kept.add(h.from as string);
+          grew = true;
+        }
+      }
+    }
+    const owner = (h: Record<string, unknown>) => (h.t === 'req' || h.t === 'end' ? h.sid : h.id) as string;
+    const tail = recovered.records.filter((r) => kept.has(owner(r.header)) || (r.header.t === 'fork' && kept.has(r.header.from as string) && kept.has(r.header.id as string)));
+    const sizes = await journal.replaceWith([...checkpoints, ...tail]);
+    return { ...sizes, checkpoints: checkpoints.length };
+  };
+
+  return { durability, recovered, replay, compact };
 }
