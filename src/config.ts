@@ -26,6 +26,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_STATE_DIR: z.string().max(4096).default(''),
   /** fdatasync: an answer survives a power loss; write: it survives the process (a crash, kill -9), at less cost. */
   GRADSERVE_STATE_SYNC: z.enum(['fdatasync', 'write']).default('fdatasync'),
+  /** Journal bytes a session adds before it is checkpointed (when quiet), so that a replay skips what came before. */
+  GRADSERVE_STATE_CHECKPOINT_BYTES: int(64 * MiB),
   GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
   /** Ended sessions whose end the store remembers, to tell their token holders why they are gone. */
   GRADSERVE_REMEMBERED_SESSIONS: int(10000),
@@ -161,6 +163,7 @@ export interface Config {
   stateDir: string | null;
   /** Whether the journal fdatasyncs each batch (GRADSERVE_STATE_SYNC=fdatasync) or only writes it. */
   stateSync: boolean;
+  stateCheckpointBytes: number;
   /** Serialize each response through its zod schema and fail it when that changes anything. */
   checkResponses: boolean;
   sweepIntervalMs: number;
@@ -190,6 +193,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     replica: e.GRADSERVE_REPLICA,
     stateDir: e.GRADSERVE_STATE_DIR || null,
     stateSync: e.GRADSERVE_STATE_SYNC === 'fdatasync',
+    stateCheckpointBytes: e.GRADSERVE_STATE_CHECKPOINT_BYTES,
     checkResponses: e.GRADSERVE_CHECK_RESPONSES === '1',
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
     allocCacheBytes: e.GRADSERVE_ALLOC_CACHE_BYTES,

@@ -15,6 +15,7 @@ import type { Session } from '../../session/session.js';
 import type { SessionStore } from '../../session/store.js';
 import { restoreSnapshot, type Snapshot } from '../../session/snapshots.js';
 import { exportSession } from '../../session/files.js';
+import { Deferred } from '../../session/deferred.js';
 import { gradReqOf, isFreshGrad } from '../../autograd/slot.js';
 import type { GradReq } from '../../program/format.js';
 import type { JournalRecord } from '../../durability/journal.js';
@@ -59,10 +60,37 @@ function bodyOf(req: FastifyRequest): { contentType?: string; body: Uint8Array |
   return { contentType: 'application/json', body: Buffer.from(JSON.stringify(b)) };
 }
 
+/** Nothing a checkpoint cannot hold: no scope open across requests, no live tape node, no snapshot. */
+function quiet(s: Session): boolean {
+  if (s.scopes.stack.length > 0 || s.snapshots.size > 0) return false;
+  for (const t of s.tapes.values()) if (t.nodes.some((n) => !n.freed)) return false;
+  return true;
+}
+
+/** A quiet session as one record: its arrays as safetensors and what a file cannot say. Run inside `s.run`. */
+function checkpointOf(s: Session): Deferred<Promise<JournalRecord>> {
+  const gradReqs: Record<string, { req: GradReq; fresh: boolean }> = {};
+  for (const [n, a] of s.names) {
+    const req = gradReqOf(a);
+    if (req) gradReqs[n] = { req, fresh: isFreshGrad(a) };
+  }
+  const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: gradReqs, random: s.randomState(), definitions: [...s.definitions.values()].map((d) => d.source) };
+  const file = exportSession(s);
+  return new Deferred(async () => ({ header, body: Buffer.concat(await file.read()) }));
+}
+
+/** The session a record belongs to. */
+const ownerOf = (h: Record<string, unknown>) => (h.t === 'req' || h.t === 'end' ? h.sid : h.id) as string;
+
 /** Opens the journal and hooks it in; call before the app is ready, then `replay` once it is. */
-export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
+export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true, checkpointBytes = 64 << 20): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
   const { journal, recovered } = await Journal.open(dir, sync);
   let live = false;
+  /** Journal bytes each session has added since its last checkpoint. */
+  const sinceCheckpoint = new Map<string, number>();
+  /** Sessions a fork was made from: a replay of the fork needs their records, never checkpointed away. */
+  const forkSources = new Set<string>();
+  for (const { header: h } of recovered.records) if (h.t === 'fork') forkSources.add(h.from as string);
   const hold = (req: FastifyRequest, p: Promise<void>) => { (req as Tagged)[DURABLE] = p; };
 
   store.onRan = (tag) => {
@@ -77,6 +105,21 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     }
     if (contentType) headers['content-type'] = contentType;
     hold(req, journal.append({ t: 'req', sid, method: req.method, url: req.url, headers }, body));
+    const s = sid ? store.get(sid) : undefined;
+    if (!s) return;
+    const since = (sinceCheckpoint.get(s.id) ?? 0) + 256 + (body?.byteLength ?? 0);
+    sinceCheckpoint.set(s.id, since);
+    if (since < checkpointBytes || forkSources.has(s.id)) return;
+    // A checkpoint supersedes the session's records before it, so a replay skips them. It runs
+    // next in the session's queue, where nothing else can change the session meanwhile.
+    sinceCheckpoint.set(s.id, 0);
+    const pendingTag = s.runTag;
+    s.runTag = undefined;
+    void s.run(() => (quiet(s) ? new Deferred(async () => {
+      const rec = await checkpointOf(s).read();
+      await journal.append(rec.header, rec.body);
+    }) : undefined)).catch(() => undefined);
+    s.runTag = pendingTag;
   };
   store.onDeleted((id) => {
     // An expiry or a delete: the session must not come back. Not awaited: nothing answers for it.
@@ -95,13 +138,20 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       if (live && !isReplay(req)) hold(req, journal.append({ t: 'create', ...sessionHeader(s) }));
     },
     forked(req, from, snapshot, s) {
+      forkSources.add(from.id);
       if (live && !isReplay(req)) hold(req, journal.append({ t: 'fork', from: from.id, snapshot, ...sessionHeader(s) }));
     },
   };
 
+  /** Where each session's last checkpoint is: its records before it are superseded. */
+  const lastCheckpoint = new Map<string, number>();
+  recovered.records.forEach(({ header: h }, i) => { if (h.t === 'checkpoint') lastCheckpoint.set(h.id as string, i); });
+  const superseded = (h: Record<string, unknown>, i: number) => i < (lastCheckpoint.get(ownerOf(h)) ?? -1);
+
   const replay = async (): Promise<number> => {
     let n = 0;
-    for (const { header: h, body } of recovered.records) {
+    for (const [i, { header: h, body }] of recovered.records.entries()) {
+      if (superseded(h, i)) continue;
       const make = () => store.create({
         id: h.id as string, tokenHash: Buffer.from(h.token_hash as string, 'base64url'), ttl_seconds: h.ttl as number,
         seed: h.seed as number, default_dtype: h.dtype as 'float32', apiKey: (h.api_key as string | null) ?? null,
@@ -161,22 +211,11 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     const checkpoints: JournalRecord[] = [];
     const kept = new Set<string>();
     for (const s of store.all()) {
-      let live = s.scopes.stack.length > 0 || s.snapshots.size > 0;
-      for (const t of s.tapes.values()) if (t.nodes.some((n) => !n.freed)) live = true;
-      if (live) {
+      if (!quiet(s) || forkSources.has(s.id)) {
         kept.add(s.id);
         continue;
       }
-      const gradReqs: Record<string, { req: GradReq; fresh: boolean }> = {};
-      for (const [n, a] of s.names) {
-        const req = gradReqOf(a);
-        if (req) gradReqs[n] = { req, fresh: isFreshGrad(a) };
-      }
-      const parts = (await s.run(() => exportSession(s))) as unknown as Uint8Array[];
-      checkpoints.push({
-        header: { t: 'checkpoint', ...sessionHeader(s), grad_reqs: gradReqs, random: s.randomState(), definitions: [...s.definitions.values()].map((d) => d.source) },
-        body: Buffer.concat(parts),
-      });
+      checkpoints.push((await s.run(() => checkpointOf(s))) as unknown as JournalRecord);
     }
     // A kept session forked from another needs that one's records too, for its snapshot.
     for (let grew = true; grew;) {
@@ -188,8 +227,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
         }
       }
     }
-    const owner = (h: Record<string, unknown>) => (h.t === 'req' || h.t === 'end' ? h.sid : h.id) as string;
-    const tail = recovered.records.filter((r) => kept.has(owner(r.header)) || (r.header.t === 'fork' && kept.has(r.header.from as string) && kept.has(r.header.id as string)));
+    const tail = recovered.records.filter((r, i) => kept.has(ownerOf(r.header)) && !superseded(r.header, i));
     const sizes = await journal.replaceWith([...checkpoints, ...tail]);
     return { ...sizes, checkpoints: checkpoints.length };
   };
