@@ -40,4 +40,37 @@ describe('typed-array uploads', () => {
     expect(listing.arrays).toHaveLength(3);
     await gs.close();
   });
+
+  it('a long upload reports its progress to onProgress, and draws a bar on stderr only when asked or on a terminal', async () => {
+    const gs = await connect(srv.url);
+    const n = 3 * (1 << 18);
+    const seen: [number, number][] = [];
+    const written: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    const before = process.env.GRADSERVE_PROGRESS;
+    process.env.GRADSERVE_PROGRESS = '1';
+    // The real stream, read as it is written to: the bar's text is what a terminal would show.
+    process.stderr.write = ((chunk: string) => { written.push(String(chunk)); return true; }) as typeof process.stderr.write;
+    try {
+      await gs.nd.array(new Float32Array(n), { shape: [n], onProgress: (done, total) => seen.push([done, total]) });
+    } finally {
+      process.stderr.write = write;
+      if (before === undefined) delete process.env.GRADSERVE_PROGRESS; else process.env.GRADSERVE_PROGRESS = before;
+    }
+    expect(seen.length).toBeGreaterThan(1);
+    expect(seen.every(([, total]) => total === 4 * n)).toBe(true);
+    expect(seen.map(([d]) => d)).toEqual([...seen.map(([d]) => d)].sort((a, b) => a - b));
+    expect(seen.at(-1)![0]).toBe(4 * n);
+    expect(written.join('')).toMatch(/\[#+\] uploading 786432 float32: 100\.0% \(3 of 3 MiB/);
+    // Off by default where stderr is not a terminal (the test runner's): a quiet upload.
+    const quiet: string[] = [];
+    process.stderr.write = ((chunk: string) => { quiet.push(String(chunk)); return true; }) as typeof process.stderr.write;
+    try {
+      await gs.nd.array(new Float32Array(n), { shape: [n] });
+    } finally {
+      process.stderr.write = write;
+    }
+    if (!process.stderr.isTTY) expect(quiet.join('')).not.toMatch(/uploading/);
+    await gs.close();
+  });
 });

@@ -14,10 +14,11 @@
  * (`npm run gen:client`); `gs.api` exposes it for endpoints the thin layer does not wrap.
  */
 export { connect, Session, Autograd, DEFAULT_URL } from './session.js';
-export type { ConnectOptions, Descriptor, OpInfo, AutogradState, GradReq, BackwardOptions, GradOptions, Attrs, OpFunction, Nd, NdBuiltins } from './session.js';
+export type { ConnectOptions, Descriptor, OpInfo, AutogradState, GradReq, BackwardOptions, GradOptions, Attrs, OpFunction, Nd, NdBuiltins, TransformKind, TransformOptions, ArrayTree, GradcheckOptions, GradcheckReport } from './session.js';
 export { NDArray, LazyArray } from './ndarray.js';
 export type { OpName, OpRoot } from './op-names.js';
 export type { DType, Nested, OpArg } from './ndarray.js';
 export { GradserveError } from './errors.js';
+export type { ProgressCallback } from './progress.js';
 export type { Problem } from './errors.js';
 export type { paths, components } from './schema.js';

@@ -7,6 +7,7 @@ import type { components, paths } from './schema.js';
 import { GradserveError, errorFromAnswer, networkError } from './errors.js';
 import { LazyArray, NDArray, fromJson, type DType, type Nested, type OpArg } from './ndarray.js';
 import type { OpName, OpRoot } from './op-names.js';
+import { Progress, type ProgressCallback } from './progress.js';
 
 export type Descriptor = components['schemas']['ArrayDescriptor'];
 export type OpInfo = components['schemas']['OpList']['ops'][number];
@@ -91,7 +92,7 @@ export type OpFunction = ((...args: (OpArg | Attrs)[]) => LazyArray) & { readonl
 
 export interface NdBuiltins {
   /** A new array from nested lists (or a typed array with `shape`), like `nd.array`. */
-  array(data: Nested | Float32Array | Float64Array, options?: { dtype?: DType; shape?: number[] }): LazyArray;
+  array(data: Nested | Float32Array | Float64Array, options?: { dtype?: DType; shape?: number[]; onProgress?: ProgressCallback }): LazyArray;
   /** A handle for an array already bound on the server under `name` (e.g. by an expression). */
   get(name: string): LazyArray;
   /** Calls any op by name; resolves to all its outputs (for ops with several, like `split`). An op
@@ -196,7 +197,7 @@ export class Session {
    * body (the session's `limits.body_bytes`) goes in pieces joined on the server, so its size is
    * bounded by the session's memory quota, not the body's.
    */
-  async upload(name: string, bytes: Uint8Array, shape: number[], dtype: DType): Promise<Descriptor> {
+  async upload(name: string, bytes: Uint8Array, shape: number[], dtype: DType, onProgress?: ProgressCallback): Promise<Descriptor> {
     await this.releaseDead();
     const item = dtype === 'float64' ? 8 : 4;
     // A quarter of the body per piece and two pieces per request leave room for the program.
@@ -214,6 +215,7 @@ export class Session {
       return a.outputs[name];
     }
     const temps: string[] = [];
+    const progress = new Progress(`uploading ${shape.join('x')} ${dtype}`, bytes.byteLength, onProgress);
     for (let off = 0; off < bytes.byteLength; off += 2 * piece) {
       const chunk = [bytes.subarray(off, off + piece), bytes.subarray(off + piece, off + 2 * piece)].filter((c) => c.byteLength > 0);
       const ops = chunk.map((c, i) => {
@@ -221,7 +223,9 @@ export class Session {
         return { op: 'frombuffer', attrs: { part: `u${i}`, shape: [c.byteLength / item], dtype }, out: temps[temps.length - 1] };
       });
       await send(ops, chunk);
+      progress.update(Math.min(bytes.byteLength, off + 2 * piece));
     }
+    progress.close();
     const joined = await this.program([
       { op: 'concat', args: temps, attrs: { dim: 0 }, out: `${name}__joined` },
       { op: 'reshape', args: [`${name}__joined`], attrs: { shape }, out: name },
@@ -401,7 +405,7 @@ function makeNd(s: Session): Nd {
         const dtype = options.dtype ?? (data instanceof Float64Array ? 'float64' : data instanceof Float32Array ? 'float32' : undefined);
         if ((data instanceof Float32Array || data instanceof Float64Array) && (dtype === undefined || dtype === (data instanceof Float64Array ? 'float64' : 'float32'))) {
           const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-          const d = await s.upload(name, bytes, options.shape ?? [data.length], data instanceof Float64Array ? 'float64' : 'float32');
+          const d = await s.upload(name, bytes, options.shape ?? [data.length], data instanceof Float64Array ? 'float64' : 'float32', options.onProgress);
           return s.handle(d as Descriptor & { dtype: DType }, true);
         }
         const body = data instanceof Float32Array || data instanceof Float64Array
