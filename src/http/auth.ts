@@ -52,7 +52,10 @@ export function sessionOf(store: SessionStore, req: { params: unknown; headers: 
   } else {
     s = store.authorize(sid, bearer(req.headers));
   }
-  // The handler runs the session next, in this turn: that run is this request's.
-  s.runTag = req.method && MUTATING.has(req.method) ? req : undefined;
+  // The handler runs the session next, in this turn: that run is this request's. A handler that
+  // fails before it runs leaves no tag for another run to take: it lapses at the turn's end.
+  const tag = req.method && MUTATING.has(req.method) ? req : undefined;
+  s.runTag = tag;
+  if (tag) queueMicrotask(() => { if (s.runTag === tag) s.runTag = undefined; });
   return s;
 }
