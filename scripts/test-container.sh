@@ -81,6 +81,9 @@ inspect() { "${PODMAN[@]}" image inspect --format "$1" "$IMAGE"; }
 check "image user is numeric and not root ($(inspect '{{.Config.User}}'))" \
   bash -c '[[ "$1" =~ ^[0-9]+(:[0-9]+)?$ ]] && [ "${1%%:*}" != 0 ]' _ "$(inspect '{{.Config.User}}')"
 check "image sets GRADSERVE_HOST=0.0.0.0" grep -qx 'GRADSERVE_HOST=0.0.0.0' <<<"$(inspect '{{range .Config.Env}}{{println .}}{{end}}')"
+check "image journals sessions to its volume (GRADSERVE_STATE_DIR=/var/lib/gradserve)" \
+  bash -c 'grep -qx GRADSERVE_STATE_DIR=/var/lib/gradserve <<<"$1" && grep -q /var/lib/gradserve <<<"$2"' _ \
+  "$(inspect '{{range .Config.Env}}{{println .}}{{end}}')" "$(inspect '{{.Config.Volumes}}')"
 check "image STOPSIGNAL is SIGTERM" grep -qx 'SIGTERM' <<<"$(inspect '{{.Config.StopSignal}}')"
 check "image has a HEALTHCHECK on /healthz" grep -q '/healthz' <<<"$(inspect '{{.Config.Healthcheck}}')"
 check "image exposes 8080" grep -q '8080' <<<"$(inspect '{{.Config.ExposedPorts}}')"
@@ -288,6 +291,38 @@ try {
   fs.writeFileSync(out, `ERR ${((performance.now() - t) / 1000).toFixed(2)} ${err.cause?.code ?? ''} ${err.message}\n`);
 }
 EOF
+# ------------------------------------------------------- sessions outlive the container's process
+cat >"$WORK/persist.mjs" <<'EOF'
+// write: a session with an array, its id and token kept in a file; check: that session still
+// answers the same array (after the container's process was stopped or killed, and started again).
+import { readFileSync, writeFileSync } from 'node:fs';
+const [mode, base, file] = process.argv.slice(2);
+const call = async (method, path, token, body) => {
+  const r = await fetch(base + path, { method, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) }, body: body && JSON.stringify(body) });
+  return { status: r.status, json: await r.json().catch(() => null) };
+};
+if (mode === 'write') {
+  const s = await call('POST', '/v1/sessions', null, { seed: 3 });
+  await call('POST', `/v1/sessions/${s.json.id}/ops`, s.json.token, { expr: 'kept = nd.arange(6).reshape((2, 3)) * 1.5' });
+  writeFileSync(file, JSON.stringify(s.json));
+} else {
+  const s = JSON.parse(readFileSync(file, 'utf8'));
+  const r = await call('GET', `/v1/sessions/${s.id}/arrays/kept`, s.token);
+  const ok = r.status === 200 && JSON.stringify(r.json.data) === JSON.stringify([[0, 1.5, 3], [4.5, 6, 7.5]]);
+  console.log(ok ? 'ok' : `lost: ${r.status} ${JSON.stringify(r.json).slice(0, 200)}`);
+  process.exit(ok ? 0 : 1);
+}
+EOF
+check "a session is made before the restarts" node "$WORK/persist.mjs" write "$BASE" "$WORK/persist.json"
+
+wait_healthy() {
+  for _ in $(seq 1 120); do
+    node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "$BASE/healthz" 2>/dev/null && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
 log "SIGTERM while a request is in flight"
 node "$WORK/drain.mjs" "$BASE" "$WORK/drain.status" >"$WORK/drain.out" 2>&1 &
 DRAIN_PID=$!
@@ -319,6 +354,20 @@ if [ "$sent" = 1 ]; then
   check "container exits 0 after SIGTERM (exit code ${code:-?}, $((SECONDS - tsig))s after the signal)" test "$code" = 0
   check "server logged that it drained on SIGTERM" \
     bash -c '"$@" 2>&1 | grep -q "draining and shutting down"' _ "${PODMAN[@]}" logs "$NAME"
+fi
+
+# The same container again (its state volume with it): after the SIGTERM above, then after SIGKILL.
+if "${PODMAN[@]}" start "$NAME" >/dev/null 2>&1 && wait_healthy; then
+  check "the session and its array are there after a SIGTERM and a start (the state volume)" node "$WORK/persist.mjs" check "$BASE" "$WORK/persist.json"
+  "${PODMAN[@]}" kill --signal KILL "$NAME" >/dev/null 2>&1
+  "${PODMAN[@]}" wait "$NAME" >/dev/null 2>&1
+  if "${PODMAN[@]}" start "$NAME" >/dev/null 2>&1 && wait_healthy; then
+    check "the session and its array are there after a SIGKILL and a start" node "$WORK/persist.mjs" check "$BASE" "$WORK/persist.json"
+  else
+    fail "the container did not answer again after SIGKILL and podman start"
+  fi
+else
+  fail "the container did not answer again after podman start"
 fi
 
 if [ "$FAILED" -gt 0 ]; then
