@@ -91,7 +91,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   registerBodyBudget(app, o.config.limits, store.memory, metrics.registry);
   const services: Services = { config: o.config, store, state: { draining: false }, metrics };
   // Hooked in before the routes, replayed once they are ready (below).
-  const durable = o.config.stateDir ? await registerDurability(app, store, o.config.stateDir, o.config.stateSync, o.config.stateCheckpointBytes) : null;
+  const durable = o.config.stateDir ? await registerDurability(app, store, o.config.stateDir, o.config.stateSync, o.config.stateCheckpointBytes, o.config.stateLeaseMs) : null;
   if (durable) services.durable = durable.durability;
 
   registerProblems(app, (err) => {

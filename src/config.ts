@@ -28,6 +28,8 @@ export const ConfigSchema = z.object({
   GRADSERVE_STATE_SYNC: z.enum(['fdatasync', 'write']).default('fdatasync'),
   /** Journal bytes a session adds before it is checkpointed (when quiet), so that a replay skips what came before. */
   GRADSERVE_STATE_CHECKPOINT_BYTES: int(64 * MiB),
+  /** The state directory's lease term: a new process waits this long for a holder that died without letting go. */
+  GRADSERVE_STATE_LEASE_MS: int(10000),
   GRADSERVE_MAX_SESSIONS_PER_KEY: int(100),
   /** Ended sessions whose end the store remembers, to tell their token holders why they are gone. */
   GRADSERVE_REMEMBERED_SESSIONS: int(10000),
@@ -164,6 +166,7 @@ export interface Config {
   /** Whether the journal fdatasyncs each batch (GRADSERVE_STATE_SYNC=fdatasync) or only writes it. */
   stateSync: boolean;
   stateCheckpointBytes: number;
+  stateLeaseMs: number;
   /** Serialize each response through its zod schema and fail it when that changes anything. */
   checkResponses: boolean;
   sweepIntervalMs: number;
@@ -194,6 +197,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stateDir: e.GRADSERVE_STATE_DIR || null,
     stateSync: e.GRADSERVE_STATE_SYNC === 'fdatasync',
     stateCheckpointBytes: e.GRADSERVE_STATE_CHECKPOINT_BYTES,
+    stateLeaseMs: e.GRADSERVE_STATE_LEASE_MS,
     checkResponses: e.GRADSERVE_CHECK_RESPONSES === '1',
     sweepIntervalMs: e.GRADSERVE_SWEEP_INTERVAL_MS,
     allocCacheBytes: e.GRADSERVE_ALLOC_CACHE_BYTES,

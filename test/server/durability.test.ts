@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, truncateSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, truncateSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnServer, type ChildServer } from '../helpers/spawn.js';
@@ -18,7 +18,8 @@ afterEach(async () => {
 });
 
 async function start(dir: string | null, env: Record<string, string> = {}): Promise<ChildServer> {
-  const s = await spawnServer({ GRADSERVE_RATE_LIMIT_MAX: '0', ...(dir ? { GRADSERVE_STATE_DIR: dir } : {}), GRADSERVE_LOG_LEVEL: 'info', ...env });
+  // A short lease: a restart after SIGKILL waits out what is left of the dead holder's term.
+  const s = await spawnServer({ GRADSERVE_RATE_LIMIT_MAX: '0', ...(dir ? { GRADSERVE_STATE_DIR: dir, GRADSERVE_STATE_LEASE_MS: '1000' } : {}), GRADSERVE_LOG_LEVEL: 'info', ...env });
   servers.push(s);
   return s;
 }
@@ -194,6 +195,30 @@ describe('a state directory', () => {
     expect(JSON.parse(again.body.toString()).outputs.w.data).toBe(ref[0]);
     // Not applied twice: w is one step on.
     expect((await call(srv.url, 'GET', `${s.path}/arrays/w?format=base64`, s.token)).json.data).toBe(ref[0]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('one process at a time: a second waits for the lease, takes it over when the first dies, and a holder whose lease is taken stops', { timeout: 60000 }, async () => {
+    const dir = tmp();
+    const a = await start(dir);
+    const s = await open(a.url);
+    await ops(s, SETUP);
+    const w = (await ops(s, STEP, ['w'])).outputs.w.data;
+    // B starts on the same directory: it must not serve while A holds the lease.
+    let bReady = false;
+    const bStarting = start(dir).then((b) => { bReady = true; return b; });
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(bReady).toBe(false);
+    a.proc.kill('SIGKILL');
+    await a.exited;
+    const b = await bStarting;
+    expect(b.output()).toMatch(/held by another process: waiting for its lease/);
+    s.url = b.url;
+    expect((await call(b.url, 'GET', `${s.path}/arrays/w?format=base64`, s.token)).json.data).toBe(w);
+    // Another process takes the lease (as a newcomer would once B stopped renewing): B is fenced.
+    writeFileSync(join(dir, 'lease.json'), JSON.stringify({ owner: 'elsewhere:1:x', epoch: 99, renewed_at: Date.now() }));
+    expect(await b.exited).toBe(75);
+    expect(b.output()).toMatch(/lease was taken by another process: stopping at once/);
     rmSync(dir, { recursive: true, force: true });
   });
 

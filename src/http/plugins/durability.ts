@@ -9,8 +9,10 @@
  * bit for bit. A request that stopped on its time budget may stop elsewhere when replayed.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Journal, type Recovered } from '../../durability/journal.js';
+import { Lease } from '../../durability/lease.js';
 import type { Session } from '../../session/session.js';
 import type { SessionStore } from '../../session/store.js';
 import { restoreSnapshot, type Snapshot } from '../../session/snapshots.js';
@@ -83,7 +85,23 @@ function checkpointOf(s: Session): Deferred<Promise<JournalRecord>> {
 const ownerOf = (h: Record<string, unknown>) => (h.t === 'req' || h.t === 'end' ? h.sid : h.id) as string;
 
 /** Opens the journal and hooks it in; call before the app is ready, then `replay` once it is. */
-export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true, checkpointBytes = 64 << 20): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
+export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true, checkpointBytes = 64 << 20, leaseMs = 10000): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
+  mkdirSync(dir, { recursive: true });
+  let warned = 0;
+  const lease = await Lease.acquire(dir, {
+    termMs: leaseMs,
+    waiting: (held) => {
+      if (Date.now() - warned < 10000) return;
+      warned = Date.now();
+      app.log.warn({ state_dir: dir, holder: held.owner, epoch: held.epoch }, 'the state directory is held by another process: waiting for its lease to lapse');
+    },
+    lost: (now) => {
+      // Fenced: another process serves these sessions now. Nothing more may be written or answered.
+      app.log.fatal({ state_dir: dir, holder: now?.owner ?? null, epoch: now?.epoch ?? null }, 'the state directory lease was taken by another process: stopping at once');
+      process.exit(75);
+    },
+  });
+  app.log.info({ state_dir: dir, epoch: lease.epoch }, 'holding the state directory lease');
   const { journal, recovered } = await Journal.open(dir, sync);
   let live = false;
   /** Journal bytes each session has added since its last checkpoint. */
@@ -130,7 +148,10 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     if (p) await p;
     return payload;
   });
-  app.addHook('onClose', async () => { await journal.close(); });
+  app.addHook('onClose', async () => {
+    await journal.close();
+    lease.release();
+  });
 
   const durability: Durability = {
     journal,
