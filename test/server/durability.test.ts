@@ -174,6 +174,31 @@ describe('a state directory', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('a multipart program (what the Python client sends) and a .npy upload are journaled and come back', { timeout: 60000 }, async () => {
+    const dir = tmp();
+    let srv = await start(dir);
+    const s = await open(srv.url);
+    const form = new FormData();
+    form.append('program', new Blob([JSON.stringify({ ops: [{ op: 'frombuffer', attrs: { part: 'u0', shape: [2, 2] }, out: 'm' }] })], { type: 'application/json' }));
+    form.append('u0', new Blob([new Float32Array([1.5, -2, 3, 4.25])]), 'u0');
+    const sent = await fetch(`${srv.url}${s.path}/ops`, { method: 'POST', headers: { authorization: `Bearer ${s.token}` }, body: form });
+    expect(sent.status).toBe(200);
+    const header = "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }";
+    const pad = 64 - ((10 + header.length + 1) % 64);
+    const head = Buffer.alloc(10);
+    Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]).copy(head);
+    head.writeUInt16LE(header.length + pad + 1, 8);
+    const npy = Buffer.concat([head, Buffer.from(header + ' '.repeat(pad) + '\n', 'latin1'), Buffer.from(new Float64Array([0.1, 0.2, 1e300]).buffer)]);
+    const up = await send(srv.url, { method: 'POST', path: `${s.path}/arrays?name=v`, headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/x-npy' }, body: npy });
+    expect(up.status).toBe(201);
+    srv.proc.kill('SIGKILL');
+    await srv.exited;
+    srv = await start(dir);
+    expect((await call(srv.url, 'GET', `${s.path}/arrays/m`, s.token)).json.data).toEqual([[1.5, -2], [3, 4.25]]);
+    expect((await call(srv.url, 'GET', `${s.path}/arrays/v`, s.token)).json.data).toEqual([0.1, 0.2, 1e300]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('a retry after a crash with the same Idempotency-Key is answered once, from the restored record', { timeout: 60000 }, async () => {
     const ref = await reference(2);
     const dir = tmp();
