@@ -5,6 +5,8 @@
  * recorded and differentiate again. Shapes and conventions follow torch.autograd.functional.
  */
 import { fail } from '../errors.js';
+import { itemSize, type DType } from '../engine/backend.js';
+import { sizeOf } from '../engine/ndarray.js';
 import type { ScopeKind } from '../program/format.js';
 import { describeValue, type Value } from './compile.js';
 import type { Pos } from './lexer.js';
@@ -34,8 +36,7 @@ export interface FunctionalEnv {
 
 const tuple = (items: Value[]): Value => ({ t: 'list', items, tuple: true });
 const num = (v: number): Value => ({ t: 'num', v, isInt: Number.isInteger(v) });
-const sizeOf = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
-const itemBytes = (dtype: string): number => (dtype === 'float64' || dtype === 'int64' ? 8 : dtype === 'float16' ? 2 : dtype === 'uint8' || dtype === 'int8' || dtype === 'bool' ? 1 : 4);
+const itemBytes = (dtype: string): number => itemSize(dtype as DType);
 
 function pyError(exception: string, message: string, at: Pos): Error {
   return fail('program_error', `${exception}: ${message} (line ${at.line})`, { exception, line: at.line });
@@ -106,13 +107,17 @@ export class Functional {
 
   // --- the transforms, as the language calls them ---
 
+  /** What every transform starts with: its arguments bound, and the inputs as variables to differentiate at. */
+  private setup(fn: string, params: string[], required: number, args: Value[], kwargs: [string, Value][], at: Pos) {
+    const a = bindArgs(fn, params, required, args, kwargs, at);
+    const xs = this.arrays(a.get('inputs')!, 'inputs', at);
+    return { a, cg: flag(a, 'create_graph', false, at), xs, vars: this.prepare(xs.items, at), f: a.get('func')! };
+  }
+
   /** `autograd.vjp(f, inputs, v=None, create_graph=False)` -> (f's value, v^T J). */
   vjp(args: Value[], kwargs: [string, Value][], at: Pos): Value {
-    const a = bindArgs('autograd.vjp', ['func', 'inputs', 'v', 'create_graph', 'strict'], 2, args, kwargs, at);
-    const cg = flag(a, 'create_graph', false, at);
-    const xs = this.arrays(a.get('inputs')!, 'inputs', at);
-    const vars = this.prepare(xs.items, at);
-    const out = this.forward(a.get('func')!, vars, at);
+    const { a, cg, xs, vars, f } = this.setup('autograd.vjp', ['func', 'inputs', 'v', 'create_graph', 'strict'], 2, args, kwargs, at);
+    const out = this.forward(f, vars, at);
     const heads = this.cotangents(a.get('v'), out, 'v', at);
     const g = this.env.grad(out.items, vars, { headGrads: heads, createGraph: cg, retainGraph: cg }, at);
     return tuple([this.result(out, cg, at), xs.single ? g[0]! : tuple(g)]);
@@ -120,11 +125,8 @@ export class Functional {
 
   /** `autograd.jvp(f, inputs, v=None, create_graph=False)` -> (f's value, J v), by the transpose of a vjp. */
   jvp(args: Value[], kwargs: [string, Value][], at: Pos): Value {
-    const a = bindArgs('autograd.jvp', ['func', 'inputs', 'v', 'create_graph', 'strict'], 2, args, kwargs, at);
-    const cg = flag(a, 'create_graph', false, at);
-    const xs = this.arrays(a.get('inputs')!, 'inputs', at);
-    const vars = this.prepare(xs.items, at);
-    const out = this.forward(a.get('func')!, vars, at);
+    const { a, cg, xs, vars, f } = this.setup('autograd.jvp', ['func', 'inputs', 'v', 'create_graph', 'strict'], 2, args, kwargs, at);
+    const out = this.forward(f, vars, at);
     const tangents = this.cotangents(a.get('v'), xs, 'v', at);
     const jv = this.jvpOf(out.items, vars, tangents, cg, cg, at);
     return tuple([this.result(out, cg, at), out.single ? jv[0]! : tuple(jv)]);
@@ -132,37 +134,31 @@ export class Functional {
 
   /** `autograd.jacobian(f, inputs, create_graph=False)`: out.shape + in.shape per (output, input). */
   jacobian(args: Value[], kwargs: [string, Value][], at: Pos): Value {
-    const a = bindArgs('autograd.jacobian', ['func', 'inputs', 'create_graph', 'strict', 'vectorize'], 2, args, kwargs, at);
-    const cg = flag(a, 'create_graph', false, at);
-    const xs = this.arrays(a.get('inputs')!, 'inputs', at);
-    const vars = this.prepare(xs.items, at);
-    const out = this.forward(a.get('func')!, vars, at);
-    const J = this.jacobianOf(out.items, vars, cg, at);
-    return this.nest(J, out.single, xs.single);
+    const { cg, xs, vars, f } = this.setup('autograd.jacobian', ['func', 'inputs', 'create_graph', 'strict', 'vectorize'], 2, args, kwargs, at);
+    const out = this.forward(f, vars, at);
+    return this.nest(this.jacobianOf(out.items, vars, cg, at), out.single, xs.single);
   }
 
   /** `autograd.hessian(f, inputs, create_graph=False)`: f returns one element; in_i.shape + in_j.shape. */
   hessian(args: Value[], kwargs: [string, Value][], at: Pos): Value {
-    const a = bindArgs('autograd.hessian', ['func', 'inputs', 'create_graph', 'strict', 'vectorize'], 2, args, kwargs, at);
-    const cg = flag(a, 'create_graph', false, at);
-    const xs = this.arrays(a.get('inputs')!, 'inputs', at);
-    const vars = this.prepare(xs.items, at);
-    const out = this.scalarOut(a.get('func')!, vars, 'autograd.hessian', at);
-    const g = this.env.scope('record', () => this.env.grad([out], vars, { createGraph: true, retainGraph: true }, at));
+    const { cg, xs, vars, f } = this.setup('autograd.hessian', ['func', 'inputs', 'create_graph', 'strict', 'vectorize'], 2, args, kwargs, at);
+    const { g } = this.gradOfScalar(f, vars, 'autograd.hessian', at);
     return this.nest(this.jacobianOf(g, vars, cg, at), xs.single, xs.single);
   }
 
   /** `autograd.hvp(f, inputs, v, create_graph=False)` -> (f's value, H v); vhp is the same for a symmetric H. */
   hvp(args: Value[], kwargs: [string, Value][], at: Pos, name = 'autograd.hvp'): Value {
-    const a = bindArgs(name, ['func', 'inputs', 'v', 'create_graph', 'strict'], 3, args, kwargs, at);
-    const cg = flag(a, 'create_graph', false, at);
-    const xs = this.arrays(a.get('inputs')!, 'inputs', at);
-    const vars = this.prepare(xs.items, at);
-    const out = this.scalarOut(a.get('func')!, vars, name, at);
+    const { a, cg, xs, vars, f } = this.setup(name, ['func', 'inputs', 'v', 'create_graph', 'strict'], 3, args, kwargs, at);
+    const { out, g } = this.gradOfScalar(f, vars, name, at);
     const vs = this.cotangents(a.get('v'), xs, 'v', at);
-    const g = this.env.scope('record', () => this.env.grad([out], vars, { createGraph: true, retainGraph: true }, at));
     const hv = this.env.grad(g, vars, { headGrads: vs, createGraph: cg, retainGraph: cg }, at);
     return tuple([this.result({ items: [out], single: true }, cg, at), xs.single ? hv[0]! : tuple(hv)]);
+  }
+
+  /** f's value (one element) and its gradient, recorded so that it differentiates again. */
+  private gradOfScalar(f: Value, vars: Value[], fn: string, at: Pos): { out: Value; g: Value[] } {
+    const out = this.scalarOut(f, vars, fn, at);
+    return { out, g: this.env.scope('record', () => this.env.grad([out], vars, { createGraph: true, retainGraph: true }, at)) };
   }
 
   /**

@@ -47,13 +47,10 @@ export interface ImportResult {
 }
 
 /**
- * Loads a file into the session: each `name` is (re)bound to a new array and each `name.grad`
- * becomes the gradient buffer (grad_req write) of the `name` of the same file. Atomic: the whole
- * file is validated and every array allocated before the first name is bound, so a refused file
- * (400), or one over the session's quotas (413/429), leaves the session as it was; buffers already
- * allocated are referenced by nothing and freed at the request's end.
+ * A safetensors file's arrays, allocated (where the quotas are enforced) but bound to nothing:
+ * `name` for each array, its `name.grad` attached as its gradient buffer (grad_req write).
  */
-export function importSession(s: Session, file: Uint8Array): ImportResult {
+export function arraysOfFile(s: Session, file: Uint8Array): { built: [string, NDArray][]; metadata: Record<string, string> } {
   const { tensors, metadata } = decodeSafetensors(file, (name) => {
     const base = name.endsWith('.grad') ? name.slice(0, -5) : name;
     return NAME_RE.test(base) ? null : 'a name matches ^[A-Za-z_][A-Za-z0-9_]{0,63}$, or is such a name followed by .grad';
@@ -82,6 +79,18 @@ export function importSession(s: Session, file: Uint8Array): ImportResult {
     if (g) attachGrad(a, 'write', s.k.fromBytes(g.dtype, g.shape, g.bytes));
     built.push([name, a]);
   }
+  return { built, metadata };
+}
+
+/**
+ * Loads a file into the session: each `name` is (re)bound to a new array and each `name.grad`
+ * becomes the gradient buffer (grad_req write) of the `name` of the same file. Atomic: the whole
+ * file is validated and every array allocated before the first name is bound, so a refused file
+ * (400), or one over the session's quotas (413/429), leaves the session as it was; buffers already
+ * allocated are referenced by nothing and freed at the request's end.
+ */
+export function importSession(s: Session, file: Uint8Array): ImportResult {
+  const { built, metadata } = arraysOfFile(s, file);
   for (const [name, a] of built) s.names.set(name, a);
   return { arrays: built.map(([name, a]) => describe(s, name, a)), metadata };
 }

@@ -344,6 +344,12 @@ export function autogradState(s: Session) {
   };
 }
 
+/** What POST /v1/sessions (and a fork) answers: the session, and its token, which only this answer carries. */
+export function createdAnswer(s: Session, token: string) {
+  const info = sessionInfo(s);
+  return { id: info.id, created_at: info.created_at, expires_at: info.expires_at, ttl_seconds: info.ttl_seconds, seed: info.seed, default_dtype: info.default_dtype, token, limits: info.limits };
+}
+
 export function sessionInfo(s: Session) {
   let nodes = 0;
   for (const t of s.tapes.values()) nodes += t.nodes.filter((n) => !n.freed).length;

@@ -8,13 +8,11 @@
  * Tapes are not kept: a snapshot is taken between requests with no scope open, and what it holds
  * comes back as leaves, as arrays read from a file do.
  */
-import type { NDArray } from '../engine/ndarray.js';
 import type { Definition } from '../expr/interp.js';
 import type { GradReq } from '../program/format.js';
-import { attachGrad, gradReqOf, isFreshGrad, setFreshGrad } from '../autograd/slot.js';
+import { attachGrad, gradOf, gradReqOf, isFreshGrad, setFreshGrad } from '../autograd/slot.js';
 import { fail } from '../errors.js';
-import { decodeSafetensors } from './safetensors.js';
-import { exportSession } from './files.js';
+import { arraysOfFile, exportSession } from './files.js';
 import { Deferred } from './deferred.js';
 import type { Session } from './session.js';
 
@@ -55,6 +53,20 @@ export function snapshotBytes(s: Session): number {
 }
 
 /**
+ * What a snapshot or a journal checkpoint keeps of `s`, read now: each buffer's grad_req and
+ * fresh_grad, the definitions, the random stream; and the arrays as safetensors bytes, read once
+ * their kernels are done (inside Session.run).
+ */
+export function captureState(s: Session) {
+  const gradReqs = new Map<string, { req: GradReq; fresh: boolean }>();
+  for (const [n, a] of s.names) {
+    const req = gradReqOf(a);
+    if (req) gradReqs.set(n, { req, fresh: isFreshGrad(a) });
+  }
+  return { gradReqs, definitions: [...s.definitions.values()], random: s.randomState(), arrays: s.names.size, file: exportSession(s) };
+}
+
+/**
  * Takes snapshot `name` (replacing one of that name). Its state is read when the request runs and
  * its arrays once their kernels are done, as an export reads them: answered through Session.run.
  */
@@ -64,15 +76,7 @@ export function takeSnapshot(s: Session, name: string): Deferred<Promise<Snapsho
   if (!s.snapshots.has(name) && s.snapshots.size >= l.maxSnapshots) {
     throw fail('quota_exceeded', `this session holds ${s.snapshots.size} snapshots, the limit (GRADSERVE_MAX_SNAPSHOTS); delete one first`, { limit: 'snapshots', value: s.snapshots.size });
   }
-  const gradReqs = new Map<string, { req: GradReq; fresh: boolean }>();
-  for (const [n, a] of s.names) {
-    const req = gradReqOf(a);
-    if (req) gradReqs.set(n, { req, fresh: isFreshGrad(a) });
-  }
-  const definitions = [...s.definitions.values()];
-  const random = s.randomState();
-  const arrays = s.names.size;
-  const file = exportSession(s);
+  const { gradReqs, definitions, random, arrays, file } = captureState(s);
   return new Deferred(async () => {
     const parts = await file.read();
     const size = parts.reduce((n, p) => n + p.byteLength, 0);
@@ -101,24 +105,17 @@ export function snapshotOf(s: Session, name: string): Snapshot {
  */
 export function restoreSnapshot(s: Session, p: Snapshot): void {
   noOpenScope(s, 'a restore');
-  const { tensors } = decodeSafetensors(p.file, () => null);
-  const arrays = new Map<string, NDArray>();
-  const grads = new Map<string, NDArray>();
-  for (const t of tensors) {
-    const a = s.k.fromBytes(t.dtype, t.shape, t.bytes);
-    if (t.name.endsWith('.grad')) grads.set(t.name.slice(0, -5), a);
-    else arrays.set(t.name, a);
-  }
-  for (const [n, a] of arrays) {
-    const g = grads.get(n);
+  const { built } = arraysOfFile(s, p.file);
+  for (const [n, a] of built) {
     const state = p.gradReqs.get(n);
+    const g = gradOf(a);
     if (state && g) {
       attachGrad(a, state.req, g);
       setFreshGrad(a, state.fresh);
     }
   }
   s.names.clear();
-  for (const [n, a] of arrays) s.names.set(n, a);
+  for (const [n, a] of built) s.names.set(n, a);
   s.definitions.clear();
   for (const d of p.definitions) s.definitions.set(d.name, d);
   s.setRandomState(p.random);

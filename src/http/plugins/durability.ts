@@ -15,10 +15,8 @@ import { Journal, type Recovered } from '../../durability/journal.js';
 import { Lease } from '../../durability/lease.js';
 import type { Session } from '../../session/session.js';
 import type { SessionStore } from '../../session/store.js';
-import { restoreSnapshot, type Snapshot } from '../../session/snapshots.js';
-import { exportSession } from '../../session/files.js';
+import { captureState, restoreSnapshot, type Snapshot } from '../../session/snapshots.js';
 import { Deferred } from '../../session/deferred.js';
-import { gradReqOf, isFreshGrad } from '../../autograd/slot.js';
 import type { GradReq } from '../../program/format.js';
 import type { JournalRecord } from '../../durability/journal.js';
 import { uploadsOf } from '../multipart.js';
@@ -71,13 +69,8 @@ function quiet(s: Session): boolean {
 
 /** A quiet session as one record: its arrays as safetensors and what a file cannot say. Run inside `s.run`. */
 function checkpointOf(s: Session): Deferred<Promise<JournalRecord>> {
-  const gradReqs: Record<string, { req: GradReq; fresh: boolean }> = {};
-  for (const [n, a] of s.names) {
-    const req = gradReqOf(a);
-    if (req) gradReqs[n] = { req, fresh: isFreshGrad(a) };
-  }
-  const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: gradReqs, random: s.randomState(), definitions: [...s.definitions.values()].map((d) => d.source) };
-  const file = exportSession(s);
+  const { gradReqs, definitions, random, file } = captureState(s);
+  const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(gradReqs), random, definitions: definitions.map((d) => d.source) };
   return new Deferred(async () => ({ header, body: Buffer.concat(await file.read()) }));
 }
 

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { CreateSession, Seed, SessionCreated, SessionInfo, SessionParams } from '../schemas/api.js';
 import { sessionOf, matchApiKey } from '../auth.js';
 import { problems } from '../responses.js';
-import { sessionInfo } from '../../session/service.js';
+import { createdAnswer, sessionInfo } from '../../session/service.js';
 import type { Services } from '../services.js';
 import { fail } from '../../errors.js';
 import { z } from 'zod';
@@ -29,9 +29,8 @@ export const sessionRoutes = (svc: Services): FastifyPluginAsyncZod => async (ap
     const id = typeof minted === 'string' && /^[A-Za-z0-9_-]{8,64}$/.test(minted) ? minted : undefined;
     const { session, token } = svc.store.create({ ...(req.body ?? {}), id, apiKey });
     svc.durable?.created(req, session);
-    const info = sessionInfo(session);
     reply.code(201).header('Location', `/v1/sessions/${session.id}`);
-    return { id: info.id, created_at: info.created_at, expires_at: info.expires_at, ttl_seconds: info.ttl_seconds, seed: info.seed, default_dtype: info.default_dtype, token, limits: info.limits };
+    return createdAnswer(session, token);
   });
 
   app.get('/v1/sessions/:sid', {

@@ -5,7 +5,7 @@ import { ForkBody, ImportAnswer, RestoreBody, SessionCreated, SessionParams, Sna
 import { sessionOf } from '../auth.js';
 import { problems } from '../responses.js';
 import { restoreSnapshot, snapshotInfo, snapshotOf, takeSnapshot } from '../../session/snapshots.js';
-import { describe, sessionInfo } from '../../session/service.js';
+import { createdAnswer, describe } from '../../session/service.js';
 import type { Services } from '../services.js';
 
 const errors = problems(401, 404, 409, 413, 429);
@@ -67,8 +67,7 @@ export const snapshotRoutes = (S: Services): FastifyPluginAsyncZod => async (app
       S.store.delete(session);
       throw e;
     }
-    const info = sessionInfo(session);
     reply.code(201).header('Location', `/v1/sessions/${session.id}`);
-    return { id: info.id, created_at: info.created_at, expires_at: info.expires_at, ttl_seconds: info.ttl_seconds, seed: info.seed, default_dtype: info.default_dtype, token, limits: info.limits };
+    return createdAnswer(session, token);
   });
 };
