@@ -27,9 +27,9 @@ tmp="$dir/nginx-upstreams.conf.tmp.$$"
 n=0
 for u in $upstreams; do
   valid "$u" || { echo "nginx-render: bad upstream address: $u" >&2; rm -f "$tmp"; exit 2; }
-  # max_fails=0: never mark a replica down, or nginx would re-hash its sessions elsewhere
-  # (see nginx.conf).
-  printf 'server %s max_fails=0;\n' "$u" >>"$tmp"
+  # A replica that fails to connect is skipped for 10 s; its sessions go to the next on the
+  # ring, which takes them over from the shared state directory (see nginx.conf).
+  printf 'server %s max_fails=1 fail_timeout=10s;\n' "$u" >>"$tmp"
   n=$((n + 1))
 done
 [ "$n" -gt 0 ] || { echo "nginx-render: GRADSERVE_UPSTREAMS lists no replica" >&2; rm -f "$tmp"; exit 2; }

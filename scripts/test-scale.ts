@@ -1,10 +1,11 @@
 /**
- * Scale-out test (issue 7.2): nginx with docker/nginx.conf in front of three gradserve processes,
- * all on 127.0.0.1. Checks sticky sessions (every request of a session reaches the replica that
- * created it), the spread over replicas, what a client sees when a replica is SIGKILLed (only its
- * sessions fail, with nginx's problem+json 502; new sessions land on live replicas for a client
- * that retries on 503), that nginx's own errors are problem+json and gradserve's pass through, and
- * that a restarted replica answers 404 for the sessions it lost, as a single server would.
+ * Scale-out test (issues 7.2 and 19.4): nginx with docker/nginx.conf in front of three gradserve
+ * processes sharing one state directory, all on 127.0.0.1. Checks sticky sessions (every request of
+ * a session reaches the replica that created it), the spread over replicas, that nginx's own errors
+ * are problem+json and gradserve's pass through, and what a client sees when a replica is SIGKILLed
+ * in the middle of a training loop: its sessions go on, on the next replica of the ring, with every
+ * acknowledged step (the next step bit for bit the uninterrupted run's), new sessions are created
+ * without a retry, and when the replica is back it takes its sessions back.
  *
  *   npm run test:scale            (npx tsx scripts/test-scale.ts)
  *
@@ -16,7 +17,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -171,6 +172,32 @@ function parseRaw(text: string): Answer {
   return { status, type: h('content-type') ?? '', replica: h('x-gradserve-replica'), retryAfter: h('retry-after'), text: bodyText, body };
 }
 
+/** A session's tenures in the shared state directory: epoch → replica. */
+function tenures(state: string, id: string): Record<string, string> {
+  try {
+    return Object.fromEntries(readdirSync(join(state, 'sessions', id)).map((e) => [e, readFileSync(join(state, 'sessions', id, e), 'utf8')]));
+  } catch {
+    return {};
+  }
+}
+
+// ---- a training loop -------------------------------------------------------------------------------
+const SETUP = 'X = nd.random.normal(shape=(32, 8))\ny = nd.random.normal(shape=(32, 1))\nw = nd.random.normal(shape=(8, 1)) * 0.1\nw.attach_grad()';
+const STEP = 'with autograd.record():\n    l = ((nd.dot(nd.tanh(X), w) - y) ** 2).mean()\nl.backward()\nw[:] = w - 0.1 * w.grad';
+
+async function trainer(lb: string): Promise<Sess> {
+  const a = await call(lb, 'POST', '/v1/sessions', { body: { seed: 11 } });
+  if (a.status !== 201) throw new Error(`training session: ${brief(a)}`);
+  const s = { id: a.body.id, token: a.body.token, replica: a.replica!, k: 0 };
+  const b = await call(lb, 'POST', `/v1/sessions/${s.id}/ops`, { token: s.token, body: { expr: SETUP } });
+  if (b.status !== 200) throw new Error(`setup: ${brief(b)}`);
+  return s;
+}
+/** One step; w's bytes after it, with the replica that answered. */
+async function step(lb: string, s: Sess): Promise<Answer> {
+  return call(lb, 'POST', `/v1/sessions/${s.id}/ops`, { token: s.token, body: { expr: STEP, fetch: ['w'], format: 'base64' } });
+}
+
 // ---- the session workload -----------------------------------------------------------------------
 interface Sess { id: string; token: string; replica: string; k: number }
 
@@ -200,16 +227,9 @@ async function chapter(lb: string, s: Sess): Promise<string | null> {
 async function reuse(lb: string, s: Sess): Promise<Answer> {
   return call(lb, 'POST', `/v1/sessions/${s.id}/ops`, { token: s.token, body: { expr: 'z = x.grad.sum()', fetch: ['z'] } });
 }
-const reuseOk = (a: Answer, s: Sess) => a.status === 200 && a.replica === s.replica && a.body?.outputs?.z?.data?.[0] === 4 * (4 * s.k + 6);
+/** The later request's answer is right (and, unless `anywhere`, from the session's replica). */
+const reuseOk = (a: Answer, s: Sess, anywhere = false) => a.status === 200 && (anywhere || a.replica === s.replica) && a.body?.outputs?.z?.data?.[0] === 4 * (4 * s.k + 6);
 
-async function createRetrying(lb: string, attempts: number): Promise<{ a: Answer; failures: Answer[] }> {
-  const failures: Answer[] = [];
-  for (let i = 0; ; i++) {
-    const a = await call(lb, 'POST', '/v1/sessions', { body: {} });
-    if (a.status !== 503 || i + 1 >= attempts) return { a, failures };
-    failures.push(a); // a real client would wait Retry-After (1 s); the test retries at once
-  }
-}
 
 // ---- main ------------------------------------------------------------------------------------------
 async function main(): Promise<void> {
@@ -229,9 +249,12 @@ async function main(): Promise<void> {
   const lb = `http://127.0.0.1:${lbPort}`;
   const direct = (i: number) => `http://127.0.0.1:${ports[i]}`;
   const tsx = ['--import', 'tsx', 'src/server.ts']; // node itself, so SIGKILL hits the server, not a wrapper
+  const state = join(tmp, 'state');
   const replicaEnv = (i: number) => ({
     GRADSERVE_HOST: '127.0.0.1', GRADSERVE_PORT: String(ports[i]), GRADSERVE_REPLICA: REPLICAS[i],
-    GRADSERVE_BACKEND: backend, GRADSERVE_LOG_LEVEL: 'warn',
+    GRADSERVE_BACKEND: backend, GRADSERVE_LOG_LEVEL: 'warn', GRADSERVE_RATE_LIMIT_MAX: '0',
+    // One directory for all three: a replica that dies leaves its sessions to the next one.
+    GRADSERVE_STATE_DIR: state, GRADSERVE_STATE_LEASE_MS: '1000',
   });
   const procs = REPLICAS.map((name, i) => start(name, process.execPath, tsx, replicaEnv(i)));
 
@@ -269,12 +292,10 @@ async function main(): Promise<void> {
   const walkErr = walk.filter((e) => e !== null);
   check('every request of every session reaches its replica, and the chapter runs (arrays, ops, backward, grad)', walkErr.length === 0, walkErr.length ? `${walkErr.length} sessions: ${walkErr[0]}` : `${sessions.length * 6} requests`);
 
-  // Held where nginx says: the owning replica knows the session, the others answer 404.
-  const placement = await pool(sessions, 20, async (s) => {
-    const codes = await Promise.all(REPLICAS.map((_, i) => call(direct(i), 'GET', `/v1/sessions/${s.id}`, { token: s.token }).then((a) => a.status)));
-    return REPLICAS.every((name, i) => codes[i] === (name === s.replica ? 200 : 404));
-  });
-  check('each session exists on exactly the replica that answered for it', placement.every(Boolean));
+  // Held where nginx says: one tenure each, by the replica that answered (asking another replica
+  // directly would move the session there).
+  const placement = sessions.map((s) => JSON.stringify(tenures(state, s.id)) === JSON.stringify({ 1: s.replica }));
+  check('each session is held by exactly the replica that answered for it (its one claim in the state directory)', placement.every(Boolean));
 
   const per = Object.fromEntries(REPLICAS.map((r) => [r, sessions.filter((s) => s.replica === r).length]));
   check('sessions spread over all three replicas', REPLICAS.every((r) => per[r] >= 10), JSON.stringify(per));
@@ -298,46 +319,86 @@ async function main(): Promise<void> {
   const garbage = parseRaw(await raw(lbPort, 'THIS IS NOT HTTP\r\n\r\n'));
   check('a malformed request: 400 problem+json from nginx', isProblem(garbage, 400, 'invalid_request'), brief(garbage));
 
-  // 4. One replica dies (SIGKILL: no drain, its sessions are gone).
+  // 4. One replica dies (SIGKILL, no drain) in the middle of a training loop on it.
   const victimIdx = 1;
   const victim = REPLICAS[victimIdx];
+  const STEPS = 12;
+  const ref = await trainer(lb);
+  const refW: string[] = [];
+  for (let i = 0; i <= STEPS; i++) refW.push((await step(lb, ref)).body?.outputs?.w?.data);
+  let t: Sess | null = null;
+  for (let i = 0; i < 40 && !t; i++) {
+    const c = await trainer(lb);
+    if (c.replica === victim) t = c;
+  }
+  if (!check(`a training session lands on ${victim}`, t !== null)) return;
+  const trained = t!;
+  let acked = 0;
+  for (; acked < 5; acked++) if ((await step(lb, trained)).body?.outputs?.w?.data !== refW[acked]) break;
+  check('the training loop runs through nginx, bit for bit the reference run', acked === 5);
+  // One step in flight when the replica dies: it may or may not have been kept.
+  const inflight = step(lb, trained);
+  await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 5)));
   procs[victimIdx].kill('SIGKILL');
   await exited(procs[victimIdx]);
-  log(`killed replica ${victim} (${per[victim]} sessions)`);
+  log(`killed replica ${victim} (${per[victim]} sessions and the training session)`);
+  const lostStep = await inflight;
+  const read = await call(lb, 'GET', `/v1/sessions/${trained.id}/arrays/w?format=base64`, { token: trained.token });
+  const at = refW.indexOf(read.body?.data);
+  const keptAll = lostStep.status === 200 ? at === acked : at === acked || at === acked - 1;
+  check(`the training session goes on on another replica with every acknowledged step (in-flight step: ${lostStep.status})`, read.status === 200 && read.replica !== victim && keptAll, `${brief(read)}; w is step ${at + 1}, ${acked} acknowledged`);
+  let resumed = at + 1;
+  let stuck = true;
+  const mover = read.replica;
+  for (; resumed < STEPS; resumed++) {
+    const a = await step(lb, trained);
+    if (a.body?.outputs?.w?.data !== refW[resumed]) break;
+    stuck &&= a.replica === mover;
+  }
+  check('its next steps are bit for bit the uninterrupted run, all on the replica that took it over', resumed === STEPS && stuck, `${resumed}/${STEPS}`);
 
   const after = await pool(sessions, 20, async (s) => ({ s, a: await reuse(lb, s) }));
-  const lost = after.filter(({ s }) => s.replica === victim);
+  const moved = after.filter(({ s }) => s.replica === victim);
   const kept = after.filter(({ s }) => s.replica !== victim);
-  const lostBad = lost.filter(({ a }) => !isProblem(a, 502, 'upstream_unavailable'));
-  check(`the dead replica's ${lost.length} sessions get nginx's 502 problem+json (upstream_unavailable, not HTML)`, lost.length > 0 && lostBad.length === 0, lostBad.length ? brief(lostBad[0].a) : brief(lost[0]?.a ?? ({} as Answer)));
+  const movedBad = moved.filter(({ s, a }) => !reuseOk(a, s, true) || a.replica === victim);
+  check(`the dead replica's ${moved.length} sessions are taken over by the others, arrays and all`, moved.length > 0 && movedBad.length === 0, movedBad.length ? brief(movedBad[0].a) : '');
   const keptBad = kept.filter(({ s, a }) => !reuseOk(a, s));
   check(`the other ${kept.length} sessions keep working on their replicas`, keptBad.length === 0, keptBad.length ? brief(keptBad[0].a) : '');
+  const twice = moved.filter(({ s, a }) => { const tt = tenures(state, s.id); return Object.keys(tt).length !== 2 || tt[2] !== a.replica; });
+  check('each moved session has exactly one new tenure, by the replica that answered', twice.length === 0, twice.length ? JSON.stringify(tenures(state, twice[0].s.id)) : '');
+  for (const { s, a } of moved) s.replica = a.replica!;
 
   // Stateless routes skip the dead replica (proxy_next_upstream).
   const probes = await pool(Array.from({ length: 30 }, () => 0), 10, () => call(lb, 'GET', '/healthz'));
   check('stateless routes (/healthz) keep answering 200 through nginx', probes.every((a) => a.status === 200), brief(probes.find((a) => a.status !== 200) ?? probes[0]));
 
-  // New sessions: a client that retries on 503 always ends up on a live replica.
-  const fresh = await pool(Array.from({ length: 40 }, () => 0), 10, () => createRetrying(lb, 8));
-  const refused = fresh.flatMap((f) => f.failures);
-  const freshBad = fresh.filter((f) => f.a.status !== 201 || !f.a.replica || f.a.replica === victim);
-  check('new sessions go to live replicas for a client that retries on 503 (up to 8 attempts)', freshBad.length === 0, freshBad.length ? brief(freshBad[0].a) : `40 sessions, ${refused.length} attempt(s) refused on the way`);
-  check('a creation that hashes to the dead replica: 503 problem+json with Retry-After (retry gets a new id)', refused.length > 0 && refused.every((a) => isProblem(a, 503, 'upstream_unavailable') && a.retryAfter === '1'), refused.length ? brief(refused[0]) : 'no attempt hashed to the dead replica');
-  const freshSessions: Sess[] = fresh.filter((f) => f.a.status === 201).map((f, i) => ({ id: f.a.body.id, token: f.a.body.token, replica: f.a.replica!, k: 1000 + i }));
+  // New sessions: an id that hashes to the dead replica is created by the next one.
+  const fresh = await pool(Array.from({ length: 40 }, () => 0), 10, () => call(lb, 'POST', '/v1/sessions', { body: {} }));
+  const freshBad = fresh.filter((a) => a.status !== 201 || !a.replica || a.replica === victim);
+  check('new sessions are created on live replicas at the first attempt', freshBad.length === 0, freshBad.length ? brief(freshBad[0]) : '40 sessions');
+  const freshSessions: Sess[] = fresh.filter((a) => a.status === 201).map((a, i) => ({ id: a.body.id, token: a.body.token, replica: a.replica!, k: 1000 + i }));
   const freshWalk = await pool(freshSessions, 10, (s) => chapter(lb, s));
   const freshErr = freshWalk.filter((e) => e !== null);
   check('the new sessions work and stick to their replicas', freshErr.length === 0, freshErr[0] ?? `${freshSessions.length} sessions`);
 
-  // 5. The replica comes back (empty): its old sessions are unknown there, as on a restarted single server.
+  // 5. The replica comes back: nginx sends it its sessions again, and it takes them back.
   procs[victimIdx] = start(`${victim}-restarted`, process.execPath, tsx, replicaEnv(victimIdx));
   await waitHealthy(direct(victimIdx), procs[victimIdx], `replica ${victim} (restarted)`);
-  const back = await pool(lost, 20, ({ s }) => reuse(lb, s));
-  check(`after ${victim} restarts, its lost sessions get 404 not_found problem+json from it`, back.every((a) => isProblem(a, 404, 'not_found') && a.replica === victim), brief(back.find((a) => !isProblem(a, 404, 'not_found')) ?? back[0]));
-  const survivors = await pool([...kept.map(({ s }) => s), ...freshSessions], 20, async (s) => reuseOk(await reuse(lb, s), s));
+  // nginx tries it again once its fail_timeout (10 s) has passed.
+  let back: Answer[] = [];
+  for (let round = 0; round < 30; round++) {
+    back = await pool(moved, 20, ({ s }) => reuse(lb, s));
+    if (back.every((a) => a.replica === victim)) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  check(`after ${victim} is back, it takes its sessions back, arrays and all`, back.every((a, i) => a.replica === victim && reuseOk(a, moved[i].s, true)), brief(back.find((a) => a.replica !== victim) ?? back[0]));
+  const tb = await step(lb, trained);
+  check('the training session too: its next step is bit for bit the uninterrupted run', tb.status === 200 && tb.replica === victim && tb.body?.outputs?.w?.data === refW[STEPS], brief(tb));
+  const survivors = await pool([...kept.map(({ s }) => s), ...freshSessions], 20, async (s) => reuseOk(await reuse(lb, s), s, true));
   check('sessions on the other replicas are unaffected by the restart', survivors.every(Boolean));
   const again = await pool(Array.from({ length: 30 }, () => 0), 10, () => call(lb, 'POST', '/v1/sessions', { body: {} }));
   const againBy = new Set(again.map((a) => a.replica));
-  check('with all replicas up, creation never needs a retry and reaches all three', again.every((a) => a.status === 201) && againBy.size === 3, [...againBy].join(','));
+  check('with all replicas up, creation reaches all three', again.every((a) => a.status === 201) && againBy.size === 3, [...againBy].join(','));
 
   // 6. Everything listened on 127.0.0.1 only.
   const conf = readFileSync(join(tmp, 'nginx-listen.conf'), 'utf8');

@@ -91,7 +91,9 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   registerBodyBudget(app, o.config.limits, store.memory, metrics.registry);
   const services: Services = { config: o.config, store, state: { draining: false }, metrics };
   // Hooked in before the routes, replayed once they are ready (below).
-  const durable = o.config.stateDir ? await registerDurability(app, store, o.config.stateDir, o.config.stateSync, o.config.stateCheckpointBytes, o.config.stateLeaseMs) : null;
+  const durable = o.config.stateDir ? await registerDurability(app, store, {
+    dir: o.config.stateDir, sync: o.config.stateSync, checkpointBytes: o.config.stateCheckpointBytes, leaseMs: o.config.stateLeaseMs, replica: o.config.replica,
+  }) : null;
   if (durable) services.durable = durable.durability;
 
   registerProblems(app, (err) => {

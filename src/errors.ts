@@ -70,6 +70,8 @@ export const ERROR_CATALOGUE = {
     help: 'The request ran past its time budget (GRADSERVE_REQUEST_TIMEOUT_MS) and was stopped between statements; the session is consistent and `changed` lists what completed.' },
   unavailable: { status: 503, title: 'Service unavailable',
     help: 'The server is draining or under pressure (event-loop lag, heap). Retry after `Retry-After` seconds, possibly on another replica.' },
+  session_moved: { status: 503, title: 'Session moved',
+    help: 'Replicas share the state directory and another replica took this session over (its replica had stopped answering) before this answer was given. That replica may hold what the request did, as after a crash: send it again after `Retry-After` seconds with the same Idempotency-Key, and it is answered once by the replica that holds the session.' },
   insufficient_storage: { status: 507, title: 'Insufficient storage',
     help: 'The state directory (GRADSERVE_STATE_DIR) could not take the change: the disk is full or failing. The change was not acknowledged and does not survive a restart; free space, then send the request again.' },
   internal: { status: 500, title: 'Internal error',

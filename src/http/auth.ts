@@ -42,7 +42,14 @@ export function verifiedCredential(store: SessionStore, apiKeys: readonly string
   return key === null ? null : `key:${key}`;
 }
 
-export function sessionOf(store: SessionStore, req: { params: unknown; headers: IncomingHttpHeaders; method?: string }): Session {
+/**
+ * Where a shared state directory's hook notes the session a request found as it began: if that
+ * session was let go of meanwhile (another replica took it over), the request must not run on
+ * the one rebuilt in its place, since its answer is refused as coming from a lapsed tenure.
+ */
+export const SEEN_SESSION = Symbol('seen session');
+
+export function sessionOf(store: SessionStore, req: { params: unknown; headers: IncomingHttpHeaders; method?: string; [SEEN_SESSION]?: Session }): Session {
   const sid = (req.params as { sid: string }).sid;
   let s: Session;
   if (isReplay(req)) {
@@ -51,6 +58,8 @@ export function sessionOf(store: SessionStore, req: { params: unknown; headers: 
     s = found;
   } else {
     s = store.authorize(sid, bearer(req.headers));
+    const seen = req[SEEN_SESSION];
+    if (seen && seen !== s) throw fail('session_moved', `session \`${sid}\` moved between replicas while this request waited: send it again`, { retry_after: 1 });
   }
   // The handler runs the session next, in this turn: that run is this request's. A handler that
   // fails before it runs leaves no tag for another run to take: it lapses at the turn's end.

@@ -53,6 +53,11 @@ function fromFastify(err: FastifyError): ApiError | null {
 const CLIENT_ERRORS = new Map<number, ErrorCode>([[403, 'forbidden'], [404, 'not_found'], [405, 'method_not_allowed'], [406, 'not_acceptable']]);
 
 export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyRequest): FastifyReply {
+  return reply.send(problemAnswer(reply, err, req));
+}
+
+/** Sets the reply's status and headers for `err` and gives its body (for a hook that replaces an answer). */
+export function problemAnswer(reply: FastifyReply, err: ApiError, req?: FastifyRequest): string {
   const problem = toProblem(err, req?.url);
   if (req) {
     problem.request_id = req.id;
@@ -62,7 +67,8 @@ export function sendProblem(reply: FastifyReply, err: ApiError, req?: FastifyReq
     req.log[err.status >= 500 ? 'error' : 'info']({ code: err.code, status: err.status, ...(err.extra.limit ? { limit: err.extra.limit } : {}) }, 'problem answered');
   }
   if (err.status === 429 || err.status === 503) reply.header('Retry-After', String(err.extra.retry_after ?? 1));
-  return reply.code(err.status).type('application/problem+json').send(JSON.stringify(problem));
+  reply.code(err.status).type('application/problem+json');
+  return JSON.stringify(problem);
 }
 
 export function registerProblems(app: FastifyInstance, onProblem: (err: ApiError) => void = () => {}): void {

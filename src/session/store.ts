@@ -20,7 +20,9 @@ export interface CreateSessionInput {
   tokenHash?: Buffer;
 }
 
-const hash = (token: string): Buffer => digest('sha256', token, 'buffer');
+/** What a session keeps of its token: the SHA-256 of it. */
+export const hashToken = (token: string): Buffer => digest('sha256', token, 'buffer');
+const hash = hashToken;
 
 /** What the store remembers of a session that is gone, to say why to the holder of its token. */
 interface Gone {
@@ -41,6 +43,7 @@ export class SessionStore {
   private timer: NodeJS.Timeout | null = null;
   /** Called with a session's id once it is deleted or expired: state kept for it elsewhere goes too. */
   private readonly deletedListeners: ((id: string) => void)[] = [];
+  private readonly releasedListeners: ((id: string) => void)[] = [];
 
   constructor(readonly backend: Backend, readonly limits: Limits) {
     this.memory = new ProcessMemory(limits.maxTotalBytes, limits.maxTotalArrays);
@@ -93,8 +96,15 @@ export class SessionStore {
     return !!s && !s.closed && timingSafeEqual(hash(token), s.tokenHash);
   }
 
+  /**
+   * Sessions being rebuilt from another replica's journal (a shared state directory): only the
+   * replayed requests that rebuild them may reach them.
+   */
+  readonly rebuilding = new Set<string>();
+
   /** The session for `id` if `token` is its token: 404 for an unknown id, 401 for a bad token. */
   authorize(id: string, token: string | null): Session {
+    if (this.rebuilding.has(id)) throw fail('session_moved', `session \`${id}\` is being taken over by this replica at this moment: send the request again`, { retry_after: 1 });
     const s = this.sessions.get(id);
     if (!s || s.closed) throw this.missing(id, token);
     if (token === null) throw fail('unauthorized', 'this request needs `Authorization: Bearer <token>` with the token answered when the session was created');
@@ -128,6 +138,22 @@ export class SessionStore {
     this.sessions.delete(s.id);
     s.close();
     for (const f of this.deletedListeners) f(s.id);
+  }
+
+  /**
+   * Lets go of a session another replica has taken over: it goes from memory, and nothing is told
+   * or remembered, since it lives on (a later request may bring it back here).
+   */
+  release(s: Session): void {
+    if (this.sessions.get(s.id) !== s) return;
+    this.sessions.delete(s.id);
+    s.close();
+    for (const f of this.releasedListeners) f(s.id);
+  }
+
+  /** Called with a session's id once it is let go of (release): state kept for it here goes too. */
+  onReleased(f: (id: string) => void): void {
+    this.releasedListeners.push(f);
   }
 
   onDeleted(f: (id: string) => void): void {

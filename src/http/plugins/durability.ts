@@ -9,13 +9,19 @@
  * bit for bit. A request that stopped on its time budget may stop elsewhere when replayed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Journal, type Recovered } from '../../durability/journal.js';
+import { Journal, readRecords, type Recovered } from '../../durability/journal.js';
+import { Claims } from '../../durability/claims.js';
 import { Lease } from '../../durability/lease.js';
 import type { Session } from '../../session/session.js';
 import type { SessionStore } from '../../session/store.js';
 import { captureState, restoreSnapshot, type Snapshot } from '../../session/snapshots.js';
+import { fail } from '../../errors.js';
+import { SEEN_SESSION, bearer } from '../auth.js';
+import { problemAnswer } from '../problem.js';
+import { hashToken } from '../../session/store.js';
 import { Deferred } from '../../session/deferred.js';
 import type { GradReq } from '../../program/format.js';
 import type { JournalRecord } from '../../durability/journal.js';
@@ -23,7 +29,7 @@ import { uploadsOf } from '../multipart.js';
 import { REPLAY_HEADER, REPLAY_SECRET, isReplay } from '../replay.js';
 
 const DURABLE = Symbol('durable');
-type Tagged = FastifyRequest & { [DURABLE]?: Promise<void> };
+type Tagged = FastifyRequest & { [DURABLE]?: Promise<void>; [SEEN_SESSION]?: Session };
 
 /** Headers a replay needs to read the body as the original request was read. */
 const KEPT_HEADERS = ['content-type', 'idempotency-key', 'inference-header-content-length'];
@@ -31,13 +37,21 @@ const KEPT_HEADERS = ['content-type', 'idempotency-key', 'inference-header-conte
 export interface Durability {
   /** A session POST /v1/sessions made: journaled before the answer goes. */
   created(req: FastifyRequest, s: Session): void;
-  /** A session forked from `from`'s snapshot `snapshot`: journaled inside `from`'s queue. */
-  forked(req: FastifyRequest, from: Session, snapshot: string, s: Session): void;
+  /** A session forked from snapshot `snap`: journaled as a checkpoint of its own, inside the source's queue. */
+  forked(req: FastifyRequest, snap: Snapshot, s: Session): void;
   readonly journal: Journal;
 }
 
-function sessionHeader(s: Session): Record<string, unknown> {
-  return { id: s.id, token_hash: s.tokenHash.toString('base64url'), ttl: s.ttlMs / 1000, seed: s.seed, dtype: s.defaultDtype, api_key: s.apiKey };
+export interface DurabilityOptions {
+  dir: string;
+  sync?: boolean;
+  checkpointBytes?: number;
+  leaseMs?: number;
+  /**
+   * This replica's name, when replicas share `dir`: each keeps its own journal and lease under
+   * `replicas/<name>/`, and sessions change hands through `sessions/<sid>/<epoch>` claims.
+   */
+  replica?: string;
 }
 
 /** The body as the route read it: its bytes, a multipart form rebuilt from its parts, or JSON. */
@@ -67,42 +81,91 @@ function quiet(s: Session): boolean {
   return true;
 }
 
-/** A quiet session as one record: its arrays as safetensors and what a file cannot say. Run inside `s.run`. */
-function checkpointOf(s: Session): Deferred<Promise<JournalRecord>> {
-  const { gradReqs, definitions, random, file } = captureState(s);
-  const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(gradReqs), random, definitions: definitions.map((d) => d.source) };
-  return new Deferred(async () => ({ header, body: Buffer.concat(await file.read()) }));
-}
-
 /** The session a record belongs to. */
 const ownerOf = (h: Record<string, unknown>) => (h.t === 'req' || h.t === 'end' ? h.sid : h.id) as string;
+/** Records from which a session's state is rebuilt: everything of it before the last one is superseded. */
+const STARTS = new Set(['create', 'checkpoint']);
+
+/**
+ * Where each session's state starts in `records` (its last create or checkpoint), when that start
+ * is whole: records copied from another replica's journal (`copy` on their first) count only once
+ * the `adopted` record after them says they are all there.
+ */
+function startsOf(records: JournalRecord[]): Map<string, number> {
+  const last = new Map<string, number>();
+  const committed = new Set<string>();
+  records.forEach(({ header: h }, i) => {
+    const sid = ownerOf(h);
+    if (STARTS.has(h.t as string)) {
+      last.set(sid, i);
+      committed.delete(sid);
+    } else if (h.t === 'adopted' && last.has(sid) && records[last.get(sid)!].header.epoch === h.epoch) committed.add(sid);
+  });
+  for (const [sid, i] of last) if (records[i].header.copy && !committed.has(sid)) last.set(sid, Infinity);
+  return last;
+}
+
+/**
+ * The records that rebuild `sid` and the tenure they belong to; null when the journal holds no
+ * whole, live state of it.
+ */
+function chainOf(records: JournalRecord[], sid: string): { chain: JournalRecord[]; epoch: number } | null {
+  const start = startsOf(records).get(sid);
+  if (start === undefined || start === Infinity) return null;
+  const chain = records.slice(start).filter(({ header: h }) => ownerOf(h) === sid && h.t !== 'adopted');
+  if (chain.some(({ header: h }) => h.t === 'end')) return null;
+  return { chain, epoch: Number(records[start].header.epoch ?? 0) };
+}
 
 /** Opens the journal and hooks it in; call before the app is ready, then `replay` once it is. */
-export async function registerDurability(app: FastifyInstance, store: SessionStore, dir: string, sync = true, checkpointBytes = 64 << 20, leaseMs = 10000): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
-  mkdirSync(dir, { recursive: true });
+export async function registerDurability(app: FastifyInstance, store: SessionStore, o: DurabilityOptions): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
+  const { dir, sync = true, checkpointBytes = 64 << 20, leaseMs = 10000 } = o;
+  const base = o.replica ? join(dir, 'replicas', o.replica) : dir;
+  mkdirSync(base, { recursive: true });
+  const claims = o.replica ? new Claims(join(dir, 'sessions'), o.replica) : null;
+  /** The tenure (claim epoch) of each session this replica serves, when replicas share the directory. */
+  const epochs = new Map<string, number>();
+  const journalOf = (replica: string) => join(dir, 'replicas', replica, 'journal.log');
+
   let warned = 0;
-  const lease = await Lease.acquire(dir, {
+  const lease = await Lease.acquire(base, {
     termMs: leaseMs,
     waiting: (held) => {
       if (Date.now() - warned < 10000) return;
       warned = Date.now();
-      app.log.warn({ state_dir: dir, holder: held.owner, epoch: held.epoch }, 'the state directory is held by another process: waiting for its lease to lapse');
+      app.log.warn({ state_dir: base, holder: held.owner, epoch: held.epoch }, 'the state directory is held by another process: waiting for its lease to lapse');
     },
     lost: (now) => {
       // Fenced: another process serves these sessions now. Nothing more may be written or answered.
-      app.log.fatal({ state_dir: dir, holder: now?.owner ?? null, epoch: now?.epoch ?? null }, 'the state directory lease was taken by another process: stopping at once');
+      app.log.fatal({ state_dir: base, holder: now?.owner ?? null, epoch: now?.epoch ?? null }, 'the state directory lease was taken by another process: stopping at once');
       process.exit(75);
     },
   });
-  app.log.info({ state_dir: dir, epoch: lease.epoch }, 'holding the state directory lease');
-  const { journal, recovered } = await Journal.open(dir, sync);
+  app.log.info({ state_dir: base, epoch: lease.epoch, replica: o.replica || null }, 'holding the state directory lease');
+  const { journal, recovered } = await Journal.open(base, sync);
   let live = false;
   /** Journal bytes each session has added since its last checkpoint. */
   const sinceCheckpoint = new Map<string, number>();
-  /** Sessions a fork was made from: a replay of the fork needs their records, never checkpointed away. */
-  const forkSources = new Set<string>();
-  for (const { header: h } of recovered.records) if (h.t === 'fork') forkSources.add(h.from as string);
   const hold = (req: FastifyRequest, p: Promise<void>) => { (req as Tagged)[DURABLE] = p; };
+  const sessionHeader = (s: Session): Record<string, unknown> => ({
+    id: s.id, token_hash: s.tokenHash.toString('base64url'), ttl: s.ttlMs / 1000, seed: s.seed, dtype: s.defaultDtype, api_key: s.apiKey, epoch: epochs.get(s.id) ?? 0,
+  });
+  /** A quiet session as one record: its arrays as safetensors and what a file cannot say. Run inside `s.run`. */
+  const checkpointOf = (s: Session): Deferred<Promise<JournalRecord>> => {
+    const { gradReqs, definitions, random, file } = captureState(s);
+    const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(gradReqs), random, definitions: definitions.map((d) => d.source) };
+    return new Deferred(async () => ({ header, body: Buffer.concat(await file.read()) }));
+  };
+  /** A new session's first tenure, when replicas share the directory. */
+  const claimNew = (s: Session) => {
+    if (!claims) return;
+    const epoch = claims.claim(s.id);
+    if (epoch === null) {
+      store.release(s);
+      throw fail('session_moved', `session id \`${s.id}\` is already claimed in the shared state directory; send the request again for a new id`, { retry_after: 1 });
+    }
+    epochs.set(s.id, epoch);
+  };
 
   store.onRan = (tag) => {
     const req = tag as FastifyRequest;
@@ -120,7 +183,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     if (!s) return;
     const since = (sinceCheckpoint.get(s.id) ?? 0) + 256 + (body?.byteLength ?? 0);
     sinceCheckpoint.set(s.id, since);
-    if (since < checkpointBytes || forkSources.has(s.id)) return;
+    if (since < checkpointBytes) return;
     // A checkpoint supersedes the session's records before it, so a replay skips them. It runs
     // next in the session's queue, where nothing else can change the session meanwhile.
     sinceCheckpoint.set(s.id, 0);
@@ -134,11 +197,40 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   };
   store.onDeleted((id) => {
     // An expiry or a delete: the session must not come back. Not awaited: nothing answers for it.
-    if (live) void journal.append({ t: 'end', sid: id }).catch(() => undefined);
+    const mine = epochs.delete(id);
+    if (!live) return;
+    void journal.append({ t: 'end', sid: id }).then(() => { if (claims && mine) claims.release(id); }).catch(() => undefined);
   });
-  app.addHook('onSend', async (req, _reply, payload) => {
+
+  /** Whether another replica has taken `sid` from this one since its tenure began. */
+  const fenced = (sid: string) => {
+    const e = epochs.get(sid);
+    return claims !== null && e !== undefined && claims.superseded(sid, e);
+  };
+  /** Sessions let go of here: a request that found one answers that it moved. */
+  const letGoOf = new WeakSet<Session>();
+  const letGo = (sid: string) => {
+    epochs.delete(sid);
+    const s = store.get(sid);
+    if (s) {
+      letGoOf.add(s);
+      store.release(s);
+    }
+    app.log.info({ session: sid }, 'another replica took this session over: let go of it here');
+  };
+  app.addHook('onSend', async (req, reply, payload) => {
     const p = (req as Tagged)[DURABLE];
     if (p) await p;
+    // Given only while this replica's tenure lasts: a replica that took the session over read the
+    // journal after its claim, so whatever is answered here before that claim is in what it read.
+    const sid = (req.params as { sid?: unknown } | undefined)?.sid;
+    if (typeof sid !== 'string' || isReplay(req) || !claims) return payload;
+    // Or let go of (and perhaps taken back) while this request waited its turn.
+    const seen = (req as Tagged)[SEEN_SESSION];
+    if (fenced(sid) || (seen && letGoOf.has(seen))) {
+      if (fenced(sid)) letGo(sid);
+      return problemAnswer(reply, fail('session_moved', `another replica took session \`${sid}\` over before this answer was given, and may hold what this request did: send it again with the same Idempotency-Key to be answered once`, { retry_after: 1 }), req);
+    }
     return payload;
   });
   app.addHook('onClose', async () => {
@@ -149,73 +241,156 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   const durability: Durability = {
     journal,
     created(req, s) {
-      if (live && !isReplay(req)) hold(req, journal.append({ t: 'create', ...sessionHeader(s) }));
+      if (!live || isReplay(req)) return;
+      claimNew(s);
+      hold(req, journal.append({ t: 'create', ...sessionHeader(s) }));
     },
-    forked(req, from, snapshot, s) {
-      forkSources.add(from.id);
-      if (live && !isReplay(req)) hold(req, journal.append({ t: 'fork', from: from.id, snapshot, ...sessionHeader(s) }));
+    forked(req, snap, s) {
+      if (!live || isReplay(req)) return;
+      claimNew(s);
+      const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(snap.gradReqs), random: snap.random, definitions: snap.definitions.map((d) => d.source) };
+      hold(req, journal.append(header, snap.file));
     },
   };
 
-  /** Where each session's last checkpoint is: its records before it are superseded. */
-  const lastCheckpoint = new Map<string, number>();
-  recovered.records.forEach(({ header: h }, i) => { if (h.t === 'checkpoint') lastCheckpoint.set(h.id as string, i); });
-  const superseded = (h: Record<string, unknown>, i: number) => i < (lastCheckpoint.get(ownerOf(h)) ?? -1);
+  /** Rebuilds a session from one record; the journal's order is the sessions' order. */
+  const apply = async (h: Record<string, unknown>, body: Uint8Array | null, adopting = false): Promise<void> => {
+    const make = () => {
+      const s = store.create({
+        id: h.id as string, tokenHash: Buffer.from(h.token_hash as string, 'base64url'), ttl_seconds: h.ttl as number,
+        seed: h.seed as number, default_dtype: h.dtype as 'float32', apiKey: (h.api_key as string | null) ?? null,
+      }).session;
+      if (claims && !adopting) epochs.set(s.id, Number(h.epoch ?? 0));
+      return s;
+    };
+    switch (h.t) {
+      case 'create':
+        make();
+        break;
+      case 'req':
+        await app.inject({
+          method: h.method as 'POST',
+          url: h.url as string,
+          headers: { ...(h.headers as Record<string, string>), [REPLAY_HEADER]: REPLAY_SECRET },
+          ...(body ? { payload: Buffer.from(body.buffer, body.byteOffset, body.byteLength) } : {}),
+        });
+        break;
+      case 'end': {
+        const s = store.get(h.sid as string);
+        if (s) store.delete(s);
+        break;
+      }
+      case 'checkpoint': {
+        const s = make();
+        const state: Snapshot = {
+          name: '', createdAt: new Date(), file: body ?? new Uint8Array(0), arrays: 0, definitions: [],
+          gradReqs: new Map(Object.entries(h.grad_reqs as Record<string, { req: GradReq; fresh: boolean }>)),
+          random: h.random as { seed: number; counter: number },
+        };
+        await s.run(() => restoreSnapshot(s, state));
+        // Definitions are kept as their source and defined again, in their order.
+        for (const source of h.definitions as string[]) {
+          await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/ops`, headers: { 'content-type': 'application/json', [REPLAY_HEADER]: REPLAY_SECRET }, payload: JSON.stringify({ expr: source }) });
+        }
+        break;
+      }
+      default:
+        // 'adopted' says that the copied records before it are whole.
+        break;
+    }
+  };
+
+  /** Where each session's last start is: its records before it are superseded. */
+  // A session whose copied records were cut short by a crash has no start: it is not rebuilt, and
+  // the next request for it takes it over again from where it was whole.
+  const lastStart = startsOf(recovered.records);
+  const superseded = (h: Record<string, unknown>, i: number) => i < (lastStart.get(ownerOf(h)) ?? -1);
 
   const replay = async (): Promise<number> => {
     let n = 0;
     for (const [i, { header: h, body }] of recovered.records.entries()) {
       if (superseded(h, i)) continue;
-      const make = () => store.create({
-        id: h.id as string, tokenHash: Buffer.from(h.token_hash as string, 'base64url'), ttl_seconds: h.ttl as number,
-        seed: h.seed as number, default_dtype: h.dtype as 'float32', apiKey: (h.api_key as string | null) ?? null,
-      }).session;
-      switch (h.t) {
-        case 'create':
-          make();
-          break;
-        case 'fork': {
-          const snap = store.get(h.from as string)?.snapshots.get(h.snapshot as string);
-          if (!snap) break;
-          const s = make();
-          await s.run(() => restoreSnapshot(s, snap));
-          break;
-        }
-        case 'req':
-          await app.inject({
-            method: h.method as 'POST',
-            url: h.url as string,
-            headers: { ...(h.headers as Record<string, string>), [REPLAY_HEADER]: REPLAY_SECRET },
-            ...(body ? { payload: Buffer.from(body.buffer, body.byteOffset, body.byteLength) } : {}),
-          });
-          break;
-        case 'end': {
-          const s = store.get(h.sid as string);
-          if (s) store.delete(s);
-          break;
-        }
-        case 'checkpoint': {
-          const s = make();
-          const state: Snapshot = {
-            name: '', createdAt: new Date(), file: body ?? new Uint8Array(0), arrays: 0, definitions: [],
-            gradReqs: new Map(Object.entries(h.grad_reqs as Record<string, { req: GradReq; fresh: boolean }>)),
-            random: h.random as { seed: number; counter: number },
-          };
-          await s.run(() => restoreSnapshot(s, state));
-          // Definitions are kept as their source and defined again, in their order.
-          for (const source of h.definitions as string[]) {
-            await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/ops`, headers: { 'content-type': 'application/json', [REPLAY_HEADER]: REPLAY_SECRET }, payload: JSON.stringify({ expr: source }) });
-          }
-          break;
-        }
-        default:
-          break;
-      }
+      await apply(h, body);
       n++;
     }
+    // Sessions other replicas took over while this one was away are theirs now.
+    if (claims) for (const s of [...store.all()]) if (fenced(s.id) || !epochs.get(s.id)) letGo(s.id);
     live = true;
     return n;
   };
+
+  /**
+   * Takes session `sid` over from the replica that last held it (shared directories): claims the
+   * next epoch, which fences that replica, then reads its journal (everything it acknowledged is
+   * there by then), rebuilds the session from its records and copies them into this journal.
+   */
+  const adopting = new Map<string, Promise<void>>();
+  const adopt = async (sid: string, token: string | null): Promise<void> => {
+    if (!claims || token === null) return;
+    // The newest tenure that wrote its records: a claimant that died before writing any left none.
+    const find = () => {
+      for (const t of claims.tenures(sid)) {
+        if (t.owner === o.replica && t.epoch === epochs.get(sid)) return null;
+        let data: Buffer;
+        try {
+          data = readFileSync(journalOf(t.owner));
+        } catch {
+          continue;
+        }
+        const c = chainOf(readRecords(data).records, sid);
+        if (c && c.epoch === t.epoch) return c;
+      }
+      return null;
+    };
+    const before = find();
+    const first = before?.chain[0].header;
+    // Only the holder of its token moves a session.
+    if (!first || !hashToken(token).equals(Buffer.from(first.token_hash as string, 'base64url'))) return;
+    const epoch = claims.claim(sid);
+    if (epoch === null) throw fail('session_moved', `another replica is taking session \`${sid}\` over at this moment: send the request again`, { retry_after: 1 });
+    // Read again after the claim: the last holder answers nothing more, so what it answered is there.
+    const found = find();
+    // Ended meanwhile: the claim goes with the others when its holder clears them.
+    if (!found) return;
+    // Half a session is never served: until it is whole, requests for it are told to come again.
+    store.rebuilding.add(sid);
+    try {
+      for (const { header: h, body } of found.chain) await apply(h, body, true);
+      // The copies, then the record that says they are whole: a crash between leaves no start.
+      await Promise.all(found.chain.map(({ header: h, body }, i) => journal.append(i === 0 ? { ...h, epoch, copy: true } : h, body)));
+      await journal.append({ t: 'adopted', id: sid, epoch });
+      epochs.set(sid, epoch);
+    } catch (e) {
+      // The next request takes it over again, from the same records.
+      const s = store.get(sid);
+      if (s) {
+        letGoOf.add(s);
+        store.release(s);
+      }
+      throw e;
+    } finally {
+      store.rebuilding.delete(sid);
+    }
+    app.log.info({ session: sid, epoch, records: found.chain.length }, 'took the session over from another replica');
+  };
+  if (claims) {
+    app.addHook('preHandler', async (req) => {
+      const sid = (req.params as { sid?: unknown } | undefined)?.sid;
+      if (typeof sid !== 'string' || isReplay(req) || !live) return;
+      await adopting.get(sid)?.catch(() => undefined);
+      if (fenced(sid)) letGo(sid);
+      if (!store.get(sid)) {
+        let p = adopting.get(sid);
+        if (!p) {
+          p = adopt(sid, bearer(req.headers)).finally(() => adopting.delete(sid));
+          adopting.set(sid, p);
+        }
+        await p;
+      }
+      (req as Tagged)[SEEN_SESSION] = store.get(sid);
+    });
+  }
+
   /**
    * At start, after the replay: each session with nothing a file cannot hold (no scope open, no
    * live tape node, no snapshot) is written as one checkpoint record; the others keep their
@@ -225,21 +400,11 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     const checkpoints: JournalRecord[] = [];
     const kept = new Set<string>();
     for (const s of store.all()) {
-      if (!quiet(s) || forkSources.has(s.id)) {
+      if (!quiet(s)) {
         kept.add(s.id);
         continue;
       }
       checkpoints.push((await s.run(() => checkpointOf(s))) as unknown as JournalRecord);
-    }
-    // A kept session forked from another needs that one's records too, for its snapshot.
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const { header: h } of recovered.records) {
-        if (h.t === 'fork' && kept.has(h.id as string) && !kept.has(h.from as string)) {
-          kept.add(h.from as string);
-          grew = true;
-        }
-      }
     }
     const tail = recovered.records.filter((r, i) => kept.has(ownerOf(r.header)) && !superseded(r.header, i));
     const sizes = await journal.replaceWith([...checkpoints, ...tail]);

@@ -57,9 +57,12 @@ export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLim
     keys?.delete(key);
     if (keys?.size === 0) byWho.delete(e.who);
   };
-  store.onDeleted((sid) => {
+  const forgetSession = (sid: string) => {
     for (const key of [...(byWho.get(`session:${sid}`) ?? [])]) forget(key);
-  });
+  };
+  store.onDeleted(forgetSession);
+  // A session another replica took over: taken back later, its journal brings its records again.
+  store.onReleased(forgetSession);
 
   const keyOf = (req: FastifyRequest): { key: string; who: string } | null => {
     const k = req.headers['idempotency-key'];

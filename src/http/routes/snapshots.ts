@@ -58,7 +58,7 @@ export const snapshotRoutes = (S: Services): FastifyPluginAsyncZod => async (app
       const made = S.store.create({
         ttl_seconds: req.body?.ttl_seconds ?? s.ttlMs / 1000, seed: s.seed, default_dtype: s.defaultDtype, apiKey: s.apiKey,
       });
-      S.durable?.forked(req, s, req.params.name, made.session);
+      S.durable?.forked(req, snap, made.session);
       return { p: snap, ...made };
     });
     try {
