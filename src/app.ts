@@ -102,7 +102,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     }
   });
   await registerProtection(app, o.config, store);
-  registerIdempotency(app, { entries: o.config.protection.idempotencyEntries, bytes: o.config.protection.idempotencyBytes }, store, o.config.apiKeys, metrics.registry);
+  const answers = registerIdempotency(app, { entries: o.config.protection.idempotencyEntries, bytes: o.config.protection.idempotencyBytes }, store, o.config.apiKeys, metrics.registry);
+  durable?.durability.useIdempotency(answers);
   registerSecurityDocs(app);
   await app.register(swagger, {
     openapi: {
@@ -125,7 +126,11 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
     await app.register(routes(services));
   }
   await app.register(problemRoutes());
-  app.addHook('onClose', async () => store.closeAll());
+  app.addHook('onClose', async () => {
+    // In this order: the journal takes its checkpoints from the sessions before they go.
+    await durable?.shutdown();
+    store.closeAll();
+  });
   await app.ready();
   if (durable) {
     const c = durable.recovered.cut;

@@ -180,6 +180,23 @@ describe('a state directory', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('SIGTERM drains and leaves each changed quiet session as one checkpoint: the next start replays only that', { timeout: 60000 }, async () => {
+    const ref = await reference(3);
+    const dir = tmp();
+    let srv = await start(dir);
+    const s = await open(srv.url);
+    await ops(s, SETUP);
+    for (let i = 0; i < 3; i++) await ops(s, STEP);
+    expect(await srv.stop()).toBe(0);
+    const records = readRecords(readFileSync(join(dir, 'journal.log'))).records.map((r) => r.header.t);
+    expect(records.at(-1)).toBe('checkpoint');
+    srv = await start(dir);
+    s.url = srv.url;
+    expect(srv.output()).toMatch(/"records":1,/);
+    expect((await call(srv.url, 'GET', `${s.path}/arrays/w?format=base64`, s.token)).json.data).toBe(ref[2]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('a multipart program (what the Python client sends) and a .npy upload are journaled and come back', { timeout: 60000 }, async () => {
     const dir = tmp();
     let srv = await start(dir);
@@ -218,9 +235,13 @@ describe('a state directory', () => {
     });
     const first = await step(srv.url);
     expect(first.status).toBe(200);
-    srv.proc.kill('SIGKILL');
-    await srv.exited;
-    srv = await start(dir);
+    // Twice: the first start checkpoints the quiet session, and the checkpoint keeps its answers.
+    for (let k = 0; k < 2; k++) {
+      srv.proc.kill('SIGKILL');
+      await srv.exited;
+      srv = await start(dir);
+    }
+    expect(srv.output()).toMatch(/"checkpoints":1/);
     const again = await step(srv.url);
     expect(again.status).toBe(200);
     expect(JSON.parse(again.body.toString()).outputs.w.data).toBe(ref[0]);

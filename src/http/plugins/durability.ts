@@ -26,6 +26,7 @@ import { Deferred } from '../../session/deferred.js';
 import type { GradReq } from '../../program/format.js';
 import type { JournalRecord } from '../../durability/journal.js';
 import { uploadsOf } from '../multipart.js';
+import type { IdempotencyRecords, KeptAnswer } from './idempotency.js';
 import { REPLAY_HEADER, REPLAY_SECRET, isReplay } from '../replay.js';
 
 const DURABLE = Symbol('durable');
@@ -40,6 +41,8 @@ export interface Durability {
   /** A session forked from snapshot `snap`: journaled as a checkpoint of its own, inside the source's queue. */
   forked(req: FastifyRequest, snap: Snapshot, s: Session): void;
   readonly journal: Journal;
+  /** The Idempotency-Key records, so that a checkpoint keeps a session's stored answers. */
+  useIdempotency(records: IdempotencyRecords): void;
 }
 
 export interface DurabilityOptions {
@@ -118,7 +121,7 @@ function chainOf(records: JournalRecord[], sid: string): { chain: JournalRecord[
 }
 
 /** Opens the journal and hooks it in; call before the app is ready, then `replay` once it is. */
-export async function registerDurability(app: FastifyInstance, store: SessionStore, o: DurabilityOptions): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }> }> {
+export async function registerDurability(app: FastifyInstance, store: SessionStore, o: DurabilityOptions): Promise<{ durability: Durability; recovered: Recovered; replay(): Promise<number>; compact(): Promise<{ before: number; after: number; checkpoints: number }>; shutdown(): Promise<void> }> {
   const { dir, sync = true, checkpointBytes = 64 << 20, leaseMs = 10000 } = o;
   const base = o.replica ? join(dir, 'replicas', o.replica) : dir;
   mkdirSync(base, { recursive: true });
@@ -147,13 +150,14 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   /** Journal bytes each session has added since its last checkpoint. */
   const sinceCheckpoint = new Map<string, number>();
   const hold = (req: FastifyRequest, p: Promise<void>) => { (req as Tagged)[DURABLE] = p; };
+  let idempotency: IdempotencyRecords | null = null;
   const sessionHeader = (s: Session): Record<string, unknown> => ({
     id: s.id, token_hash: s.tokenHash.toString('base64url'), ttl: s.ttlMs / 1000, seed: s.seed, dtype: s.defaultDtype, api_key: s.apiKey, epoch: epochs.get(s.id) ?? 0,
   });
   /** A quiet session as one record: its arrays as safetensors and what a file cannot say. Run inside `s.run`. */
   const checkpointOf = (s: Session): Deferred<Promise<JournalRecord>> => {
     const { gradReqs, definitions, random, file } = captureState(s);
-    const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(gradReqs), random, definitions: definitions.map((d) => d.source) };
+    const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(gradReqs), random, definitions: definitions.map((d) => d.source), answers: idempotency?.of(s.id) ?? [] };
     return new Deferred(async () => ({ header, body: Buffer.concat(await file.read()) }));
   };
   /** A new session's first tenure, when replicas share the directory. */
@@ -233,13 +237,27 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     }
     return payload;
   });
-  app.addHook('onClose', async () => {
+  /**
+   * A graceful stop, once the requests in flight are done and before the sessions go: each quiet
+   * session changed since its last checkpoint becomes one record, so the next start replays little.
+   */
+  const shutdown = async () => {
+    for (const s of [...store.all()]) {
+      if (!(sinceCheckpoint.get(s.id) ?? 0) || !quiet(s) || fenced(s.id)) continue;
+      try {
+        const rec = (await s.run(() => checkpointOf(s))) as unknown as JournalRecord;
+        await journal.append(rec.header, rec.body);
+      } catch (e) {
+        app.log.warn({ session: s.id, err: (e as Error).message }, 'no checkpoint at shutdown: the next start replays its records');
+      }
+    }
     await journal.close();
     lease.release();
-  });
+  };
 
   const durability: Durability = {
     journal,
+    useIdempotency(records) { idempotency = records; },
     created(req, s) {
       if (!live || isReplay(req)) return;
       claimNew(s);
@@ -288,6 +306,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
           random: h.random as { seed: number; counter: number },
         };
         await s.run(() => restoreSnapshot(s, state));
+        idempotency?.restore(s.id, (h.answers as KeptAnswer[] | undefined) ?? []);
         // Definitions are kept as their source and defined again, in their order.
         for (const source of h.definitions as string[]) {
           await app.inject({ method: 'POST', url: `/v1/sessions/${s.id}/ops`, headers: { 'content-type': 'application/json', [REPLAY_HEADER]: REPLAY_SECRET }, payload: JSON.stringify({ expr: source }) });
@@ -411,5 +430,5 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     return { ...sizes, checkpoints: checkpoints.length };
   };
 
-  return { durability, recovered, replay, compact };
+  return { durability, recovered, replay, compact, shutdown };
 }

@@ -40,7 +40,16 @@ export interface IdempotencyLimits {
   bytes: number;
 }
 
-export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLimits, store: SessionStore, apiKeys: readonly string[], registry: Registry): void {
+/** A session's stored answer, as a journal checkpoint keeps it. */
+export interface KeptAnswer { key: string; body_hash: string; status: number; type: string; payload: string; binary: boolean }
+
+/** What the state directory needs of the records: a session's answers out and back in. */
+export interface IdempotencyRecords {
+  of(sid: string): KeptAnswer[];
+  restore(sid: string, answers: KeptAnswer[]): void;
+}
+
+export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLimits, store: SessionStore, apiKeys: readonly string[], registry: Registry): IdempotencyRecords {
   // In insertion order, so the first is the oldest.
   const entries = new Map<string, Entry>();
   const byWho = new Map<string, Set<string>>();
@@ -63,6 +72,14 @@ export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLim
   store.onDeleted(forgetSession);
   // A session another replica took over: taken back later, its journal brings its records again.
   store.onReleased(forgetSession);
+
+  const keep = (key: string, who: string, e: Entry) => {
+    if (entries.size >= limits.entries) forget(entries.keys().next().value!);
+    entries.set(key, e);
+    let keys = byWho.get(who);
+    if (!keys) byWho.set(who, (keys = new Set()));
+    keys.add(key);
+  };
 
   const keyOf = (req: FastifyRequest): { key: string; who: string } | null => {
     const k = req.headers['idempotency-key'];
@@ -92,11 +109,7 @@ export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLim
       else reply.code(e.status!).header('Idempotent-Replayed', 'true').type(e.type ?? 'application/json').send(e.payload);
       return;
     }
-    if (entries.size >= limits.entries) forget(entries.keys().next().value!);
-    entries.set(key, { who, bodyHash, done: false });
-    let keys = byWho.get(who);
-    if (!keys) byWho.set(who, (keys = new Set()));
-    keys.add(key);
+    keep(key, who, { who, bodyHash, done: false });
     (req as FastifyRequest & { idemKey?: string }).idemKey = key;
     done();
   });
@@ -122,4 +135,27 @@ export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLim
     }
     done(null, payload);
   });
+
+  return {
+    of(sid) {
+      const out: KeptAnswer[] = [];
+      for (const key of byWho.get(`session:${sid}`) ?? []) {
+        const e = entries.get(key)!;
+        if (!e.done) continue;
+        const binary = Buffer.isBuffer(e.payload);
+        out.push({ key, body_hash: e.bodyHash, status: e.status!, type: e.type ?? '', binary, payload: binary ? (e.payload as Buffer).toString('base64') : String(e.payload ?? '') });
+      }
+      return out;
+    },
+    restore(sid, answers) {
+      const who = `session:${sid}`;
+      for (const a of answers) {
+        const payload = a.binary ? Buffer.from(a.payload, 'base64') : a.payload;
+        if (sizeOf(payload) + storedBytes > limits.bytes) continue;
+        forget(a.key);
+        keep(a.key, who, { who, bodyHash: a.body_hash, done: true, status: a.status, type: a.type, payload });
+        storedBytes += sizeOf(payload);
+      }
+    },
+  };
 }
