@@ -57,6 +57,8 @@ export interface SpawnOptions {
   startTimeoutMs?: number;
   /** The variable that gives the port: ours, or the platforms' $PORT. */
   portVariable?: 'GRADSERVE_PORT' | 'PORT';
+  /** A port of the caller's choosing (a restart on the port its clients know); a free one otherwise. */
+  port?: number;
 }
 
 /**
@@ -76,7 +78,7 @@ export async function spawnServer(env: Record<string, string> = {}, o: SpawnOpti
 }
 
 async function spawnOnce(env: Record<string, string>, o: SpawnOptions): Promise<ChildServer> {
-  const port = await freePort();
+  const port = o.port ?? await freePort();
   const { GRADSERVE_PORT: _ours, PORT: _platforms, ...inherited } = process.env;
   const proc = spawn(process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'src', 'server.ts')], {
     cwd: ROOT,

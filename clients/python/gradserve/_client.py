@@ -7,9 +7,11 @@ import http.client
 import json
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
+import uuid
 
 from ._engine import MAX_QUEUED_BYTES, Engine, eager_from_env
 from ._errors import GradserveConnectionError, RateLimitError, error_for
@@ -20,6 +22,10 @@ NAME_PREFIX = '_py'
 # and this many bytes, so server memory stays bounded in loops.
 MAX_DEAD_NAMES = 8
 MAX_DEAD_BYTES = 4 << 20
+# The POSTs the server answers once per Idempotency-Key: each carries a fresh key, so that sending it
+# again (the server restarting from its state directory, a replica taking the session over) is
+# answered from the first run's record rather than run twice.
+_KEYED = re.compile(r'^/v1/sessions/[^/]+/(ops|backward|grad|arrays/[^/]+/backward)$')
 _DTYPE_BYTES = {'float32': 4, 'float64': 8, 'int32': 4, 'int64': 8, 'uint8': 1, 'float16': 2}
 
 
@@ -91,6 +97,10 @@ class Client:
         self.default_dtype = default_dtype or os.environ.get('GRADSERVE_DTYPE') or None
         self.ttl_seconds = ttl_seconds
         self.timeout = timeout
+        # How long a request of an existing session is sent again while its server cannot be
+        # reached or says the session is moving (a restart, a replica taking it over).
+        retry = os.environ.get('GRADSERVE_RETRY_SECONDS')
+        self.retry_seconds = float(retry) if retry else 30.0
         self.session_id: str | None = None
         self.token: str | None = None
         self.session_info: dict | None = None
@@ -147,6 +157,23 @@ class Client:
             headers['X-API-Key'] = self.api_key
         where = self.url + path
         rate_retries = 0
+        # A request of a session this server held: it may be restarting, or a replica may be taking
+        # the session over. Reads and keyed POSTs are safe to send again until retry_seconds pass.
+        keyed = method == 'POST' and _KEYED.match(path) is not None
+        if keyed:
+            headers['Idempotency-Key'] = uuid.uuid4().hex
+        resend = (keyed or method == 'GET') and path.startswith('/v1/sessions/') and self.retry_seconds > 0
+        give_up = time.monotonic() + self.retry_seconds
+        pause = 0.05
+
+        def wait_to_resend(after: float | None = None) -> bool:
+            nonlocal pause
+            if not resend or time.monotonic() >= give_up:
+                return False
+            time.sleep(min(after if after is not None else pause, max(0.0, give_up - time.monotonic())))
+            pause = min(pause * 2, 1.0)
+            return True
+
         with self._lock:
             while True:
                 attempt = 0
@@ -173,12 +200,23 @@ class Client:
                                     BrokenPipeError, http.client.CannotSendRequest)):
                             attempt += 1
                             continue
+                        if wait_to_resend():
+                            continue
                         raise GradserveConnectionError(
                             'cannot reach the gradserve server at %s (%s %s): %s'
                             % (self.url, method, where, e), method=method, url=where) from None
                 if resp.getheader('Connection', '').lower() == 'close':
                     self._drop_connection()
                 status = resp.status
+                # A proxy with no replica to reach (502), a session moving between replicas (503),
+                # or the first try of this key still running where it was sent (409).
+                if resend and (status in (502, 503) or (status == 409 and b'idempotency_conflict' in data)):
+                    try:
+                        after = float(resp.getheader('Retry-After') or pause)
+                    except ValueError:
+                        after = pause
+                    if wait_to_resend(min(after, 5.0)):
+                        continue
                 # A rate limit, or a server momentarily out of room for bodies (503): both say
                 # when to come back.
                 if status in (429, 503) and rate_retries < 3 and resp.getheader('Retry-After'):
