@@ -75,6 +75,29 @@ def mlp(reps):
     return timed(step, reps)
 
 
+def lenet(reps):
+    """The book's LeNet (MXNet edition: sigmoid, max pooling) on 1x28x28, batch 256, softmax
+    cross-entropy: forward + backward, as one training step less the update."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (256,), generator=g)
+    shapes = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (16,), (120, 256), (120,), (84, 120), (84,), (10, 84), (10,)]
+    params = [(torch.randn(*s, generator=g) * 0.1).requires_grad_() for s in shapes]
+
+    def step():
+        for p in params:
+            p.grad = None
+        c1, b1, c2, b2, w3, b3, w4, b4, w5, b5 = params
+        h = F.max_pool2d(torch.sigmoid(F.conv2d(x, c1, b1)), 2, 2)
+        h = F.max_pool2d(torch.sigmoid(F.conv2d(h, c2, b2)), 2, 2)
+        h = torch.sigmoid(F.linear(h.reshape(256, -1), w3, b3))
+        h = torch.sigmoid(F.linear(h, w4, b4))
+        loss = F.cross_entropy(F.linear(h, w5, b5), y, reduction="sum")
+        loss.backward()
+
+    return timed(step, reps)
+
+
 def chain(n_ops, reps):
     """y = x * 1.0001 repeated n_ops times on a one-element tensor, then backward."""
     x = torch.ones(1, requires_grad=True)
@@ -107,6 +130,8 @@ def main():
                 ans = {"s": elementwise(req["op"], req["dtype"], req["n"], req["reps"])}
             elif kind == "mlp":
                 ans = {"s": mlp(req["reps"])}
+            elif kind == "lenet":
+                ans = {"s": lenet(req["reps"])}
             elif kind == "chain":
                 ans = {"s": chain(req["ops"], req["reps"])}
             else:

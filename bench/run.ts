@@ -8,7 +8,7 @@
  * named in the report and our side still runs.
  *
  *   npm run bench                 everything
- *   npm run bench -- gemm elem    some sections (gemm, elem, elem-http, mlp, chain, http, memory, upload, d2l)
+ *   npm run bench -- gemm elem    some sections (gemm, elem, elem-http, mlp, lenet, chain, http, memory, upload, d2l, durability)
  *   BENCH_QUICK=1 npm run bench   fewer rounds
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -300,6 +300,45 @@ async function mlpSection(py: Python, srv: Server): Promise<void> {
   });
 }
 
+/** The book's LeNet (MXNet edition: sigmoid, max pooling), batch 256 of 1x28x28: one request per step. */
+async function lenetSection(py: Python, srv: Server): Promise<void> {
+  const api = await Api.session(srv.url);
+  await api.upload('X', [256, 1, 28, 28], randomF32(256 * 784, 1, 1));
+  await api.upload('Y', [256], Float32Array.from({ length: 256 }, (_, i) => (i * 7) % 10));
+  const shapes: [string, number[]][] = [['c1', [6, 1, 5, 5]], ['cb1', [6]], ['c2', [16, 6, 5, 5]], ['cb2', [16]], ['w3', [120, 256]], ['b3', [120]], ['w4', [84, 120]], ['b4', [84]], ['w5', [10, 84]], ['b5', [10]]];
+  let seed = 10;
+  for (const [name, shape] of shapes) {
+    await api.upload(name, shape, randomF32(shape.reduce((a, b) => a * b, 1), 0.1, seed++));
+    await api.post(`/arrays/${name}/attach-grad`, {});
+  }
+  const conv = (x: string, w: string, b: string, n: number, out: string) => ({ op: 'Convolution', args: [x, w, b], attrs: { kernel: [5, 5], num_filter: n }, out });
+  const pool = (x: string, out: string) => ({ op: 'Pooling', args: [x], attrs: { kernel: [2, 2], stride: [2, 2], pool_type: 'max' }, out });
+  const sig = (x: string, out: string) => ({ op: 'sigmoid', args: [x], out });
+  const fc = (x: string, w: string, b: string, n: number, out: string) => ({ op: 'FullyConnected', args: [x, w, b], attrs: { num_hidden: n }, out });
+  const body = JSON.stringify({
+    ops: [
+      { op: 'scope', kind: 'record', body: [
+        conv('X', 'c1', 'cb1', 6, 'h1'), sig('h1', 'h1'), pool('h1', 'p1'),
+        conv('p1', 'c2', 'cb2', 16, 'h2'), sig('h2', 'h2'), pool('h2', 'p2'),
+        fc('p2', 'w3', 'b3', 120, 'h3'), sig('h3', 'h3'),
+        fc('h3', 'w4', 'b4', 84, 'h4'), sig('h4', 'h4'),
+        fc('h4', 'w5', 'b5', 10, 'z'),
+        { op: 'softmax_cross_entropy', args: ['z', 'Y'], out: 'loss' },
+      ] },
+      { op: 'backward', args: ['loss'] },
+    ],
+  });
+  const step = async () => { await api.post('/ops', body); };
+  await warm(step);
+  const reps = repsFor(await timeAsync(step, 3), 0.5);
+  const res = await sideBySide(() => timeAsync(step, reps), () => py.time({ kind: 'lenet', reps }));
+  report({
+    section: 'lenet', case: 'the book\'s LeNet fwd+bwd, batch 256 of 1x28x28 (HTTP)', ours: ms(res.ours), theirs: res.theirs ? `${ms(res.theirs)} torch` : 'torch missing',
+    // Issue 14's bar: the step at most 1.5x PyTorch's.
+    ratio: res.theirs ? res.theirs / res.ours : null, bar: 1 / 1.5,
+  });
+}
+
 async function chainSection(py: Python, srv: Server): Promise<void> {
   const N = 1000;
   const api = await Api.session(srv.url);
@@ -488,6 +527,7 @@ try {
   if (want('elem')) await elementwiseSection(py);
   if (want('elem') || want('elem-http')) await elementwiseHttpSection(py, srv);
   if (want('mlp')) await mlpSection(py, srv);
+  if (want('lenet')) await lenetSection(py, srv);
   if (want('chain')) await chainSection(py, srv);
   if (want('http')) await httpSection(srv);
   if (want('memory')) await memorySection();
