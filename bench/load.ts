@@ -17,6 +17,8 @@ export interface LoadSpec {
   /** One path per target (requests go round-robin over them): several sessions, for instance. */
   paths: string[];
   headers: Record<string, string>[];
+  /** POST with body (the default), or GET without one. */
+  method?: 'GET' | 'POST';
   body: string;
   connections: number;
   seconds: number;
@@ -32,9 +34,10 @@ autocannon({
   connections: w.connections,
   duration: w.seconds,
   requests: [{
-    method: 'POST',
+    method: w.method || 'POST',
     setupRequest: (req) => {
       const k = i++ % w.paths.length;
+      if (w.method === 'GET') return { ...req, path: w.paths[k], headers: w.headers[k] };
       return { ...req, path: w.paths[k], headers: { 'content-type': 'application/json', ...w.headers[k] }, body: w.body };
     },
   }],
