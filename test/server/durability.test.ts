@@ -197,6 +197,33 @@ describe('a state directory', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('a fork comes back on its own: its snapshot state is journaled with it, so it needs nothing of its source, deleted or not', { timeout: 60000 }, async () => {
+    const dir = tmp();
+    let srv = await start(dir);
+    const s = await open(srv.url);
+    await ops(s, `${SETUP}\ndef f(a):\n    return nd.sin(a) * 2`);
+    expect((await call(srv.url, 'POST', `${s.path}/snapshots`, s.token, { name: 'base' })).status).toBe(201);
+    const w0 = (await call(srv.url, 'GET', `${s.path}/arrays/w?format=base64`, s.token)).json.data;
+    const made = await call(srv.url, 'POST', `${s.path}/snapshots/base/fork`, s.token, {});
+    expect(made.status).toBe(201);
+    const f: Sess = { url: srv.url, path: `/v1/sessions/${made.json.id}`, token: made.json.token };
+    await ops(f, STEP);
+    const wf = (await call(srv.url, 'GET', `${f.path}/arrays/w?format=base64`, f.token)).json.data;
+    expect(wf).not.toBe(w0);
+    expect((await call(srv.url, 'DELETE', s.path, s.token)).status).toBe(204);
+    for (let k = 0; k < 2; k++) {
+      srv.proc.kill('SIGKILL');
+      await srv.exited;
+      srv = await start(dir);
+      f.url = srv.url;
+    }
+    expect((await call(srv.url, 'GET', s.path, s.token)).status).toBe(404);
+    expect((await call(srv.url, 'GET', `${f.path}/arrays/w?format=base64`, f.token)).json.data).toBe(wf);
+    expect((await ops(f, 'p = f(w)', ['p'])).outputs.p.data).toBeDefined();
+    expect((await call(srv.url, 'GET', `${f.path}/arrays/w`, f.token)).json.grad_req).toBe('write');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('a multipart program (what the Python client sends) and a .npy upload are journaled and come back', { timeout: 60000 }, async () => {
     const dir = tmp();
     let srv = await start(dir);
