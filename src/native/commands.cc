@@ -69,6 +69,19 @@ class Fields {
 
 DType dtype_field(Fields& f) { return static_cast<DType>(f.integer("dtype", 0, kDTypeCount - 1)); }
 
+// Submits a kernel the elementwise checks accepted as writing all of `o` (its length is the
+// output's), so a reused buffer need not be zeroed first. The kernel was built with
+// o->buf_to_overwrite(); a failed submission leaves `o` to be zeroed when next used.
+void overwrite(Stream& s, const BlockRef& o, Work w, std::initializer_list<const BlockRef*> reads) {
+  o->overwritten();
+  try {
+    s.submit(std::move(w), reads, {&o});
+  } catch (...) {
+    o->stale();
+    throw;
+  }
+}
+
 void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
   switch (cmd) {
     case Cmd::Alloc: {
@@ -126,7 +139,7 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       const Unary op = f.op<Unary>(kUnaryCount);
       BlockRef x = f.block("x"), o = f.block("out");
       f.end();
-      s.submit(unary(op, x->buf(), o->buf()), {&x}, {&o});
+      overwrite(s, o, unary(op, x->buf(), o->buf_to_overwrite()), {&x});
       return;
     }
     case Cmd::Binary: {
@@ -135,7 +148,7 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       const auto b = f.viewed("b", "bv");
       BlockRef o = f.block("out");
       f.end();
-      s.submit(binary(op, a.block->buf(), a.view, b.block->buf(), b.view, o->buf()), {&a.block, &b.block}, {&o});
+      overwrite(s, o, binary(op, a.block->buf(), a.view, b.block->buf(), b.view, o->buf_to_overwrite()), {&a.block, &b.block});
       return;
     }
     case Cmd::BinaryScalar: {
@@ -145,7 +158,7 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       const bool first = f.flag("scalarFirst");
       BlockRef o = f.block("out");
       f.end();
-      s.submit(binary_scalar(op, x->buf(), scalar, first, o->buf()), {&x}, {&o});
+      overwrite(s, o, binary_scalar(op, x->buf(), scalar, first, o->buf_to_overwrite()), {&x});
       return;
     }
     case Cmd::Where: {

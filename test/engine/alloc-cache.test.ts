@@ -73,6 +73,39 @@ describe.skipIf(!addon)('the native buffer cache', () => {
     nativeBackend.free(b);
   });
 
+  it('an elementwise kernel writes a reused buffer without zeroing it first, and every element is its own', () => {
+    const n = (2 * MiB) / 8;
+    const x = nativeBackend.alloc('float64', 4);
+    nativeBackend.writeNumbers(x, [1, 2, 3, 4]);
+    const y = nativeBackend.alloc('float64', n);
+    nativeBackend.fill(y, 0.5);
+    const junk = nativeBackend.alloc('float64', n);
+    nativeBackend.fill(junk, 7);
+    nativeBackend.free(junk);
+    addon!.sync();
+    const s0 = cache.stats();
+    const out = nativeBackend.alloc('float64', n);
+    expect(cache.stats().hits - s0.hits).toBe(1);
+    nativeBackend.binary('add', y, { shape: [n], strides: [1], offset: 0 }, x, { shape: [n], strides: [0], offset: 2 }, out);
+    const v = nativeBackend.readNumbers(out);
+    expect(v.every((e) => e === 3.5)).toBe(true);
+    for (const s of [x, y, out]) nativeBackend.free(s);
+  });
+
+  it('a reused buffer whose kernel was refused reads as zeros, not as the bytes it held before', () => {
+    const n = (2 * MiB) / 8;
+    const junk = nativeBackend.alloc('float64', n);
+    nativeBackend.fill(junk, 9);
+    nativeBackend.free(junk);
+    addon!.sync();
+    const x = nativeBackend.alloc('float64', n + 1);
+    const out = nativeBackend.alloc('float64', n);
+    // Lengths differ: the kernel is refused before it writes anything.
+    expect(() => { nativeBackend.unary('exp', x, out); addon!.sync(); nativeBackend.readNumbers(out); }).toThrow(/length/);
+    expect(nativeBackend.readNumbers(out).every((e) => e === 0)).toBe(true);
+    for (const s of [x, out]) nativeBackend.free(s);
+  });
+
   it('stays within its bound, evicting what was used least recently', () => {
     cache.setLimit(8 * MiB);
     const held = [1, 2, 3, 4].map(() => nativeBackend.alloc('float64', (3 * MiB) / 8));

@@ -197,14 +197,17 @@ void large_free(void* p, size_t size) {
 
 }  // namespace
 
-void* buffer_alloc(int64_t bytes) {
+void* buffer_alloc(int64_t bytes, bool* stale) {
+  if (stale) *stale = false;
   if (bytes <= 0) return nullptr;
   void* p;
   if (bytes >= kMapBytes) {
     bool fresh;
     p = large_alloc(class_size(bytes), &fresh);
-    // Fresh pages are zero; a reused mapping is zeroed where this buffer will use it.
-    if (!fresh) std::memset(p, 0, static_cast<size_t>(bytes));
+    // Fresh pages are zero; a reused mapping is zeroed where this buffer will use it, now or by
+    // the caller that asked to know.
+    if (!fresh && stale) *stale = true;
+    else if (!fresh) std::memset(p, 0, static_cast<size_t>(bytes));
   } else {
     // aligned_alloc wants a multiple of the alignment.
     p = std::aligned_alloc(64, padded(bytes));

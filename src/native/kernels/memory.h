@@ -5,8 +5,10 @@
 #include <cstdint>
 
 namespace gs {
-// Zero-filled; throws std::bad_alloc on failure. bytes may be 0 (returns nullptr).
-void* buffer_alloc(int64_t bytes);
+// Zero-filled; throws std::bad_alloc on failure. bytes may be 0 (returns nullptr). With `stale`,
+// a large buffer served from a reused mapping is not zeroed and *stale says so: the caller zeroes
+// it before anything reads it (Block does, unless a kernel overwrites all of it first).
+void* buffer_alloc(int64_t bytes, bool* stale = nullptr);
 void buffer_free(void* p, int64_t bytes);
 int64_t bytes_live();
 // Kernel working memory (GEMM packing): 64-byte aligned, not zeroed, not counted in bytes_live,

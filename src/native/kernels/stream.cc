@@ -1,6 +1,7 @@
 #include "kernels/stream.h"
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 
 #include "kernels/memory.h"
@@ -12,7 +13,12 @@ namespace gs {
 constexpr double kDefaultInlineLimit = 1 << 15;
 
 Block::Block(DType dtype, int64_t length)
-    : data_(buffer_alloc(length * item_size(dtype))), length_(length), dtype_(dtype) {}
+    : data_(buffer_alloc(length * item_size(dtype), &stale_)), length_(length), dtype_(dtype) {}
+
+void Block::clean() const {
+  std::memset(data_, 0, static_cast<size_t>(bytes()));
+  stale_ = false;
+}
 
 Block::~Block() { buffer_free(data_, bytes()); }
 

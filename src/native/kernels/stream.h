@@ -30,12 +30,23 @@ namespace gs {
 // A buffer's memory, shared by its JS owner and the queued calls that use it.
 class Block {
  public:
-  Block(DType dtype, int64_t length);  // zero-filled; throws std::bad_alloc
+  Block(DType dtype, int64_t length);  // reads as zeros; throws std::bad_alloc
   ~Block();
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
 
-  Buf buf() const { return Buf{data_, length_, dtype_}; }
+  // The memory, zeroed first if it still holds the bytes of a buffer freed before (a reused
+  // mapping): every read and partial write goes through here, so no session sees another's data.
+  Buf buf() const {
+    if (stale_) clean();
+    return Buf{data_, length_, dtype_};
+  }
+  // For a kernel that writes every element before anything reads one: the zeroing is skipped
+  // once the caller, the kernel accepted, calls overwritten() (on the JS thread, before the
+  // kernel is submitted; stale() again if the submission fails).
+  Buf buf_to_overwrite() const { return Buf{data_, length_, dtype_}; }
+  void overwritten() { stale_ = false; }
+  void stale() { stale_ = true; }
   int64_t bytes() const { return length_ * item_size(dtype_); }
   bool busy() const { return pending_.load(std::memory_order_acquire) != 0; }
   // Set when a queued call writing this block failed (out of memory): reading it must fail too.
@@ -44,6 +55,10 @@ class Block {
 
  private:
   friend class Stream;
+  void clean() const;
+  // Set by the constructor only (declared before data_, whose initializer sets it), and cleared
+  // on the JS thread before any kernel is queued on the block, so the worker never sees it change.
+  mutable bool stale_ = false;
   void* data_;
   int64_t length_;
   DType dtype_;
