@@ -196,7 +196,25 @@ export interface Backend {
 
   /**
    * Optional: runs fn with the kernels it calls attributed to `stream` (a positive integer, one
-   * per session), so that flush(stream) need not wait for other streams' work.
+   * per session), so that flush(stream) need not wait for other streams' work, and so that a
+   * backend that queues kernels can share its worker fairly between streams.
    */
   withStream?<T>(stream: number, fn: () => T): T;
+
+  /**
+   * Optional (a backend that queues kernels): a time budget for `stream`'s kernels. Those still
+   * queued or running once `budgetMs` has passed are stopped between kernels (or between the
+   * steps of a large one); every buffer a stopped kernel writes is marked failed (see failed()).
+   */
+  setDeadline?(stream: number, budgetMs: number): void;
+  /**
+   * Optional, with setDeadline: clears the budget of `stream` and says whether it stopped any of
+   * the stream's kernels since it was set. Call it after flush(stream).
+   */
+  clearDeadline?(stream: number): boolean;
+  /**
+   * Optional: whether s was written by a queued kernel that failed or was stopped (its contents
+   * are not the value they should hold; reading it throws). Waits for the queued work on s.
+   */
+  failed?(s: Storage): boolean;
 }

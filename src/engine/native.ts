@@ -30,6 +30,9 @@ interface RawAddon extends NativeAddon {
   writeNumbers(h: number, data: ArrayLike<number>): void;
   readNumbers(h: number): Float64Array;
   flush(stream?: number): Promise<void>;
+  setDeadline(stream: number, budgetMs: number): void;
+  takeTimedOut(stream: number): boolean;
+  failed(h: number): boolean;
 }
 
 /** Diagnostics and tuning knobs of the addon (tests and benchmarks); each runs pending commands first. */
@@ -38,6 +41,8 @@ export interface NativeAddon {
   sync(): void;
   /** Kernel calls queued on the worker and not yet completed. */
   pendingWork(): number;
+  /** The worker's counts so far: whole kernels run, steps of large kernels run, kernels stopped by deadlines. */
+  streamStats(): { runs: number; steps: number; stopped: number };
   /** Sets the cost at or above which independent calls are queued (0: queue all); returns the previous. */
   setInlineLimit(limit: number): number;
   /** The addon's side of the tables TypeScript and C++ must agree on (see ABI). */
@@ -537,6 +542,18 @@ export const nativeBackend: Backend = {
     run();
     return addon().flush(stream);
   },
+  setDeadline(stream, budgetMs) {
+    addon().setDeadline(num(stream, 'stream'), num(budgetMs, 'budgetMs'));
+  },
+  clearDeadline(stream) {
+    const a = addon();
+    num(stream, 'stream');
+    // The report first: a negative budget clears the deadline, not what it has stopped.
+    const stopped = a.takeTimedOut(stream);
+    a.setDeadline(stream, -1);
+    return stopped;
+  },
+  failed: (s) => direct(s, (a, h) => a.failed(h)),
   withStream<T>(stream: number, fn: () => T): T {
     const prev = currentStream;
     setStream(stream);
@@ -586,6 +603,7 @@ export function loadNativeAddon(): NativeAddon | null {
   return {
     sync: after(() => a.sync()),
     pendingWork: after(() => a.pendingWork()),
+    streamStats: after(() => a.streamStats()),
     setInlineLimit: after((limit: number) => a.setInlineLimit(limit)),
     abi: () => a.abi(),
     nativeBytesLive: after(() => a.nativeBytesLive()),

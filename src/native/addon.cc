@@ -6,11 +6,13 @@
 // JS Error.
 //
 // Kernels run on the stream (kernels/stream.h): small ones inline, large ones (and anything that
-// touches a buffer queued work uses) on its worker thread, in call order. `flush` returns a
-// promise that a thread-safe function resolves when the caller's queued work has completed.
+// touches a buffer queued work uses) on its worker thread, each session's in call order, sessions
+// served fairly. `flush` returns a promise that a thread-safe function resolves when the caller's
+// queued work has completed; `setDeadline` bounds how long a session's queued work may run.
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -46,22 +48,25 @@ struct AddonData {
   Napi::Reference<Napi::ArrayBuffer> commands_ref;
   const double* commands = nullptr;
   size_t commands_len = 0;
-  // Flush promises waiting for a call number; only touched on the JS thread.
-  std::vector<std::pair<int64_t, Napi::Promise::Deferred>> waiters;
+  // Flush promises waiting for the calls of a tag (-1: of every tag) up to a call number; only
+  // touched on the JS thread.
+  struct Waiter {
+    int tag;
+    int64_t seq;
+    Napi::Promise::Deferred deferred;
+  };
+  std::vector<Waiter> waiters;
 
-  // On the JS thread, when the worker has reached a requested call number.
+  // On the JS thread, when the worker has completed calls some waiter waits for.
   void progress(Napi::Env env) {
     for (;;) {
-      const int64_t done = stream->completed();
       std::vector<Napi::Promise::Deferred> ready;
-      int64_t next = INT64_MAX;
       for (size_t i = 0; i < waiters.size();) {
-        if (waiters[i].first <= done) {
-          ready.push_back(waiters[i].second);
+        if (stream->done(waiters[i].tag, waiters[i].seq)) {
+          ready.push_back(waiters[i].deferred);
           waiters[i] = waiters.back();
           waiters.pop_back();
         } else {
-          next = std::min(next, waiters[i].first);
           i++;
         }
       }
@@ -70,7 +75,10 @@ struct AddonData {
         tsfn.Unref(env);
         return;
       }
-      if (!stream->request_wake(next)) return;
+      // Ask to be woken for each one left; if one completed meanwhile, look again.
+      bool again = false;
+      for (const Waiter& w : waiters) again = stream->request_wake(w.tag, w.seq) || again;
+      if (!again) return;
     }
   }
 };
@@ -221,19 +229,21 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   AddonData* d = data_of(env);
   int64_t seq;
+  int tag = -1;
   if (info.Length() > 0 && !info[0].IsUndefined()) {
-    seq = d->stream->pending_seq(static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX)));
+    tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
+    seq = d->stream->pending_seq(tag);
   } else {
     seq = d->stream->pending_seq_all();
   }
   auto deferred = Napi::Promise::Deferred::New(env);
-  if (seq == 0 || d->stream->request_wake(seq)) {
+  if (seq == 0 || d->stream->request_wake(tag, seq)) {
     deferred.Resolve(env.Undefined());
     return deferred.Promise();
   }
-  // The worker calls back once it reaches seq; hold the loop open only while someone waits.
+  // The worker calls back once those calls are done; hold the loop open only while someone waits.
   if (d->waiters.empty()) d->tsfn.Ref(env);
-  d->waiters.emplace_back(seq, deferred);
+  d->waiters.push_back({tag, seq, deferred});
   return deferred.Promise();
 }
 
@@ -241,6 +251,40 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   stream_of(info.Env()).wait_all();
   return Undefined(info);
+}
+
+// setDeadline(stream, budgetMs): calls of that stream still pending after budgetMs are stopped
+// (kernels/stream.h); a negative budget clears it. takeTimedOut(stream): whether one was stopped
+// since the last call (and clears that).
+Napi::Value SetDeadline(const Napi::CallbackInfo& info) {
+  const int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
+  const double budget = arg_number(info, 1, "budgetMs");
+  if (std::isnan(budget)) throw Napi::RangeError::New(info.Env(), "native backend: argument `budgetMs` must be a number");
+  stream_of(info.Env()).set_deadline(tag, budget);
+  return Undefined(info);
+}
+
+Napi::Value TakeTimedOut(const Napi::CallbackInfo& info) {
+  const int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
+  return Napi::Boolean::New(info.Env(), stream_of(info.Env()).take_timed_out(tag));
+}
+
+// failed(h): whether the buffer is marked failed (a queued kernel writing it failed or was
+// stopped), after the queued work on it; never throws for a failed buffer.
+Napi::Value Failed(const Napi::CallbackInfo& info) {
+  BlockRef b = block_arg(info, 0, "s");
+  settled(info, b, false);
+  return Napi::Boolean::New(info.Env(), !b->error.empty());
+}
+
+// The stream's counters (tests): whole kernels and steps run on the worker, calls stopped.
+Napi::Value StreamStats(const Napi::CallbackInfo& info) {
+  const Stream::Stats st = stream_of(info.Env()).stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("runs", Napi::Number::New(info.Env(), double(st.runs)));
+  o.Set("steps", Napi::Number::New(info.Env(), double(st.steps)));
+  o.Set("stopped", Napi::Number::New(info.Env(), double(st.stopped)));
+  return o;
 }
 
 Napi::Value PendingWork(const Napi::CallbackInfo& info) {
@@ -364,6 +408,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"flush", guarded<Flush>},
       {"sync", guarded<Sync>},
       {"pendingWork", guarded<PendingWork>},
+      {"setDeadline", guarded<SetDeadline>},
+      {"takeTimedOut", guarded<TakeTimedOut>},
+      {"failed", guarded<Failed>},
+      {"streamStats", guarded<StreamStats>},
       {"setInlineLimit", guarded<SetInlineLimit>},
       {"abi", guarded<Abi>},
       {"nativeBytesLive", guarded<NativeBytesLive>},

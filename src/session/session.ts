@@ -16,7 +16,7 @@ import { attachGrad, gradOf, isRecorded, nodeOf } from '../autograd/slot.js';
 import { SessionMemory, type ProcessMemory } from './memory.js';
 import { Bindings } from './bindings.js';
 import type { Limits } from '../config.js';
-import { fail } from '../errors.js';
+import { ApiError, fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
 import type { Definition } from '../expr/interp.js';
@@ -200,20 +200,38 @@ export class Session {
       this.touch();
       this.jsonElements = 0;
       this.base64Bytes = 0;
+      const be = this.memory.backend;
+      // The request's budget covers its queued kernels too: the backend stops those still pending
+      // when it runs out (between kernels, or steps of a large one).
+      const budgeted = be.setDeadline !== undefined && be.clearDeadline !== undefined;
+      if (budgeted) be.setDeadline!(this.stream, this.limits.requestTimeoutMs);
+      this.names.touched = new Set();
       try {
-        const be = this.memory.backend;
-        let value: T | Promise<T>;
+        let value: T | Promise<T> | undefined;
+        let failure: { error: unknown } | null = null;
         try {
-          value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));
-        } finally {
-          // Journaled in the order the session ran them, failed ones too: a failing program keeps
-          // what its earlier statements did.
-          if (tag !== undefined) this.onRan?.(tag);
+          try {
+            value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));
+          } finally {
+            // Journaled in the order the session ran them, failed ones too: a failing program keeps
+            // what its earlier statements did.
+            if (tag !== undefined) this.onRan?.(tag);
+          }
+        } catch (error) {
+          failure = { error };
         }
         // Large kernels may still be running off the event loop; answers read data only after them.
-        await be.flush(this.stream);
-        return resolveDeferred(value);
+        // A failed request waits for its kernels too, so that the next one finds them settled.
+        try {
+          await be.flush(this.stream);
+        } catch (error) {
+          failure ??= { error };
+        }
+        if (budgeted && be.clearDeadline!(this.stream)) throw this.stopped(failure?.error);
+        if (failure) throw failure.error;
+        return resolveDeferred(value as T);
       } finally {
+        this.names.touched = null;
         // The answer has been read: what the request made and no name holds goes now.
         if (!this.closed) {
           this.memory.drain();
@@ -223,6 +241,35 @@ export class Session {
     });
     this.queue = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * The answer to a request whose budget ran out while its kernels were queued or running: they
+   * were stopped, so the arrays they were to write hold no value. Every name whose array (or
+   * gradient buffer) is one of them is unbound and listed in `lost`, so that whatever a client
+   * reads afterwards is an old value or a fully computed one; `changed` keeps the names the request
+   * bound or wrote that did complete. Whatever error the stop caused on the way (a read of an
+   * array that was never computed) is this answer too.
+   */
+  private stopped(cause: unknown): ApiError {
+    const be = this.memory.backend;
+    const failed = (a: NDArray) => be.failed?.(a.storage) ?? false;
+    const lost: string[] = [];
+    for (const [name, a] of this.names) {
+      const g = gradOf(a);
+      if (failed(a) || (g !== null && failed(g))) lost.push(name);
+    }
+    for (const name of lost) this.names.delete(name);
+    const prior = cause instanceof ApiError && cause.code === 'time_limit' ? cause : null;
+    const before = Array.isArray(prior?.extra.changed) ? (prior.extra.changed as string[]) : [...(this.names.touched ?? [])];
+    const changed = [...new Set(before)].filter((n) => this.names.has(n));
+    const ms = this.limits.requestTimeoutMs;
+    const what = lost.length === 0 ? 'no array was left without its value'
+      : `${lost.map((n) => `\`${n}\``).join(', ')} ${lost.length === 1 ? 'was' : 'were'} to be computed by them and ${lost.length === 1 ? 'is' : 'are'} now unbound`;
+    const detail = prior
+      ? `${prior.message}; the kernels its earlier statements queued were stopped too: ${what}`
+      : `the request ran longer than ${ms} ms (GRADSERVE_REQUEST_TIMEOUT_MS) while its kernels were queued or running; they were stopped between kernels: ${what}. Split the work into smaller requests`;
+    return fail('time_limit', detail, { ...prior?.extra, limit: 'request_time', changed, lost });
   }
 
   /** Resolves a name (or `name.grad`) to its array, or a 404/409 naming it. */

@@ -1,0 +1,244 @@
+/**
+ * The native stream's lanes: each stream's calls keep their order while the worker serves the
+ * streams fairly, large products run in steps that give the same bits as one call, calls that
+ * share buffers across streams keep queue order, and a deadline stops a stream's pending calls
+ * between steps and marks what they write as failed. Assertions are about order and results;
+ * the few about time compare two runs of the same test with generous margins.
+ */
+import { describe, it, expect, afterEach } from 'vitest';
+import type { Backend, Storage, View } from '../../src/engine/backend.js';
+import { referenceBackend as ref } from '../../src/engine/reference.js';
+import { loadNativeAddon, nativeBackend as nat } from '../../src/engine/native.js';
+import { rng } from '../helpers/rng.js';
+
+const addon = loadNativeAddon();
+if (!addon) throw new Error('native addon missing: run `npm run install` first');
+
+const flat = (n: number): View => ({ shape: [n], strides: [1], offset: 0 });
+let defaultLimit = -1;
+afterEach(() => {
+  if (defaultLimit >= 0) addon.setInlineLimit(defaultLimit);
+  defaultLimit = -1;
+  addon.sync();
+});
+
+function filled(be: Backend, n: number, seed: number, dtype: 'float32' | 'float64' = 'float64'): Storage {
+  const s = be.alloc(dtype, n);
+  be.randomUniform(s, seed, 0, -1, 1);
+  return s;
+}
+
+function same(got: Float64Array, want: Float64Array, what: string): void {
+  expect(got.length, what).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    if (!Object.is(got[i], want[i])) expect(`${what}[${i}] = ${got[i]}`).toBe(`${what}[${i}] = ${want[i]}`);
+  }
+}
+
+describe('the stream serves streams fairly', () => {
+  it('a large product runs in steps and gives the bits of the same product in one call', async () => {
+    // 1024^3 is 2^30 multiply-adds: four steps or more. Writing the product over an operand makes
+    // the gemm go through a copy in one call (no steps), the reference for the bits.
+    const n = 1024;
+    for (const dtype of ['float32', 'float64'] as const) {
+      const a = filled(nat, n * n, 11, dtype);
+      const b = filled(nat, n * n, 12, dtype);
+      const a2 = nat.alloc(dtype, n * n);
+      nat.copyStrided(a, flat(n * n), a2);
+      const c = nat.alloc(dtype, n * n);
+      const before = addon.streamStats();
+      nat.withStream!(7, () => nat.gemm(a, b, c, 1, n, n, n, false, true, 0, 0));
+      await nat.flush(7);
+      const after = addon.streamStats();
+      expect(after.steps - before.steps).toBeGreaterThanOrEqual(4);
+      nat.withStream!(7, () => nat.gemm(a2, b, a2, 1, n, n, n, false, true, 0, 0));
+      await nat.flush(7);
+      same(nat.readNumbers(c), nat.readNumbers(a2), dtype);
+      for (const s of [a, b, a2, c]) nat.free(s);
+    }
+  }, 60_000);
+
+  it("a witness stream's product completes long before a busy stream's queue", async () => {
+    const n = 2048;
+    const a = filled(nat, n * n, 1, 'float32');
+    const outs = Array.from({ length: 8 }, () => nat.alloc('float32', n * n));
+    const order: string[] = [];
+    const t0 = performance.now();
+    nat.withStream!(21, () => { for (const o of outs) nat.gemm(a, a, o, 1, n, n, n, false, false, 0, 0); });
+    const busy = nat.flush(21).then(() => order.push('busy'));
+    const w = 512;
+    const x = filled(nat, w * w, 2, 'float32');
+    const y = nat.alloc('float32', w * w);
+    // Behind eight 2048^3 products in one FIFO, this would wait for all of them.
+    nat.withStream!(22, () => nat.gemm(x, x, y, 1, w, w, w, false, false, 0, 0));
+    let witnessMs = 0;
+    const witness = nat.flush(22).then(() => { witnessMs = performance.now() - t0; order.push('witness'); });
+    await Promise.all([busy, witness]);
+    const busyMs = performance.now() - t0;
+    expect(order).toEqual(['witness', 'busy']);
+    expect(witnessMs).toBeLessThan(busyMs / 2);
+    // And the witness's product is right (against the reference on the same inputs).
+    const rx = ref.alloc('float32', w * w);
+    ref.writeNumbers(rx, nat.readNumbers(x));
+    const ry = ref.alloc('float32', w * w);
+    ref.gemm(rx, rx, ry, 1, w, w, w, false, false, 0, 0);
+    const got = nat.readNumbers(y);
+    const want = ref.readNumbers(ry);
+    for (let i = 0; i < got.length; i += 997) expect(Math.abs(got[i] - want[i])).toBeLessThan(1e-3 * (1 + Math.abs(want[i])));
+    for (const s of [a, x, y, ...outs]) nat.free(s);
+  }, 120_000);
+
+  /**
+   * Three streams each run a random program over their own buffers (products large enough to be
+   * stepped among elementwise calls, everything queued), interleaved call by call; every buffer
+   * must end as the reference backend computes it running the programs one after another.
+   */
+  it('each stream keeps its order under interleaving: results equal a sequential run', async () => {
+    defaultLimit = addon.setInlineLimit(0);
+    const r = rng(5);
+    const n = 640; // 640^3 is over 2^28: a stepped product
+    const streams = [31, 32, 33];
+    const bufs = streams.map((_, i) => Array.from({ length: 4 }, (_, j) => {
+      const pair: [Storage, Storage] = [ref.alloc('float64', n * n), nat.alloc('float64', n * n)];
+      ref.randomUniform(pair[0], 100 + i * 10 + j, 0, -1, 1);
+      nat.randomUniform(pair[1], 100 + i * 10 + j, 0, -1, 1);
+      return pair;
+    }));
+    const programs = streams.map(() => Array.from({ length: 12 }, () => {
+      const k = Math.floor(r() * 4);
+      const [x, y, o] = [0, 1, 2].map(() => Math.floor(r() * 4));
+      return { k, x, y, o };
+    }));
+    const step = (be: Backend, which: 0 | 1, i: number, st: { k: number; x: number; y: number; o: number }) => {
+      const b = bufs[i];
+      const [x, y, o] = [b[st.x][which], b[st.y][which], b[st.o][which]];
+      switch (st.k) {
+        case 0: be.gemm(x, y, o === x || o === y ? b[3][which] : o, 1, n, n, n, false, false, 0, 0); break;
+        case 1: be.binary('add', x, flat(n * n), y, flat(n * n), o); break;
+        case 2: be.binaryScalar('mul', x, 0.25, false, o); break;
+        default: be.unary('tanh', x, o);
+      }
+    };
+    // The reference: the programs one after another.
+    for (let i = 0; i < streams.length; i++) for (const st of programs[i]) step(ref, 0, i, st);
+    // Native: call by call, round robin across streams.
+    for (let c = 0; c < 12; c++) {
+      for (let i = 0; i < streams.length; i++) nat.withStream!(streams[i], () => step(nat, 1, i, programs[i][c]));
+    }
+    await Promise.all(streams.map((s) => nat.flush(s)));
+    for (let i = 0; i < streams.length; i++) {
+      for (let j = 0; j < 4; j++) {
+        const got = nat.readNumbers(bufs[i][j][1]);
+        const want = ref.readNumbers(bufs[i][j][0]);
+        for (let e = 0; e < got.length; e += 101) {
+          expect(Math.abs(got[e] - want[e]), `stream ${i} buffer ${j}[${e}]`).toBeLessThan(1e-9 * (1 + Math.abs(want[e])));
+        }
+      }
+    }
+    for (const b of bufs) for (const [x, y] of b) { ref.free(x); nat.free(y); }
+  }, 120_000);
+
+  it('calls of different streams that share a buffer keep queue order', async () => {
+    defaultLimit = addon.setInlineLimit(0);
+    const n = 700;
+    const a = filled(nat, n * n, 3);
+    const shared = nat.alloc('float64', n * n);
+    const seen = nat.alloc('float64', n * n);
+    const later = nat.alloc('float64', n * n);
+    // Stream 41 writes `shared` (a stepped product); stream 42 reads it, then overwrites it; stream
+    // 41 reads it last. Each read must see the write queued just before it.
+    nat.withStream!(41, () => nat.gemm(a, a, shared, 1, n, n, n, false, false, 0, 0));
+    nat.withStream!(42, () => nat.binaryScalar('mul', shared, 2, false, seen));
+    nat.withStream!(42, () => nat.fill(shared, 1));
+    nat.withStream!(41, () => nat.binaryScalar('add', shared, 1, false, later));
+    await Promise.all([nat.flush(41), nat.flush(42)]);
+    const ra = ref.alloc('float64', n * n);
+    ref.writeNumbers(ra, nat.readNumbers(a));
+    const rp = ref.alloc('float64', n * n);
+    ref.gemm(ra, ra, rp, 1, n, n, n, false, false, 0, 0);
+    const p = ref.readNumbers(rp);
+    const s = nat.readNumbers(seen);
+    for (let i = 0; i < p.length; i += 499) expect(Math.abs(s[i] - 2 * p[i])).toBeLessThan(1e-9 * (1 + Math.abs(p[i])));
+    expect(nat.readNumbers(later).every((v) => v === 2)).toBe(true);
+    for (const x of [a, shared, seen, later]) nat.free(x);
+    ref.free(ra); ref.free(rp);
+  }, 60_000);
+});
+
+describe('deadlines', () => {
+  it("stop a stream's pending calls between steps, mark what they write failed, and spare other streams", async () => {
+    const n = 1536;
+    const a = filled(nat, n * n, 4);
+    const chain = (k: number) => {
+      const outs: Storage[] = [];
+      let prev = a;
+      for (let i = 0; i < k; i++) {
+        const o = nat.alloc('float64', n * n);
+        nat.gemm(prev, a, o, 1, n, n, n, false, false, 0, 0);
+        outs.push(o);
+        prev = o;
+      }
+      return outs;
+    };
+    // The whole chain once, unstopped, to know how long it takes here and now.
+    let t0 = performance.now();
+    const full = nat.withStream!(51, () => chain(6));
+    await nat.flush(51);
+    const fullMs = performance.now() - t0;
+    expect(nat.clearDeadline!(51)).toBe(false);
+
+    // Again with a budget of a tenth of that; a witness stream runs beside it.
+    nat.setDeadline!(52, fullMs / 10);
+    t0 = performance.now();
+    const stopped = nat.withStream!(52, () => chain(6));
+    const w = nat.alloc('float64', 64);
+    nat.withStream!(53, () => nat.fill(w, 3));
+    await nat.flush(52);
+    const stoppedMs = performance.now() - t0;
+    expect(stoppedMs).toBeLessThan(fullMs / 2);
+    expect(nat.clearDeadline!(52)).toBe(true);
+    expect(nat.clearDeadline!(52)).toBe(false);
+    // The last product never ran: failed, and reading it says why.
+    const last = stopped[stopped.length - 1];
+    expect(nat.failed!(last)).toBe(true);
+    expect(() => nat.readNumbers(last)).toThrow(/time budget/);
+    // The inputs are untouched, and what did complete before the deadline is right.
+    expect(nat.failed!(a)).toBe(false);
+    for (let i = 0; i < stopped.length; i++) {
+      if (nat.failed!(stopped[i])) continue;
+      same(nat.readNumbers(stopped[i]), nat.readNumbers(full[i]), `product ${i}`);
+    }
+    await nat.flush(53);
+    expect(nat.readNumbers(w).every((v) => v === 3)).toBe(true);
+    // The stream works again once its deadline is cleared.
+    const again = nat.alloc('float64', n * n);
+    nat.withStream!(52, () => nat.gemm(a, a, again, 1, n, n, n, false, false, 0, 0));
+    await nat.flush(52);
+    expect(nat.failed!(again)).toBe(false);
+    same(nat.readNumbers(again), nat.readNumbers(full[0]), 'after the deadline');
+    for (const s of [a, w, again, ...full, ...stopped]) nat.free(s);
+  }, 120_000);
+
+  it('a kernel reading a stopped output fails instead of running on it', async () => {
+    const n = 1024;
+    const a = filled(nat, n * n, 6);
+    const c = nat.alloc('float64', n * n);
+    nat.setDeadline!(61, 0);
+    nat.withStream!(61, () => nat.gemm(a, a, c, 1, n, n, n, false, false, 0, 0));
+    await nat.flush(61);
+    expect(nat.clearDeadline!(61)).toBe(true);
+    expect(nat.failed!(c)).toBe(true);
+    const d = nat.alloc('float64', 4);
+    // Small and independent: it runs inline, and refuses the failed input.
+    expect(() => nat.withStream!(61, () => nat.copyStrided(c, flat(4), d))).toThrow(/time budget/);
+    for (const s of [a, c, d]) nat.free(s);
+  }, 60_000);
+
+  it('refuses bad arguments', () => {
+    expect(() => nat.setDeadline!(-1, 10)).toThrow(/stream/);
+    expect(() => nat.setDeadline!(1.5, 10)).toThrow(/stream/);
+    expect(() => nat.setDeadline!(1, Number.NaN)).toThrow(/budgetMs/);
+    expect(() => nat.setDeadline!(1, 'x' as unknown as number)).toThrow(/budgetMs/);
+    nat.clearDeadline!(1);
+  });
+});

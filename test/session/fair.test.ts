@@ -1,0 +1,131 @@
+/**
+ * Sessions share the native worker fairly, and a request's time budget covers the kernels it
+ * queues. Over real servers: sessions' programs interleaved give what each gives alone; a request
+ * whose queued products outrun GRADSERVE_REQUEST_TIMEOUT_MS is answered 422 `time_limit` long before
+ * they would have finished, the arrays it was computing are unbound, what it did complete is
+ * right, and the session and others go on working. Times are only compared with other times
+ * measured in the same test, with wide margins.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, Client, type TestServer } from '../helpers/server.js';
+
+const native = process.env.GRADSERVE_BACKEND !== 'reference';
+
+let full: TestServer;
+beforeAll(async () => { full = await startServer(); });
+afterAll(async () => { await full.close(); });
+
+/** The sum of an array, as the server computes it (a float64 session reads it exactly). */
+async function sumOf(c: Client, name: string): Promise<number> {
+  const b = await c.expr(`${name}.sum().asscalar()`);
+  return b.result as number;
+}
+
+describe.skipIf(!native)('a fair worker', () => {
+  it("each session's requests apply in order while other sessions' interleave: results equal a run alone", async () => {
+    const programs = (i: number) => Array.from({ length: 5 }, (_, r) => [
+      `c = nd.dot(c, m) * ${0.001 + i * 1e-4}`,
+      `d = nd.tanh(c) + d * ${0.5 + r * 0.1}`,
+      r % 2 === 0 ? `c = nd.dot(m, d) * 0.001` : `d = d - c * 0.5`,
+    ].join('\n'));
+    const open = async (i: number) => {
+      const c = await Client.open(full.url, { seed: 10 + i, default_dtype: 'float64' });
+      await c.expr('m = nd.random.uniform(shape=(700, 700))\nc = nd.random.uniform(shape=(700, 700))\nd = nd.zeros((700, 700))');
+      return c;
+    };
+    // Alone: one session at a time, each request awaited.
+    const alone: number[][] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await open(i);
+      for (const p of programs(i)) await c.expr(p);
+      alone.push([await sumOf(c, 'c'), await sumOf(c, 'd')]);
+    }
+    // Together: the three sessions send their requests at the same time, each in its own order.
+    const sessions = await Promise.all([0, 1, 2].map(open));
+    await Promise.all(sessions.map(async (c, i) => { for (const p of programs(i)) await c.expr(p); }));
+    for (let i = 0; i < 3; i++) {
+      expect([await sumOf(sessions[i], 'c'), await sumOf(sessions[i], 'd')], `session ${i}`).toEqual(alone[i]);
+    }
+  }, 180_000);
+});
+
+describe.skipIf(!native)('the time budget covers queued kernels', () => {
+  const n = 1536;
+  const count = 12;
+  // Each product depends on the one before; `x` is there before the request and is not touched.
+  const program = Array.from({ length: count }, (_, i) => `c${i + 1} = nd.dot(${i === 0 ? 'm' : `c${i}`}, m) * 0.001`).join('\n');
+  const setup = `m = nd.random.uniform(shape=(${n}, ${n}))\nx = nd.array([1, 2, 3])`;
+
+  it('a request whose queued products outrun it is answered 422 well before they would end, and the session stays consistent', async () => {
+    // The whole program, unstopped, here and now.
+    const ref = await Client.open(full.url, { seed: 3, default_dtype: 'float64' });
+    await ref.expr(setup);
+    let t0 = performance.now();
+    await ref.expr(program);
+    const fullMs = performance.now() - t0;
+
+    const budget = Math.max(50, Math.round(fullMs / 10));
+    const tight = await startServer({ GRADSERVE_REQUEST_TIMEOUT_MS: String(budget) });
+    try {
+      const c = await Client.open(tight.url, { seed: 3, default_dtype: 'float64' });
+      await c.expr(setup);
+      // Another session, beside it on the same worker.
+      const other = await Client.open(full.url, { default_dtype: 'float64' });
+      await other.expr('w = nd.ones((300, 300))');
+
+      t0 = performance.now();
+      // (then() sends a request at once.)
+      const stopped = c.post('/ops', { expr: program }).then((x) => x);
+      const beside = other.post('/ops', { expr: 'v = nd.dot(w, w)\nv.sum().asscalar()' }).then((x) => x);
+      const r = await stopped;
+      const stoppedMs = performance.now() - t0;
+      expect(r.status, JSON.stringify(r.body)).toBe(422);
+      expect(r.body).toMatchObject({ code: 'time_limit', limit: 'request_time' });
+      expect(stoppedMs).toBeLessThan(fullMs / 2);
+      const { lost, changed } = r.body as { lost: string[]; changed: string[] };
+      expect(lost).toContain(`c${count}`);
+      for (const name of lost) expect(changed).not.toContain(name);
+      const b = await beside;
+      expect(b.status).toBe(200);
+      expect(b.body.result).toBe(300 ** 3);
+
+      // What a client can read now is either what was there before or fully computed.
+      expect(await c.data('x')).toEqual([1, 2, 3]);
+      for (const name of lost) expect((await c.get(`/arrays/${name}`)).status).toBe(404);
+      for (let i = 1; i <= count; i++) {
+        const name = `c${i}`;
+        if (lost.includes(name)) continue;
+        // Not lost: bound and equal to the unstopped run's value.
+        expect(changed).toContain(name);
+        expect(await sumOf(c, name), name).toBe(await sumOf(ref, name));
+      }
+      // The session keeps working: a request after the stop, within the budget.
+      const after = await c.post('/ops', { expr: 'y = x * 2', fetch: ['y'] });
+      expect(after.status).toBe(200);
+      expect(after.body.outputs.y.data).toEqual([2, 4, 6]);
+    } finally {
+      await tight.close();
+    }
+  }, 180_000);
+
+  it('a program stopped between statements also stops what its earlier statements queued', async () => {
+    // The interpreter reads a value inside a loop (a synchronous wait on the worker) and checks
+    // the budget between statements; either way the answer is 422 and nothing half-made is bound.
+    const tight = await startServer({ GRADSERVE_REQUEST_TIMEOUT_MS: '150' });
+    try {
+      const c = await Client.open(tight.url, { seed: 4, default_dtype: 'float64' });
+      await c.expr(`m = nd.random.uniform(shape=(${n}, ${n}))`);
+      const r = await c.post('/ops', { expr: 'p = m\nfor i in range(40):\n    p = nd.dot(p, m) * 0.001\n    s = p.sum().asscalar()' });
+      expect(r.status, JSON.stringify(r.body)).toBe(422);
+      expect(r.body).toMatchObject({ code: 'time_limit', limit: 'request_time' });
+      const names = ((await c.get('/arrays').expect(200)).body.arrays as { name: string }[]).map((a) => a.name);
+      // Whatever is bound reads without error.
+      for (const name of names) {
+        const g = await c.post('/ops', { expr: `${name}.sum().asscalar()` });
+        expect(g.status, name).toBe(200);
+      }
+    } finally {
+      await tight.close();
+    }
+  }, 120_000);
+});
