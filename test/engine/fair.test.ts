@@ -90,78 +90,71 @@ describe('the stream serves streams fairly', () => {
 
   /**
    * Three streams each run a random program over their own buffers (products large enough to be
-   * stepped among elementwise calls, everything queued), interleaved call by call; every buffer
-   * must end as the reference backend computes it running the programs one after another.
+   * stepped among elementwise calls, everything queued). Run one stream after another, then again
+   * interleaved call by call: every buffer must end with the same bits.
    */
   it('each stream keeps its order under interleaving: results equal a sequential run', async () => {
     defaultLimit = addon.setInlineLimit(0);
     const r = rng(5);
-    const n = 640; // 640^3 is over 2^28: a stepped product
+    const n = 832; // 832^3 is over 2^29 multiply-adds: a product in steps
     const streams = [31, 32, 33];
-    const bufs = streams.map((_, i) => Array.from({ length: 4 }, (_, j) => {
-      const pair: [Storage, Storage] = [ref.alloc('float64', n * n), nat.alloc('float64', n * n)];
-      ref.randomUniform(pair[0], 100 + i * 10 + j, 0, -1, 1);
-      nat.randomUniform(pair[1], 100 + i * 10 + j, 0, -1, 1);
-      return pair;
-    }));
     const programs = streams.map(() => Array.from({ length: 12 }, () => {
       const k = Math.floor(r() * 4);
       const [x, y, o] = [0, 1, 2].map(() => Math.floor(r() * 4));
       return { k, x, y, o };
     }));
-    const step = (be: Backend, which: 0 | 1, i: number, st: { k: number; x: number; y: number; o: number }) => {
-      const b = bufs[i];
-      const [x, y, o] = [b[st.x][which], b[st.y][which], b[st.o][which]];
+    const buffers = () => streams.map((_, i) => Array.from({ length: 4 }, (_, j) => filled(nat, n * n, 100 + i * 10 + j)));
+    const step = (b: Storage[], st: { k: number; x: number; y: number; o: number }) => {
+      const [x, y, o] = [b[st.x], b[st.y], b[st.o]];
       switch (st.k) {
-        case 0: be.gemm(x, y, o === x || o === y ? b[3][which] : o, 1, n, n, n, false, false, 0, 0); break;
-        case 1: be.binary('add', x, flat(n * n), y, flat(n * n), o); break;
-        case 2: be.binaryScalar('mul', x, 0.25, false, o); break;
-        default: be.unary('tanh', x, o);
+        case 0: nat.gemm(x, y, o === x || o === y ? b[3] : o, 1, n, n, n, false, false, 0, 0); break;
+        case 1: nat.binary('add', x, flat(n * n), y, flat(n * n), o); break;
+        case 2: nat.binaryScalar('mul', x, 0.25, false, o); break;
+        default: nat.unary('tanh', x, o);
       }
     };
-    // The reference: the programs one after another.
-    for (let i = 0; i < streams.length; i++) for (const st of programs[i]) step(ref, 0, i, st);
-    // Native: call by call, round robin across streams.
+    // One stream after another, each flushed before the next starts.
+    const alone = buffers();
+    for (let i = 0; i < streams.length; i++) {
+      nat.withStream!(streams[i], () => { for (const st of programs[i]) step(alone[i], st); });
+      await nat.flush(streams[i]);
+    }
+    // Call by call, round robin across streams.
+    const mixed = buffers();
+    const before = addon.streamStats();
     for (let c = 0; c < 12; c++) {
-      for (let i = 0; i < streams.length; i++) nat.withStream!(streams[i], () => step(nat, 1, i, programs[i][c]));
+      for (let i = 0; i < streams.length; i++) nat.withStream!(streams[i], () => step(mixed[i], programs[i][c]));
     }
     await Promise.all(streams.map((s) => nat.flush(s)));
+    expect(addon.streamStats().steps).toBeGreaterThan(before.steps);
     for (let i = 0; i < streams.length; i++) {
-      for (let j = 0; j < 4; j++) {
-        const got = nat.readNumbers(bufs[i][j][1]);
-        const want = ref.readNumbers(bufs[i][j][0]);
-        for (let e = 0; e < got.length; e += 101) {
-          expect(Math.abs(got[e] - want[e]), `stream ${i} buffer ${j}[${e}]`).toBeLessThan(1e-9 * (1 + Math.abs(want[e])));
-        }
-      }
+      for (let j = 0; j < 4; j++) same(nat.readNumbers(mixed[i][j]), nat.readNumbers(alone[i][j]), `stream ${i} buffer ${j}`);
     }
-    for (const b of bufs) for (const [x, y] of b) { ref.free(x); nat.free(y); }
+    for (const b of [...alone, ...mixed]) for (const x of b) nat.free(x);
   }, 120_000);
 
   it('calls of different streams that share a buffer keep queue order', async () => {
     defaultLimit = addon.setInlineLimit(0);
-    const n = 700;
+    const n = 832;
     const a = filled(nat, n * n, 3);
+    // The product alone first, for its bits.
+    const product = nat.alloc('float64', n * n);
+    nat.withStream!(40, () => nat.gemm(a, a, product, 1, n, n, n, false, false, 0, 0));
+    await nat.flush(40);
+    const p = nat.readNumbers(product);
     const shared = nat.alloc('float64', n * n);
     const seen = nat.alloc('float64', n * n);
     const later = nat.alloc('float64', n * n);
-    // Stream 41 writes `shared` (a stepped product); stream 42 reads it, then overwrites it; stream
-    // 41 reads it last. Each read must see the write queued just before it.
+    // Stream 41 writes `shared` (a product in steps); stream 42 reads it, then overwrites it;
+    // stream 41 reads it last. Each read must see the write queued just before it.
     nat.withStream!(41, () => nat.gemm(a, a, shared, 1, n, n, n, false, false, 0, 0));
     nat.withStream!(42, () => nat.binaryScalar('mul', shared, 2, false, seen));
     nat.withStream!(42, () => nat.fill(shared, 1));
     nat.withStream!(41, () => nat.binaryScalar('add', shared, 1, false, later));
     await Promise.all([nat.flush(41), nat.flush(42)]);
-    const ra = ref.alloc('float64', n * n);
-    ref.writeNumbers(ra, nat.readNumbers(a));
-    const rp = ref.alloc('float64', n * n);
-    ref.gemm(ra, ra, rp, 1, n, n, n, false, false, 0, 0);
-    const p = ref.readNumbers(rp);
-    const s = nat.readNumbers(seen);
-    for (let i = 0; i < p.length; i += 499) expect(Math.abs(s[i] - 2 * p[i])).toBeLessThan(1e-9 * (1 + Math.abs(p[i])));
+    same(nat.readNumbers(seen), p.map((v) => 2 * v), 'seen');
     expect(nat.readNumbers(later).every((v) => v === 2)).toBe(true);
-    for (const x of [a, shared, seen, later]) nat.free(x);
-    ref.free(ra); ref.free(rp);
+    for (const x of [a, product, shared, seen, later]) nat.free(x);
   }, 60_000);
 });
 

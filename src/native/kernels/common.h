@@ -5,6 +5,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace gs {
 
@@ -91,6 +92,8 @@ inline void needs_float(const Buf& b, const char* what) {
 // only on its arguments, never on timing. The closures may keep state between steps (packed
 // panels); it lives until the Work is destroyed.
 struct Work {
+  Work() = default;
+  Work(std::function<void()> r, double c) : run(std::move(r)), cost(c) {}
   std::function<void()> run;
   double cost = 0;
   int64_t steps = 0;

@@ -37,7 +37,11 @@ Stream::~Stream() {
   active_.clear();
 }
 
-Stream::Lane& Stream::lane(int tag) { return lanes_[tag]; }
+Stream::Lane& Stream::lane(int tag) {
+  Lane& l = lanes_[tag];
+  l.tag = tag;
+  return l;
+}
 
 void Stream::submit(Work w, std::initializer_list<const BlockRef*> reads,
                     std::initializer_list<const BlockRef*> writes) {
@@ -74,7 +78,7 @@ void Stream::submit(Work w, std::initializer_list<const BlockRef*> reads,
   {
     std::lock_guard<std::mutex> g(m_);
     t.seq = ++enqueued_;
-    for (const BlockRef& b : t.uses) b->users_.push_back(t.seq);
+    for (const BlockRef& b : t.uses) b->users_.emplace_back(t.seq, tag_);
     Lane& l = lane(tag_);
     if (!l.active) {
       // Waking from idle: no credit for the time spent idle beyond kIdleCredit.
@@ -92,24 +96,30 @@ void Stream::submit(Work w, std::initializer_list<const BlockRef*> reads,
 bool Stream::ready(const Task& t) const {
   // Every block's users run in queue order: t may start once it is the oldest user of each.
   for (const BlockRef& b : t.uses)
-    if (b->users_.front() != t.seq) return false;
+    if (b->users_.front().first != t.seq) return false;
   return true;
 }
 
 Stream::Lane* Stream::pick(Clock::time_point now) {
+  // The order of precedence: a lane past its deadline (it only has calls to stop, which costs
+  // nothing, so its flush resolves at once), then a lane a synchronous wait needs, then the lane
+  // with the least worker time.
   Lane* best = nullptr;
-  bool best_stops = false;
+  int best_rank = -1;
   int64_t least = INT64_MAX;
   for (Lane* l : active_) {
     least = std::min(least, l->served_ns);
     if (!ready(l->q.front())) continue;
-    // A lane past its deadline only has calls to stop, which costs nothing: it goes first, so
-    // its flush resolves at once.
-    const bool stops = l->deadline <= now;
-    if (best_stops && !stops) continue;
-    if (!best || (stops && !best_stops) || l->served_ns < best->served_ns) {
+    int rank = 0;
+    if (l->deadline <= now) {
+      rank = 2;
+    } else if (!urgent_.empty()) {
+      for (int tag : urgent_)
+        if (l->tag == tag) rank = 1;
+    }
+    if (rank > best_rank || (rank == best_rank && l->served_ns < best->served_ns)) {
       best = l;
-      best_stops = stops;
+      best_rank = rank;
     }
   }
   if (least != INT64_MAX) vtime_ = std::max(vtime_, least);
@@ -240,7 +250,10 @@ void Stream::forget_idle() {
 void Stream::wait(const Block& b) {
   if (!b.busy()) return;
   std::unique_lock<std::mutex> lk(m_);
+  const size_t mark = urgent_.size();
+  for (const auto& u : b.users_) urgent_.push_back(u.second);
   done_cv_.wait(lk, [&] { return !b.busy(); });
+  urgent_.resize(mark);
 }
 
 void Stream::wait_all() {

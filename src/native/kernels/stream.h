@@ -15,7 +15,8 @@
 //     start, so the worker never stalls;
 //   - a buffer's memory lives while any queued call uses it (Blocks are shared), so freeing one
 //     with pending users only drops the owner's reference;
-//   - synchronous reads and writes of a buffer wait for the queued calls that use it;
+//   - synchronous reads and writes of a buffer wait for the queued calls that use it (the lanes of
+//     those calls go first meanwhile: the JS thread, and so every session, is stalled until then);
 //   - a queued call that fails (out of memory), that reads a buffer whose writer failed, or that
 //     its tag's deadline stops, marks every buffer it writes with the failure: reading one fails.
 // Fairness: the worker serves, among the lanes whose next call may start, the one that has had the
@@ -73,7 +74,7 @@ class Block {
   int64_t length_;
   DType dtype_;
   std::atomic<int> pending_{0};  // queued calls using this block
-  std::deque<int64_t> users_;    // their numbers, oldest first (guarded by the stream's mutex)
+  std::deque<std::pair<int64_t, int>> users_;  // their numbers and tags, oldest first (guarded by the stream's mutex)
 };
 using BlockRef = std::shared_ptr<Block>;
 
@@ -129,6 +130,7 @@ class Stream {
   };
   // One tag's queue and its share of the worker.
   struct Lane {
+    int tag = 0;
     std::deque<Task> q;
     int64_t served_ns = 0;  // worker time used (comparable across lanes: see kIdleCredit)
     int64_t last_seq = 0;   // the last call queued
@@ -150,6 +152,7 @@ class Stream {
   std::unordered_map<int, Lane> lanes_;  // node-based: a Lane's address is stable
   std::vector<Lane*> active_;            // lanes with queued calls
   std::vector<std::pair<int, int64_t>> wakes_;  // (tag, seq) that on_progress is awaited for
+  std::vector<int> urgent_;  // tags whose calls a synchronous wait (the JS thread, stalled) needs
   int64_t enqueued_ = 0, pending_ = 0;
   int64_t vtime_ = 0;  // the least worker time of an active lane, never decreasing
   size_t forget_at_ = 64;
