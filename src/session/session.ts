@@ -264,8 +264,10 @@ export class Session {
     const before = Array.isArray(prior?.extra.changed) ? (prior.extra.changed as string[]) : [...(this.names.touched ?? [])];
     const changed = [...new Set(before)].filter((n) => this.names.has(n));
     const ms = this.limits.requestTimeoutMs;
+    // The detail names a few; `lost` has them all.
+    const named = lost.slice(0, 8).map((n) => `\`${n}\``).join(', ') + (lost.length > 8 ? ` and ${lost.length - 8} more` : '');
     const what = lost.length === 0 ? 'no array was left without its value'
-      : `${lost.map((n) => `\`${n}\``).join(', ')} ${lost.length === 1 ? 'was' : 'were'} to be computed by them and ${lost.length === 1 ? 'is' : 'are'} now unbound`;
+      : `${named} ${lost.length === 1 ? 'was' : 'were'} to be computed by them and ${lost.length === 1 ? 'is' : 'are'} now unbound`;
     const detail = prior
       ? `${prior.message}; the kernels its earlier statements queued were stopped too: ${what}`
       : `the request ran longer than ${ms} ms (GRADSERVE_REQUEST_TIMEOUT_MS) while its kernels were queued or running; they were stopped between kernels: ${what}. Split the work into smaller requests`;
