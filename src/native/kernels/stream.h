@@ -20,11 +20,12 @@
 //   - a queued call that fails (out of memory), that reads a buffer whose writer failed, or that
 //     its tag's deadline stops, marks every buffer it writes with the failure: reading one fails.
 // Fairness: the worker serves, among the lanes whose next call may start, the one that has had the
-// least worker time. A lane that was idle starts at most kIdleCredit behind the busiest-served
-// active lane's minimum, so a session that sends a little work now and then runs it at once, and one
-// that sends a lot gets an even share. Large kernels come in steps (Work::step, about a millisecond
-// each), and the worker picks a lane again after every step, so another session's call waits for
-// at most about one step of a large product, not the whole of it.
+// least worker time. A lane waking from idle is credited with no more than kIdleCredit (50 ms) of
+// worker time less than the least-served active lane, so a session that sends a little work now and
+// then runs it at once, while sessions that keep the worker busy get even shares. Large kernels
+// come in steps (Work::step: 2^28 multiply-adds of a product, 4M elements of a unary kernel, a few
+// milliseconds), and the worker picks a lane again after every step, so another session's call
+// waits for about one step of a large product, not the whole of it.
 // Deadlines: set_deadline gives a tag a time budget. Once it has passed, the lane's pending calls
 // are stopped between calls or steps without running (their outputs marked as failed, as above)
 // and take_timed_out reports it, so the caller can answer "time limit" and drop what they wrote.
