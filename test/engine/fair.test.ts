@@ -58,6 +58,31 @@ describe('the stream serves streams fairly', () => {
     }
   }, 60_000);
 
+  it('a large unary kernel runs in steps and gives the bits of the same kernel on smaller arrays', async () => {
+    // 2^23 + 5 elements: steps of 2^22; its two halves, each under 2^23, run in one call each.
+    const n = (1 << 23) + 5;
+    const half = n >> 1;
+    for (const dtype of ['float32', 'float64'] as const) {
+      const x = filled(nat, n, 13, dtype);
+      const y = nat.alloc(dtype, n);
+      const before = addon.streamStats();
+      nat.withStream!(8, () => nat.unary('tanh', x, y));
+      await nat.flush(8);
+      expect(addon.streamStats().steps - before.steps).toBeGreaterThanOrEqual(2);
+      const lo = nat.alloc(dtype, half), hi = nat.alloc(dtype, n - half);
+      const lo2 = nat.alloc(dtype, half), hi2 = nat.alloc(dtype, n - half);
+      nat.copyStrided(x, { shape: [half], strides: [1], offset: 0 }, lo);
+      nat.copyStrided(x, { shape: [n - half], strides: [1], offset: half }, hi);
+      nat.unary('tanh', lo, lo2);
+      nat.unary('tanh', hi, hi2);
+      await nat.flush();
+      const all = nat.readNumbers(y);
+      same(all.subarray(0, half), nat.readNumbers(lo2), `${dtype} first half`);
+      same(all.subarray(half), nat.readNumbers(hi2), `${dtype} second half`);
+      for (const s of [x, y, lo, hi, lo2, hi2]) nat.free(s);
+    }
+  }, 60_000);
+
   it("a witness stream's product completes long before a busy stream's queue", async () => {
     const n = 2048;
     const a = filled(nat, n * n, 1, 'float32');

@@ -108,6 +108,29 @@ describe.skipIf(!native)('the time budget covers queued kernels', () => {
     }
   }, 180_000);
 
+  it('a variable whose gradient a stopped backward was to write is unbound with it', async () => {
+    // The statements queue the forward products and the backward's in a few milliseconds; the
+    // products themselves take about a second, so the budget runs out while they wait.
+    const tight = await startServer({ GRADSERVE_REQUEST_TIMEOUT_MS: '400' });
+    try {
+      const c = await Client.open(tight.url, { seed: 5, default_dtype: 'float64' });
+      await c.expr(`m = nd.random.uniform(shape=(${n}, ${n}))`);
+      await c.expr(`w = nd.random.uniform(shape=(${n}, ${n}))`);
+      await c.post('/arrays/w/attach-grad').expect(200);
+      const step = Array.from({ length: 8 }, () => 'h = nd.dot(h, w) * 0.001').join('\n');
+      const r = await c.post('/ops', { expr: `with autograd.record():\n    h = nd.dot(m, w)\n${step.replace(/^/gm, '    ')}\n    loss = h.sum()\nloss.backward()` });
+      expect(r.status, JSON.stringify(r.body)).toBe(422);
+      expect(r.body).toMatchObject({ code: 'time_limit', limit: 'request_time' });
+      expect(r.body.lost).toContain('w');
+      expect((await c.get('/arrays/w')).status).toBe(404);
+      // m was only read: it is as it was, and the session goes on.
+      const ok = await c.post('/ops', { expr: 'm.shape[0]' });
+      expect(ok.status).toBe(200);
+    } finally {
+      await tight.close();
+    }
+  }, 120_000);
+
   it('a program stopped between statements also stops what its earlier statements queued', async () => {
     // The interpreter reads a value inside a loop (a synchronous wait on the worker) and checks
     // the budget between statements; either way the answer is 422 and nothing half-made is bound.
