@@ -31,7 +31,7 @@ interface RawAddon extends NativeAddon {
   readNumbers(h: number): Float64Array;
   flush(stream?: number): Promise<void>;
   setDeadline(stream: number, budgetMs: number): void;
-  takeTimedOut(stream: number): boolean;
+  clearDeadline(stream: number): boolean;
   failed(h: number): boolean;
 }
 
@@ -546,12 +546,7 @@ export const nativeBackend: Backend = {
     addon().setDeadline(num(stream, 'stream'), num(budgetMs, 'budgetMs'));
   },
   clearDeadline(stream) {
-    const a = addon();
-    num(stream, 'stream');
-    // The report first: a negative budget clears the deadline, not what it has stopped.
-    const stopped = a.takeTimedOut(stream);
-    a.setDeadline(stream, -1);
-    return stopped;
+    return addon().clearDeadline(num(stream, 'stream'));
   },
   failed: (s) => direct(s, (a, h) => a.failed(h)),
   withStream<T>(stream: number, fn: () => T): T {

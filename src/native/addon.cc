@@ -254,8 +254,8 @@ Napi::Value Sync(const Napi::CallbackInfo& info) {
 }
 
 // setDeadline(stream, budgetMs): calls of that stream still pending after budgetMs are stopped
-// (kernels/stream.h); a negative budget clears it. takeTimedOut(stream): whether one was stopped
-// since the last call (and clears that).
+// (kernels/stream.h); a negative budget clears it. clearDeadline(stream): clears it and says
+// whether it stopped a call since it was set.
 Napi::Value SetDeadline(const Napi::CallbackInfo& info) {
   const int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
   const double budget = arg_number(info, 1, "budgetMs");
@@ -264,9 +264,9 @@ Napi::Value SetDeadline(const Napi::CallbackInfo& info) {
   return Undefined(info);
 }
 
-Napi::Value TakeTimedOut(const Napi::CallbackInfo& info) {
+Napi::Value ClearDeadline(const Napi::CallbackInfo& info) {
   const int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
-  return Napi::Boolean::New(info.Env(), stream_of(info.Env()).take_timed_out(tag));
+  return Napi::Boolean::New(info.Env(), stream_of(info.Env()).clear_deadline(tag));
 }
 
 // failed(h): whether the buffer is marked failed (a queued kernel writing it failed or was
@@ -409,7 +409,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"sync", guarded<Sync>},
       {"pendingWork", guarded<PendingWork>},
       {"setDeadline", guarded<SetDeadline>},
-      {"takeTimedOut", guarded<TakeTimedOut>},
+      {"clearDeadline", guarded<ClearDeadline>},
       {"failed", guarded<Failed>},
       {"streamStats", guarded<StreamStats>},
       {"setInlineLimit", guarded<SetInlineLimit>},

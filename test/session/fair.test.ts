@@ -83,7 +83,11 @@ describe.skipIf(!native)('the time budget covers queued kernels', () => {
       expect(r.body).toMatchObject({ code: 'time_limit', limit: 'request_time' });
       expect(stoppedMs).toBeLessThan(fullMs / 2);
       const { lost, changed } = r.body as { lost: string[]; changed: string[] };
-      expect(lost).toContain(`c${count}`);
+      // Usually every statement has queued its product before the budget runs out (c12 is then
+      // lost); on a starved machine the program may stop between statements first. Either way
+      // the stopped products' names are lost.
+      expect(lost.length).toBeGreaterThan(0);
+      if (r.body.line === undefined) expect(lost).toContain(`c${count}`);
       for (const name of lost) expect(changed).not.toContain(name);
       const b = await beside;
       expect(b.status).toBe(200);
@@ -92,13 +96,16 @@ describe.skipIf(!native)('the time budget covers queued kernels', () => {
       // What a client can read now is either what was there before or fully computed.
       expect(await c.data('x')).toEqual([1, 2, 3]);
       for (const name of lost) expect((await c.get(`/arrays/${name}`)).status).toBe(404);
+      const bound = new Set(((await c.get('/arrays').expect(200)).body.arrays as { name: string }[]).map((a) => a.name));
       for (let i = 1; i <= count; i++) {
         const name = `c${i}`;
-        if (lost.includes(name)) continue;
-        // Not lost: bound and equal to the unstopped run's value.
+        if (!bound.has(name)) continue;
+        // Bound: completed, so listed as changed and equal to the unstopped run's value.
+        expect(lost).not.toContain(name);
         expect(changed).toContain(name);
         expect(await sumOf(c, name), name).toBe(await sumOf(ref, name));
       }
+      for (const name of changed) expect(bound.has(name), name).toBe(true);
       // The session keeps working: a request after the stop, within the budget.
       const after = await c.post('/ops', { expr: 'y = x * 2', fetch: ['y'] });
       expect(after.status).toBe(200);
@@ -109,20 +116,27 @@ describe.skipIf(!native)('the time budget covers queued kernels', () => {
   }, 180_000);
 
   it('a variable whose gradient a stopped backward was to write is unbound with it', async () => {
-    // The statements queue the forward products and the backward's in a few milliseconds; the
-    // products themselves take about a second, so the budget runs out while they wait.
-    const tight = await startServer({ GRADSERVE_REQUEST_TIMEOUT_MS: '400' });
+    // The statements queue the forward products and the backward's in a few milliseconds (on a
+    // quiet machine); the products themselves take seconds, so the budget runs out while they wait.
+    const tight = await startServer({ GRADSERVE_REQUEST_TIMEOUT_MS: '600' });
     try {
       const c = await Client.open(tight.url, { seed: 5, default_dtype: 'float64' });
       await c.expr(`m = nd.random.uniform(shape=(${n}, ${n}))`);
       await c.expr(`w = nd.random.uniform(shape=(${n}, ${n}))`);
       await c.post('/arrays/w/attach-grad').expect(200);
-      const step = Array.from({ length: 8 }, () => 'h = nd.dot(h, w) * 0.001').join('\n');
+      const step = Array.from({ length: 12 }, () => 'h = nd.dot(h, w) * 0.001').join('\n');
       const r = await c.post('/ops', { expr: `with autograd.record():\n    h = nd.dot(m, w)\n${step.replace(/^/gm, '    ')}\n    loss = h.sum()\nloss.backward()` });
       expect(r.status, JSON.stringify(r.body)).toBe(422);
       expect(r.body).toMatchObject({ code: 'time_limit', limit: 'request_time' });
-      expect(r.body.lost).toContain('w');
-      expect((await c.get('/arrays/w')).status).toBe(404);
+      if (r.body.line === undefined) {
+        // The backward was queued and stopped: w's gradient holds no value, and w goes with it.
+        expect(r.body.lost, JSON.stringify(r.body)).toContain('w');
+        expect((await c.get('/arrays/w')).status).toBe(404);
+      } else {
+        // A starved machine stopped the program between statements, before the backward.
+        expect(r.body.lost).not.toContain('w');
+        expect((await c.post('/ops', { expr: 'w.sum().asscalar()' })).status).toBe(200);
+      }
       // m was only read: it is as it was, and the session goes on.
       const ok = await c.post('/ops', { expr: 'm.shape[0]' });
       expect(ok.status).toBe(200);

@@ -323,12 +323,13 @@ void Stream::set_deadline(int tag, double budget_ms) {
   l.deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(capped * 1000));
 }
 
-bool Stream::take_timed_out(int tag) {
+bool Stream::clear_deadline(int tag) {
   std::lock_guard<std::mutex> g(m_);
   auto it = lanes_.find(tag);
   if (it == lanes_.end()) return false;
   const bool t = it->second.timed_out;
   it->second.timed_out = false;
+  it->second.deadline = Clock::time_point::max();
   return t;
 }
 

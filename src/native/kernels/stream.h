@@ -28,7 +28,7 @@
 // waits for about one step of a large product, not the whole of it.
 // Deadlines: set_deadline gives a tag a time budget. Once it has passed, the lane's pending calls
 // are stopped between calls or steps without running (their outputs marked as failed, as above)
-// and take_timed_out reports it, so the caller can answer "time limit" and drop what they wrote.
+// and clear_deadline reports it, so the caller can answer "time limit" and drop what they wrote.
 // Nothing here knows about N-API: the addon turns `on_progress` into a promise resolution.
 #pragma once
 #include <atomic>
@@ -106,10 +106,10 @@ class Stream {
   int64_t queued();  // calls not yet completed
 
   // From now on, calls of `tag` still pending once budget_ms has passed are stopped (a negative
-  // budget clears the deadline). Stopping is reported once by take_timed_out.
+  // budget clears the deadline). Stopping is reported by clear_deadline.
   void set_deadline(int tag, double budget_ms);
-  // Whether a call of `tag` was stopped by its deadline since the last call; clears it.
-  bool take_timed_out(int tag);
+  // Clears the deadline of `tag` and says whether it stopped a call since it was set.
+  bool clear_deadline(int tag);
 
   // Calls whose cost is at least this go to the worker even when nothing is pending.
   double inline_limit() const { return inline_limit_; }
