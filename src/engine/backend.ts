@@ -213,8 +213,11 @@ export interface Backend {
    */
   clearDeadline?(stream: number): boolean;
   /**
-   * Optional: whether s was written by a queued kernel that failed or was stopped (its contents
-   * are not the value they should hold; reading it throws). Waits for the queued work on s.
+   * Optional: whether a queued kernel that was to write s failed or was stopped (reading s then
+   * throws): null when none did; 'intact' when it had written nothing, so s holds what the last
+   * completed write left; 'clobbered' when it failed part way. Waits for the queued work on s.
    */
-  failed?(s: Storage): boolean;
+  failed?(s: Storage): 'intact' | 'clobbered' | null;
+  /** Optional: forgets an 'intact' failure of s, so that s reads again; false when s is clobbered. */
+  clearFailure?(s: Storage): boolean;
 }

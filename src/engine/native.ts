@@ -32,7 +32,8 @@ interface RawAddon extends NativeAddon {
   flush(stream?: number): Promise<void>;
   setDeadline(stream: number, budgetMs: number): void;
   clearDeadline(stream: number): boolean;
-  failed(h: number): boolean;
+  failed(h: number): number;
+  clearFailure(h: number): boolean;
 }
 
 /** Diagnostics and tuning knobs of the addon (tests and benchmarks); each runs pending commands first. */
@@ -414,6 +415,9 @@ const cache: BufferCache = {
   },
 };
 
+/** What the addon's failed(h) codes mean (addon.cc Failed). */
+const FAILURES = [null, 'intact', 'clobbered'] as const;
+
 export const nativeBackend: Backend = {
   name: 'native',
   cache,
@@ -548,7 +552,8 @@ export const nativeBackend: Backend = {
   clearDeadline(stream) {
     return addon().clearDeadline(num(stream, 'stream'));
   },
-  failed: (s) => direct(s, (a, h) => a.failed(h)),
+  failed: (s) => direct(s, (a, h) => FAILURES[a.failed(h)] ?? null),
+  clearFailure: (s) => direct(s, (a, h) => a.clearFailure(h)),
   withStream<T>(stream: number, fn: () => T): T {
     const prev = currentStream;
     setStream(stream);

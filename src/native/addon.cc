@@ -135,7 +135,7 @@ Napi::Value WriteBytes(const Napi::CallbackInfo& info) {
   if (static_cast<int64_t>(n) != s.length * item_size(s.dtype)) throw Napi::Error::New(info.Env(), "native backend: writeBytes: byte length mismatch");
   settled(info, b, false);
   if (n) std::memcpy(s.data, src, n);
-  b->error.clear();  // fully overwritten
+  b->clear_failure();  // fully overwritten
   return Undefined(info);
 }
 
@@ -201,7 +201,7 @@ Napi::Value WriteNumbers(const Napi::CallbackInfo& info) {
   Buf s = b->buf();
   if (static_cast<int64_t>(data.size()) != s.length) throw Napi::Error::New(info.Env(), "native backend: writeNumbers: length mismatch");
   settled(info, b, false);
-  b->error.clear();  // fully overwritten
+  b->clear_failure();  // fully overwritten
   with_storable(s.dtype, [&](auto t) {
     using T = decltype(t);
     T* d = s.as<T>();
@@ -269,12 +269,24 @@ Napi::Value ClearDeadline(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), stream_of(info.Env()).clear_deadline(tag));
 }
 
-// failed(h): whether the buffer is marked failed (a queued kernel writing it failed or was
-// stopped), after the queued work on it; never throws for a failed buffer.
+// failed(h), after the queued work on the buffer: 0 when it is whole, 1 when a queued kernel that
+// was to write it failed or was stopped before it had written anything (its bytes are what the
+// last completed write left), 2 when one failed part way. Never throws for a failed buffer.
 Napi::Value Failed(const Napi::CallbackInfo& info) {
   BlockRef b = block_arg(info, 0, "s");
   settled(info, b, false);
-  return Napi::Boolean::New(info.Env(), !b->error.empty());
+  return Napi::Number::New(info.Env(), b->error.empty() ? 0 : b->clobbered() ? 2 : 1);
+}
+
+// clearFailure(h): forgets a failure that wrote nothing (failed(h) == 1), so the buffer reads
+// again; returns whether it did. A buffer written part way keeps its failure.
+Napi::Value ClearFailure(const Napi::CallbackInfo& info) {
+  BlockRef b = block_arg(info, 0, "s");
+  settled(info, b, false);
+  if (b->error.empty()) return Napi::Boolean::New(info.Env(), true);
+  if (b->clobbered()) return Napi::Boolean::New(info.Env(), false);
+  b->clear_failure();
+  return Napi::Boolean::New(info.Env(), true);
 }
 
 // The stream's counters (tests): whole kernels and steps run on the worker, calls stopped.
@@ -411,6 +423,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setDeadline", guarded<SetDeadline>},
       {"clearDeadline", guarded<ClearDeadline>},
       {"failed", guarded<Failed>},
+      {"clearFailure", guarded<ClearFailure>},
       {"streamStats", guarded<StreamStats>},
       {"setInlineLimit", guarded<SetInlineLimit>},
       {"abi", guarded<Abi>},

@@ -205,6 +205,8 @@ export class Session {
       // when it runs out (between kernels, or steps of a large one).
       const budgeted = be.setDeadline !== undefined && be.clearDeadline !== undefined;
       if (budgeted) be.setDeadline!(this.stream, this.limits.requestTimeoutMs);
+      // Buffers made from here on are this request's (Cell.born is later than the mark).
+      const mark = this.memory.stamp();
       this.names.touched = new Set();
       try {
         let value: T | Promise<T> | undefined;
@@ -227,7 +229,7 @@ export class Session {
         } catch (error) {
           failure ??= { error };
         }
-        if (budgeted && be.clearDeadline!(this.stream)) throw this.stopped(failure?.error);
+        if (budgeted && be.clearDeadline!(this.stream)) throw this.stopped(failure?.error, mark);
         if (failure) throw failure.error;
         return resolveDeferred(value as T);
       } finally {
@@ -245,24 +247,42 @@ export class Session {
 
   /**
    * The answer to a request whose budget ran out while its kernels were queued or running: they
-   * were stopped, so the arrays they were to write hold no value. Every name whose array (or
-   * gradient buffer) is one of them is unbound and listed in `lost`, so that whatever a client
-   * reads afterwards is an old value or a fully computed one; `changed` keeps the names the request
-   * bound or wrote that did complete. Whatever error the stop caused on the way (a read of an
-   * array that was never computed) is this answer too.
+   * were stopped, and the arrays they were to write are marked failed. A stopped kernel that had
+   * not started leaves its output as the last completed write left it: an array that existed
+   * before the request (one written in place: an optimizer's weight, a gradient buffer) then
+   * holds a value it had, and stays bound, listed in `kept`; a gradient buffer the same. Every
+   * other name whose array (or gradient buffer) is marked (made by this request, or written part
+   * way) is unbound and listed in `lost`. So whatever a client reads afterwards is an old value
+   * or a fully computed one. `changed` keeps the names the request bound or wrote that did
+   * complete. Whatever error the stop caused on the way (a read of an array that was never
+   * computed) is this answer too.
    */
-  private stopped(cause: unknown): ApiError {
+  private stopped(cause: unknown, mark: number): ApiError {
     const be = this.memory.backend;
-    const failed = (a: NDArray) => be.failed?.(a.storage) ?? false;
+    const failed = (a: NDArray) => be.failed?.(a.storage) ?? null;
     const lost: string[] = [];
+    const kept: string[] = [];
+    const restore: NDArray[] = [];
     for (const [name, a] of this.names) {
+      const fa = failed(a);
       const g = gradOf(a);
-      if (failed(a) || (g !== null && failed(g))) lost.push(name);
+      const fg = g === null ? null : failed(g);
+      const keepsValue = fa === null || (fa === 'intact' && a.cell.born < mark);
+      // A gradient buffer holds a gradient or the zeros attach_grad gave it, whenever it was made.
+      const keepsGrad = fg === null || fg === 'intact';
+      if (!keepsValue || !keepsGrad) {
+        lost.push(name);
+        continue;
+      }
+      if (fa !== null) restore.push(a);
+      if (fg !== null) restore.push(g!);
+      if (fa !== null || fg !== null) kept.push(name);
     }
     for (const name of lost) this.names.delete(name);
+    for (const a of restore) be.clearFailure?.(a.storage);
     const prior = cause instanceof ApiError && cause.code === 'time_limit' ? cause : null;
     const before = Array.isArray(prior?.extra.changed) ? (prior.extra.changed as string[]) : [...(this.names.touched ?? [])];
-    const changed = [...new Set(before)].filter((n) => this.names.has(n));
+    const changed = [...new Set(before)].filter((n) => this.names.has(n) && !kept.includes(n));
     const ms = this.limits.requestTimeoutMs;
     // The detail names a few; `lost` has them all.
     const named = lost.slice(0, 8).map((n) => `\`${n}\``).join(', ') + (lost.length > 8 ? ` and ${lost.length - 8} more` : '');
@@ -271,7 +291,7 @@ export class Session {
     const detail = prior
       ? `${prior.message}; the kernels its earlier statements queued were stopped too: ${what}`
       : `the request ran longer than ${ms} ms (GRADSERVE_REQUEST_TIMEOUT_MS) while its kernels were queued or running; they were stopped between kernels: ${what}. Split the work into smaller requests`;
-    return fail('time_limit', detail, { ...prior?.extra, limit: 'request_time', changed, lost });
+    return fail('time_limit', detail, { ...prior?.extra, limit: 'request_time', changed, lost, kept });
   }
 
   /** Resolves a name (or `name.grad`) to its array, or a 404/409 naming it. */

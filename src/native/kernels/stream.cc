@@ -155,8 +155,11 @@ void Stream::loop() {
     // Only this thread touches t's work and its blocks' errors while t is pending (the JS thread
     // only appends to the lane, which leaves the front element where it is).
     std::string err;
+    // Whether the call had written anything when it failed: it started and did not finish.
+    bool partial = false;
     if (stopped) {
       err = kTimeLimitError;
+      partial = stepped && step > 0;
     } else {
       if (step == 0)
         for (const BlockRef& r : t.reads)
@@ -178,12 +181,16 @@ void Stream::loop() {
         } catch (...) {
           err = "native backend: a queued kernel failed";
         }
+        partial = !err.empty();
       }
     }
     const int64_t used = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
     const bool finished = !err.empty() || !stepped || step + 1 >= t.work.steps;
     if (!err.empty())
-      for (const BlockRef& b : t.writes) b->error = err;
+      for (const BlockRef& b : t.writes) {
+        b->error = err;
+        if (partial) b->clobbered_ = true;
+      }
 
     if (!finished) {
       lk.lock();

@@ -19,6 +19,8 @@
 //     those calls go first meanwhile: the JS thread, and so every session, is stalled until then);
 //   - a queued call that fails (out of memory), that reads a buffer whose writer failed, or that
 //     its tag's deadline stops, marks every buffer it writes with the failure: reading one fails.
+//     A call that failed after it had started writing also marks them clobbered; one stopped or
+//     skipped before it ran leaves their bytes as they were (Block::clobbered).
 // Fairness: the worker serves, among the lanes whose next call may start, the one that has had the
 // least worker time. A lane waking from idle is credited with no more than kIdleCredit (50 ms) of
 // worker time less than the least-served active lane, so a session that sends a little work now and
@@ -66,11 +68,20 @@ class Block {
   bool busy() const { return pending_.load(std::memory_order_acquire) != 0; }
   // Set when a queued call writing this block failed (out of memory, or stopped by its deadline):
   // reading it must fail too. Only touched by the JS thread while the block is not busy, or by the
-  // worker while it is.
+  // worker while it is (as is clobbered_).
   std::string error;
+  // Whether a failed call had started writing the block when it failed: otherwise its bytes are
+  // those the last completed write left (the failure only says a write did not happen).
+  bool clobbered() const { return clobbered_; }
+  // The block is whole again: fully overwritten, or its failure found harmless by the caller.
+  void clear_failure() {
+    error.clear();
+    clobbered_ = false;
+  }
 
  private:
   friend class Stream;
+  bool clobbered_ = false;
   void* data_;
   int64_t length_;
   DType dtype_;
