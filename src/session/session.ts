@@ -282,7 +282,8 @@ export class Session {
     for (const a of restore) be.clearFailure?.(a.storage);
     const prior = cause instanceof ApiError && cause.code === 'time_limit' ? cause : null;
     const before = Array.isArray(prior?.extra.changed) ? (prior.extra.changed as string[]) : [...(this.names.touched ?? [])];
-    const changed = [...new Set(before)].filter((n) => this.names.has(n) && !kept.includes(n));
+    const keptSet = new Set(kept);
+    const changed = [...new Set(before)].filter((n) => this.names.has(n) && !keptSet.has(n));
     const ms = this.limits.requestTimeoutMs;
     // The detail names a few; `lost` has them all.
     const named = lost.slice(0, 8).map((n) => `\`${n}\``).join(', ') + (lost.length > 8 ? ` and ${lost.length - 8} more` : '');
