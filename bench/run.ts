@@ -8,7 +8,7 @@
  * named in the report and our side still runs.
  *
  *   npm run bench                 everything
- *   npm run bench -- gemm elem    some sections (gemm, elem, elem-http, mlp, lenet, chain, http, memory, upload, d2l, durability)
+ *   npm run bench -- gemm elem    some sections (gemm, elem, elem-http, mlp, lenet, chain, http, memory, upload, d2l, durability, fair)
  *   BENCH_QUICK=1 npm run bench   fewer rounds
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -365,6 +365,53 @@ async function chainSection(py: Python, srv: Server): Promise<void> {
 }
 
 /**
+ * Issue 14's fairness bar: a witness session's 1024^3 float32 product (one request), alone and then
+ * while another session sends programs of four of the largest products a request may hold (4096^3,
+ * GRADSERVE_MAX_KERNEL_FLOPS = 2^36 multiply-adds each) back to back. Rounds alternate the two;
+ * the ratio is the solo time over the loaded one (bar 1/3: the witness at most 3x slower).
+ */
+async function fairSection(srv: Server): Promise<void> {
+  const witness = await Api.session(srv.url);
+  await witness.post('/ops', { expr: 'a = nd.random.uniform(shape=(1024, 1024))\nb = nd.random.uniform(shape=(1024, 1024))' });
+  const body = JSON.stringify({ ops: [{ op: 'dot', args: ['a', 'b'], out: 'c' }] });
+  const call = async () => { await witness.post('/ops', body); };
+  await warm(call, 500);
+  const hog = await Api.session(srv.url);
+  await hog.post('/ops', { expr: 'p = nd.random.uniform(shape=(4096, 4096))\nq = nd.random.uniform(shape=(4096, 4096))' });
+  const program = JSON.stringify({ ops: Array.from({ length: 4 }, () => ({ op: 'dot', args: ['p', 'q'], out: 'r' })) });
+  let hogMs = 0;
+  let hogPrograms = 0;
+  const solo: number[] = [];
+  const loaded: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    solo.push(await timeAsync(call, 5));
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        const t0 = performance.now();
+        await hog.post('/ops', program);
+        hogMs += performance.now() - t0;
+        hogPrograms++;
+      }
+    })();
+    // Until the hog's products are queued and running.
+    await new Promise((r) => setTimeout(r, 200));
+    loaded.push(await timeAsync(call, 5));
+    running = false;
+    await loop;
+  }
+  const a = median(solo);
+  const b = median(loaded);
+  report({
+    section: 'fair', case: 'witness 1024^3 f32 dot, beside 4096^3 programs',
+    ours: `${ms(b)} loaded`, theirs: `${ms(a)} solo (hog ${fmt(hogMs / Math.max(1, hogPrograms) / 1000, 2)} s/program)`,
+    ratio: a / b, bar: 1 / 3,
+  });
+  await request(srv.url, 'DELETE', `/v1/sessions/${witness.sid}`, null, witness.auth);
+  await request(srv.url, 'DELETE', `/v1/sessions/${hog.sid}`, null, hog.auth);
+}
+
+/**
  * Peak RSS of MLP training against the bytes its session needed at peak (bench/mlp-memory.ts,
  * each size in a fresh process so one run's heap does not hide another's). Ratio: need /
  * resident; the bar (resident within 1.3x of need, issue 14) is 0.77.
@@ -543,6 +590,7 @@ try {
   if (want('upload')) await uploadSection(srv);
   if (want('d2l')) await d2lSection(srv);
   if (want('durability')) await durabilitySection(srv);
+  if (want('fair')) await fairSection(srv);
 } finally {
   agent.destroy();
   await srv.close();

@@ -67,7 +67,7 @@ export const ERROR_CATALOGUE = {
   rate_limited: { status: 429, title: 'Too many requests',
     help: 'Too many requests from this credential or address in the window. Wait `Retry-After` seconds; batching ops into programs sends fewer requests.' },
   time_limit: { status: 422, title: 'Time limit exceeded',
-    help: 'The request ran past its time budget (GRADSERVE_REQUEST_TIMEOUT_MS) and was stopped between statements; the session is consistent and `changed` lists what completed.' },
+    help: 'The request ran past its time budget (GRADSERVE_REQUEST_TIMEOUT_MS), its queued kernels included, and was stopped between statements and between kernels; the session is consistent: `changed` lists what completed, `lost` the names unbound because the stopped kernels were to compute them, `kept` the arrays a stopped kernel was to write in place, which keep the value they held.' },
   unavailable: { status: 503, title: 'Service unavailable',
     help: 'The server is draining or under pressure (event-loop lag, heap). Retry after `Retry-After` seconds, possibly on another replica.' },
   session_moved: { status: 503, title: 'Session moved',

@@ -196,7 +196,28 @@ export interface Backend {
 
   /**
    * Optional: runs fn with the kernels it calls attributed to `stream` (a positive integer, one
-   * per session), so that flush(stream) need not wait for other streams' work.
+   * per session), so that flush(stream) need not wait for other streams' work, and so that a
+   * backend that queues kernels can share its worker fairly between streams.
    */
   withStream?<T>(stream: number, fn: () => T): T;
+
+  /**
+   * Optional (a backend that queues kernels): a time budget for `stream`'s kernels. Those still
+   * queued or running once `budgetMs` has passed are stopped between kernels (or between the
+   * steps of a large one); every buffer a stopped kernel writes is marked failed (see failed()).
+   */
+  setDeadline?(stream: number, budgetMs: number): void;
+  /**
+   * Optional, with setDeadline: clears the budget of `stream` and says whether it stopped any of
+   * the stream's kernels since it was set. Call it after flush(stream).
+   */
+  clearDeadline?(stream: number): boolean;
+  /**
+   * Optional: whether a queued kernel that was to write s failed or was stopped (reading s then
+   * throws): null when none did; 'intact' when it had written nothing, so s holds what the last
+   * completed write left; 'clobbered' when it failed part way. Waits for the queued work on s.
+   */
+  failed?(s: Storage): 'intact' | 'clobbered' | null;
+  /** Optional: forgets an 'intact' failure of s, so that s reads again; false when s is clobbered. */
+  clearFailure?(s: Storage): boolean;
 }

@@ -30,6 +30,10 @@ interface RawAddon extends NativeAddon {
   writeNumbers(h: number, data: ArrayLike<number>): void;
   readNumbers(h: number): Float64Array;
   flush(stream?: number): Promise<void>;
+  setDeadline(stream: number, budgetMs: number): void;
+  clearDeadline(stream: number): boolean;
+  failed(h: number): number;
+  clearFailure(h: number): boolean;
 }
 
 /** Diagnostics and tuning knobs of the addon (tests and benchmarks); each runs pending commands first. */
@@ -38,6 +42,8 @@ export interface NativeAddon {
   sync(): void;
   /** Kernel calls queued on the worker and not yet completed. */
   pendingWork(): number;
+  /** The worker's counts so far: whole kernels run, steps of large kernels run, kernels stopped by deadlines. */
+  streamStats(): { runs: number; steps: number; stopped: number };
   /** Sets the cost at or above which independent calls are queued (0: queue all); returns the previous. */
   setInlineLimit(limit: number): number;
   /** The addon's side of the tables TypeScript and C++ must agree on (see ABI). */
@@ -409,6 +415,9 @@ const cache: BufferCache = {
   },
 };
 
+/** What the addon's failed(h) codes mean (addon.cc Failed). */
+const FAILURES = [null, 'intact', 'clobbered'] as const;
+
 export const nativeBackend: Backend = {
   name: 'native',
   cache,
@@ -537,6 +546,14 @@ export const nativeBackend: Backend = {
     run();
     return addon().flush(stream);
   },
+  setDeadline(stream, budgetMs) {
+    addon().setDeadline(num(stream, 'stream'), num(budgetMs, 'budgetMs'));
+  },
+  clearDeadline(stream) {
+    return addon().clearDeadline(num(stream, 'stream'));
+  },
+  failed: (s) => direct(s, (a, h) => FAILURES[a.failed(h)] ?? null),
+  clearFailure: (s) => direct(s, (a, h) => a.clearFailure(h)),
   withStream<T>(stream: number, fn: () => T): T {
     const prev = currentStream;
     setStream(stream);
@@ -586,6 +603,7 @@ export function loadNativeAddon(): NativeAddon | null {
   return {
     sync: after(() => a.sync()),
     pendingWork: after(() => a.pendingWork()),
+    streamStats: after(() => a.streamStats()),
     setInlineLimit: after((limit: number) => a.setInlineLimit(limit)),
     abi: () => a.abi(),
     nativeBytesLive: after(() => a.nativeBytesLive()),

@@ -6,11 +6,13 @@
 // JS Error.
 //
 // Kernels run on the stream (kernels/stream.h): small ones inline, large ones (and anything that
-// touches a buffer queued work uses) on its worker thread, in call order. `flush` returns a
-// promise that a thread-safe function resolves when the caller's queued work has completed.
+// touches a buffer queued work uses) on its worker thread, each session's in call order, sessions
+// served fairly. `flush` returns a promise that a thread-safe function resolves when the caller's
+// queued work has completed; `setDeadline` bounds how long a session's queued work may run.
 #include <napi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -46,22 +48,25 @@ struct AddonData {
   Napi::Reference<Napi::ArrayBuffer> commands_ref;
   const double* commands = nullptr;
   size_t commands_len = 0;
-  // Flush promises waiting for a call number; only touched on the JS thread.
-  std::vector<std::pair<int64_t, Napi::Promise::Deferred>> waiters;
+  // Flush promises waiting for the calls of a tag (-1: of every tag) up to a call number; only
+  // touched on the JS thread.
+  struct Waiter {
+    int tag;
+    int64_t seq;
+    Napi::Promise::Deferred deferred;
+  };
+  std::vector<Waiter> waiters;
 
-  // On the JS thread, when the worker has reached a requested call number.
+  // On the JS thread, when the worker has completed calls some waiter waits for.
   void progress(Napi::Env env) {
     for (;;) {
-      const int64_t done = stream->completed();
       std::vector<Napi::Promise::Deferred> ready;
-      int64_t next = INT64_MAX;
       for (size_t i = 0; i < waiters.size();) {
-        if (waiters[i].first <= done) {
-          ready.push_back(waiters[i].second);
+        if (stream->done(waiters[i].tag, waiters[i].seq)) {
+          ready.push_back(waiters[i].deferred);
           waiters[i] = waiters.back();
           waiters.pop_back();
         } else {
-          next = std::min(next, waiters[i].first);
           i++;
         }
       }
@@ -70,7 +75,10 @@ struct AddonData {
         tsfn.Unref(env);
         return;
       }
-      if (!stream->request_wake(next)) return;
+      // Ask to be woken for each one left; if one completed meanwhile, look again.
+      bool again = false;
+      for (const Waiter& w : waiters) again = stream->request_wake(w.tag, w.seq) || again;
+      if (!again) return;
     }
   }
 };
@@ -127,7 +135,7 @@ Napi::Value WriteBytes(const Napi::CallbackInfo& info) {
   if (static_cast<int64_t>(n) != s.length * item_size(s.dtype)) throw Napi::Error::New(info.Env(), "native backend: writeBytes: byte length mismatch");
   settled(info, b, false);
   if (n) std::memcpy(s.data, src, n);
-  b->error.clear();  // fully overwritten
+  b->clear_failure();  // fully overwritten
   return Undefined(info);
 }
 
@@ -193,7 +201,7 @@ Napi::Value WriteNumbers(const Napi::CallbackInfo& info) {
   Buf s = b->buf();
   if (static_cast<int64_t>(data.size()) != s.length) throw Napi::Error::New(info.Env(), "native backend: writeNumbers: length mismatch");
   settled(info, b, false);
-  b->error.clear();  // fully overwritten
+  b->clear_failure();  // fully overwritten
   with_storable(s.dtype, [&](auto t) {
     using T = decltype(t);
     T* d = s.as<T>();
@@ -221,19 +229,21 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   AddonData* d = data_of(env);
   int64_t seq;
+  int tag = -1;
   if (info.Length() > 0 && !info[0].IsUndefined()) {
-    seq = d->stream->pending_seq(static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX)));
+    tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
+    seq = d->stream->pending_seq(tag);
   } else {
     seq = d->stream->pending_seq_all();
   }
   auto deferred = Napi::Promise::Deferred::New(env);
-  if (seq == 0 || d->stream->request_wake(seq)) {
+  if (seq == 0 || d->stream->request_wake(tag, seq)) {
     deferred.Resolve(env.Undefined());
     return deferred.Promise();
   }
-  // The worker calls back once it reaches seq; hold the loop open only while someone waits.
+  // The worker calls back once those calls are done; hold the loop open only while someone waits.
   if (d->waiters.empty()) d->tsfn.Ref(env);
-  d->waiters.emplace_back(seq, deferred);
+  d->waiters.push_back({tag, seq, deferred});
   return deferred.Promise();
 }
 
@@ -241,6 +251,52 @@ Napi::Value Flush(const Napi::CallbackInfo& info) {
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   stream_of(info.Env()).wait_all();
   return Undefined(info);
+}
+
+// setDeadline(stream, budgetMs): calls of that stream still pending after budgetMs are stopped
+// (kernels/stream.h); a negative budget clears it. clearDeadline(stream): clears it and says
+// whether it stopped a call since it was set.
+Napi::Value SetDeadline(const Napi::CallbackInfo& info) {
+  const int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
+  const double budget = arg_number(info, 1, "budgetMs");
+  if (std::isnan(budget)) throw Napi::RangeError::New(info.Env(), "native backend: argument `budgetMs` must be a number");
+  stream_of(info.Env()).set_deadline(tag, budget);
+  return Undefined(info);
+}
+
+Napi::Value ClearDeadline(const Napi::CallbackInfo& info) {
+  const int tag = static_cast<int>(arg_int(info, 0, "stream", 0, INT32_MAX));
+  return Napi::Boolean::New(info.Env(), stream_of(info.Env()).clear_deadline(tag));
+}
+
+// failed(h), after the queued work on the buffer: 0 when it is whole, 1 when a queued kernel that
+// was to write it failed or was stopped before it had written anything (its bytes are what the
+// last completed write left), 2 when one failed part way. Never throws for a failed buffer.
+Napi::Value Failed(const Napi::CallbackInfo& info) {
+  BlockRef b = block_arg(info, 0, "s");
+  settled(info, b, false);
+  return Napi::Number::New(info.Env(), b->error.empty() ? 0 : b->clobbered() ? 2 : 1);
+}
+
+// clearFailure(h): forgets a failure that wrote nothing (failed(h) == 1), so the buffer reads
+// again; returns whether it did. A buffer written part way keeps its failure.
+Napi::Value ClearFailure(const Napi::CallbackInfo& info) {
+  BlockRef b = block_arg(info, 0, "s");
+  settled(info, b, false);
+  if (b->error.empty()) return Napi::Boolean::New(info.Env(), true);
+  if (b->clobbered()) return Napi::Boolean::New(info.Env(), false);
+  b->clear_failure();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// The stream's counters (tests): whole kernels and steps run on the worker, calls stopped.
+Napi::Value StreamStats(const Napi::CallbackInfo& info) {
+  const Stream::Stats st = stream_of(info.Env()).stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("runs", Napi::Number::New(info.Env(), double(st.runs)));
+  o.Set("steps", Napi::Number::New(info.Env(), double(st.steps)));
+  o.Set("stopped", Napi::Number::New(info.Env(), double(st.stopped)));
+  return o;
 }
 
 Napi::Value PendingWork(const Napi::CallbackInfo& info) {
@@ -364,6 +420,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"flush", guarded<Flush>},
       {"sync", guarded<Sync>},
       {"pendingWork", guarded<PendingWork>},
+      {"setDeadline", guarded<SetDeadline>},
+      {"clearDeadline", guarded<ClearDeadline>},
+      {"failed", guarded<Failed>},
+      {"clearFailure", guarded<ClearFailure>},
+      {"streamStats", guarded<StreamStats>},
       {"setInlineLimit", guarded<SetInlineLimit>},
       {"abi", guarded<Abi>},
       {"nativeBytesLive", guarded<NativeBytesLive>},

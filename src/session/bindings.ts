@@ -6,11 +6,15 @@ import type { NDArray } from '../engine/ndarray.js';
 import { release, retain } from '../autograd/refs.js';
 
 export class Bindings extends Map<string, NDArray> {
+  /** While a request runs (Session.run): the names it bound, in order of first binding. */
+  touched: Set<string> | null = null;
+
   override set(name: string, a: NDArray): this {
     const prev = super.get(name);
     if (prev === a) return this;
     retain(a);
     super.set(name, a);
+    this.touched?.add(name);
     if (prev) release(prev);
     return this;
   }

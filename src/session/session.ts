@@ -16,7 +16,7 @@ import { attachGrad, gradOf, isRecorded, nodeOf } from '../autograd/slot.js';
 import { SessionMemory, type ProcessMemory } from './memory.js';
 import { Bindings } from './bindings.js';
 import type { Limits } from '../config.js';
-import { fail } from '../errors.js';
+import { ApiError, fail } from '../errors.js';
 import { Deferred } from './deferred.js';
 import { record } from '../lookup.js';
 import type { Definition } from '../expr/interp.js';
@@ -200,20 +200,40 @@ export class Session {
       this.touch();
       this.jsonElements = 0;
       this.base64Bytes = 0;
+      const be = this.memory.backend;
+      // The request's budget covers its queued kernels too: the backend stops those still pending
+      // when it runs out (between kernels, or steps of a large one).
+      const budgeted = be.setDeadline !== undefined && be.clearDeadline !== undefined;
+      if (budgeted) be.setDeadline!(this.stream, this.limits.requestTimeoutMs);
+      // Buffers made from here on are this request's (Cell.born is later than the mark).
+      const mark = this.memory.stamp();
+      this.names.touched = new Set();
       try {
-        const be = this.memory.backend;
-        let value: T | Promise<T>;
+        let value: T | Promise<T> | undefined;
+        let failure: { error: unknown } | null = null;
         try {
-          value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));
-        } finally {
-          // Journaled in the order the session ran them, failed ones too: a failing program keeps
-          // what its earlier statements did.
-          if (tag !== undefined) this.onRan?.(tag);
+          try {
+            value = await runWith(this.env, () => (be.withStream ? be.withStream(this.stream, fn) : fn()));
+          } finally {
+            // Journaled in the order the session ran them, failed ones too: a failing program keeps
+            // what its earlier statements did.
+            if (tag !== undefined) this.onRan?.(tag);
+          }
+        } catch (error) {
+          failure = { error };
         }
         // Large kernels may still be running off the event loop; answers read data only after them.
-        await be.flush(this.stream);
-        return resolveDeferred(value);
+        // A failed request waits for its kernels too, so that the next one finds them settled.
+        try {
+          await be.flush(this.stream);
+        } catch (error) {
+          failure ??= { error };
+        }
+        if (budgeted && be.clearDeadline!(this.stream)) throw this.stopped(failure?.error, mark);
+        if (failure) throw failure.error;
+        return resolveDeferred(value as T);
       } finally {
+        this.names.touched = null;
         // The answer has been read: what the request made and no name holds goes now.
         if (!this.closed) {
           this.memory.drain();
@@ -223,6 +243,56 @@ export class Session {
     });
     this.queue = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * The answer to a request whose budget ran out while its kernels were queued or running: they
+   * were stopped, and the arrays they were to write are marked failed. A stopped kernel that had
+   * not started leaves its output as the last completed write left it: an array that existed
+   * before the request (one written in place: an optimizer's weight, a gradient buffer) then
+   * holds a value it had, and stays bound, listed in `kept`; a gradient buffer the same. Every
+   * other name whose array (or gradient buffer) is marked (made by this request, or written part
+   * way) is unbound and listed in `lost`. So whatever a client reads afterwards is an old value
+   * or a fully computed one. `changed` keeps the names the request bound or wrote that did
+   * complete. Whatever error the stop caused on the way (a read of an array that was never
+   * computed) is this answer too.
+   */
+  private stopped(cause: unknown, mark: number): ApiError {
+    const be = this.memory.backend;
+    const failed = (a: NDArray) => be.failed?.(a.storage) ?? null;
+    const lost: string[] = [];
+    const kept: string[] = [];
+    const restore: NDArray[] = [];
+    for (const [name, a] of this.names) {
+      const fa = failed(a);
+      const g = gradOf(a);
+      const fg = g === null ? null : failed(g);
+      const keepsValue = fa === null || (fa === 'intact' && a.cell.born < mark);
+      // A gradient buffer holds a gradient or the zeros attach_grad gave it, whenever it was made.
+      const keepsGrad = fg === null || fg === 'intact';
+      if (!keepsValue || !keepsGrad) {
+        lost.push(name);
+        continue;
+      }
+      if (fa !== null) restore.push(a);
+      if (fg !== null) restore.push(g!);
+      if (fa !== null || fg !== null) kept.push(name);
+    }
+    for (const name of lost) this.names.delete(name);
+    for (const a of restore) be.clearFailure?.(a.storage);
+    const prior = cause instanceof ApiError && cause.code === 'time_limit' ? cause : null;
+    const before = Array.isArray(prior?.extra.changed) ? (prior.extra.changed as string[]) : [...(this.names.touched ?? [])];
+    const keptSet = new Set(kept);
+    const changed = [...new Set(before)].filter((n) => this.names.has(n) && !keptSet.has(n));
+    const ms = this.limits.requestTimeoutMs;
+    // The detail names a few; `lost` has them all.
+    const named = lost.slice(0, 8).map((n) => `\`${n}\``).join(', ') + (lost.length > 8 ? ` and ${lost.length - 8} more` : '');
+    const what = lost.length === 0 ? 'no array was left without its value'
+      : `${named} ${lost.length === 1 ? 'was' : 'were'} to be computed by them and ${lost.length === 1 ? 'is' : 'are'} now unbound`;
+    const detail = prior
+      ? `${prior.message}; the kernels its earlier statements queued were stopped too: ${what}`
+      : `the request ran longer than ${ms} ms (GRADSERVE_REQUEST_TIMEOUT_MS) while its kernels were queued or running; they were stopped between kernels: ${what}. Split the work into smaller requests`;
+    return fail('time_limit', detail, { ...prior?.extra, limit: 'request_time', changed, lost, kept });
   }
 
   /** Resolves a name (or `name.grad`) to its array, or a 404/409 naming it. */

@@ -101,8 +101,8 @@ describe('quotas', () => {
 describe('time', () => {
   it('a program over its time budget stops between statements and leaves the session consistent', async () => {
     // The reference backend runs each kernel at its call, so the program's own time is what the
-    // runner sees between statements. (The native engine queues kernels on its stream; bounding
-    // queued work by the budget is the engine's part, not tested here.)
+    // runner sees between statements. (The native engine queues kernels on its stream; the budget
+    // stopping queued kernels is tested in test/session/fair.test.ts.)
     const srv = await server({ GRADSERVE_REQUEST_TIMEOUT_MS: '200' }, referenceBackend);
     const c = await Client.open(srv.url);
     await c.expr('a = nd.ones((100, 100))');

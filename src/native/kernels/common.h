@@ -5,6 +5,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace gs {
 
@@ -84,9 +85,19 @@ inline void needs_float(const Buf& b, const char* what) {
 // as a closure over plain values (pointers, lengths, views), so the addon can run it at once on
 // the calling thread or later on the stream's worker. `cost` estimates the work in simple
 // element operations (a flop or a byte moved is about one); `run` is empty when there is none.
+//
+// A large kernel may also come in `steps` pieces (steps > 1): step(0), step(1), ... run in that
+// order, each once, do the same work as run(), and give the same result bit for bit, so the
+// stream can run other work between two of them (kernels/stream.h). How a kernel is cut depends
+// only on its arguments, never on timing. The closures may keep state between steps (packed
+// panels); it lives until the Work is destroyed.
 struct Work {
+  Work() = default;
+  Work(std::function<void()> r, double c) : run(std::move(r)), cost(c) {}
   std::function<void()> run;
   double cost = 0;
+  int64_t steps = 0;
+  std::function<void(int64_t)> step;
 };
 
 // float16 is storage only: a distinct type so no arithmetic template accepts it by accident.

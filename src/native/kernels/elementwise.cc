@@ -15,6 +15,9 @@
 namespace gs {
 namespace {
 
+// Elements of one step of a large elementwise kernel (kernels/stream.h): a few milliseconds.
+constexpr int64_t kElementStep = int64_t(1) << 22;
+
 template <Unary op, class T>
 void map_unary(const T* x, T* o, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
@@ -201,13 +204,25 @@ Work unary(Unary op, const Buf& x, const Buf& out) {
   same_length(x, out, "unary");
   if (x.length == 0) return {};
   const Buf xs = x, o = out;
-  return {[op, xs, o] {
-            with_numeric(xs.dtype, [&](auto t) {
-              using T = decltype(t);
-              unary_t<T>(op, xs.as<T>(), o.as<T>(), xs.length);
-            });
-          },
-          double(x.length) * unary_cost(op, x.dtype)};
+  const double cost = double(x.length) * unary_cost(op, x.dtype);
+  auto range = [op, xs, o](int64_t lo, int64_t hi) {
+    with_numeric(xs.dtype, [&](auto t) {
+      using T = decltype(t);
+      unary_t<T>(op, xs.as<T>() + lo, o.as<T>() + lo, hi - lo);
+    });
+  };
+  Work w{[range, n = xs.length] { range(0, n); }, cost};
+  // Large arrays come in steps of kElementStep elements (each element is computed alone, so a
+  // step gives the bits of the whole call), for the stream to serve others between them.
+  if (xs.length >= 2 * kElementStep) {
+    const int64_t n = xs.length;
+    w.steps = (n + kElementStep - 1) / kElementStep;
+    w.step = [range, n](int64_t s) {
+      if (s < 0 || s * kElementStep >= n) fail("unary: step out of range");
+      range(s * kElementStep, std::min(n, (s + 1) * kElementStep));
+    };
+  }
+  return w;
 }
 
 Work binary(Binary op, const Buf& a, const View& av, const Buf& b, const View& bv, const Buf& out) {

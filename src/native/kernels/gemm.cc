@@ -256,6 +256,194 @@ void gemm_t(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, i
   }
 }
 
+// ---- steps -------------------------------------------------------------------------------
+// A large product runs as steps of about kStepFlops multiply-adds, so the stream can serve other
+// sessions between them (kernels/stream.h). A step is a run of units; a unit is rows [r0, r1) of
+// one (j0, p0) block of gemm_blocked's loops (the columns of a B panel times one depth block), or
+// for small products a run of whole products. The units run in gemm_blocked's order, row ranges
+// start at multiples of mr and the micro-kernel tiles are the same as the whole call's, so the
+// result is the same bit for bit; the cut depends only on the shapes, the thread count and the
+// instruction set, never on timing.
+constexpr int64_t kStepFlops = int64_t(1) << 28;
+
+template <class T>
+class SteppedGemm {
+ public:
+  SteppedGemm(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb,
+              int64_t sa, int64_t sb)
+      : a_(a), b_(b), c_(c), batch_(batch), m_(m), n_(n), k_(k), ta_(ta), tb_(tb), sa_(sa), sb_(sb),
+        threads_(num_threads()), uk_(pick<T>(kernels_for(static_cast<Level>(g_level.load())))) {
+    const int64_t work = m * n * k;
+    small_batch_ = batch > 1 && threads_ > 1 && work < kThreadFlops * 8;
+    blocked_ = !small_batch_ && work > kNaiveFlops && m > 0 && n > 0 && k > 0 && work >= 2 * kStepFlops;
+    if (!blocked_) {
+      // Whole products, as many to a step as make about kStepFlops.
+      per_step_ = std::max<int64_t>(1, kStepFlops / std::max<int64_t>(work, 1));
+      steps_ = (batch + per_step_ - 1) / per_step_;
+      return;
+    }
+    const int mr = uk_.mr, nr = uk_.nr;
+    MC_ = Blocking<T>::MC / mr * mr;
+    KC_ = Blocking<T>::KC;
+    NC_ = Blocking<T>::NC / nr * nr;
+    nj_ = (n + NC_ - 1) / NC_;
+    np_ = (k + KC_ - 1) / KC_;
+    // Units of one product, grouped into steps of at least kStepFlops (the last may be smaller).
+    int64_t acc = 0;
+    bool open = false;
+    for (int64_t j = 0; j < nj_; j++) {
+      const int64_t nc = std::min(NC_, n - j * NC_);
+      const int64_t rows = chunk_rows(nc);
+      const int64_t chunks = (m + rows - 1) / rows;
+      for (int64_t p = 0; p < np_; p++) {
+        const int64_t kc = std::min(KC_, k - p * KC_);
+        for (int64_t ch = 0; ch < chunks; ch++) {
+          if (!open) {
+            starts_.push_back({j, p, ch});
+            open = true;
+          }
+          acc += std::min(rows, m - ch * rows) * nc * kc;
+          if (acc >= kStepFlops) {
+            acc = 0;
+            open = false;
+          }
+        }
+      }
+    }
+    steps_ = batch * static_cast<int64_t>(starts_.size());
+  }
+
+  int64_t steps() const { return steps_; }
+
+  void step(int64_t s) {
+    if (s < 0 || s >= steps_) fail("gemm: step out of range");
+    if (!blocked_) {
+      const int64_t lo = s * per_step_, hi = std::min(batch_, lo + per_step_);
+      if (small_batch_) {
+        const int tasks = static_cast<int>(std::min<int64_t>(threads_, hi - lo));
+        run_tasks(tasks, [&](int t) {
+          for (int64_t p = lo + (hi - lo) * t / tasks; p < lo + (hi - lo) * (t + 1) / tasks; p++) gemm_one(problem(p), 1);
+        });
+      } else {
+        for (int64_t p = lo; p < hi; p++) gemm_one(problem(p), threads_);
+      }
+      return;
+    }
+    const int64_t per = static_cast<int64_t>(starts_.size());
+    const int64_t prod = s / per, local = s % per;
+    const Problem<T> P = problem(prod);
+    if (!bpanel_) {
+      const int64_t nc_max = std::min(NC_, (n_ + uk_.nr - 1) / uk_.nr * uk_.nr);
+      mc_max_ = std::min(MC_, (m_ + uk_.mr - 1) / uk_.mr * uk_.mr);
+      kc_max_ = std::min(KC_, k_);
+      bpanel_ = std::make_unique<Scratch>(scratch<T>(nc_max * kc_max_));
+      ablocks_ = std::make_unique<Scratch>(scratch<T>(mc_max_ * kc_max_ * threads_));
+    }
+    Unit u = starts_[local];
+    const bool last = local + 1 == per;
+    const Unit end = last ? Unit{nj_, 0, 0} : starts_[local + 1];
+    while (!(u.j == end.j && u.p == end.p && u.ch == end.ch)) {
+      const int64_t j0 = u.j * NC_, nc = std::min(NC_, n_ - j0);
+      const int64_t p0 = u.p * KC_, kc = std::min(KC_, k_ - p0);
+      const int64_t rows = chunk_rows(nc);
+      const int64_t chunks = (m_ + rows - 1) / rows;
+      const int64_t key = (prod * nj_ + u.j) * np_ + u.p;
+      if (packed_ != key) {
+        pack_panel(P, j0, nc, p0, kc);
+        packed_ = key;
+      }
+      const int64_t r0 = u.ch * rows, r1 = std::min(m_, r0 + rows);
+      run_rows(P, j0, nc, p0, kc, r0, r1);
+      // The next unit in gemm_blocked's order: chunks, then depth blocks, then column blocks.
+      if (++u.ch == chunks) {
+        u.ch = 0;
+        if (++u.p == np_) {
+          u.p = 0;
+          u.j++;
+        }
+      }
+    }
+    // The product's last step: its scratch goes now, not when the queued call is dropped.
+    if (last && prod + 1 == batch_) {
+      bpanel_.reset();
+      ablocks_.reset();
+    }
+  }
+
+ private:
+  using Scratch = std::unique_ptr<T[], ScratchDeleter>;
+  struct Unit {
+    int64_t j, p, ch;
+  };
+
+  Problem<T> problem(int64_t p) const { return Problem<T>{a_ + p * sa_, b_ + p * sb_, c_ + p * m_ * n_, m_, n_, k_, ta_, tb_}; }
+
+  // Rows of a unit of a block nc wide: about kStepFlops over KC deep, a multiple of mr per thread.
+  int64_t chunk_rows(int64_t nc) const {
+    const int64_t align = static_cast<int64_t>(uk_.mr) * threads_;
+    const int64_t want = std::max<int64_t>(1, kStepFlops / std::max<int64_t>(1, nc * KC_));
+    return std::max(align, (want + align - 1) / align * align);
+  }
+
+  void pack_panel(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc) {
+    const int nr = uk_.nr;
+    const int64_t slivers = (nc + nr - 1) / nr;
+    const int tb = static_cast<int>(std::min<int64_t>(threads_, slivers));
+    T* panel = bpanel_->get();
+    run_tasks(tb, [&](int t) { pack_b(P, j0, nc, p0, kc, nr, slivers * t / tb, slivers * (t + 1) / tb, panel); });
+  }
+
+  // gemm_blocked's work for rows [r0, r1) of one (j0, p0) block, split between the threads the
+  // same way (ranges of whole mr-high slivers, or the B slivers when the rows are few).
+  void run_rows(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc, int64_t r0, int64_t r1) {
+    const int mr = uk_.mr, nr = uk_.nr;
+    const int64_t slivers = (nc + nr - 1) / nr;
+    const bool acc = p0 > 0;
+    const int64_t rows = r1 - r0;
+    const int threads = threads_;
+    const int64_t per = (rows + threads * mr - 1) / (threads * mr) * mr;
+    T* panel = bpanel_->get();
+    T* ablocks = ablocks_->get();
+    const int64_t MC = MC_, stride = mc_max_ * kc_max_;
+    const MicroKernel<T> uk = uk_;
+    if (threads > 1 && per * (threads - 1) < rows && per >= 2 * mr) {
+      run_tasks(threads, [&](int t) {
+        T* ab = ablocks + t * stride;
+        const int64_t lo = r0 + per * t, hi = std::min(r1, r0 + per * (t + 1));
+        for (int64_t i0 = lo; i0 < hi; i0 += MC) {
+          const int64_t mc = std::min(MC, hi - i0);
+          pack_a(P, i0, mc, p0, kc, mr, ab);
+          macro_kernel(uk, P, ab, panel, i0, mc, j0, nc, kc, acc, 0, slivers);
+        }
+      });
+      return;
+    }
+    for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+      const int64_t mc = std::min(MC, r1 - i0);
+      pack_a(P, i0, mc, p0, kc, mr, ablocks);
+      const int ts = static_cast<int>(std::min<int64_t>(threads, slivers));
+      run_tasks(ts, [&](int t) {
+        macro_kernel(uk, P, ablocks, panel, i0, mc, j0, nc, kc, acc, slivers * t / ts, slivers * (t + 1) / ts);
+      });
+    }
+  }
+
+  const T* a_;
+  const T* b_;
+  T* c_;
+  int64_t batch_, m_, n_, k_;
+  bool ta_, tb_;
+  int64_t sa_, sb_;
+  int threads_;
+  MicroKernel<T> uk_;
+  bool small_batch_ = false, blocked_ = false;
+  int64_t per_step_ = 1, steps_ = 0;
+  int64_t MC_ = 0, KC_ = 0, NC_ = 0, nj_ = 0, np_ = 0, mc_max_ = 0, kc_max_ = 0;
+  std::vector<Unit> starts_;
+  int64_t packed_ = -1;
+  std::unique_ptr<Scratch> bpanel_, ablocks_;
+};
+
 }  // namespace
 
 Work gemm(const Buf& a_, const Buf& b_, const Buf& out_, int64_t batch, int64_t m, int64_t n, int64_t k,
@@ -274,6 +462,23 @@ Work gemm(const Buf& a_, const Buf& b_, const Buf& out_, int64_t batch, int64_t 
   if (out.length == 0) return {};
   // About 16 multiply-adds per simple element operation once vectorized and blocked.
   const double cost = double(batch) * double(m) * double(n) * double(k) / 16 + double(out.length);
+  // Large products come in steps, unless the output aliases an operand (rare: it goes through a
+  // copy, written at the end, which one step at a time would have to keep).
+  const bool alias = out.data == a.data || out.data == b.data;
+  if (!alias && double(batch) * double(m) * double(n) * double(k) >= 2.0 * double(kStepFlops)) {
+    Work w;
+    w.cost = cost;
+    with_dtype(out.dtype, [&](auto t) {
+      using T = decltype(t);
+      auto g = std::make_shared<SteppedGemm<T>>(a.as<T>(), b.as<T>(), out.as<T>(), batch, m, n, k, trans_a, trans_b, stride_a, stride_b);
+      w.steps = g->steps();
+      w.step = [g](int64_t s) { g->step(s); };
+      w.run = [g] {
+        for (int64_t s = 0; s < g->steps(); s++) g->step(s);
+      };
+    });
+    if (w.steps > 1) return w;
+  }
   return {[=] {
             with_dtype(out.dtype, [&](auto t) {
               using T = decltype(t);

@@ -1,16 +1,40 @@
-// The stream: one in-order queue of kernel calls, run by one worker thread, so that large kernels
-// never block the JS thread. The rules that keep it correct under any interleaving:
+// The stream: the kernel calls of every session, run by one worker thread so that large kernels
+// never block the JS thread, shared fairly between sessions. Calls carry a tag (the session's
+// stream number, set_tag); each tag has its own queue (a lane), kept in call order. The rules that
+// keep it correct under any interleaving:
 //   - every kernel call is checked when made (the kernels return Work only for valid arguments);
 //   - a call runs inline (at once, serially, on the calling thread) only when it is small AND none
-//     of its buffers is used by queued work; otherwise it is queued, behind everything queued
-//     before it. An inline call therefore shares no buffer with queued work, and queued calls keep
-//     their program order, so every read sees the writes made before it in program order;
+//     of its buffers is used by queued work; otherwise it is queued at the back of its tag's lane.
+//     An inline call therefore shares no buffer with queued work;
+//   - a lane runs in call order: a call starts only after every earlier call of its tag is done;
+//   - across lanes, a call starts only when no earlier-queued call of any tag that uses one of its
+//     buffers (reading or writing) is still pending: every buffer's users run in the order they
+//     were queued. Together these make every read see exactly the writes made before it in call
+//     order, whatever order the lanes are served in. (Sessions never share buffers; the rule costs
+//     nothing then and keeps any sharing correct.) The oldest pending call is always free to
+//     start, so the worker never stalls;
 //   - a buffer's memory lives while any queued call uses it (Blocks are shared), so freeing one
 //     with pending users only drops the owner's reference;
-//   - synchronous reads and writes of a buffer wait for the queued calls that use it.
+//   - synchronous reads and writes of a buffer wait for the queued calls that use it (the lanes of
+//     those calls go first meanwhile: the JS thread, and so every session, is stalled until then);
+//   - a queued call that fails (out of memory), that reads a buffer whose writer failed, or that
+//     its tag's deadline stops, marks every buffer it writes with the failure: reading one fails.
+//     A call that failed after it had started writing also marks them clobbered; one stopped or
+//     skipped before it ran leaves their bytes as they were (Block::clobbered).
+// Fairness: the worker serves, among the lanes whose next call may start, the one that has had the
+// least worker time. A lane waking from idle is credited with no more than kIdleCredit (50 ms) of
+// worker time less than the least-served active lane, so a session that sends a little work now and
+// then runs it at once, while sessions that keep the worker busy get even shares. Large kernels
+// come in steps (Work::step: 2^28 multiply-adds of a product, 4M elements of a unary kernel, a few
+// milliseconds), and the worker picks a lane again after every step, so another session's call
+// waits for about one step of a large product, not the whole of it.
+// Deadlines: set_deadline gives a tag a time budget. Once it has passed, the lane's pending calls
+// are stopped between calls or steps without running (their outputs marked as failed, as above)
+// and clear_deadline reports it, so the caller can answer "time limit" and drop what they wrote.
 // Nothing here knows about N-API: the addon turns `on_progress` into a promise resolution.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -21,11 +45,15 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kernels/common.h"
 
 namespace gs {
+
+// What a buffer written by a call its deadline stopped reads as.
+extern const char* const kTimeLimitError;
 
 // A buffer's memory, shared by its JS owner and the queued calls that use it.
 class Block {
@@ -49,29 +77,41 @@ class Block {
   void stale() { stale_ = true; }
   int64_t bytes() const { return length_ * item_size(dtype_); }
   bool busy() const { return pending_.load(std::memory_order_acquire) != 0; }
-  // Set when a queued call writing this block failed (out of memory): reading it must fail too.
-  // Only touched by the JS thread while the block is not busy, or by the worker while it is.
+  // Set when a queued call writing this block failed (out of memory, or stopped by its deadline):
+  // reading it must fail too. Only touched by the JS thread while the block is not busy, or by the
+  // worker while it is (as is clobbered_).
   std::string error;
+  // Whether a failed call had started writing the block when it failed: otherwise its bytes are
+  // those the last completed write left (the failure only says a write did not happen).
+  bool clobbered() const { return clobbered_; }
+  // The block is whole again: fully overwritten, or its failure found harmless by the caller.
+  void clear_failure() {
+    error.clear();
+    clobbered_ = false;
+  }
 
  private:
   friend class Stream;
   void clean() const;
   // Set by the constructor only (declared before data_, whose initializer sets it), and cleared
   // on the JS thread before any kernel is queued on the block, so the worker never sees it change.
+  // A fresh output whose overwriting kernel a deadline stopped holds old bytes: it is made by the
+  // stopped request, so the session unbinds it (lost) and never reads it.
   mutable bool stale_ = false;
+  bool clobbered_ = false;
   void* data_;
   int64_t length_;
   DType dtype_;
   std::atomic<int> pending_{0};  // queued calls using this block
+  std::deque<std::pair<int64_t, int>> users_;  // their numbers and tags, oldest first (guarded by the stream's mutex)
 };
 using BlockRef = std::shared_ptr<Block>;
 
 class Stream {
  public:
-  // on_progress runs on the worker thread after the call whose number was asked for by
-  // request_wake has completed.
+  // on_progress runs on the worker thread after a call that a request_wake waits for has completed.
   explicit Stream(std::function<void()> on_progress);
-  ~Stream();  // drops queued calls and joins the worker
+  ~Stream();  // finishes the step running, drops queued calls and joins the worker
 
   // Runs the work inline or queues it (see the rules above). Inline failures throw; a read of a
   // block whose writer failed throws that failure.
@@ -86,31 +126,68 @@ class Stream {
   int64_t pending_seq(int tag);
   // The number of the last call queued so far (0 when none is pending).
   int64_t pending_seq_all();
-  // True when call `seq` has completed; otherwise on_progress will run once it has.
-  bool request_wake(int64_t seq);
-  int64_t completed();
+  // True when every call of `tag` (of any tag, when tag < 0) numbered up to seq has completed;
+  // otherwise on_progress will run once they have.
+  bool request_wake(int tag, int64_t seq);
+  // The same test, without asking to be woken.
+  bool done(int tag, int64_t seq);
   int64_t queued();  // calls not yet completed
+
+  // From now on, calls of `tag` still pending once budget_ms has passed are stopped (a negative
+  // budget clears the deadline). Stopping is reported by clear_deadline.
+  void set_deadline(int tag, double budget_ms);
+  // Clears the deadline of `tag` and says whether it stopped a call since it was set.
+  bool clear_deadline(int tag);
 
   // Calls whose cost is at least this go to the worker even when nothing is pending.
   double inline_limit() const { return inline_limit_; }
   void set_inline_limit(double c) { inline_limit_ = c; }
 
+  // Diagnostics (tests): steps and whole calls the worker has run, calls stopped by deadlines.
+  struct Stats {
+    int64_t runs = 0, steps = 0, stopped = 0;
+  };
+  Stats stats();
+
  private:
+  using Clock = std::chrono::steady_clock;
   struct Task {
-    std::function<void()> run;
+    Work work;
     std::vector<BlockRef> reads, writes, uses;  // uses: distinct blocks of reads and writes
     int64_t seq = 0;
+    int64_t next_step = 0;  // steps already run
+  };
+  // One tag's queue and its share of the worker.
+  struct Lane {
+    int tag = 0;
+    std::deque<Task> q;
+    int64_t served_ns = 0;  // worker time used (comparable across lanes: see kIdleCredit)
+    int64_t last_seq = 0;   // the last call queued
+    int64_t done_seq = 0;   // the last call completed (calls of a lane complete in order)
+    Clock::time_point deadline = Clock::time_point::max();
+    bool timed_out = false;
+    bool active = false;    // in active_ (q is not empty)
   };
   void loop();
+  Lane& lane(int tag);        // m_ held
+  Lane* pick(Clock::time_point now);  // m_ held: the lane to serve next, or null
+  bool ready(const Task& t) const;    // m_ held
+  bool done_locked(int tag, int64_t seq) const;
+  void forget_idle();         // m_ held: drops lanes that carry nothing worth keeping
 
   std::function<void()> on_progress_;
   std::mutex m_;
   std::condition_variable work_cv_, done_cv_;
-  std::deque<Task> q_;
-  int64_t enqueued_ = 0, completed_ = 0, wake_at_ = INT64_MAX;
+  std::unordered_map<int, Lane> lanes_;  // node-based: a Lane's address is stable
+  std::vector<Lane*> active_;            // lanes with queued calls
+  std::vector<std::pair<int, int64_t>> wakes_;  // (tag, seq) that on_progress is awaited for
+  std::vector<int> urgent_;  // tags whose calls a synchronous wait (the JS thread, stalled) needs
+  int64_t enqueued_ = 0, pending_ = 0;
+  int64_t vtime_ = 0;  // the least worker time of an active lane, never decreasing
+  size_t forget_at_ = 64;
   bool stop_ = false;
   int tag_ = 0;
-  std::unordered_map<int, int64_t> last_by_tag_;
+  Stats stats_;
   double inline_limit_;
   std::thread worker_;
 };
