@@ -4,6 +4,8 @@
  * holding the claimant's name. Epochs are consecutive, so the newest tenure is the largest number,
  * two replicas racing for one epoch cannot both create it, and a holder of epoch e has been fenced
  * exactly when `<e+1>` exists: one stat, checked before every answer it gives for the session.
+ * An ended session's newest tenure is a tombstone (an empty owner), kept a day so that no replica
+ * rebuilds it from an older journal.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +42,9 @@ export class Claims {
    * replica took that epoch first.
    */
   claim(sid: string): number | null {
-    const epoch = (this.tenures(sid)[0]?.epoch ?? 0) + 1;
+    const t = this.tenures(sid);
+    if (Claims.ended(t)) return null;
+    const epoch = (t[0]?.epoch ?? 0) + 1;
     mkdirSync(join(this.dir, sid), { recursive: true });
     try {
       writeFileSync(join(this.dir, sid, String(epoch)), this.replica, { flag: 'wx' });
@@ -57,8 +61,38 @@ export class Claims {
       || statSync(join(this.dir, sid, String(epoch)), { throwIfNoEntry: false }) === undefined;
   }
 
-  /** The session has ended: no replica may take it over. */
-  release(sid: string): void {
-    rmSync(join(this.dir, sid), { recursive: true, force: true });
+  /**
+   * Ends `sid` for good, if this replica's tenure `epoch` is still the newest: a tombstone (a
+   * tenure with no owner) takes the next epoch exclusively, so a takeover racing the end either
+   * fenced this replica first (false: the session lives on there) or finds the tombstone and
+   * stops. Tombstones are pruned once old (prune).
+   */
+  end(sid: string, epoch: number): boolean {
+    try {
+      writeFileSync(join(this.dir, sid, String(epoch + 1)), '', { flag: 'wx' });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** True when the newest tenure of `sid` is a tombstone: the session ended. */
+  static ended(tenures: Tenure[]): boolean {
+    return tenures.length > 0 && tenures[0].owner === '';
+  }
+
+  /** Removes the claims of sessions that ended more than `ageMs` ago. */
+  prune(ageMs: number, now = Date.now()): number {
+    let n = 0;
+    for (const sid of readdirSync(this.dir)) {
+      const t = this.tenures(sid);
+      if (!Claims.ended(t)) continue;
+      const st = statSync(join(this.dir, sid, String(t[0].epoch)), { throwIfNoEntry: false });
+      if (st && now - st.mtimeMs > ageMs) {
+        rmSync(join(this.dir, sid), { recursive: true, force: true });
+        n++;
+      }
+    }
+    return n;
   }
 }

@@ -277,6 +277,33 @@ describe('a state directory', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('checkpoints taken between keyed requests keep their answers: every step resent after a crash is answered once', { timeout: 60000 }, async () => {
+    const ref = await reference(6);
+    const dir = tmp();
+    let srv = await start(dir, { GRADSERVE_STATE_CHECKPOINT_BYTES: '600' });
+    const s = await open(srv.url);
+    await ops(s, SETUP);
+    const step = (url: string, i: number) => send(url, {
+      method: 'POST', path: `${s.path}/ops`,
+      headers: { authorization: `Bearer ${s.token}`, 'content-type': 'application/json', 'idempotency-key': `step-${i}` },
+      body: JSON.stringify({ expr: STEP, fetch: ['w'], format: 'base64' }),
+    });
+    for (let i = 0; i < 6; i++) expect((await step(srv.url, i)).status).toBe(200);
+    await call(srv.url, 'GET', s.path, s.token);
+    srv.proc.kill('SIGKILL');
+    await srv.exited;
+    const records = readRecords(readFileSync(join(dir, 'journal.log'))).records.map((r) => r.header.t);
+    expect(records.filter((t) => t === 'checkpoint').length).toBeGreaterThan(0);
+    srv = await start(dir);
+    for (let i = 0; i < 6; i++) {
+      const again = await step(srv.url, i);
+      expect(again.status).toBe(200);
+      expect(JSON.parse(again.body.toString()).outputs.w.data).toBe(ref[i]);
+    }
+    expect((await call(srv.url, 'GET', `${s.path}/arrays/w?format=base64`, s.token)).json.data).toBe(ref[5]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('one process at a time: a second waits for the lease, takes it over when the first dies, and a holder whose lease is taken stops', { timeout: 60000 }, async () => {
     const dir = tmp();
     const a = await start(dir);

@@ -19,10 +19,11 @@ afterEach(async () => {
   for (const s of servers.splice(0)) if (s.proc.exitCode === null) s.proc.kill('SIGKILL');
 });
 
-async function replica(dir: string | null, name: string): Promise<ChildServer> {
+async function replica(dir: string | null, name: string, env: Record<string, string> = {}): Promise<ChildServer> {
   const s = await spawnServer({
     GRADSERVE_RATE_LIMIT_MAX: '0', GRADSERVE_LOG_LEVEL: 'info',
     ...(dir ? { GRADSERVE_STATE_DIR: dir, GRADSERVE_REPLICA: name, GRADSERVE_STATE_LEASE_MS: '1000' } : {}),
+    ...env,
   });
   servers.push(s);
   return s;
@@ -161,9 +162,46 @@ describe('replicas sharing a state directory', () => {
     expect(wrong.status).toBe(404);
     expect(tenures(dir, sidOf(s))).toEqual({ 1: 'a' });
     expect((await call(a.url, 'DELETE', s.path, s.token)).status).toBe(204);
-    // The end is journaled before the claims go; give it a moment.
-    for (let i = 0; i < 50 && readdirSync(join(dir, 'sessions')).includes(sidOf(s)); i++) await new Promise((r) => setTimeout(r, 20));
-    expect(readdirSync(join(dir, 'sessions'))).not.toContain(sidOf(s));
+    // The end is journaled, then a tombstone (a tenure without an owner) takes the next epoch.
+    for (let i = 0; i < 50 && !tenures(dir, sidOf(s))[2]; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(tenures(dir, sidOf(s))).toEqual({ 1: 'a', 2: '' });
     expect((await call(b.url, 'GET', `${s.path}/arrays/x`, s.token)).status).toBe(404);
+    expect(tenures(dir, sidOf(s))).toEqual({ 1: 'a', 2: '' });
+  });
+
+  it('a copy left on a replica after a takeover expires there without ending the session where it lives now', { timeout: 60000 }, async () => {
+    const dir = tmp();
+    const env = { GRADSERVE_SWEEP_INTERVAL_MS: '200' };
+    const [a, b] = [await replica(dir, 'a', env), await replica(dir, 'b', env)];
+    const s0 = await call(a.url, 'POST', '/v1/sessions', null, { ttl_seconds: 2 });
+    const s: Sess = { path: `/v1/sessions/${s0.json.id}`, token: s0.json.token };
+    await ops(a.url, s, "c = nd.zeros((1,), dtype='float64')");
+    // b takes it over; a, never asked again, keeps its stale copy until it expires.
+    for (let i = 0; i < 8; i++) {
+      await ops(b.url, s, 'c += 1');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect((await ops(b.url, s, 'c += 1', ['c'], 'nested')).outputs.c.data).toEqual([9]);
+    expect(tenures(dir, sidOf(s))).toEqual({ 1: 'a', 2: 'b' });
+  });
+
+  it('a claimant that died before its takeover was whole leaves the session where it was: a restart keeps it there', { timeout: 60000 }, async () => {
+    const dir = tmp();
+    let r1 = await replica(dir, 'r1');
+    const s = await open(r1.url);
+    await ops(r1.url, s, "c = nd.ones((1,), dtype='float64') * 5");
+    r1.proc.kill('SIGKILL');
+    await r1.exited;
+    // r2 claimed the next epoch and died before it wrote anything.
+    writeFileSync(join(dir, 'sessions', sidOf(s), '2'), 'r2', { flag: 'wx' });
+    r1 = await replica(dir, 'r1');
+    // r1 started, let the session go (a newer claim exists) and compacted its journal: restarting
+    // once more makes sure the compacted journal still holds it.
+    r1.proc.kill('SIGKILL');
+    await r1.exited;
+    r1 = await replica(dir, 'r1');
+    const r3 = await replica(dir, 'r3');
+    expect((await call(r3.url, 'GET', `${s.path}/arrays/c`, s.token)).json.data).toEqual([5]);
+    expect(tenures(dir, sidOf(s))).toEqual({ 1: 'r1', 2: 'r2', 3: 'r3' });
   });
 });

@@ -17,6 +17,7 @@ import { Gauge, type Registry } from 'prom-client';
 import type { Limits } from '../../config.js';
 import type { ProcessMemory } from '../../session/memory.js';
 import { ApiError } from '../../errors.js';
+import { isReplay } from '../replay.js';
 
 /** Bodies this large are refused when the process's memory budget has no room for them. */
 const LARGE_BODY_BYTES = 1024 * 1024;
@@ -48,6 +49,8 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
   };
 
   app.addHook('preParsing', (req: FastifyRequest, reply: FastifyReply, payload: Readable, done: (err: Error | null, stream?: Readable) => void) => {
+    // A request the journal replays brings its body from memory, and must run as it first did.
+    if (isReplay(req)) return done(null, payload);
     const declared = Number(req.headers['content-length']);
     const chunked = req.headers['transfer-encoding'] !== undefined;
     if (!(declared > 0) && !chunked) return done(null, payload);

@@ -30,7 +30,9 @@ import type { IdempotencyRecords, KeptAnswer } from './idempotency.js';
 import { REPLAY_HEADER, REPLAY_SECRET, isReplay } from '../replay.js';
 
 const DURABLE = Symbol('durable');
-type Tagged = FastifyRequest & { [DURABLE]?: Promise<void>; [SEEN_SESSION]?: Session };
+/** The session of a request with an Idempotency-Key that ran (for the checkpoint's timing). */
+const KEYED = Symbol('keyed');
+type Tagged = FastifyRequest & { [DURABLE]?: Promise<void>; [SEEN_SESSION]?: Session; [KEYED]?: string };
 
 /** Headers a replay needs to read the body as the original request was read. */
 const KEPT_HEADERS = ['content-type', 'idempotency-key', 'inference-header-content-length'];
@@ -112,11 +114,11 @@ function startsOf(records: JournalRecord[]): Map<string, number> {
  * The records that rebuild `sid` and the tenure they belong to; null when the journal holds no
  * whole, live state of it.
  */
-function chainOf(records: JournalRecord[], sid: string): { chain: JournalRecord[]; epoch: number } | null {
+function chainOf(records: JournalRecord[], sid: string): { chain: JournalRecord[]; epoch: number } | 'ended' | null {
   const start = startsOf(records).get(sid);
   if (start === undefined || start === Infinity) return null;
   const chain = records.slice(start).filter(({ header: h }) => ownerOf(h) === sid && h.t !== 'adopted');
-  if (chain.some(({ header: h }) => h.t === 'end')) return null;
+  if (chain.some(({ header: h }) => h.t === 'end')) return 'ended';
   return { chain, epoch: Number(records[start].header.epoch ?? 0) };
 }
 
@@ -149,6 +151,10 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   let live = false;
   /** Journal bytes each session has added since its last checkpoint. */
   const sinceCheckpoint = new Map<string, number>();
+  /** Sessions due a checkpoint, taken once none of their keyed requests awaits its answer. */
+  const dueCheckpoint = new Set<string>();
+  /** Requests with an Idempotency-Key that ran and are not answered yet, by session. */
+  const keyedInFlight = new Map<string, number>();
   const hold = (req: FastifyRequest, p: Promise<void>) => { (req as Tagged)[DURABLE] = p; };
   let idempotency: IdempotencyRecords | null = null;
   const sessionHeader = (s: Session): Record<string, unknown> => ({
@@ -183,14 +189,32 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     }
     if (contentType) headers['content-type'] = contentType;
     hold(req, journal.append({ t: 'req', sid, method: req.method, url: req.url, headers }, body));
+    if (sid && headers['idempotency-key']) {
+      keyedInFlight.set(sid, (keyedInFlight.get(sid) ?? 0) + 1);
+      (req as Tagged)[KEYED] = sid;
+    }
     const s = sid ? store.get(sid) : undefined;
     if (!s) return;
     const since = (sinceCheckpoint.get(s.id) ?? 0) + 256 + (body?.byteLength ?? 0);
     sinceCheckpoint.set(s.id, since);
-    if (since < checkpointBytes) return;
-    // A checkpoint supersedes the session's records before it, so a replay skips them. It runs
-    // next in the session's queue, where nothing else can change the session meanwhile.
-    sinceCheckpoint.set(s.id, 0);
+    if (since >= checkpointBytes) dueCheckpoint.add(s.id);
+  };
+  // A checkpoint supersedes the session's records before it, so it must hold the stored answer of
+  // every keyed request among them: it is taken after an answer has gone, when no keyed request of
+  // the session is still waiting for its own. It runs next in the session's queue.
+  app.addHook('onResponse', async (req) => {
+    const keyed = (req as Tagged)[KEYED];
+    if (keyed) {
+      const n = (keyedInFlight.get(keyed) ?? 1) - 1;
+      if (n > 0) keyedInFlight.set(keyed, n);
+      else keyedInFlight.delete(keyed);
+    }
+    const sid = (req.params as { sid?: unknown } | undefined)?.sid;
+    if (typeof sid !== 'string' || !dueCheckpoint.has(sid) || keyedInFlight.has(sid)) return;
+    dueCheckpoint.delete(sid);
+    const s = store.get(sid);
+    if (!s || fenced(sid)) return;
+    sinceCheckpoint.set(sid, 0);
     const pendingTag = s.runTag;
     s.runTag = undefined;
     void s.run(() => (quiet(s) ? new Deferred(async () => {
@@ -198,12 +222,17 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       await journal.append(rec.header, rec.body);
     }) : undefined)).catch(() => undefined);
     s.runTag = pendingTag;
-  };
+  });
   store.onDeleted((id) => {
     // An expiry or a delete: the session must not come back. Not awaited: nothing answers for it.
-    const mine = epochs.delete(id);
+    const e = epochs.get(id);
+    epochs.delete(id);
+    sinceCheckpoint.delete(id);
+    dueCheckpoint.delete(id);
     if (!live) return;
-    void journal.append({ t: 'end', sid: id }).then(() => { if (claims && mine) claims.release(id); }).catch(() => undefined);
+    // A copy another replica took over (this one never heard): its end is not this replica's.
+    if (claims && e !== undefined && claims.superseded(id, e)) return;
+    void journal.append({ t: 'end', sid: id }).then(() => { if (claims && e !== undefined) claims.end(id, e); }).catch(() => undefined);
   });
 
   /** Whether another replica has taken `sid` from this one since its tenure began. */
@@ -215,6 +244,8 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   const letGoOf = new WeakSet<Session>();
   const letGo = (sid: string) => {
     epochs.delete(sid);
+    sinceCheckpoint.delete(sid);
+    dueCheckpoint.delete(sid);
     const s = store.get(sid);
     if (s) {
       letGoOf.add(s);
@@ -285,14 +316,19 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       case 'create':
         make();
         break;
-      case 'req':
-        await app.inject({
+      case 'req': {
+        const r = await app.inject({
           method: h.method as 'POST',
           url: h.url as string,
           headers: { ...(h.headers as Record<string, string>), [REPLAY_HEADER]: REPLAY_SECRET },
           ...(body ? { payload: Buffer.from(body.buffer, body.byteOffset, body.byteLength) } : {}),
         });
+        // Refusals that depend on this process's other work, not on the session: a takeover that
+        // met one would serve a session that differs from what was answered, so it stops here.
+        const aside = r.statusCode === 503 || r.statusCode === 507 || (r.statusCode === 429 && /"limit":"total_/.test(r.body));
+        if (adopting && aside) throw fail('unavailable', `this replica cannot rebuild the session now (a replayed request met ${r.statusCode}); send the request again`, { retry_after: 1 });
         break;
+      }
       case 'end': {
         const s = store.get(h.sid as string);
         if (s) store.delete(s);
@@ -325,6 +361,23 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   const lastStart = startsOf(recovered.records);
   const superseded = (h: Record<string, unknown>, i: number) => i < (lastStart.get(ownerOf(h)) ?? -1);
 
+  /** Sessions other replicas claimed while this one was away, with the tenure this one had. */
+  const leftAtStart = new Map<string, number>();
+  /** Whether a tenure of `sid` after `epoch` holds it whole (or it ended): then this journal's copy may go. */
+  const heldWholeAfter = (sid: string, epoch: number): boolean => {
+    for (const t of claims!.tenures(sid)) {
+      if (t.epoch <= epoch) break;
+      if (t.owner === '') return true;
+      try {
+        const c = chainOf(readRecords(readFileSync(journalOf(t.owner))).records, sid);
+        if (c === 'ended' || (c && c.epoch === t.epoch)) return true;
+      } catch {
+        // That replica's journal is not readable: look at the tenure before.
+      }
+    }
+    return false;
+  };
+
   const replay = async (): Promise<number> => {
     let n = 0;
     for (const [i, { header: h, body }] of recovered.records.entries()) {
@@ -333,7 +386,14 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       n++;
     }
     // Sessions other replicas took over while this one was away are theirs now.
-    if (claims) for (const s of [...store.all()]) if (fenced(s.id) || !epochs.get(s.id)) letGo(s.id);
+    if (claims) {
+      for (const s of [...store.all()]) {
+        if (!fenced(s.id) && epochs.get(s.id)) continue;
+        leftAtStart.set(s.id, epochs.get(s.id) ?? 0);
+        letGo(s.id);
+      }
+      claims.prune(24 * 3600 * 1000);
+    }
     live = true;
     return n;
   };
@@ -349,6 +409,8 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     // The newest tenure that wrote its records: a claimant that died before writing any left none.
     const find = () => {
       for (const t of claims.tenures(sid)) {
+        // A tombstone, or a holder's journal that says the session ended: it stays ended.
+        if (t.owner === '') return null;
         if (t.owner === o.replica && t.epoch === epochs.get(sid)) return null;
         let data: Buffer;
         try {
@@ -357,6 +419,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
           continue;
         }
         const c = chainOf(readRecords(data).records, sid);
+        if (c === 'ended') return null;
         if (c && c.epoch === t.epoch) return c;
       }
       return null;
@@ -375,6 +438,8 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     store.rebuilding.add(sid);
     try {
       for (const { header: h, body } of found.chain) await apply(h, body, true);
+      // Its records end with its deletion (a DELETE replayed): nothing to hold.
+      if (!store.get(sid)) return;
       // The copies, then the record that says they are whole: a crash between leaves no start.
       await Promise.all(found.chain.map(({ header: h, body }, i) => journal.append(i === 0 ? { ...h, epoch, copy: true } : h, body)));
       await journal.append({ t: 'adopted', id: sid, epoch });
@@ -425,6 +490,9 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       }
       checkpoints.push((await s.run(() => checkpointOf(s))) as unknown as JournalRecord);
     }
+    // Taken over while this replica was away: kept here until a newer tenure holds it whole, since
+    // a claimant that died before its takeover was whole left it nowhere else.
+    if (claims) for (const [sid, epoch] of leftAtStart) if (!heldWholeAfter(sid, epoch)) kept.add(sid);
     const tail = recovered.records.filter((r, i) => kept.has(ownerOf(r.header)) && !superseded(r.header, i));
     const sizes = await journal.replaceWith([...checkpoints, ...tail]);
     return { ...sizes, checkpoints: checkpoints.length };

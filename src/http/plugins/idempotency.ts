@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { ApiError } from '../../errors.js';
 import { sendProblem } from '../problem.js';
 import { verifiedCredential } from '../auth.js';
+import { isReplay } from '../replay.js';
 import type { SessionStore } from '../../session/store.js';
 import { Gauge, type Registry } from 'prom-client';
 
@@ -102,6 +103,9 @@ export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLim
       return;
     }
     const bodyHash = sha(JSON.stringify(req.body ?? null));
+    // A request the journal replays runs again, whatever a restored record holds: the state is
+    // rebuilt from what ran, and its answer is stored anew.
+    if (isReplay(req)) forget(key);
     const e = entries.get(key);
     if (e) {
       if (e.bodyHash !== bodyHash) sendProblem(reply, new ApiError('idempotency_mismatch', 'this Idempotency-Key was used with a different body; use a new key for a new request'), req);
@@ -151,8 +155,14 @@ export function registerIdempotency(app: FastifyInstance, limits: IdempotencyLim
       const who = `session:${sid}`;
       for (const a of answers) {
         const payload = a.binary ? Buffer.from(a.payload, 'base64') : a.payload;
-        if (sizeOf(payload) + storedBytes > limits.bytes) continue;
+        const size = sizeOf(payload);
+        if (size > limits.bytes) continue;
         forget(a.key);
+        // Room is made as for a live answer: the oldest go first.
+        for (const k of entries.keys()) {
+          if (storedBytes + size <= limits.bytes) break;
+          forget(k);
+        }
         keep(a.key, who, { who, bodyHash: a.body_hash, done: true, status: a.status, type: a.type, payload });
         storedBytes += sizeOf(payload);
       }
