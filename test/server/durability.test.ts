@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, existsSync, 
 import { readRecords } from '../../src/durability/journal.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SETUP, STEP } from '../helpers/training.js';
 import { spawnServer, type ChildServer } from '../helpers/spawn.js';
 import { call, send } from '../helpers/http.js';
 
@@ -25,18 +26,6 @@ async function start(dir: string | null, env: Record<string, string> = {}): Prom
   return s;
 }
 
-const SETUP = [
-  'X = nd.random.normal(shape=(32, 8))',
-  'y = nd.random.normal(shape=(32, 1))',
-  'w = nd.random.normal(shape=(8, 1)) * 0.1',
-  'w.attach_grad()',
-].join('\n');
-const STEP = [
-  'with autograd.record():',
-  '    l = ((nd.dot(nd.tanh(X), w) - y) ** 2).mean()',
-  'l.backward()',
-  'w[:] = w - 0.1 * w.grad',
-].join('\n');
 
 interface Sess { url: string; path: string; token: string }
 

@@ -11,6 +11,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readRecords } from '../../src/durability/journal.js';
+import { SETUP, STEP } from '../helpers/training.js';
 import { spawnServer, type ChildServer } from '../helpers/spawn.js';
 import { call, send } from '../helpers/http.js';
 
@@ -29,18 +30,6 @@ async function replica(dir: string | null, name: string, env: Record<string, str
   return s;
 }
 
-const SETUP = [
-  'X = nd.random.normal(shape=(32, 8))',
-  'y = nd.random.normal(shape=(32, 1))',
-  'w = nd.random.normal(shape=(8, 1)) * 0.1',
-  'w.attach_grad()',
-].join('\n');
-const STEP = [
-  'with autograd.record():',
-  '    l = ((nd.dot(nd.tanh(X), w) - y) ** 2).mean()',
-  'l.backward()',
-  'w[:] = w - 0.1 * w.grad',
-].join('\n');
 
 interface Sess { path: string; token: string }
 

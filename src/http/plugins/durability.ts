@@ -160,12 +160,21 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   const sessionHeader = (s: Session): Record<string, unknown> => ({
     id: s.id, token_hash: s.tokenHash.toString('base64url'), ttl: s.ttlMs / 1000, seed: s.seed, dtype: s.defaultDtype, api_key: s.apiKey, epoch: epochs.get(s.id) ?? 0,
   });
+  /** The header of a checkpoint of `s` holding `state` (a snapshot's, or the session's own). */
+  const checkpointHeader = (s: Session, state: Pick<Snapshot, 'gradReqs' | 'random' | 'definitions'>, answers: KeptAnswer[]) => ({
+    t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(state.gradReqs), random: state.random, definitions: state.definitions.map((d) => d.source), answers,
+  });
   /** A quiet session as one record: its arrays as safetensors and what a file cannot say. Run inside `s.run`. */
   const checkpointOf = (s: Session): Deferred<Promise<JournalRecord>> => {
-    const { gradReqs, definitions, random, file } = captureState(s);
-    const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(gradReqs), random, definitions: definitions.map((d) => d.source), answers: idempotency?.of(s.id) ?? [] };
-    return new Deferred(async () => ({ header, body: Buffer.concat(await file.read()) }));
+    const state = captureState(s);
+    const header = checkpointHeader(s, state, idempotency?.of(s.id) ?? []);
+    return new Deferred(async () => ({ header, body: Buffer.concat(await state.file.read()) }));
   };
+  /** Journals a checkpoint of `s`, next in its queue, if it is quiet then. */
+  const writeCheckpoint = (s: Session): Promise<unknown> => s.run(() => (quiet(s) ? new Deferred(async () => {
+    const rec = await checkpointOf(s).read();
+    await journal.append(rec.header, rec.body);
+  }) : undefined));
   /** A new session's first tenure, when replicas share the directory. */
   const claimNew = (s: Session) => {
     if (!claims) return;
@@ -217,10 +226,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     sinceCheckpoint.set(sid, 0);
     const pendingTag = s.runTag;
     s.runTag = undefined;
-    void s.run(() => (quiet(s) ? new Deferred(async () => {
-      const rec = await checkpointOf(s).read();
-      await journal.append(rec.header, rec.body);
-    }) : undefined)).catch(() => undefined);
+    void writeCheckpoint(s).catch(() => undefined);
     s.runTag = pendingTag;
   });
   store.onDeleted((id) => {
@@ -242,7 +248,8 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   };
   /** Sessions let go of here: a request that found one answers that it moved. */
   const letGoOf = new WeakSet<Session>();
-  const letGo = (sid: string) => {
+  /** Lets go of the session held as `sid`, if any: a request that found it answers that it moved. */
+  const drop = (sid: string) => {
     epochs.delete(sid);
     sinceCheckpoint.delete(sid);
     dueCheckpoint.delete(sid);
@@ -251,6 +258,9 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       letGoOf.add(s);
       store.release(s);
     }
+  };
+  const letGo = (sid: string) => {
+    drop(sid);
     app.log.info({ session: sid }, 'another replica took this session over: let go of it here');
   };
   app.addHook('onSend', async (req, reply, payload) => {
@@ -274,10 +284,9 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
    */
   const shutdown = async () => {
     for (const s of [...store.all()]) {
-      if (!(sinceCheckpoint.get(s.id) ?? 0) || !quiet(s) || fenced(s.id)) continue;
+      if (!(sinceCheckpoint.get(s.id) ?? 0) || fenced(s.id)) continue;
       try {
-        const rec = (await s.run(() => checkpointOf(s))) as unknown as JournalRecord;
-        await journal.append(rec.header, rec.body);
+        await writeCheckpoint(s);
       } catch (e) {
         app.log.warn({ session: s.id, err: (e as Error).message }, 'no checkpoint at shutdown: the next start replays its records');
       }
@@ -297,8 +306,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     forked(req, snap, s) {
       if (!live || isReplay(req)) return;
       claimNew(s);
-      const header = { t: 'checkpoint', ...sessionHeader(s), grad_reqs: Object.fromEntries(snap.gradReqs), random: snap.random, definitions: snap.definitions.map((d) => d.source) };
-      hold(req, journal.append(header, snap.file));
+      hold(req, journal.append(checkpointHeader(s, snap, []), snap.file));
     },
   };
 
@@ -361,6 +369,14 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   const lastStart = startsOf(recovered.records);
   const superseded = (h: Record<string, unknown>, i: number) => i < (lastStart.get(ownerOf(h)) ?? -1);
 
+  /** What tenure `t`'s journal holds of `sid`; undefined when that journal cannot be read. */
+  const chainAt = (t: { owner: string }, sid: string) => {
+    try {
+      return chainOf(readRecords(readFileSync(journalOf(t.owner))).records, sid);
+    } catch {
+      return undefined;
+    }
+  };
   /** Sessions other replicas claimed while this one was away, with the tenure this one had. */
   const leftAtStart = new Map<string, number>();
   /** Whether a tenure of `sid` after `epoch` holds it whole (or it ended): then this journal's copy may go. */
@@ -368,12 +384,9 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     for (const t of claims!.tenures(sid)) {
       if (t.epoch <= epoch) break;
       if (t.owner === '') return true;
-      try {
-        const c = chainOf(readRecords(readFileSync(journalOf(t.owner))).records, sid);
-        if (c === 'ended' || (c && c.epoch === t.epoch)) return true;
-      } catch {
-        // That replica's journal is not readable: look at the tenure before.
-      }
+      // An unreadable journal says nothing: look at the tenure before.
+      const c = chainAt(t, sid);
+      if (c === 'ended' || (c && c.epoch === t.epoch)) return true;
     }
     return false;
   };
@@ -412,13 +425,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
         // A tombstone, or a holder's journal that says the session ended: it stays ended.
         if (t.owner === '') return null;
         if (t.owner === o.replica && t.epoch === epochs.get(sid)) return null;
-        let data: Buffer;
-        try {
-          data = readFileSync(journalOf(t.owner));
-        } catch {
-          continue;
-        }
-        const c = chainOf(readRecords(data).records, sid);
+        const c = chainAt(t, sid);
         if (c === 'ended') return null;
         if (c && c.epoch === t.epoch) return c;
       }
@@ -446,11 +453,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       epochs.set(sid, epoch);
     } catch (e) {
       // The next request takes it over again, from the same records.
-      const s = store.get(sid);
-      if (s) {
-        letGoOf.add(s);
-        store.release(s);
-      }
+      drop(sid);
       throw e;
     } finally {
       store.rebuilding.delete(sid);

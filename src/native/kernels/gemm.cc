@@ -153,6 +153,49 @@ template <class T> struct Blocking;
 template <> struct Blocking<double> { static constexpr int64_t MC = 96, KC = 256, NC = 4080; };
 template <> struct Blocking<float> { static constexpr int64_t MC = 192, KC = 256, NC = 4080; };
 
+// Packs the kc x nc panel of B at (p0, j0), its slivers split between the threads.
+template <class T>
+void pack_b_panel(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc, int nr, int threads, T* panel) {
+  const int64_t slivers = (nc + nr - 1) / nr;
+  const int tb = static_cast<int>(std::min<int64_t>(threads, slivers));
+  run_tasks(tb, [&](int t) { pack_b(P, j0, nc, p0, kc, nr, slivers * t / tb, slivers * (t + 1) / tb, panel); });
+}
+
+// Rows [r0, r1) of C against the packed panel of one (j0, p0) block. The rows are split into one
+// contiguous range per thread (a multiple of mr), so the threads get equal work whatever the
+// count; each walks its range in blocks of at most MC rows, packing them into its own A block
+// (ablocks + t * ab_stride). Few rows: the threads share each packed A block and split the B
+// slivers instead.
+template <class T>
+void block_rows(const MicroKernel<T>& uk, const Problem<T>& P, const T* panel, T* ablocks, int64_t ab_stride, int64_t MC,
+                int64_t j0, int64_t nc, int64_t p0, int64_t kc, int64_t r0, int64_t r1, int threads) {
+  const int mr = uk.mr, nr = uk.nr;
+  const int64_t slivers = (nc + nr - 1) / nr;
+  const bool acc = p0 > 0;
+  const int64_t rows = r1 - r0;
+  const int64_t per = (rows + threads * mr - 1) / (threads * mr) * mr;
+  if (threads > 1 && per * (threads - 1) < rows && per >= 2 * mr) {
+    run_tasks(threads, [&](int t) {
+      T* ab = ablocks + t * ab_stride;
+      const int64_t lo = r0 + per * t, hi = std::min(r1, r0 + per * (t + 1));
+      for (int64_t i0 = lo; i0 < hi; i0 += MC) {
+        const int64_t mc = std::min(MC, hi - i0);
+        pack_a(P, i0, mc, p0, kc, mr, ab);
+        macro_kernel(uk, P, ab, panel, i0, mc, j0, nc, kc, acc, 0, slivers);
+      }
+    });
+    return;
+  }
+  for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+    const int64_t mc = std::min(MC, r1 - i0);
+    pack_a(P, i0, mc, p0, kc, mr, ablocks);
+    const int ts = static_cast<int>(std::min<int64_t>(threads, slivers));
+    run_tasks(ts, [&](int t) {
+      macro_kernel(uk, P, ablocks, panel, i0, mc, j0, nc, kc, acc, slivers * t / ts, slivers * (t + 1) / ts);
+    });
+  }
+}
+
 template <class T>
 void gemm_blocked(const MicroKernel<T>& uk, const Problem<T>& P, int threads) {
   const int mr = uk.mr, nr = uk.nr;
@@ -167,39 +210,10 @@ void gemm_blocked(const MicroKernel<T>& uk, const Problem<T>& P, int threads) {
 
   for (int64_t j0 = 0; j0 < P.n; j0 += NC) {
     const int64_t nc = std::min(NC, P.n - j0);
-    const int64_t slivers = (nc + nr - 1) / nr;
     for (int64_t p0 = 0; p0 < P.k; p0 += KC) {
       const int64_t kc = std::min(KC, P.k - p0);
-      const bool acc = p0 > 0;
-      const int tb = static_cast<int>(std::min<int64_t>(threads, slivers));
-      run_tasks(tb, [&](int t) {
-        pack_b(P, j0, nc, p0, kc, nr, slivers * t / tb, slivers * (t + 1) / tb, bpanel.get());
-      });
-      // Rows are split into one contiguous range per thread (a multiple of mr), so the threads
-      // get equal work whatever m is; each walks its range in blocks of at most MC rows.
-      const int64_t per = (P.m + threads * mr - 1) / (threads * mr) * mr;
-      if (threads > 1 && per * (threads - 1) < P.m && per >= 2 * mr) {
-        run_tasks(threads, [&](int t) {
-          T* ab = ablocks.get() + t * mc_max * kc_max;
-          const int64_t lo = per * t, hi = std::min(P.m, per * (t + 1));
-          for (int64_t i0 = lo; i0 < hi; i0 += MC) {
-            const int64_t mc = std::min(MC, hi - i0);
-            pack_a(P, i0, mc, p0, kc, mr, ab);
-            macro_kernel(uk, P, ab, bpanel.get(), i0, mc, j0, nc, kc, acc, 0, slivers);
-          }
-        });
-      } else {
-        // Few rows: share each packed A block and split the B slivers instead.
-        for (int64_t i0 = 0; i0 < P.m; i0 += MC) {
-          const int64_t mc = std::min(MC, P.m - i0);
-          pack_a(P, i0, mc, p0, kc, mr, ablocks.get());
-          const int ts = static_cast<int>(std::min<int64_t>(threads, slivers));
-          run_tasks(ts, [&](int t) {
-            macro_kernel(uk, P, ablocks.get(), bpanel.get(), i0, mc, j0, nc, kc, acc, slivers * t / ts,
-                         slivers * (t + 1) / ts);
-          });
-        }
-      }
+      pack_b_panel(P, j0, nc, p0, kc, nr, threads, bpanel.get());
+      block_rows(uk, P, bpanel.get(), ablocks.get(), mc_max * kc_max, MC, j0, nc, p0, kc, 0, P.m, threads);
     }
   }
 }
@@ -386,46 +400,13 @@ class SteppedGemm {
   }
 
   void pack_panel(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc) {
-    const int nr = uk_.nr;
-    const int64_t slivers = (nc + nr - 1) / nr;
-    const int tb = static_cast<int>(std::min<int64_t>(threads_, slivers));
-    T* panel = bpanel_->get();
-    run_tasks(tb, [&](int t) { pack_b(P, j0, nc, p0, kc, nr, slivers * t / tb, slivers * (t + 1) / tb, panel); });
+    pack_b_panel(P, j0, nc, p0, kc, uk_.nr, threads_, bpanel_->get());
   }
 
   // gemm_blocked's work for rows [r0, r1) of one (j0, p0) block, split between the threads the
-  // same way (ranges of whole mr-high slivers, or the B slivers when the rows are few).
+  // same way.
   void run_rows(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc, int64_t r0, int64_t r1) {
-    const int mr = uk_.mr, nr = uk_.nr;
-    const int64_t slivers = (nc + nr - 1) / nr;
-    const bool acc = p0 > 0;
-    const int64_t rows = r1 - r0;
-    const int threads = threads_;
-    const int64_t per = (rows + threads * mr - 1) / (threads * mr) * mr;
-    T* panel = bpanel_->get();
-    T* ablocks = ablocks_->get();
-    const int64_t MC = MC_, stride = mc_max_ * kc_max_;
-    const MicroKernel<T> uk = uk_;
-    if (threads > 1 && per * (threads - 1) < rows && per >= 2 * mr) {
-      run_tasks(threads, [&](int t) {
-        T* ab = ablocks + t * stride;
-        const int64_t lo = r0 + per * t, hi = std::min(r1, r0 + per * (t + 1));
-        for (int64_t i0 = lo; i0 < hi; i0 += MC) {
-          const int64_t mc = std::min(MC, hi - i0);
-          pack_a(P, i0, mc, p0, kc, mr, ab);
-          macro_kernel(uk, P, ab, panel, i0, mc, j0, nc, kc, acc, 0, slivers);
-        }
-      });
-      return;
-    }
-    for (int64_t i0 = r0; i0 < r1; i0 += MC) {
-      const int64_t mc = std::min(MC, r1 - i0);
-      pack_a(P, i0, mc, p0, kc, mr, ablocks);
-      const int ts = static_cast<int>(std::min<int64_t>(threads, slivers));
-      run_tasks(ts, [&](int t) {
-        macro_kernel(uk, P, ablocks, panel, i0, mc, j0, nc, kc, acc, slivers * t / ts, slivers * (t + 1) / ts);
-      });
-    }
+    block_rows(uk_, P, bpanel_->get(), ablocks_->get(), mc_max_ * kc_max_, MC_, j0, nc, p0, kc, r0, r1, threads_);
   }
 
   const T* a_;
