@@ -256,6 +256,25 @@ describe('deadlines', () => {
     for (const s of [a, c, d]) nat.free(s);
   }, 60_000);
 
+  it("a reused buffer whose overwriting kernel was stopped before it ran is clobbered: it never reads a former buffer's bytes", async () => {
+    const n = (4 << 20) / 8;
+    const x = filled(nat, n, 8);
+    // A 4 MiB buffer full of 7s goes back to the cache; the next one of its size reuses it.
+    const junk = nat.alloc('float64', n);
+    nat.fill(junk, 7);
+    nat.free(junk);
+    addon.sync();
+    const out = nat.alloc('float64', n);
+    nat.setDeadline!(63, 0);
+    nat.withStream!(63, () => nat.unary('exp', x, out));
+    await nat.flush(63);
+    expect(nat.clearDeadline!(63)).toBe(true);
+    expect(nat.failed!(out)).toBe('clobbered');
+    expect(nat.clearFailure!(out)).toBe(false);
+    expect(() => nat.readNumbers(out)).toThrow(/time budget/);
+    for (const s of [x, out]) nat.free(s);
+  }, 60_000);
+
   it('a product stopped part way is clobbered: its failure stays', async () => {
     const n = 2048;
     const a = filled(nat, n * n, 7);

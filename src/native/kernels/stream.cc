@@ -64,6 +64,7 @@ void Stream::submit(Work w, std::initializer_list<const BlockRef*> reads,
     } else {
       w.run();
     }
+    for (const BlockRef* b : writes) (*b)->unwritten_ = false;
     return;
   }
   Task t;
@@ -197,6 +198,8 @@ void Stream::loop() {
         b->error = err;
         if (partial) b->clobbered_ = true;
       }
+    else if (finished)
+      for (const BlockRef& b : t.writes) b->unwritten_ = false;
 
     if (!finished) {
       lk.lock();

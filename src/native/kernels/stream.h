@@ -73,8 +73,14 @@ class Block {
   // once the caller, the kernel accepted, calls overwritten() (on the JS thread, before the
   // kernel is submitted; stale() again if the submission fails).
   Buf buf_to_overwrite() const { return Buf{data_, length_, dtype_}; }
-  void overwritten() { stale_ = false; }
-  void stale() { stale_ = true; }
+  void overwritten() {
+    unwritten_ = stale_;
+    stale_ = false;
+  }
+  void stale() {
+    stale_ = true;
+    unwritten_ = false;
+  }
   int64_t bytes() const { return length_ * item_size(dtype_); }
   bool busy() const { return pending_.load(std::memory_order_acquire) != 0; }
   // Set when a queued call writing this block failed (out of memory, or stopped by its deadline):
@@ -83,11 +89,14 @@ class Block {
   std::string error;
   // Whether a failed call had started writing the block when it failed: otherwise its bytes are
   // those the last completed write left (the failure only says a write did not happen).
-  bool clobbered() const { return clobbered_; }
+  // A stale block whose overwriting kernel failed before it wrote holds a former buffer's bytes,
+  // not a value of its own: that counts as clobbered too.
+  bool clobbered() const { return clobbered_ || unwritten_; }
   // The block is whole again: fully overwritten, or its failure found harmless by the caller.
   void clear_failure() {
     error.clear();
     clobbered_ = false;
+    unwritten_ = false;
   }
 
  private:
@@ -95,9 +104,10 @@ class Block {
   void clean() const;
   // Set by the constructor only (declared before data_, whose initializer sets it), and cleared
   // on the JS thread before any kernel is queued on the block, so the worker never sees it change.
-  // A fresh output whose overwriting kernel a deadline stopped holds old bytes: it is made by the
-  // stopped request, so the session unbinds it (lost) and never reads it.
   mutable bool stale_ = false;
+  // Set with overwritten() on a stale block until a kernel writing it completes (the worker's, as
+  // clobbered_).
+  bool unwritten_ = false;
   bool clobbered_ = false;
   void* data_;
   int64_t length_;
