@@ -11,6 +11,7 @@ import { validatorCompiler } from './http/validation.js';
 import { responseSerializer } from './http/serializer.js';
 import { registerBodyParsers } from './http/body.js';
 import { registerMultipart } from './http/multipart.js';
+import { StagingPool } from './http/staging.js';
 import type { Config } from './config.js';
 import type { Backend } from './engine/backend.js';
 import { SessionStore } from './session/store.js';
@@ -61,6 +62,9 @@ function packageVersion(): string {
 }
 export const PACKAGE_VERSION = packageVersion();
 
+/** The most the request-body pool keeps between requests (src/http/staging.ts). */
+const STAGING_CACHE_BYTES = 64 * 1024 * 1024;
+
 export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; services: Services }> {
   const app = Fastify({
     logger: o.logger ?? false,
@@ -75,8 +79,9 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   app.setSerializerCompiler(responseSerializer(o.config.checkResponses));
 
   registerRequestId(app);
-  registerBodyParsers(app, o.config.limits.maxBodyBytes);
-  registerMultipart(app, o.config.limits.maxBodyBytes);
+  const staging = new StagingPool(Math.min(STAGING_CACHE_BYTES, o.config.limits.maxBodyBytesInFlight));
+  registerBodyParsers(app, o.config.limits.maxBodyBytes, staging);
+  registerMultipart(app, o.config.limits.maxBodyBytes, staging);
 
   // Behind a load balancer, every answer (errors included) names the replica that produced it, so
   // sticky routing can be checked and a failing replica found from a client's logs.
@@ -86,8 +91,8 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; s
   // The cache never adds to the memory budget: it gives way as the sessions' buffers grow.
   o.backend.cache?.setLimit(o.config.allocCacheBytes, o.config.limits.maxTotalBytes);
   const store = new SessionStore(o.backend, o.config.limits);
-  store.startCulling(o.config.sweepIntervalMs);
-  const metrics = registerMetrics(app, store);
+  store.startCulling(o.config.sweepIntervalMs, () => staging.trim(true));
+  const metrics = registerMetrics(app, store, staging);
   registerBodyBudget(app, o.config.limits, store.memory, metrics.registry);
   const services: Services = { config: o.config, store, state: { draining: false }, metrics };
   // Hooked in before the routes, replayed once they are ready (below).

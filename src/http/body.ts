@@ -12,6 +12,7 @@
 import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
+import { STAGING_MIN_BYTES, type StagingPool } from './staging.js';
 
 /**
  * Deeper bodies are refused before validation: recursive schemas would otherwise recurse once per
@@ -65,14 +66,14 @@ export function parseJsonBody(raw: string): unknown {
   return value;
 }
 
-/** Small bodies share node's buffer pool; a large one gets memory of its own, returned whole when freed. */
-const alloc = (n: number) => (n < 64 * 1024 ? Buffer.allocUnsafe(n) : Buffer.allocUnsafeSlow(n));
-
 /**
  * Reads a body of at most `limit` bytes into one Buffer. A chunked body (no Content-Length) grows
- * by doubling, so it is copied O(log n) times.
+ * by doubling, so it is copied O(log n) times. Small bodies share node's buffer pool; a large one
+ * gets memory of its own, returned whole when freed, or (with `staging`) a buffer of the pool,
+ * which the caller gives back once nothing reads the body.
  */
-export function readBody(req: FastifyRequest, payload: Readable, limit: number): Promise<Buffer> {
+export function readBody(req: FastifyRequest, payload: Readable, limit: number, staging?: StagingPool): Promise<Buffer> {
+  const alloc = (n: number) => (n < STAGING_MIN_BYTES ? Buffer.allocUnsafe(n) : staging ? staging.take(n) : Buffer.allocUnsafeSlow(n));
   const declared = req.headers['content-length'] === undefined ? NaN : Number(req.headers['content-length']);
   const tooLarge = () => new ApiError('payload_too_large', `the request body is larger than the limit of ${limit} bytes (GRADSERVE_MAX_BODY_BYTES)`, { limit: 'body_bytes' });
   return new Promise((resolve, reject) => {
@@ -83,8 +84,10 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number):
       payload.off('data', onData);
       payload.off('end', onEnd);
       payload.off('error', finish);
-      if (err) return reject(err);
-      if (!Number.isNaN(declared) && n !== declared) return reject(new ApiError('invalid_request', 'the Content-Length does not match the body'));
+      if (err || (!Number.isNaN(declared) && n !== declared)) {
+        staging?.give(buf);
+        return reject(err ?? new ApiError('invalid_request', 'the Content-Length does not match the body'));
+      }
       resolve(n === buf.length ? buf : buf.subarray(0, n));
     };
     const onEnd = () => finish(null);
@@ -94,6 +97,7 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number):
         if (n + chunk.length > limit) return finish(tooLarge());
         const grown = alloc(Math.min(limit, Math.max(2 * buf.length, n + chunk.length)));
         buf.copy(grown, 0, 0, n);
+        staging?.give(buf);
         buf = grown;
       }
       chunk.copy(buf, n);
@@ -109,13 +113,17 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number):
  * A JSON body's parser; a body with the Open Inference Protocol's `Inference-Header-Content-Length`
  * (JSON, then raw bytes) is handed on as its bytes, for src/http/oip.ts to split.
  */
-export function jsonParser(maxBodyBytes: number) {
+export function jsonParser(maxBodyBytes: number, staging?: StagingPool) {
   return (req: FastifyRequest, payload: Readable, done: (err: Error | null, body?: unknown) => void): void => {
-    readBody(req, payload, maxBodyBytes).then((buf) => {
-      if (req.headers['inference-header-content-length'] !== undefined) return done(null, buf);
+    const oip = req.headers['inference-header-content-length'] !== undefined;
+    // An OIP body is handed on as its bytes, so it cannot be read into a buffer given back here.
+    readBody(req, payload, maxBodyBytes, oip ? undefined : staging).then((buf) => {
+      if (oip) return done(null, buf);
       let value: unknown;
       try {
-        value = parseJsonBody(buf.toString('utf8'));
+        const text = buf.toString('utf8');
+        staging?.give(buf);
+        value = parseJsonBody(text);
       } catch (e) {
         return done(e as Error, undefined);
       }
@@ -124,10 +132,10 @@ export function jsonParser(maxBodyBytes: number) {
   };
 }
 
-export function registerBodyParsers(app: FastifyInstance, maxBodyBytes: number): void {
+export function registerBodyParsers(app: FastifyInstance, maxBodyBytes: number, staging: StagingPool): void {
   // Bodies whose fields are all optional may be empty, with or without a JSON content type.
   app.removeContentTypeParser(['application/json', 'text/plain']);
-  app.addContentTypeParser('application/json', jsonParser(maxBodyBytes));
+  app.addContentTypeParser('application/json', jsonParser(maxBodyBytes, staging));
   app.addContentTypeParser(['application/x-npy', 'application/octet-stream'], (req, payload, done) => {
     readBody(req, payload, maxBodyBytes).then((buf) => done(null, buf), (err: Error) => done(err, undefined));
   });

@@ -174,12 +174,14 @@ export class SessionStore {
     return n;
   }
 
-  startCulling(intervalMs: number): void {
+  /** Culls every intervalMs; `idle` is called with it, for other caches to trim themselves too. */
+  startCulling(intervalMs: number, idle?: () => void): void {
     if (intervalMs <= 0) return;
     this.timer = setInterval(() => {
       this.cull();
       // A whole interval without a large allocation: the cached buffers go back to the system.
       this.backend.cache?.trim(true);
+      idle?.();
     }, intervalMs);
     this.timer.unref();
   }

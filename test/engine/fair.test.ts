@@ -58,6 +58,27 @@ describe('the stream serves streams fairly', () => {
     }
   }, 60_000);
 
+  it('a large narrow product (n of two vectors or fewer) runs in steps of rows with the bits of one call', async () => {
+    // 4100 x 4100 times 4100 x 32 is over 2^29 multiply-adds; k past a multiple of the narrow
+    // path's 256-deep blocks and m past a multiple of its 16-row runs exercise both of its edges.
+    const m = 4100, n = 32, k = 4100;
+    for (const ta of [false, true]) {
+      const a = filled(nat, m * k, 21, 'float32');
+      const b = filled(nat, k * n, 22, 'float32');
+      const b2 = nat.alloc('float32', k * n);
+      nat.copyStrided(b, flat(k * n), b2);
+      const c = nat.alloc('float32', m * n);
+      const before = addon.streamStats();
+      nat.withStream!(8, () => nat.gemm(a, b, c, 1, m, n, k, ta, false, 0, 0));
+      await nat.flush(8);
+      expect(addon.streamStats().steps - before.steps).toBeGreaterThanOrEqual(2);
+      nat.withStream!(8, () => nat.gemm(a, b2, b2, 1, m, n, k, ta, false, 0, 0));
+      await nat.flush(8);
+      same(nat.readNumbers(c), nat.readNumbers(b2), `ta=${ta}`);
+      for (const s of [a, b, b2, c]) nat.free(s);
+    }
+  }, 60_000);
+
   it('a large unary kernel runs in steps and gives the bits of the same kernel on smaller arrays', async () => {
     // 2^23 + 5 elements: steps of 2^22; its two halves, each under 2^23, run in one call each.
     const n = (1 << 23) + 5;

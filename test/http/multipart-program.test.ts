@@ -4,6 +4,7 @@
  * libraries (superagent's form-data and Node's own fetch with FormData), as notebooks would.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
 import request from 'supertest';
 import { Client, startServer, type TestServer } from '../helpers/server.js';
 
@@ -92,4 +93,66 @@ describe('multipart programs', () => {
     expect(elsewhere.body.detail).toMatch(/takes application\/json/);
     await c.post('/ops', { ops: [] }).expect(200);
   });
+});
+
+describe('large bodies are read into pooled buffers', () => {
+  const N = 40000; // 160 KB of float32: past the 64 KiB below which node's own pool serves
+  const values = (seed: number) => Array.from({ length: N }, (_, i) => seed * 1e5 + i);
+  const upload = (c: Client, name: string, seed: number) =>
+    form(c, { ops: [{ op: 'frombuffer', attrs: { part: 'x', shape: [N] }, out: name }] }, { x: f32(values(seed)) });
+  const metric = async (name: string) => Number((await request(srv.url).get('/metrics').expect(200)).text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1]);
+  const holds = async (c: Client, name: string, seed: number) => {
+    const got = (await c.get(`/arrays/${name}?format=flat`).expect(200)).body.data as number[];
+    expect(got.length).toBe(N);
+    const want = values(seed);
+    const wrong = got.findIndex((v, i) => v !== want[i]);
+    expect(wrong, `${name}[${wrong}] = ${got[wrong]}, not ${want[wrong]}`).toBe(-1);
+  };
+  /** A program that keeps c's queue busy for a while (products of 1024 x 1024 matrices). */
+  const busy = (c: Client) => c.post('/ops', { expr: ['m = nd.ones((1024, 1024)) / 1024', ...Array.from({ length: 30 }, () => 'm = nd.dot(m, m)')].join('\n') });
+
+  it('reuses a buffer once its request is answered, never while the request waits in its session', async () => {
+    const a = await Client.open(srv.url), b = await Client.open(srv.url);
+    const reused = await metric('gradserve_body_buffer_reuses_total');
+    const long = busy(a).then((r) => r);
+    await new Promise((r) => setTimeout(r, 30));
+    // a's upload waits behind the products while b's uploads come and go, each reading its body
+    // into a buffer from the pool.
+    const waiting = upload(a, 'xa', 1).then((r) => r);
+    for (let i = 0; i < 4; i++) await upload(b, `xb${i}`, 10 + i).expect(200);
+    expect((await long).status).toBe(200);
+    expect((await waiting).status).toBe(200);
+    await holds(a, 'xa', 1);
+    for (let i = 0; i < 4; i++) await holds(b, `xb${i}`, 10 + i);
+    expect(await metric('gradserve_body_buffer_reuses_total')).toBeGreaterThanOrEqual(reused + 3);
+    expect(await metric('gradserve_body_buffer_cached_bytes')).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('keeps the body of a request whose client left while it waited, until it has run', async () => {
+    const a = await Client.open(srv.url), b = await Client.open(srv.url);
+    const long = busy(a).then((r) => r);
+    await new Promise((r) => setTimeout(r, 30));
+    // Sent by hand, so that its connection can be dropped once the body is on its way.
+    const program = JSON.stringify({ ops: [{ op: 'frombuffer', attrs: { part: 'x', shape: [N] }, out: 'left' }] });
+    const boundary = 'gradserve-test-boundary';
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="program"\r\nContent-Type: application/json\r\n\r\n${program}\r\n`),
+      Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="x"; filename="x"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+      f32(values(2)), Buffer.from(`\r\n--${boundary}--\r\n`),
+    ]);
+    const { hostname, port } = new URL(srv.url);
+    const req = http.request({ hostname, port, method: 'POST', path: `/v1/sessions/${a.sid}/ops`, headers: {
+      Authorization: `Bearer ${a.token}`, 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': body.length,
+    } });
+    req.on('error', () => {});
+    req.end(body);
+    await new Promise((r) => setTimeout(r, 100));
+    req.destroy();
+    for (let i = 0; i < 4; i++) await upload(b, `yb${i}`, 20 + i).expect(200);
+    expect((await long).status).toBe(200);
+    // The session runs the abandoned request after the products, on its own bytes.
+    await a.post('/ops', { ops: [] }).expect(200);
+    await holds(a, 'left', 2);
+    for (let i = 0; i < 4; i++) await holds(b, `yb${i}`, 20 + i);
+  }, 60_000);
 });

@@ -14,6 +14,7 @@ import urllib.parse
 import uuid
 
 from ._engine import MAX_QUEUED_BYTES, Engine, eager_from_env
+from ._http import Connection
 from ._errors import GradserveConnectionError, RateLimitError, error_for
 
 DEFAULT_URL = 'http://127.0.0.1:8080'
@@ -54,22 +55,24 @@ class Part:
         self.data = data
 
 
-def _multipart(program: bytes, parts: list[bytes]) -> tuple[bytes, str]:
-    """A multipart/form-data body: the `program` part, then `u0`, `u1`, ... holding parts' bytes."""
+def _multipart(program: bytes, parts: list) -> tuple[list, str]:
+    """A multipart/form-data body as pieces to send in order (the parts' bytes are not copied):
+    the `program` part, then `u0`, `u1`, ... holding parts' bytes."""
     while True:
         boundary = 'gradserve-' + os.urandom(16).hex()
         mark = boundary.encode('ascii')
-        # A boundary inside the data would cut a part short; with 128 random bits it never is,
-        # and checking costs a scan.
-        if program.find(mark) < 0 and all(p.find(mark) < 0 for p in parts):
+        # A boundary inside the data would cut a part short. The program is checked; in array
+        # bytes, 128 random bits match at a given place with odds of 2^-128, and a scan of every
+        # batch would cost more than the rest of building the request.
+        if program.find(mark) < 0:
             break
-    pieces = [b'--', mark, b'\r\nContent-Disposition: form-data; name="program"\r\n'
+    pieces = [b'--' + mark + b'\r\nContent-Disposition: form-data; name="program"\r\n'
               b'Content-Type: application/json\r\n\r\n', program]
     for i, data in enumerate(parts):
-        pieces += [b'\r\n--', mark, b'\r\nContent-Disposition: form-data; name="u%d"; filename="u%d"\r\n'
+        pieces += [b'\r\n--' + mark + b'\r\nContent-Disposition: form-data; name="u%d"; filename="u%d"\r\n'
                    b'Content-Type: application/octet-stream\r\n\r\n' % (i, i), data]
-    pieces += [b'\r\n--', mark, b'--\r\n']
-    return b''.join(pieces), 'multipart/form-data; boundary=' + boundary
+    pieces.append(b'\r\n--' + mark + b'--\r\n')
+    return pieces, 'multipart/form-data; boundary=' + boundary
 
 
 def _json_number(v):
@@ -105,20 +108,20 @@ class Client:
         self.token: str | None = None
         self.session_info: dict | None = None
         self._queue_bytes: tuple | None = None  # (session id, bytes): see max_queued_bytes
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Connection | None = None
         self._lock = threading.RLock()
         self._next = 0
         self._dead: list[tuple[str, int]] = []  # (name, bytes) of collected NDArrays, still bound
         self._closed = False
         self._ops: dict | None = None
+        self._op_specs: dict = {}  # ndarray._OpSpec by op name or alias, made from _ops
         self.requests = 0  # number of HTTP requests sent (for tests and curiosity)
         self.engine = Engine(self, eager_from_env())
 
     # -- HTTP -------------------------------------------------------------------------------
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> Connection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self.timeout)
+            self._conn = Connection(self._host, self._port, self.timeout, tls=self._https)
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -146,11 +149,11 @@ class Client:
                     parts.append(o.data)
                     return 'u%d' % (len(parts) - 1)
                 return _json_default(o)
-            payload = json.dumps(body, default=default, allow_nan=False, separators=(',', ':')).encode('utf-8')
+            program = json.dumps(body, default=default, allow_nan=False, separators=(',', ':')).encode('utf-8')
             if parts:
-                payload, headers['Content-Type'] = _multipart(payload, parts)
+                payload, headers['Content-Type'] = _multipart(program, parts)
             else:
-                headers['Content-Type'] = 'application/json'
+                payload, headers['Content-Type'] = [program], 'application/json'
         if auth and self.token:
             headers['Authorization'] = 'Bearer ' + self.token
         if self.api_key:
@@ -183,13 +186,13 @@ class Client:
                     try:
                         self.requests += 1
                         try:
-                            conn.request(method, full, body=payload, headers=headers)
+                            conn.request(method, full, payload, headers)
                         except (BrokenPipeError, ConnectionResetError):
                             # The server may have answered (a 413) and closed before the body was
                             # all sent: its answer says what happened, a broken pipe does not.
-                            if payload is None or len(payload) < 65536:
+                            if payload is None or sum(len(p) for p in payload) < 65536:
                                 raise
-                        resp = conn.getresponse()
+                        resp = conn.getresponse(method)
                         data = resp.read()
                         break
                     except (http.client.HTTPException, OSError) as e:

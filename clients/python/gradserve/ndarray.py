@@ -644,6 +644,37 @@ def _nullable_exact(s) -> bool:
     return isinstance(s, dict) and (s.get('type') == 'null' or (isinstance(s.get('type'), list) and 'null' in s['type']))
 
 
+class _OpSpec:
+    """What _invoke needs of an op's GET /v1/ops entry, worked out once per op (a training step
+    calls a few ops thousands of times)."""
+    __slots__ = ('name', 'inputs', 'positional', 'props', 'variadic', 'strict', 'dropped_none', 'outputs')
+
+    def __init__(self, info: dict):
+        self.name = info['name']
+        self.inputs = tuple(info.get('inputs', []))
+        self.positional = tuple(info.get('positional', []))
+        schema = info.get('attrs') if isinstance(info.get('attrs'), dict) else {}
+        self.props = schema.get('properties', {})
+        self.variadic = bool(info.get('variadic'))
+        self.strict = schema.get('additionalProperties') is False
+        # Attributes whose None means MXNet's "not given": not sent.
+        self.dropped_none = frozenset(k for k, v in self.props.items() if not _nullable(v))
+        self.outputs = info.get('outputs', 1)
+
+
+def _spec(client: Client, opname: str) -> '_OpSpec':
+    specs = client._op_specs
+    spec = specs.get(opname)
+    if spec is None:
+        ops = client.ops()
+        info = ops.get(opname)
+        if info is None:
+            raise AttributeError('the gradserve server has no op %r (GET /v1/ops lists them)%s'
+                                 % (opname, did_you_mean(opname, ops)))
+        spec = specs[opname] = _OpSpec(info)
+    return spec
+
+
 def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None):
     """Runs one server op: positional arguments fill the op's `inputs`, then its `positional`
     attributes (as listed by GET /v1/ops); keywords name inputs or attributes. `out=` writes into an
@@ -653,23 +684,19 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
         client = next((a._client for a in list(args) + list(kwargs.values()) if isinstance(a, NDArray)), None)
         if client is None:
             client = get_client()
-    ops = client.ops()
-    info = ops.get(opname)
-    if info is None:
-        raise AttributeError('the gradserve server has no op %r (GET /v1/ops lists them)%s'
-                             % (opname, did_you_mean(opname, ops)))
-    if info['name'] == 'asscalar' and args and isinstance(args[0], NDArray) and len(args) == 1:
+    spec = _spec(client, opname)
+    if spec.name == 'asscalar' and args and isinstance(args[0], NDArray) and len(args) == 1:
         return args[0].asscalar()
-    kwargs = dict(kwargs)
-    out = kwargs.pop('out', None)
-    kwargs.pop('name', None)
-    kwargs.pop('ctx', None)
-    inputs = list(info.get('inputs', []))
-    positional = list(info.get('positional', []))
-    props = (info.get('attrs') or {}).get('properties', {}) if isinstance(info.get('attrs'), dict) else {}
+    out = None
+    if kwargs:
+        kwargs = dict(kwargs)
+        out = kwargs.pop('out', None)
+        kwargs.pop('name', None)
+        kwargs.pop('ctx', None)
+    inputs, positional = spec.inputs, spec.positional
     args = list(args)
     in_vals: list = []
-    if info.get('variadic'):
+    if spec.variadic:
         while args and _is_arraylike(args[0]):
             in_vals.append(args.pop(0))
         for nm in inputs:
@@ -679,45 +706,45 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
     else:
         n = min(len(inputs), len(args))
         in_vals, args = args[:n], args[n:]
-        for nm in inputs[n:]:
-            if nm in kwargs:
-                in_vals.append(kwargs.pop(nm))
-            else:
-                break
-        for nm in inputs:
-            if nm in kwargs:
-                raise TypeError('%s() got input %r twice or out of order' % (opname, nm))
+        if kwargs:
+            for nm in inputs[n:]:
+                if nm in kwargs:
+                    in_vals.append(kwargs.pop(nm))
+                else:
+                    break
+            for nm in inputs:
+                if nm in kwargs:
+                    raise TypeError('%s() got input %r twice or out of order' % (opname, nm))
     if len(args) > len(positional):
         raise TypeError('%s() takes %d array inputs and %d positional attributes (%s), got %d more arguments'
                         % (opname, len(inputs), len(positional), ', '.join(positional), len(args) - len(positional)))
-    attrs = {}
-    for nm, v in zip(positional, args):
-        attrs[nm] = v
+    attrs = dict(zip(positional, args))
     for k, v in kwargs.items():
         if k in attrs:
             raise TypeError('%s() got multiple values for %r' % (opname, k))
         attrs[k] = v
-    if 'stype' in attrs and attrs['stype'] not in (None, 'default'):
-        raise NotImplementedError('gradserve arrays are dense: sparse storage (stype=%r) is out of scope' % (attrs['stype'],))
-    attrs.pop('stype', None)
-    schema = info.get('attrs') if isinstance(info.get('attrs'), dict) else {}
-    if schema.get('additionalProperties') is False:
+    if 'stype' in attrs:
+        if attrs['stype'] not in (None, 'default'):
+            raise NotImplementedError('gradserve arrays are dense: sparse storage (stype=%r) is out of scope' % (attrs['stype'],))
+        del attrs['stype']
+    if spec.strict:
         # Checked here, as MXNet checks arguments when the op is called, not when it runs.
+        props = spec.props
         for k in attrs:
             if k not in props:
                 raise UnprocessableError('invalid_attribute: %s() has no argument %r (it takes %s)%s'
-                                         % (opname, k, ', '.join(inputs + sorted(props)) or 'none',
-                                            did_you_mean(k, inputs + list(props))),
+                                         % (opname, k, ', '.join(inputs + tuple(sorted(props))) or 'none',
+                                            did_you_mean(k, list(inputs) + list(props))),
                                          status=422, code='invalid_attribute')
     wire_attrs = {}
     for k, v in attrs.items():
         if k == 'dtype':
             v = _dtype_name(v)
-        if v is None and not _nullable(props.get(k, {})):
+        if v is None and (k in spec.dropped_none or k not in spec.props):
             continue  # MXNet's "not given"
         wire_attrs[k] = _attr(v)
     keep: list = []
-    stmt = {'op': info['name'], 'args': [_arg(client, a, keep) for a in in_vals]}
+    stmt = {'op': spec.name, 'args': [_arg(client, a, keep) for a in in_vals]}
     if wire_attrs:
         stmt['attrs'] = wire_attrs
     for a in in_vals:
@@ -729,14 +756,19 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
         stmt['into'] = out._name
         client.engine.enqueue(stmt)
         return out
-    count = info.get('outputs', 1)
+    count = spec.outputs
     if isinstance(count, str):
         count = wire_attrs.get(count)
         if not isinstance(count, int) or count < 1:
-            raise TypeError('%s() needs %s, an integer >= 1' % (opname, info.get('outputs')))
-    names = [client.new_name() for _ in range(count)]
-    stmt['out'] = names[0] if count == 1 else names
-    outs = [NDArray(client, n, None, None) for n in names]
+            raise TypeError('%s() needs %s, an integer >= 1' % (opname, spec.outputs))
+    if count == 1:
+        name = client.new_name()
+        stmt['out'] = name
+        outs = [NDArray(client, name, None, None)]
+    else:
+        names = [client.new_name() for _ in range(count)]
+        stmt['out'] = names
+        outs = [NDArray(client, n, None, None) for n in names]
     client.engine.enqueue(stmt, outs)
     del keep
     return outs[0] if count == 1 else outs

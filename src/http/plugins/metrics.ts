@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { StagingPool } from '../staging.js';
 import type { SessionStore } from '../../session/store.js';
 
 export interface Metrics {
@@ -12,7 +13,7 @@ export interface Metrics {
   quotaRefusals: Counter<'limit'>;
 }
 
-export function registerMetrics(app: FastifyInstance, store: SessionStore): Metrics {
+export function registerMetrics(app: FastifyInstance, store: SessionStore, staging?: StagingPool): Metrics {
   const registry = new Registry();
   // prom-client's standard names (process_cpu_seconds_total, nodejs_heap_size_used_bytes), which
   // dashboards and alerts written for any Node service expect.
@@ -29,6 +30,11 @@ export function registerMetrics(app: FastifyInstance, store: SessionStore): Metr
     name: 'gradserve_tape_nodes', help: 'Live tape nodes in all sessions.', registers: [registry],
     collect() { let n = 0; for (const s of store.all()) n += s.liveNodeCount(); this.set(n); },
   });
+  if (staging) {
+    new Gauge({ name: 'gradserve_body_buffer_cached_bytes', help: 'Request-body buffers kept for the next large body (bytes).', registers: [registry], collect() { this.set(staging.cachedBytes); } });
+    new Counter({ name: 'gradserve_body_buffer_reuses_total', help: 'Large request bodies read into a kept buffer, allocating nothing.', registers: [registry], collect() { this.reset(); this.inc(staging.hits); } });
+    new Counter({ name: 'gradserve_body_buffer_allocations_total', help: 'Large request bodies that needed a new buffer.', registers: [registry], collect() { this.reset(); this.inc(staging.misses); } });
+  }
   const cache = store.backend.cache;
   if (cache) {
     // Each collect reads the figures afresh: a lock and seven numbers.

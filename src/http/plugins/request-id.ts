@@ -4,15 +4,15 @@
  * problem bodies carry it as `request_id`.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 
 /** Ids are logged and echoed: a bounded, printable alphabet keeps them from forging log lines or headers. */
 const USABLE = /^[A-Za-z0-9._:@/+=-]{1,128}$/;
 
-export const requestIdOptions: Pick<FastifyServerOptions, 'genReqId' | 'requestIdHeader' | 'disableRequestLogging'> = {
+export const requestIdOptions: Pick<FastifyServerOptions, 'genReqId' | 'requestIdHeader' | 'logController'> = {
   // One line per request, when it completes (registerRequestId): fastify's own two lines (on
   // arrival and on completion) cost a third of the small-op throughput at the info level.
-  disableRequestLogging: true,
+  logController: new LogController({ disableRequestLogging: true }),
   // fastify would take the header as is; genReqId checks it first.
   requestIdHeader: false,
   genReqId: (req) => {

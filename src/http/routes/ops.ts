@@ -9,7 +9,7 @@ import { allOps } from '../../ops/index.js';
 import { takesDtype } from '../../ops/dispatch.js';
 import { DTYPES } from '../../engine/backend.js';
 import type { Services } from '../services.js';
-import { uploadsOf } from '../multipart.js';
+import { withUploads } from '../multipart.js';
 
 const errors = problems(401, 404, 409, 413, 415, 422);
 
@@ -49,6 +49,6 @@ export const opsRoutes = (S: Services): FastifyPluginAsyncZod => async (app) => 
     },
   }, async (req) => {
     const s = sessionOf(S.store, req);
-    return s.run(() => ({ ...runOps(s, req.body, uploadsOf(req)), autograd: autogradState(s) }));
+    return withUploads(req, (parts) => s.run(() => ({ ...runOps(s, req.body, parts), autograd: autogradState(s) })));
   });
 };

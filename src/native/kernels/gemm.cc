@@ -42,6 +42,17 @@ template <class T> MicroKernel<T> pick(const MicroKernels& k);
 template <> MicroKernel<float> pick<float>(const MicroKernels& k) { return k.f32; }
 template <> MicroKernel<double> pick<double>(const MicroKernels& k) { return k.f64; }
 
+// The narrowest narrow kernel that holds n columns, or none (mr 0) when n is wider than two vectors.
+template <class T> NarrowKernel<T> pick_narrow(const MicroKernels& k, int64_t n);
+template <class T>
+NarrowKernel<T> first_holding(const NarrowKernel<T> (&ks)[2], int64_t n) {
+  for (const auto& nk : ks)
+    if (n <= nk.width) return nk;
+  return {};
+}
+template <> NarrowKernel<float> pick_narrow<float>(const MicroKernels& k, int64_t n) { return first_holding(k.f32_narrow, n); }
+template <> NarrowKernel<double> pick_narrow<double>(const MicroKernels& k, int64_t n) { return first_holding(k.f64_narrow, n); }
+
 struct ScratchDeleter {
   size_t bytes;
   void operator()(void* p) const { scratch_free(p, static_cast<int64_t>(bytes)); }
@@ -237,6 +248,84 @@ void gemm_naive(const Problem<T>& P) {
 constexpr int64_t kNaiveFlops = 1 << 15;   // m*n*k below which the naive loop wins
 constexpr int64_t kThreadFlops = 1 << 18;  // m*n*k above which one product is split over threads
 
+// ---- narrow products -------------------------------------------------------------------------
+// n of at most two vectors (a layer's 10 logits, its gradient X^T dZ): the general path would pack
+// all of A for a product that reads each value of A once, and fill 10 of a tile's 32 columns.
+
+// The depth summed in registers before C is updated: gemm_blocked's KC, so that a row's rounding
+// is that of the general path (partial sums of 256 terms, added in order).
+constexpr int64_t kNarrowKC = 256;
+// The depth of B packed at once (at most 2 MiB: 16384 x 32 floats), shared by the threads.
+constexpr int64_t kNarrowPack = 16384;
+
+// B's depth range [p0, p0 + kc) as kc rows of `width` values, zero past n.
+template <class T>
+void pack_b_narrow(const Problem<T>& P, int64_t p0, int64_t kc, int width, T* dst) {
+  for (int64_t p = 0; p < kc; p++, dst += width) {
+    if (!P.tb) {
+      std::memcpy(dst, P.b + (p0 + p) * P.n, sizeof(T) * static_cast<size_t>(P.n));
+    } else {
+      for (int64_t j = 0; j < P.n; j++) dst[j] = P.b[j * P.k + p0 + p];
+    }
+    for (int64_t j = P.n; j < width; j++) dst[j] = T(0);
+  }
+}
+
+// One run of rows (at most mr; A's run at a, lda apart) against packed depth [q0, q0 + qc), in
+// blocks of kNarrowKC.
+template <class T>
+void narrow_run(const NarrowKernel<T>& nk, const Problem<T>& P, const T* a, int64_t lda, const T* bpack, int64_t q0,
+                int64_t qc, T* c, int rows) {
+  for (int64_t s = 0; s < qc; s += kNarrowKC) {
+    const T* as = P.ta ? a + s * lda : a + s;
+    nk.run(std::min(kNarrowKC, qc - s), as, lda, P.ta, bpack + s * nk.width, c, P.n, rows, static_cast<int>(P.n),
+           q0 + s > 0);
+  }
+}
+
+// Rows [r0, r1) against packed depth [q0, q0 + qc): whole runs of mr rows straight from A, the
+// last partial run from a zero-padded copy, through the same kernel (so a row's bits do not
+// depend on where a split put it).
+template <class T>
+void narrow_rows(const NarrowKernel<T>& nk, const Problem<T>& P, const T* bpack, int64_t q0, int64_t qc, int64_t r0,
+                 int64_t r1) {
+  const int mr = nk.mr;
+  const int64_t lda = P.ta ? P.m : P.k;
+  int64_t i0 = r0;
+  for (; i0 + mr <= r1; i0 += mr) {
+    const T* a = P.ta ? P.a + q0 * P.m + i0 : P.a + i0 * P.k + q0;
+    narrow_run(nk, P, a, lda, bpack, q0, qc, P.c + i0 * P.n, mr);
+  }
+  if (i0 == r1) return;
+  const int rows = static_cast<int>(r1 - i0);
+  auto tail = scratch<T>(mr * qc);
+  T* t = tail.get();
+  if (P.ta) {
+    for (int64_t p = 0; p < qc; p++)
+      for (int i = 0; i < mr; i++) t[p * mr + i] = i < rows ? P.a[(q0 + p) * P.m + i0 + i] : T(0);
+  } else {
+    for (int i = 0; i < mr; i++)
+      for (int64_t p = 0; p < qc; p++) t[i * qc + p] = i < rows ? P.a[(i0 + i) * P.k + q0 + p] : T(0);
+  }
+  narrow_run(nk, P, t, P.ta ? mr : qc, bpack, q0, qc, P.c + i0 * P.n, rows);
+}
+
+// Rows [r0, r1) of a narrow product (r0 a multiple of mr), split between the threads in runs of mr rows.
+template <class T>
+void gemm_narrow(const NarrowKernel<T>& nk, const Problem<T>& P, int64_t r0, int64_t r1, int threads) {
+  const int64_t mr = nk.mr;
+  if (r1 <= r0) return;
+  auto bpack = scratch<T>(std::min(kNarrowPack, P.k) * nk.width);
+  const int64_t rows = r1 - r0;
+  const int64_t per = (rows + threads * mr - 1) / (threads * mr) * mr;
+  const int tasks = static_cast<int>((rows + per - 1) / per);
+  for (int64_t q0 = 0; q0 < P.k; q0 += kNarrowPack) {
+    const int64_t qc = std::min(kNarrowPack, P.k - q0);
+    pack_b_narrow(P, q0, qc, nk.width, bpack.get());
+    run_tasks(tasks, [&](int t) { narrow_rows(nk, P, bpack.get(), q0, qc, r0 + per * t, std::min(r1, r0 + per * (t + 1))); });
+  }
+}
+
 template <class T>
 void gemm_one(const Problem<T>& P, int threads) {
   if (P.m == 0 || P.n == 0) return;
@@ -249,8 +338,14 @@ void gemm_one(const Problem<T>& P, int threads) {
     gemm_naive(P);
     return;
   }
-  const MicroKernel<T> uk = pick<T>(kernels_for(static_cast<Level>(g_level.load())));
-  gemm_blocked(uk, P, work >= kThreadFlops ? threads : 1);
+  const MicroKernels ks = kernels_for(static_cast<Level>(g_level.load()));
+  const int use = work >= kThreadFlops ? threads : 1;
+  const NarrowKernel<T> nk = pick_narrow<T>(ks, P.n);
+  if (nk.mr > 0) {
+    gemm_narrow(nk, P, 0, P.m, use);
+    return;
+  }
+  gemm_blocked(pick<T>(ks), P, use);
 }
 
 template <class T>
@@ -290,6 +385,17 @@ class SteppedGemm {
     const int64_t work = m * n * k;
     small_batch_ = batch > 1 && threads_ > 1 && work < kThreadFlops * 8;
     blocked_ = !small_batch_ && work > kNaiveFlops && m > 0 && n > 0 && k > 0 && work >= 2 * kStepFlops;
+    nk_ = pick_narrow<T>(kernels_for(static_cast<Level>(g_level.load())), n);
+    if (blocked_ && nk_.mr > 0) {
+      // Runs of rows, as gemm_one's narrow path would cut them only between threads.
+      const int64_t align = static_cast<int64_t>(nk_.mr) * threads_;
+      const int64_t want = std::max<int64_t>(1, kStepFlops / std::max<int64_t>(1, n * k));
+      narrow_rows_ = std::max(align, (want + align - 1) / align * align);
+      narrow_chunks_ = (m + narrow_rows_ - 1) / narrow_rows_;
+      steps_ = batch * narrow_chunks_;
+      return;
+    }
+    nk_ = {};
     if (!blocked_) {
       // Whole products, as many to a step as make about kStepFlops.
       per_step_ = std::max<int64_t>(1, kStepFlops / std::max<int64_t>(work, 1));
@@ -331,6 +437,11 @@ class SteppedGemm {
 
   void step(int64_t s) {
     if (s < 0 || s >= steps_) fail("gemm: step out of range");
+    if (nk_.mr > 0) {
+      const int64_t r0 = (s % narrow_chunks_) * narrow_rows_;
+      gemm_narrow(nk_, problem(s / narrow_chunks_), r0, std::min(m_, r0 + narrow_rows_), threads_);
+      return;
+    }
     if (!blocked_) {
       const int64_t lo = s * per_step_, hi = std::min(batch_, lo + per_step_);
       if (small_batch_) {
@@ -417,6 +528,8 @@ class SteppedGemm {
   int64_t sa_, sb_;
   int threads_;
   MicroKernel<T> uk_;
+  NarrowKernel<T> nk_;
+  int64_t narrow_rows_ = 0, narrow_chunks_ = 0;
   bool small_batch_ = false, blocked_ = false;
   int64_t per_step_ = 1, steps_ = 0;
   int64_t MC_ = 0, KC_ = 0, NC_ = 0, nj_ = 0, np_ = 0, mc_max_ = 0, kc_max_ = 0;

@@ -12,9 +12,24 @@ struct MicroKernel {
   void (*run)(int64_t k, const T* a, const T* b, T* c, int64_t ldc, bool accumulate) = nullptr;
 };
 
+// Narrow products (C no wider than `width`, one or two vectors): A is read where it lies (row i
+// at a + i * lda, or with ta column i of a k x m matrix), B comes packed k x width with zero
+// padding, and mr rows of C are computed a call, of which the first `rows` are written (added
+// to C with accumulate). Packing A, which costs as much as the product when n is this small, is
+// what the general path would do.
+template <class T>
+struct NarrowKernel {
+  int mr = 0, width = 0;
+  void (*run)(int64_t k, const T* a, int64_t lda, bool ta, const T* b, T* c, int64_t ldc, int rows, int n,
+              bool accumulate) = nullptr;
+};
+
 struct MicroKernels {
   MicroKernel<float> f32;
   MicroKernel<double> f64;
+  // [0]: one vector wide, [1]: two.
+  NarrowKernel<float> f32_narrow[2];
+  NarrowKernel<double> f64_narrow[2];
 };
 
 MicroKernels micro_kernels_sse2();

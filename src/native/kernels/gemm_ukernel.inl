@@ -55,11 +55,79 @@ MicroKernel<typename S::T> make_micro_kernel() {
   return uk;
 }
 
-// Both dtypes of an instruction set share its register tile shape (MR rows, NV vectors wide).
-template <class F32, class F64, int MR, int NV>
+// MR rows of a narrow product: each step of k broadcasts one value of each row against the NV
+// vectors of that step's B row. With TA the rows' values at one depth are adjacent (one cache
+// line for 16 floats); without, each row is its own sequential stream.
+template <class S, int MR, int NV, bool TA>
+__attribute__((target(GS_UK_TARGET))) void narrow_tile(int64_t k, const typename S::T* __restrict a, int64_t lda,
+                                                      const typename S::T* __restrict b, typename S::T* c,
+                                                      int64_t ldc, int rows, int n, bool accumulate) {
+  using T = typename S::T;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  V r[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; j++) r[i][j] = S::zero();
+  for (int64_t p = 0; p < k; p++) {
+    V bv[NV];
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; j++) bv[j] = S::load(b + p * (NV * W) + j * W);
+    const T* ap = TA ? a + p * lda : a + p;
+    // With TA each step starts a new line of A, lda apart: the stride prefetcher sees it late.
+    if (TA) __builtin_prefetch(ap + 8 * lda);
+    // Without, each row is a stream of its own; one line ahead on each, once a line.
+    if (!TA && (p % (64 / sizeof(T))) == 0)
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; i++) __builtin_prefetch(ap + i * lda + 2 * (64 / sizeof(T)));
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+      const V av = S::bcast(TA ? ap + i : ap + i * lda);
+#pragma GCC unroll 2
+      for (int j = 0; j < NV; j++) r[i][j] = S::fma(av, bv[j], r[i][j]);
+    }
+  }
+  alignas(64) T tile[NV * W];
+  for (int i = 0; i < rows; i++) {
+#pragma GCC unroll 2
+    for (int j = 0; j < NV; j++) S::store(tile + j * W, r[i][j]);
+    T* ci = c + i * ldc;
+    if (accumulate)
+      for (int q = 0; q < n; q++) ci[q] += tile[q];
+    else
+      for (int q = 0; q < n; q++) ci[q] = tile[q];
+  }
+}
+
+template <class S, int MR, int NV>
+void narrow_call(int64_t k, const typename S::T* a, int64_t lda, bool ta, const typename S::T* b, typename S::T* c,
+                int64_t ldc, int rows, int n, bool accumulate) {
+  if (ta)
+    narrow_tile<S, MR, NV, true>(k, a, lda, b, c, ldc, rows, n, accumulate);
+  else
+    narrow_tile<S, MR, NV, false>(k, a, lda, b, c, ldc, rows, n, accumulate);
+}
+
+template <class S, int MR, int NV>
+NarrowKernel<typename S::T> make_narrow_kernel() {
+  NarrowKernel<typename S::T> nk;
+  nk.mr = MR;
+  nk.width = NV * S::W;
+  nk.run = &narrow_call<S, MR, NV>;
+  return nk;
+}
+
+// Both dtypes of an instruction set share its register tile shapes: MR rows, NV vectors wide for
+// the general kernel; N1 rows one vector wide and N2 rows two vectors wide for narrow products.
+template <class F32, class F64, int MR, int NV, int N1, int N2>
 MicroKernels make_micro_kernels() {
   MicroKernels k;
   k.f32 = make_micro_kernel<F32, MR, NV>();
   k.f64 = make_micro_kernel<F64, MR, NV>();
+  k.f32_narrow[0] = make_narrow_kernel<F32, N1, 1>();
+  k.f32_narrow[1] = make_narrow_kernel<F32, N2, 2>();
+  k.f64_narrow[0] = make_narrow_kernel<F64, N1, 1>();
+  k.f64_narrow[1] = make_narrow_kernel<F64, N2, 2>();
   return k;
 }
