@@ -520,10 +520,15 @@ async function d2lSection(srv: Server): Promise<void> {
     p.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`d2l_epoch.py exited with ${code}`))));
   });
   for (const line of out.trim().split('\n')) {
-    const r = JSON.parse(line) as { model: string; ours_s: number; torch_s: number; requests_per_step: number; ours_acc: number; torch_acc: number };
+    const r = JSON.parse(line) as {
+      model: string; ours_s: number; torch_s: number; requests_per_step: number; ours_acc: number; torch_acc: number;
+      torch_threads: number; torch_other_s: number | null; torch_other_threads: number | null;
+    };
+    const threads = (n: number) => `${n} thread${n === 1 ? '' : 's'}`;
+    const other = r.torch_other_s === null ? '' : `; ${r.torch_other_s.toFixed(2)} s with ${threads(r.torch_other_threads!)}`;
     report({
       section: 'd2l', case: `${r.model} from scratch, 1 epoch (${r.requests_per_step.toFixed(1)} req/step, acc ${r.ours_acc.toFixed(3)})`,
-      ours: `${r.ours_s.toFixed(2)} s`, theirs: `${r.torch_s.toFixed(2)} s torch (acc ${r.torch_acc.toFixed(3)})`,
+      ours: `${r.ours_s.toFixed(2)} s`, theirs: `${r.torch_s.toFixed(2)} s torch, ${threads(r.torch_threads)} (acc ${r.torch_acc.toFixed(3)}${other})`,
       ratio: r.torch_s / r.ours_s, bar: 1 / 3,
     });
   }

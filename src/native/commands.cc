@@ -175,7 +175,8 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       const View xv = f.view("xv");
       BlockRef o = f.block("out");
       f.end();
-      s.submit(copy_strided(x->buf(), xv, o->buf()), {&x}, {&o});
+      // Writes every element of out (view_plan checks out's length is the view's).
+      overwrite(s, o, copy_strided(x->buf(), xv, o->buf_to_overwrite()), {&x});
       return;
     }
     case Cmd::ScatterAdd: {
@@ -217,13 +218,14 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       const bool ta = f.flag("transA"), tb = f.flag("transB");
       const int64_t sa = f.integer("strideA", 0, kMaxIndex), sb = f.integer("strideB", 0, kMaxIndex);
       f.end();
-      s.submit(gemm(a->buf(), b->buf(), o->buf(), batch, m, n, k, ta, tb, sa, sb), {&a, &b}, {&o});
+      // Writes every element of out: its length is checked to be batch * m * n.
+      overwrite(s, o, gemm(a->buf(), b->buf(), o->buf_to_overwrite(), batch, m, n, k, ta, tb, sa, sb), {&a, &b});
       return;
     }
     case Cmd::Cast: {
       BlockRef x = f.block("x"), o = f.block("out");
       f.end();
-      s.submit(cast(x->buf(), o->buf()), {&x}, {&o});
+      overwrite(s, o, cast(x->buf(), o->buf_to_overwrite()), {&x});
       return;
     }
     case Cmd::SetStream: {

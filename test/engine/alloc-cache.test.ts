@@ -92,6 +92,42 @@ describe.skipIf(!addon)('the native buffer cache', () => {
     for (const s of [x, y, out]) nativeBackend.free(s);
   });
 
+  it('a gather, a product and a cast write a reused buffer whole without zeroing it first; refused, it reads as zeros', () => {
+    const n = 512; // n x n float64: 2 MiB, a size the cache keeps
+    const reused = (dtype: 'float32' | 'float64' = 'float64') => {
+      const junk = nativeBackend.alloc(dtype, n * n);
+      nativeBackend.fill(junk, 9);
+      nativeBackend.free(junk);
+      addon!.sync();
+      const s0 = cache.stats();
+      const out = nativeBackend.alloc(dtype, n * n);
+      expect(cache.stats().hits - s0.hits).toBe(1);
+      return out;
+    };
+    const a = nativeBackend.alloc('float64', n * n);
+    nativeBackend.arange(a, 0, 1);
+    // The transpose, gathered through a strided view.
+    const t = reused();
+    nativeBackend.copyStrided(a, { shape: [n, n], strides: [1, n], offset: 0 }, t);
+    const tv = nativeBackend.readNumbers(t);
+    expect(tv.every((v, i) => v === (i % n) * n + Math.floor(i / n))).toBe(true);
+    // A product with the identity (every element written once, by the micro-kernel's tiles).
+    const eye = nativeBackend.alloc('float64', n * n);
+    nativeBackend.writeNumbers(eye, Array.from({ length: n * n }, (_, i) => (i % (n + 1) === 0 ? 1 : 0)));
+    const p = reused();
+    nativeBackend.gemm(a, eye, p, 1, n, n, n, false, false, 0, 0);
+    const pv = nativeBackend.readNumbers(p);
+    expect(pv.every((v, i) => v === i)).toBe(true);
+    const c = reused('float32');
+    nativeBackend.cast(a, c);
+    expect(nativeBackend.readNumbers(c).every((v, i) => v === i)).toBe(true);
+    // A product refused for its shapes writes nothing: the reused buffer still reads as zeros.
+    const refused = reused();
+    expect(() => { nativeBackend.gemm(a, eye, refused, 1, n, n, n + 1, false, false, 0, 0); addon!.sync(); }).toThrow(/bounds/);
+    expect(nativeBackend.readNumbers(refused).every((v) => v === 0)).toBe(true);
+    for (const s of [a, t, eye, p, c, refused]) nativeBackend.free(s);
+  });
+
   it('a reused buffer whose kernel was refused reads as zeros, not as the bytes it held before', () => {
     const n = (2 * MiB) / 8;
     const junk = nativeBackend.alloc('float64', n);

@@ -258,6 +258,11 @@ constexpr int64_t kNarrowKC = 256;
 // The depth of B packed at once (at most 2 MiB: 16384 x 32 floats), shared by the threads.
 constexpr int64_t kNarrowPack = 16384;
 
+// A narrow product reads each value of A once: split over threads, below this many
+// multiply-adds it gains less than waking them costs (a 256x784 batch times 784x10, 2M, is
+// one thread's).
+constexpr int64_t kNarrowThreadFlops = int64_t(1) << 22;
+
 // B's depth range [p0, p0 + kc) as kc rows of `width` values, zero past n.
 template <class T>
 void pack_b_narrow(const Problem<T>& P, int64_t p0, int64_t kc, int width, T* dst) {
@@ -342,7 +347,7 @@ void gemm_one(const Problem<T>& P, int threads) {
   const int use = work >= kThreadFlops ? threads : 1;
   const NarrowKernel<T> nk = pick_narrow<T>(ks, P.n);
   if (nk.mr > 0) {
-    gemm_narrow(nk, P, 0, P.m, use);
+    gemm_narrow(nk, P, 0, P.m, work >= kNarrowThreadFlops ? threads : 1);
     return;
   }
   gemm_blocked(pick<T>(ks), P, use);
