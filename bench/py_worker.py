@@ -112,6 +112,18 @@ def chain(n_ops, reps):
     return timed(step, reps)
 
 
+def best_threads(run):
+    """PyTorch's time with one thread and with two, the faster counting: on a 2-vCPU VM its two
+    threads can spin against each other and run several times slower than one."""
+    times = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        times[threads] = run()
+    torch.set_num_threads(2)
+    best = min(times, key=times.get)
+    return {"s": times[best], "threads": best, "other_s": times[3 - best]}
+
+
 def main():
     if torch is not None:
         torch.set_num_threads(2)
@@ -129,11 +141,11 @@ def main():
             elif kind == "elementwise":
                 ans = {"s": elementwise(req["op"], req["dtype"], req["n"], req["reps"])}
             elif kind == "mlp":
-                ans = {"s": mlp(req["reps"])}
+                ans = best_threads(lambda: mlp(req["reps"]))
             elif kind == "lenet":
-                ans = {"s": lenet(req["reps"])}
+                ans = best_threads(lambda: lenet(req["reps"]))
             elif kind == "chain":
-                ans = {"s": chain(req["ops"], req["reps"])}
+                ans = best_threads(lambda: chain(req["ops"], req["reps"]))
             else:
                 ans = {"error": "unknown request " + kind}
         except Exception as e:  # report, keep serving

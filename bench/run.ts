@@ -67,10 +67,22 @@ class Python {
   }
 
   /** Seconds per call, or null when that library is missing. */
+  /** Torch's thread counts that won each round since the last call of threadsNote (best_threads). */
+  private wins = new Map<number, number>();
+
   async time(req: Record<string, unknown>): Promise<number | null> {
     const a = await this.ask(req);
+    if (typeof a.threads === 'number') this.wins.set(a.threads, (this.wins.get(a.threads) ?? 0) + 1);
     if (typeof a.s === 'number') return a.s;
     return null;
+  }
+
+  /** ", 1 thread" (or "1 or 2 threads") for the rounds timed since the last call. */
+  threadsNote(): string {
+    const ts = [...this.wins.keys()].sort();
+    this.wins.clear();
+    if (ts.length === 0) return '';
+    return `, ${ts.join(' or ')} thread${ts.length === 1 && ts[0] === 1 ? '' : 's'}`;
   }
 
   stop(): void {
@@ -298,7 +310,7 @@ async function mlpSection(py: Python, srv: Server): Promise<void> {
   const reps = repsFor(await timeAsync(step, 3), 0.5);
   const res = await sideBySide(() => timeAsync(step, reps), () => py.time({ kind: 'mlp', reps: reps * 2 }));
   report({
-    section: 'mlp', case: '784-256-10 fwd+bwd, batch 256 (HTTP)', ours: ms(res.ours), theirs: res.theirs ? `${ms(res.theirs)} torch` : 'torch missing',
+    section: 'mlp', case: '784-256-10 fwd+bwd, batch 256 (HTTP)', ours: ms(res.ours), theirs: res.theirs ? `${ms(res.theirs)} torch${py.threadsNote()}` : 'torch missing',
     // Issue 14's bar: the step at most 1.2x PyTorch's.
     ratio: res.theirs ? res.theirs / res.ours : null, bar: 1 / 1.2,
   });
@@ -337,7 +349,7 @@ async function lenetSection(py: Python, srv: Server): Promise<void> {
   const reps = repsFor(await timeAsync(step, 3), 0.5);
   const res = await sideBySide(() => timeAsync(step, reps), () => py.time({ kind: 'lenet', reps }));
   report({
-    section: 'lenet', case: 'the book\'s LeNet fwd+bwd, batch 256 of 1x28x28 (HTTP)', ours: ms(res.ours), theirs: res.theirs ? `${ms(res.theirs)} torch` : 'torch missing',
+    section: 'lenet', case: 'the book\'s LeNet fwd+bwd, batch 256 of 1x28x28 (HTTP)', ours: ms(res.ours), theirs: res.theirs ? `${ms(res.theirs)} torch${py.threadsNote()}` : 'torch missing',
     // Issue 14's bar: the step at most 1.5x PyTorch's.
     ratio: res.theirs ? res.theirs / res.ours : null, bar: 1 / 1.5,
   });
@@ -358,7 +370,7 @@ async function chainSection(py: Python, srv: Server): Promise<void> {
   const reps = repsFor(await timeAsync(step, 3), 0.5);
   const res = await sideBySide(() => timeAsync(step, reps), () => py.time({ kind: 'chain', ops: N, reps }));
   report({
-    section: 'chain', case: `${N}-op scalar chain fwd+bwd, per op (HTTP)`, ours: us(res.ours / N), theirs: res.theirs ? `${us(res.theirs / N)} torch` : 'torch missing',
+    section: 'chain', case: `${N}-op scalar chain fwd+bwd, per op (HTTP)`, ours: us(res.ours / N), theirs: res.theirs ? `${us(res.theirs / N)} torch${py.threadsNote()}` : 'torch missing',
     // Issue 14's bar: at most 0.4x PyTorch's per-op cost, i.e. their time at least 2.5 times ours.
     ratio: res.theirs ? res.theirs / res.ours : null, bar: 2.5,
   });

@@ -277,7 +277,7 @@ describe('deadlines', () => {
     for (const s of [a, c, d]) nat.free(s);
   }, 60_000);
 
-  it("a reused buffer whose overwriting kernel was stopped before it ran is clobbered: it never reads a former buffer's bytes", async () => {
+  it("a reused buffer whose overwriting kernel was stopped before it ran keeps its zeros: it never reads a former buffer's bytes", async () => {
     const n = (4 << 20) / 8;
     const x = filled(nat, n, 8);
     // A 4 MiB buffer full of 7s goes back to the cache; the next one of its size reuses it.
@@ -290,9 +290,10 @@ describe('deadlines', () => {
     nat.withStream!(63, () => nat.unary('exp', x, out));
     await nat.flush(63);
     expect(nat.clearDeadline!(63)).toBe(true);
-    expect(nat.failed!(out)).toBe('clobbered');
-    expect(nat.clearFailure!(out)).toBe(false);
-    expect(() => nat.readNumbers(out)).toThrow(/time budget/);
+    // Nothing was written: the buffer holds what it held, the zeros of a new array.
+    expect(nat.failed!(out)).toBe('intact');
+    expect(nat.clearFailure!(out)).toBe(true);
+    expect(nat.readNumbers(out).every((v) => v === 0)).toBe(true);
     for (const s of [x, out]) nat.free(s);
   }, 60_000);
 

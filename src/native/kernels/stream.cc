@@ -196,7 +196,15 @@ void Stream::loop() {
     if (!err.empty())
       for (const BlockRef& b : t.writes) {
         b->error = err;
-        if (partial) b->clobbered_ = true;
+        if (partial) {
+          b->clobbered_ = true;
+        } else if (b->unwritten_) {
+          // A kernel that was to overwrite a reused buffer did not start: the buffer gets the
+          // zeros it held (lazily) before, so it keeps its value (kept, not lost). Zeroed here, as
+          // a later call on the block may already be queued to overwrite it.
+          std::memset(b->data_, 0, static_cast<size_t>(b->bytes()));
+          b->unwritten_ = false;
+        }
       }
     else if (finished)
       for (const BlockRef& b : t.writes) b->unwritten_ = false;

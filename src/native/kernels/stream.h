@@ -89,8 +89,8 @@ class Block {
   std::string error;
   // Whether a failed call had started writing the block when it failed: otherwise its bytes are
   // those the last completed write left (the failure only says a write did not happen).
-  // A stale block whose overwriting kernel failed before it wrote holds a former buffer's bytes,
-  // not a value of its own: that counts as clobbered too.
+  // A stale block whose overwriting kernel failed before it started is zeroed by the worker (it
+  // keeps the value it had); one that failed after it started counts as clobbered.
   bool clobbered() const { return clobbered_ || unwritten_; }
   // The block is whole again: fully overwritten, or its failure found harmless by the caller.
   void clear_failure() {

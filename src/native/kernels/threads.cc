@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -19,10 +20,11 @@ struct Pool {
   const std::function<void(int)>* job = nullptr;
   int ntasks = 0;
   std::atomic<int> next{0};
-  int pending = 0;       // tasks not yet finished, guarded by m
-  uint64_t generation = 0;
+  // Written under m; atomic so that a thread about to sleep can first watch them change.
+  std::atomic<int> pending{0};        // tasks not yet finished
+  std::atomic<uint64_t> generation{0};
   int workers = 0;
-  int acked = 0;  // workers done with this generation; a job ends only when all have acked
+  std::atomic<int> acked{0};  // workers done with this generation; a job ends only when all have acked
   std::exception_ptr error;
 
   void grab_and_run() {
@@ -55,11 +57,30 @@ int default_threads() {
   return hw == 0 ? 1 : static_cast<int>(std::min(hw, 64u));
 }
 
+// A product's phases (pack a panel of B, multiply, pack the next) are jobs microseconds apart.
+// A worker asleep between them cost a futex wake and two context switches a job, and the caller
+// as many waiting for its ack: a quarter of a 256x784x256 product on a 2-vCPU VM. Each side
+// watches for the other this long before it sleeps.
+constexpr auto kSpin = std::chrono::microseconds(40);
+
+template <class Done>
+void spin_until(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int polls = 1; !done(); polls++) {
+    // The clock is read one poll in 64: each read costs more than a pause.
+    if ((polls & 63) == 0 && std::chrono::steady_clock::now() >= until) return;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 // Waiting for every worker to ack keeps a slow worker of job g from grabbing tasks of job g+1
 // with stale bookkeeping.
 void worker_loop(Pool* p, uint64_t seen) {
   t_in_pool = true;
   for (;;) {
+    spin_until([&] { return p->generation.load(std::memory_order_acquire) != seen; });
     {
       std::unique_lock<std::mutex> lk(p->m);
       p->wake.wait(lk, [&] { return p->generation != seen; });
@@ -82,7 +103,7 @@ Pool* pool() {
 void grow(Pool* p, int want) {
   std::lock_guard<std::mutex> g(p->m);
   while (p->workers < want) {
-    std::thread(worker_loop, p, p->generation).detach();
+    std::thread(worker_loop, p, p->generation.load()).detach();
     p->workers++;
   }
 }
@@ -128,6 +149,7 @@ void run_tasks(int ntasks, const std::function<void(int)>& fn) {
   t_in_pool = true;  // the caller works too; nested calls inside fn run serially
   p->grab_and_run();
   t_in_pool = false;
+  spin_until([&] { return p->pending.load(std::memory_order_acquire) == 0 && p->acked.load(std::memory_order_acquire) == expected; });
   std::exception_ptr err;
   {
     std::unique_lock<std::mutex> lk(p->m);
