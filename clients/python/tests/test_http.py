@@ -1,9 +1,14 @@
 """The client's HTTP/1.1 connection against a scripted server on a real socket: what it sends (a
-body's pieces in order, with its length) and how it reads answers that
+body's pieces in order, with its length, over TLS too) and how it reads answers that
 gradserve's server does not send but a proxy in front of it may (chunked bodies, HTTP/1.0, an
 answer closed to mark its end, a kept-alive connection closed between requests)."""
 import http.client
+import os
+import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
 import threading
 import unittest
 
@@ -17,8 +22,10 @@ class Scripted:
     """Accepts one connection; for each request read, sends the next scripted answer (bytes), then
     closes the connection if the answer ends with CLOSE; an answer of None closes it at once."""
 
-    def __init__(self, answers):
+    def __init__(self, answers, tls=None):
         self.answers = list(answers)
+        self.tls = tls
+        self.handshake_error = None
         self.requests = []
         self.reads = 0
         self.sock = socket.socket()
@@ -30,6 +37,13 @@ class Scripted:
 
     def _serve(self):
         conn, _ = self.sock.accept()
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except ssl.SSLError as e:
+                self.handshake_error = e
+                conn.close()
+                return
         buf = b''
         with conn:
             for answer in self.answers:
@@ -131,6 +145,46 @@ class HttpTest(unittest.TestCase):
         conn.request('GET', '/', None, {})
         with self.assertRaises(http.client.IncompleteRead):
             conn.getresponse('GET')
+
+
+    def tls_server(self, answers):
+        """A scripted server speaking TLS with a fresh self-signed certificate for 127.0.0.1; returns it
+        and the certificate's path."""
+        if not shutil.which('openssl'):
+            self.skipTest('needs the openssl command to make a certificate')
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        key, cert = os.path.join(tmp, 'key.pem'), os.path.join(tmp, 'cert.pem')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert,
+                        '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+                       check=True, capture_output=True)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        srv = Scripted(answers, tls=ctx)
+        self.addCleanup(srv.close)
+        return srv, cert
+
+    def test_speaks_tls_and_checks_the_certificate_against_the_host(self):
+        srv, cert = self.tls_server([b'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes'])
+        old = os.environ.get('SSL_CERT_FILE')
+        os.environ['SSL_CERT_FILE'] = cert  # the client trusts this certificate, as a CA bundle
+        self.addCleanup(lambda: os.environ.pop('SSL_CERT_FILE') if old is None else os.environ.__setitem__('SSL_CERT_FILE', old))
+        big = bytes(range(256)) * 1024
+        conn = Connection('127.0.0.1', srv.port, timeout=5, tls=True)
+        self.addCleanup(conn.close)
+        conn.request('POST', '/t', [b'a', big], {})
+        self.assertEqual(conn.getresponse('POST').read(), b'yes')
+        srv.close()
+        self.assertEqual(srv.requests[0][1], b'a' + big)
+
+    def test_refuses_a_certificate_it_does_not_trust(self):
+        srv, _ = self.tls_server([b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'])
+        conn = Connection('127.0.0.1', srv.port, timeout=5, tls=True)
+        self.addCleanup(conn.close)
+        with self.assertRaises(ssl.SSLCertVerificationError):
+            conn.request('GET', '/', None, {})
+        srv.close()
+        self.assertIn('unknown ca', str(srv.handshake_error).lower())
 
 
 if __name__ == '__main__':
