@@ -141,9 +141,13 @@ def main():
     for model in ('softmax', 'mlp'):
         ours, theirs = [], {1: [], cores: []}
         for r in range(rounds):
+            # PyTorch's OpenMP threads spin for a while after its last op: a pause before each
+            # epoch keeps them from taking the CPU the next one (ours or theirs) needs.
+            time.sleep(0.5)
             t, rps, acc = ours_epoch(model, x, y, np.random.RandomState(r))
             ours.append((t, rps, acc))
             for threads in theirs:
+                time.sleep(0.5)
                 theirs[threads].append(torch_epoch(model, x, y, np.random.RandomState(r), threads))
         best = min(ours)
         fastest = min(theirs, key=lambda th: min(theirs[th])[0])

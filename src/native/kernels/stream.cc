@@ -11,8 +11,12 @@ namespace gs {
 
 const char* const kTimeLimitError = "native backend: the request's time budget ran out before this array was computed";
 
-// About 30 µs of simple element operations: below this a thread hop costs more than the work.
-constexpr double kDefaultInlineLimit = 1 << 15;
+// Kernels cheaper than this (in the cost units of kernels/common.h: about an element of a simple
+// op, 16 multiply-adds of a product) run at once on the calling thread when nothing they touch
+// is queued: up to about 0.1 ms, which keeps the event loop responsive. A narrow product of a
+// training batch (256x784 by 784x10, 2M multiply-adds) is below it: queued, it and every op after
+// it in its program went through the worker, each a wake of it (7% of a softmax epoch).
+constexpr double kDefaultInlineLimit = 1 << 18;
 // How far behind the least-served active lane a lane that wakes from idle may start: it runs this
 // much work before the others get their turn again (a witness session's 1024^3 product, ~10 ms,
 // fits), and no more, so a session that wakes often cannot starve a busy one.
