@@ -12,10 +12,15 @@ closed, HTTPException for a malformed answer) or OSError, so callers handle them
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import ssl
 
 _SMALL = 64 * 1024  # bodies up to this are joined with the head: one write, one segment
+# As http.client refuses them: a space or control character would end the request line or a
+# header early, and what follows would be read as another request or header.
+_BAD_TARGET = re.compile(r'[\x00-\x20\x7f]')
+_BAD_VALUE = re.compile(r'[\r\n\x00]')
 _MAX_HEAD = 64 * 1024  # an answer's status line and headers
 
 
@@ -67,6 +72,11 @@ class Connection:
 
     def request(self, method: str, target: str, body: list | None, headers: dict) -> None:
         """Sends one request; body is a list of bytes-like pieces (or None)."""
+        if _BAD_TARGET.search(target):
+            raise http.client.InvalidURL('the request target %r holds a space or control character' % target[:80])
+        for k, v in headers.items():
+            if _BAD_VALUE.search(k) or _BAD_VALUE.search(v):
+                raise ValueError('header %r holds a line break' % k)
         sock = self.sock or self._open()
         size = sum(len(p) for p in body) if body else 0
         lines = ['%s %s HTTP/1.1' % (method, target), 'Host: ' + self._host_header]

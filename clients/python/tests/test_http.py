@@ -147,6 +147,18 @@ class HttpTest(unittest.TestCase):
             conn.getresponse('GET')
 
 
+    def test_refuses_a_target_or_header_that_would_split_the_request(self):
+        srv, conn = self.connect([b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'])
+        with self.assertRaises(http.client.InvalidURL):
+            conn.request('GET', '/a HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET /b', None, {})
+        with self.assertRaises(ValueError):
+            conn.request('GET', '/', None, {'Authorization': 'Bearer x\r\nX-Evil: 1'})
+        # nothing was sent: the connection still carries one well-formed request
+        conn.request('GET', '/ok', None, {})
+        self.assertEqual(conn.getresponse('GET').status, 200)
+        srv.close()
+        self.assertEqual([h.split(b'\r\n')[0] for h, _ in srv.requests], [b'GET /ok HTTP/1.1'])
+
     def tls_server(self, answers):
         """A scripted server speaking TLS with a fresh self-signed certificate for 127.0.0.1; returns it
         and the certificate's path."""
