@@ -25,6 +25,21 @@ function cycle(bytes: number, n: number): void {
 
 const faults = (): number => process.resourceUsage().minorPageFault;
 
+/**
+ * A buffer of `length` elements served from a mapping the cache kept, after a buffer of the same
+ * size filled with `junk` was freed into it (the bytes it must never show).
+ */
+function reusedBuffer(dtype: 'float32' | 'float64', length: number, junk: number) {
+  const before = nativeBackend.alloc(dtype, length);
+  nativeBackend.fill(before, junk);
+  nativeBackend.free(before);
+  addon!.sync();
+  const s0 = cache.stats();
+  const out = nativeBackend.alloc(dtype, length);
+  expect(cache.stats().hits - s0.hits).toBe(1);
+  return out;
+}
+
 describe.skipIf(!addon)('the native buffer cache', () => {
   beforeAll(() => {
     cache.setLimit(64 * MiB);
@@ -60,14 +75,7 @@ describe.skipIf(!addon)('the native buffer cache', () => {
   });
 
   it('a reused buffer reads as zeros', () => {
-    const n = (2 * MiB) / 8;
-    const a = nativeBackend.alloc('float64', n);
-    nativeBackend.fill(a, 7);
-    nativeBackend.free(a);
-    addon!.sync();
-    const s0 = cache.stats();
-    const b = nativeBackend.alloc('float64', n);
-    expect(cache.stats().hits - s0.hits).toBe(1);
+    const b = reusedBuffer('float64', (2 * MiB) / 8, 7);
     const v = nativeBackend.readNumbers(b);
     expect(v.every((x) => x === 0)).toBe(true);
     nativeBackend.free(b);
@@ -79,13 +87,7 @@ describe.skipIf(!addon)('the native buffer cache', () => {
     nativeBackend.writeNumbers(x, [1, 2, 3, 4]);
     const y = nativeBackend.alloc('float64', n);
     nativeBackend.fill(y, 0.5);
-    const junk = nativeBackend.alloc('float64', n);
-    nativeBackend.fill(junk, 7);
-    nativeBackend.free(junk);
-    addon!.sync();
-    const s0 = cache.stats();
-    const out = nativeBackend.alloc('float64', n);
-    expect(cache.stats().hits - s0.hits).toBe(1);
+    const out = reusedBuffer('float64', n, 7);
     nativeBackend.binary('add', y, { shape: [n], strides: [1], offset: 0 }, x, { shape: [n], strides: [0], offset: 2 }, out);
     const v = nativeBackend.readNumbers(out);
     expect(v.every((e) => e === 3.5)).toBe(true);
@@ -94,16 +96,7 @@ describe.skipIf(!addon)('the native buffer cache', () => {
 
   it('a gather, a product and a cast write a reused buffer whole without zeroing it first; refused, it reads as zeros', () => {
     const n = 512; // n x n float64: 2 MiB, a size the cache keeps
-    const reused = (dtype: 'float32' | 'float64' = 'float64') => {
-      const junk = nativeBackend.alloc(dtype, n * n);
-      nativeBackend.fill(junk, 9);
-      nativeBackend.free(junk);
-      addon!.sync();
-      const s0 = cache.stats();
-      const out = nativeBackend.alloc(dtype, n * n);
-      expect(cache.stats().hits - s0.hits).toBe(1);
-      return out;
-    };
+    const reused = (dtype: 'float32' | 'float64' = 'float64') => reusedBuffer(dtype, n * n, 9);
     const a = nativeBackend.alloc('float64', n * n);
     nativeBackend.arange(a, 0, 1);
     // The transpose, gathered through a strided view.
@@ -130,12 +123,8 @@ describe.skipIf(!addon)('the native buffer cache', () => {
 
   it('a reused buffer whose kernel was refused reads as zeros, not as the bytes it held before', () => {
     const n = (2 * MiB) / 8;
-    const junk = nativeBackend.alloc('float64', n);
-    nativeBackend.fill(junk, 9);
-    nativeBackend.free(junk);
-    addon!.sync();
+    const out = reusedBuffer('float64', n, 9);
     const x = nativeBackend.alloc('float64', n + 1);
-    const out = nativeBackend.alloc('float64', n);
     // Lengths differ: the kernel is refused before it writes anything.
     expect(() => { nativeBackend.unary('exp', x, out); addon!.sync(); nativeBackend.readNumbers(out); }).toThrow(/length/);
     expect(nativeBackend.readNumbers(out).every((e) => e === 0)).toBe(true);

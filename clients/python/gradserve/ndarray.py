@@ -761,14 +761,9 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
         count = wire_attrs.get(count)
         if not isinstance(count, int) or count < 1:
             raise TypeError('%s() needs %s, an integer >= 1' % (opname, spec.outputs))
-    if count == 1:
-        name = client.new_name()
-        stmt['out'] = name
-        outs = [NDArray(client, name, None, None)]
-    else:
-        names = [client.new_name() for _ in range(count)]
-        stmt['out'] = names
-        outs = [NDArray(client, n, None, None) for n in names]
+    names = [client.new_name() for _ in range(count)]
+    stmt['out'] = names[0] if count == 1 else names
+    outs = [NDArray(client, n, None, None) for n in names]
     client.engine.enqueue(stmt, outs)
     del keep
     return outs[0] if count == 1 else outs

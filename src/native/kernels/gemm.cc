@@ -263,19 +263,6 @@ constexpr int64_t kNarrowPack = 16384;
 // one thread's).
 constexpr int64_t kNarrowThreadFlops = int64_t(1) << 22;
 
-// B's depth range [p0, p0 + kc) as kc rows of `width` values, zero past n.
-template <class T>
-void pack_b_narrow(const Problem<T>& P, int64_t p0, int64_t kc, int width, T* dst) {
-  for (int64_t p = 0; p < kc; p++, dst += width) {
-    if (!P.tb) {
-      std::memcpy(dst, P.b + (p0 + p) * P.n, sizeof(T) * static_cast<size_t>(P.n));
-    } else {
-      for (int64_t j = 0; j < P.n; j++) dst[j] = P.b[j * P.k + p0 + p];
-    }
-    for (int64_t j = P.n; j < width; j++) dst[j] = T(0);
-  }
-}
-
 // One run of rows (at most mr; A's run at a, lda apart) against packed depth [q0, q0 + qc), in
 // blocks of kNarrowKC.
 template <class T>
@@ -326,7 +313,8 @@ void gemm_narrow(const NarrowKernel<T>& nk, const Problem<T>& P, int64_t r0, int
   const int tasks = static_cast<int>((rows + per - 1) / per);
   for (int64_t q0 = 0; q0 < P.k; q0 += kNarrowPack) {
     const int64_t qc = std::min(kNarrowPack, P.k - q0);
-    pack_b_narrow(P, q0, qc, nk.width, bpack.get());
+    // One sliver `width` wide: kc rows of width values, zero past n.
+    pack_b(P, 0, P.n, q0, qc, nk.width, 0, 1, bpack.get());
     run_tasks(tasks, [&](int t) { narrow_rows(nk, P, bpack.get(), q0, qc, r0 + per * t, std::min(r1, r0 + per * (t + 1))); });
   }
 }
@@ -344,13 +332,12 @@ void gemm_one(const Problem<T>& P, int threads) {
     return;
   }
   const MicroKernels ks = kernels_for(static_cast<Level>(g_level.load()));
-  const int use = work >= kThreadFlops ? threads : 1;
   const NarrowKernel<T> nk = pick_narrow<T>(ks, P.n);
   if (nk.mr > 0) {
     gemm_narrow(nk, P, 0, P.m, work >= kNarrowThreadFlops ? threads : 1);
     return;
   }
-  gemm_blocked(pick<T>(ks), P, use);
+  gemm_blocked(pick<T>(ks), P, work >= kThreadFlops ? threads : 1);
 }
 
 template <class T>
