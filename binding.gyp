@@ -18,6 +18,7 @@
         'src/native/kernels/unary_f32_avx2.cc',
         'src/native/kernels/unary_f32_avx512.cc',
         'src/native/kernels/strided.cc',
+        'src/native/kernels/indexed.cc',
         'src/native/kernels/reduce.cc',
         'src/native/kernels/reduce_contig.cc',
         'src/native/kernels/random.cc',

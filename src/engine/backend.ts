@@ -156,6 +156,17 @@ export interface Backend {
   scatterAddStrided(x: Storage, out: Storage, ov: View): void;
 
   /**
+   * For each window of x (the last `kdims` axes of the view xv; the others enumerate windows):
+   * out[i] = its maximum, idx[i] (int64) = the flat position in x of its first maximum in
+   * row-major window order (where MXNet's max pooling sends the gradient). A NaN wins, the first.
+   */
+  windowMax(x: Storage, xv: View, kdims: number, out: Storage, idx: Storage): void;
+  /** out[i] = x[idx[i]], idx int64; an index outside [0, x.length) fails the kernel, writing nothing. */
+  indexTake(x: Storage, idx: Storage, out: Storage): void;
+  /** out[idx[i]] += x[i] in order of i (the adjoint of indexTake), with indexTake's checks. */
+  indexScatterAdd(x: Storage, idx: Storage, out: Storage): void;
+
+  /**
    * Reduces x (contiguous, `shape`) over the axes set in `axes` (sorted, unique); out holds the
    * remaining dims in order. An empty reduction gives the op's identity (0, 1, -inf, +inf).
    * NaN propagates through max and min.

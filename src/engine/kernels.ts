@@ -161,6 +161,34 @@ export function makeKernels(m: Allocator) {
     /** In place: into[view] += x, x contiguous over view.shape (joins, grouped convolution). */
     scatterAdd,
 
+    /**
+     * The maximum of each window of x (the view's last `kdims` axes) and the int64 flat position
+     * in x of its first maximum: [values, positions], both shaped as the view's other axes.
+     */
+    windowMax(x: NDArray, v: View, kdims: number): [NDArray, NDArray] {
+      const shape = v.shape.slice(0, v.shape.length - kdims);
+      const out = m.alloc(x.dtype, shape.length ? shape : [1]);
+      const idx = m.alloc('int64', out.shape);
+      be.windowMax(x.storage, v, kdims, out.storage, idx.storage);
+      return [out, idx];
+    },
+
+    /** x.flat[idx] (int64 positions), shaped as idx. */
+    indexTake(x: NDArray, idx: NDArray): NDArray {
+      if (idx.dtype !== 'int64') throw bug(`indexTake by ${idx.dtype} indices`);
+      const out = m.alloc(x.dtype, idx.shape);
+      be.indexTake(x.storage, idx.storage, out.storage);
+      return out;
+    },
+
+    /** zeros(shape) with x[i] added at flat position idx[i]: the adjoint of indexTake. */
+    indexScatterAdd(x: NDArray, idx: NDArray, shape: readonly number[]): NDArray {
+      if (idx.dtype !== 'int64' || idx.size !== x.size) throw bug(`indexScatterAdd of ${shapeStr(x.shape)} by ${idx.dtype} ${shapeStr(idx.shape)}`);
+      const out = m.alloc(x.dtype, [...shape]);
+      be.indexScatterAdd(x.storage, idx.storage, out.storage);
+      return out;
+    },
+
     reduce(op: ReduceKernel, x: NDArray, axes: readonly number[], keepdims: boolean): NDArray {
       const sorted = [...new Set(axes)].sort((p, q) => p - q);
       const kept = x.shape.filter((_, d) => !sorted.includes(d));

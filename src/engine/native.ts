@@ -70,6 +70,7 @@ const CANDIDATES = ['../../build/Release/gradserve.node', '../../../build/Releas
 const COMMANDS = [
   'Alloc', 'Free', 'Fill', 'Arange', 'Eye', 'Uniform', 'Normal', 'Unary', 'Binary', 'BinaryScalar',
   'Where', 'CopyStrided', 'ScatterAdd', 'Reduce', 'ArgReduce', 'Gemm', 'Cast', 'SetStream',
+  'WindowMax', 'IndexTake', 'IndexScatterAdd',
 ] as const;
 const opcode = (name: (typeof COMMANDS)[number]): number => COMMANDS.indexOf(name);
 const ALLOC = opcode('Alloc'), FREE = opcode('Free'), FILL = opcode('Fill'), ARANGE = opcode('Arange');
@@ -77,6 +78,7 @@ const EYE = opcode('Eye'), UNIFORM = opcode('Uniform'), NORMAL = opcode('Normal'
 const BINARY = opcode('Binary'), BINARY_SCALAR = opcode('BinaryScalar'), WHERE = opcode('Where');
 const COPY_STRIDED = opcode('CopyStrided'), SCATTER_ADD = opcode('ScatterAdd'), REDUCE = opcode('Reduce');
 const ARG_REDUCE = opcode('ArgReduce'), GEMM = opcode('Gemm'), CAST = opcode('Cast'), SET_STREAM = opcode('SetStream');
+const WINDOW_MAX = opcode('WindowMax'), INDEX_TAKE = opcode('IndexTake'), INDEX_SCATTER_ADD = opcode('IndexScatterAdd');
 
 /** Dtypes in the order of their codes in commands (kernels/common.h DType). */
 const DTYPE_CODES = ['float32', 'float64', 'int32', 'int64', 'uint8', 'float16'] as const;
@@ -395,6 +397,15 @@ function strided(opcode: number, x: Storage, v: View, vname: string, out: Storag
   issued();
 }
 
+/** indexTake and indexScatterAdd: one layout (x, idx, out). */
+function indexed(opcode: number, x: Storage, idx: Storage, out: Storage): void {
+  const hx = handle(x, 'x'), hi = handle(idx, 'idx'), o = handle(out, 'out');
+  const c = begin(opcode, 5);
+  put(hx); put(hi); put(o);
+  end(c);
+  issued();
+}
+
 /** A data transfer: it bypasses the command buffer, so every pending command runs first. */
 function direct<T>(s: Storage, call: (a: RawAddon, h: number) => T): T {
   const h = handle(s, 's');
@@ -497,6 +508,16 @@ export const nativeBackend: Backend = {
   },
   copyStrided: (x, xv, out) => strided(COPY_STRIDED, x, xv, 'xv', out),
   scatterAddStrided: (x, out, ov) => strided(SCATTER_ADD, x, ov, 'ov', out),
+  windowMax(x, xv, kdims, out, idx) {
+    const [p] = readViews([xv], ['xv']);
+    const hx = handle(x, 'x'), o = handle(out, 'out'), hi = handle(idx, 'idx');
+    const c = begin(WINDOW_MAX, 6 + VIEW_ROOM);
+    put(hx); putView(p); put(num(kdims, 'kdims')); put(o); put(hi);
+    end(c);
+    issued();
+  },
+  indexTake: (x, idx, out) => indexed(INDEX_TAKE, x, idx, out),
+  indexScatterAdd: (x, idx, out) => indexed(INDEX_SCATTER_ADD, x, idx, out),
   reduce(op, x, shape, axes, out) {
     const k = opIndex(REDUCE_INDEX, 'reduce', op);
     const sh = intList(shape, 'shape');

@@ -56,6 +56,17 @@ function settle(out: Storage): void {
   for (let i = 0; i < d.length; i++) d[i] = toInt64(d[i]);
 }
 
+function indices(s: Storage): Data {
+  if (ref(s).dtype !== 'int64') throw new Error(`reference backend: indices must be int64, got ${s.dtype}`);
+  return ref(s).data;
+}
+
+function checkIndices(id: Data, bound: number): void {
+  for (let i = 0; i < id.length; i++) {
+    if (!(id[i] >= 0 && id[i] < bound)) throw new Error(`reference backend: index ${id[i]} at position ${i} is out of range for ${bound} elements`);
+  }
+}
+
 const isInt = (s: Storage): boolean => DTYPE_INFO[s.dtype].kind === 'int';
 
 /** Element i of any buffer as a number (float16 decoded). */
@@ -341,6 +352,45 @@ export const referenceBackend: Backend = {
     checkView(od.length, ov, 'out');
     if (ov.shape.reduce((p, q) => p * q, 1) !== xd.length) throw new Error('reference backend: scatter length mismatch');
     forEachStrided(ov.shape, [ov], (i, [o]) => { od[o] += xd[i]; });
+    settle(out);
+  },
+
+  windowMax(x, xv, kdims, out, idx) {
+    const xd = num(x);
+    const od = num(out);
+    const id = indices(idx);
+    checkView(xd.length, xv, 'x');
+    const r = xv.shape.length - kdims;
+    if (kdims < 0 || r < 0) throw new Error('reference backend: windowMax kdims out of range');
+    const nout = xv.shape.slice(0, r).reduce((p, q) => p * q, 1);
+    const nwin = xv.shape.slice(r).reduce((p, q) => p * q, 1);
+    if (od.length !== nout || id.length !== nout) throw new Error('reference backend: windowMax out length mismatch');
+    if (nout > 0 && nwin === 0) throw new Error('reference backend: windowMax window is empty');
+    // Visited in row-major order of the whole view, so each window's elements come in order.
+    let at = -1;
+    forEachStrided(xv.shape, [xv], (i, [o]) => {
+      const w = Math.floor(i / nwin);
+      const v = xd[o];
+      if (w !== at) { at = w; od[w] = v; id[w] = o; return; }
+      const best = od[w];
+      if (best === best && (v > best || v !== v)) { od[w] = v; id[w] = o; }
+    });
+  },
+  indexTake(x, idx, out) {
+    const xd = live(x);
+    const od = live(out);
+    const id = indices(idx);
+    if (id.length !== od.length) throw new Error('reference backend: indexTake length mismatch');
+    checkIndices(id, xd.length);
+    for (let i = 0; i < id.length; i++) od[i] = xd[id[i]];
+  },
+  indexScatterAdd(x, idx, out) {
+    const xd = num(x);
+    const od = num(out);
+    const id = indices(idx);
+    if (id.length !== xd.length) throw new Error('reference backend: indexScatterAdd length mismatch');
+    checkIndices(id, od.length);
+    for (let i = 0; i < id.length; i++) od[id[i]] += xd[i];
     settle(out);
   },
 

@@ -6,6 +6,7 @@
 
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/indexed.h"
 #include "kernels/ops.h"
 #include "kernels/random.h"
 #include "kernels/reduce.h"
@@ -226,6 +227,27 @@ void run_one(Stream& s, HandleTable& table, Cmd cmd, Fields& f) {
       BlockRef x = f.block("x"), o = f.block("out");
       f.end();
       overwrite(s, o, cast(x->buf(), o->buf_to_overwrite()), {&x});
+      return;
+    }
+    case Cmd::WindowMax: {
+      const auto x = f.viewed("x", "xv");
+      const int64_t kdims = f.integer("kdims", 0, kMaxRank);
+      BlockRef o = f.block("out"), id = f.block("idx");
+      f.end();
+      s.submit(window_max(x.block->buf(), x.view, static_cast<int>(kdims), o->buf(), id->buf()), {&x.block}, {&o, &id});
+      return;
+    }
+    case Cmd::IndexTake: {
+      BlockRef x = f.block("x"), id = f.block("idx"), o = f.block("out");
+      f.end();
+      overwrite(s, o, index_take(x->buf(), id->buf(), o->buf_to_overwrite()), {&x, &id});
+      return;
+    }
+    case Cmd::IndexScatterAdd: {
+      BlockRef x = f.block("x"), id = f.block("idx"), o = f.block("out");
+      f.end();
+      // out accumulates: it is read as well as written.
+      s.submit(index_scatter_add(x->buf(), id->buf(), o->buf()), {&x, &id, &o}, {&o});
       return;
     }
     case Cmd::SetStream: {

@@ -35,7 +35,10 @@ namespace gs {
   X(ArgReduce)     /* isMax x rank shape... axis out */                    \
   X(Gemm)          /* a b out batch m n k transA transB strideA strideB */ \
   X(Cast)          /* x out */                                             \
-  X(SetStream)     /* tag */
+  X(SetStream)     /* tag */                                               \
+  X(WindowMax)     /* x [view] kdims out idx */                            \
+  X(IndexTake)     /* x idx out */                                         \
+  X(IndexScatterAdd) /* x idx out */
 
 enum class Cmd : int {
 #define GS_CMD_ITEM(name) name,

@@ -320,8 +320,9 @@ defineOp({
   inputs: ['data'],
   attrs: PoolAttrs,
   visibleOutputs: 1,
-  // Hidden output: the divisor of each window (average pooling) or 1.
-  save: { inputs: true, outputs: true },
+  // Hidden output: where each window's maximum lies (max pooling), or each window's divisor. The
+  // gradient needs that and the input's shape only, so the input itself is not kept.
+  save: { outputs: true },
   examples: [
     { shapes: [[2, 2, 5, 5]], attrs: { kernel: [2, 2], stride: [2, 2] } },
     { shapes: [[2, 2, 5, 5]], attrs: { kernel: [3, 3], stride: [2, 2], pad: [1, 1], pool_type: 'avg' } },
@@ -334,9 +335,10 @@ defineOp({
     const w = poolWindows(x.shape, a);
     const o = checkOut('Pooling', x.shape, w);
     const d = o.length;
+    // The hidden output: where each window's maximum lies (max), or each window's divisor.
+    if (a.pool_type === 'max') return ctx.k.windowMax(padK(ctx, x, w), windowsView(x.shape, w), d);
     const cols = im2colK(ctx, x, w);
     const kAxes = [...Array(d).keys()].map((i) => 2 + d + i);
-    if (a.pool_type === 'max') return [ctx.k.reduce('max', cols, kAxes, false), ctx.k.full(x.dtype, [1], 1)];
     const s = ctx.k.reduce('sum', cols, kAxes, false);
     if (a.pool_type === 'sum') return [s, ctx.k.full(x.dtype, [1], 1)];
     const per = poolCounts(x.shape.slice(2), w, o, a.count_include_pad);
@@ -347,18 +349,21 @@ defineOp({
     });
     return [ctx.k.binary('div', s, count, { op: 'Pooling' }), count];
   },
-  vjp({ g, x, y, attrs: a, shapes }) {
+  vjp({ g, y, attrs: a, shapes }) {
     const shape = shapes[0]!;
     const w = poolWindows(shape, a);
     const d = shape.length - 2;
-    const cols = F._im2col(x[0] as NDArray, { ...w });
-    const expand = (v: NDArray) => F.reshape(v, { shape: [...v.shape, ...Array(d).fill(1)] });
-    let dcols: NDArray;
-    if (a.pool_type === 'max') dcols = F.multiply(expand(g[0]), F.equal(cols, expand(y[0]!)));
-    else {
-      const per = a.pool_type === 'avg' ? F.divide(g[0], y[1]!) : g[0];
-      dcols = F.broadcast_to(expand(per), { shape: [...cols.shape] });
+    if (a.pool_type === 'max') {
+      // Each window's gradient goes to its first maximum only, as in MXNet and PyTorch (ties
+      // after a relu are common: all four zeros of a window must not each get it).
+      const dxp = F._index_scatter_add(g[0], y[1]!, { shape: paddedShape(shape, w) });
+      if (!padded(w)) return [dxp];
+      const begin = shape.map((_, i) => (i < 2 ? 0 : w.pad[i - 2]));
+      return [F.slice(dxp, { begin, end: begin.map((b, i) => b + shape[i]) })];
     }
+    const expand = (v: NDArray) => F.reshape(v, { shape: [...v.shape, ...Array(d).fill(1)] });
+    const per = a.pool_type === 'avg' ? F.divide(g[0], y[1]!) : g[0];
+    const dcols = F.broadcast_to(expand(per), { shape: windowsView(shape, w).shape });
     return [F._col2im(dcols, { ...w, fill: 'zero', shape: [...shape] })];
   },
 });

@@ -181,6 +181,45 @@ defineOp({
   },
 });
 
+/**
+ * Flat positions as int64: what the index kernels take. Float positions (the generated tests
+ * give floats) are floored first; the kernel refuses any outside the data.
+ */
+function positionsK(ctx: OpContext, idx: NDArray): NDArray {
+  if (idx.dtype === 'int64') return idx;
+  return ctx.k.cast(isFloat(idx.dtype) ? ctx.k.unary('floor', idx) : idx, 'int64');
+}
+
+defineOp({
+  name: '_index_take',
+  internal: true,
+  doc: 'data.flat[index]: elements of data at flat positions, shaped as index (max pooling\'s gradient of its gradient); its adjoint is _index_scatter_add.',
+  inputs: ['data', 'index'],
+  dtypes: ['float', 'numeric'],
+  save: { inputs: [1] },
+  domain: [0, 2.9],
+  examples: [{ shapes: [[3], [5]] }, { shapes: [[3, 1], [2, 2]] }],
+  forward: (ctx, [x, idx]) => ctx.k.indexTake(x, positionsK(ctx, idx)),
+  vjp: ({ g, x, shapes }) => [F._index_scatter_add(g[0], x[1] as NDArray, { shape: [...shapes[0]!] }), null],
+});
+
+defineOp({
+  name: '_index_scatter_add',
+  internal: true,
+  doc: 'zeros(shape) with data[i] added at flat position index[i] (max pooling\'s gradient); the adjoint of _index_take.',
+  inputs: ['data', 'index'],
+  dtypes: ['float', 'numeric'],
+  attrs: z.object({ shape: z.array(z.number().int().min(0)).max(32) }).strict(),
+  save: { inputs: [1] },
+  domain: [0, 2.9],
+  examples: [{ shapes: [[5], [5]], attrs: { shape: [3] } }, { shapes: [[2, 2], [2, 2]], attrs: { shape: [3, 1] } }],
+  forward(ctx, [x, idx], a) {
+    if (x.size !== idx.size) throw fail('shape_mismatch', `\`data\` ${shapeStr(x.shape)} and \`index\` ${shapeStr(idx.shape)} of \`_index_scatter_add\` must have one position per element`, { arg: 'index' });
+    return ctx.k.indexScatterAdd(x, positionsK(ctx, idx), a.shape);
+  },
+  vjp: ({ g, x }) => [F._index_take(g[0], x[1] as NDArray), null],
+});
+
 // Range slicing: MXNet's slice and slice_axis, and flip, as views read by getitem's machinery.
 const Bound = z.array(z.number().int().nullable()).max(32);
 const intOrList = z.union([z.number().int().transform((d) => [d]), z.array(z.number().int()).max(32)]);

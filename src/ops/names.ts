@@ -29,6 +29,8 @@ export type OpName =
   | '_greater'
   | '_greater_equal'
   | '_im2col'
+  | '_index_scatter_add'
+  | '_index_take'
   | '_lesser'
   | '_lesser_equal'
   | '_maximum'

@@ -459,6 +459,81 @@ describe('strided copies', () => {
   }
 });
 
+// ---- indexed kernels -----------------------------------------------------------------------
+
+/** The windows of [N, C, H, W] data as one view [N, C, OH, OW, KH, KW] (pooling's geometry). */
+function windows(n: number, c: number, h: number, w: number, k: [number, number], s: [number, number], d: [number, number]): View {
+  const oh = Math.floor((h - d[0] * (k[0] - 1) - 1) / s[0]) + 1;
+  const ow = Math.floor((w - d[1] * (k[1] - 1) - 1) / s[1]) + 1;
+  return { shape: [n, c, oh, ow, k[0], k[1]], strides: [c * h * w, h * w, s[0] * w, s[1], d[0] * w, d[1]], offset: 0 };
+}
+
+describe('indexed kernels', () => {
+  const geometries: [number, number, number, number, [number, number], [number, number], [number, number]][] = [
+    [2, 3, 6, 6, [2, 2], [2, 2], [1, 1]], [1, 2, 7, 5, [3, 2], [2, 1], [1, 1]], [3, 1, 9, 9, [3, 3], [1, 1], [2, 2]],
+    [2, 2, 24, 24, [2, 2], [2, 2], [1, 1]], [1, 1, 4, 4, [4, 4], [1, 1], [1, 1]],
+  ];
+  for (const dtype of NUMERIC) {
+    it(`windowMax finds each window's maximum and its first position, with ties and NaN (${dtype})`, () => {
+      const r = rng(21);
+      for (const [n, c, h, w, k, s, d] of geometries) {
+        const data = randomData(n * c * h * w, r).map((v) => Math.round(v * 2) / 2); // ties
+        if (DTYPE_INFO[dtype].kind === 'float') for (let i = 3; i < data.length; i += 41) data[i] = NaN;
+        const [x1, x2] = pair(dtype, data);
+        const v = windows(n, c, h, w, k, s, d);
+        const count = prod(v.shape.slice(0, 4));
+        const [o1, o2] = outs(dtype, count);
+        const [i1, i2] = outs('int64', count);
+        ref.windowMax(x1, v, 2, o1, i1); nat.windowMax(x2, v, 2, o2, i2);
+        const what = `windowMax ${JSON.stringify(v)}`;
+        compare(o1, o2, 0, what);
+        compare(i1, i2, 0, `${what} positions`);
+      }
+    });
+
+    it(`indexTake and indexScatterAdd match, repeated positions summing in order (${dtype})`, () => {
+      const r = rng(22);
+      for (const [len, count] of [[7, 30], [1, 5], [5000, 70000]]) {
+        const [x1, x2] = pair(dtype, randomData(len, r));
+        const pos = Array.from({ length: count }, () => Math.floor(r() * len));
+        const [p1, p2] = pair('int64', pos);
+        const [t1, t2] = outs(dtype, count);
+        ref.indexTake(x1, p1, t1); nat.indexTake(x2, p2, t2);
+        compare(t1, t2, 0, `take ${len} by ${count}`);
+        const [g1, g2] = pair(dtype, randomData(count, r));
+        const [s1, s2] = pair(dtype, randomData(len, r));
+        ref.indexScatterAdd(g1, p1, s1); nat.indexScatterAdd(g2, p2, s2);
+        compare(s1, s2, ELEM_TOL[dtype], `scatter ${count} into ${len}`);
+      }
+    });
+  }
+
+  it('fails a kernel given a position outside the data (checked when it runs), and refuses positions that are not int64', () => {
+    const x = nat.alloc('float32', 4);
+    nat.writeNumbers(x, [1, 2, 3, 4]);
+    const o = nat.alloc('float32', 3);
+    nat.writeNumbers(o, [7, 8, 9]);
+    for (const bad of [[0, 4, 1], [-1, 0, 0], [2 ** 40, 0, 0]]) {
+      const p = nat.alloc('int64', 3);
+      nat.writeNumbers(p, bad);
+      expect(() => { nat.indexTake(x, p, o); nat.readNumbers(o); }, JSON.stringify(bad)).toThrow(/indexTake: index -?\d+ at position \d is out of range for 4 elements/);
+      const acc = nat.alloc('float32', 4);
+      expect(() => { nat.indexScatterAdd(nat.alloc('float32', 3), p, acc); nat.readNumbers(acc); }).toThrow(/out of range for 4 elements/);
+      nat.free(p);
+    }
+    const f = nat.alloc('float64', 3);
+    expect(() => nat.indexTake(x, f, o)).toThrow(/int64/);
+    expect(() => nat.indexScatterAdd(o, f, x)).toThrow(/int64/);
+    const win = { shape: [2, 2], strides: [2, 1], offset: 0 };
+    expect(() => nat.windowMax(x, win, 1, nat.alloc('float32', 2), nat.alloc('float32', 2))).toThrow(/int64/);
+    expect(() => nat.windowMax(x, win, 3, nat.alloc('float32', 2), nat.alloc('int64', 2))).toThrow(/kdims/);
+    expect(() => nat.windowMax(x, win, 1, nat.alloc('float32', 3), nat.alloc('int64', 3))).toThrow(/one element per window/);
+    expect(() => nat.windowMax(x, { shape: [2, 0], strides: [2, 1], offset: 0 }, 1, nat.alloc('float32', 2), nat.alloc('int64', 2))).toThrow(/empty/);
+    expect(() => nat.windowMax(x, { shape: [2, 3], strides: [2, 1], offset: 0 }, 1, nat.alloc('float32', 2), nat.alloc('int64', 2))).toThrow(Error);
+    nat.free(x); nat.free(f);
+  });
+});
+
 // ---- reductions ----------------------------------------------------------------------------
 
 function subsets(rank: number): number[][] {

@@ -140,6 +140,25 @@ describe('Pooling', () => {
     expect(await c.data('x/grad')).toEqual([[[[0, 1, 0, 0], [0, 0, 1, 0]]]]);
   });
 
+  it('a tied window sends its gradient to its first maximum only, and overlapping windows add up, as MXNet', async () => {
+    // After a relu whole windows are 0: each window's gradient goes to one element, never to all four.
+    await c.expr('x = nd.array([[[[0, 0, 3, 3], [0, 0, 1, 3]]]]); x.attach_grad()');
+    await c.expr('with autograd.record():\n    y = nd.Pooling(x, kernel=(2, 2), stride=(2, 2))\ny.backward()');
+    expect(await c.data('x/grad')).toEqual([[[[1, 0, 1, 0], [0, 0, 0, 0]]]]);
+    // Stride 1 and padding: the 3 wins two windows, the 9 two more; the padding never wins.
+    await c.expr('x = nd.array([[[1, 3, 2, 9]]]); x.attach_grad()');
+    await c.expr('with autograd.record():\n    y = nd.Pooling(x, kernel=(2,), stride=(1,), pad=(1,))\n    z = (y * nd.array([[[1, 10, 100, 1000, 10000]]])).sum()\nz.backward()');
+    expect(await val(c, 'y')).toEqual([1, 3, 3, 9, 9]);
+    expect(await c.data('x/grad')).toEqual([[[1, 110, 0, 11000]]]);
+  });
+
+  it('a NaN in a window is its maximum, and takes its gradient', async () => {
+    await c.expr('x = nd.array([[[[1, -1], [-1, 4]]]]).sqrt(); x.attach_grad()');
+    await c.expr('with autograd.record():\n    y = nd.Pooling(x, kernel=(2, 2))\ny.backward()');
+    expect(await val(c, '(y != y).sum()')).toEqual([1]);
+    expect(await c.data('x/grad')).toEqual([[[[0, 1], [0, 0]]]]);
+  });
+
   it('rejects bad kernels, strides and pads', async () => {
     await c.expr('x = nd.ones((1, 2, 4, 4))');
     await rejects(c, 'nd.Pooling(x)', 'Pooling', 'kernel', 'invalid_attribute');
