@@ -26,15 +26,18 @@ export interface Windows {
   pad: number[];
   /** Padding after the data (pad plus the extra that pooling_convention='full' needs). */
   padEnd: number[];
-  /** 'kernel_first': [N, C, k..., o...] (convolution); 'kernel_last': [N, C, o..., k...] (pooling). */
-  layout: 'kernel_first' | 'kernel_last';
+  /**
+   * 'kernel_first': [N, C, k..., o...] (convolution); 'kernel_last': [N, C, o..., k...] (pooling);
+   * 'batch_inner': [C, k..., N, o...] (convolution's gradients: one product over the whole batch).
+   */
+  layout: 'kernel_first' | 'kernel_last' | 'batch_inner';
   /** The value read outside the data: 0, or -inf for max pooling. */
   fill: 'zero' | 'neg_inf';
 }
 
 const WindowsAttrs = z.object({
   kernel: Dims, stride: Dims, dilate: Dims, pad: Dims, padEnd: Dims,
-  layout: z.enum(['kernel_first', 'kernel_last']), fill: z.enum(['zero', 'neg_inf']).default('zero'),
+  layout: z.enum(['kernel_first', 'kernel_last', 'batch_inner']), fill: z.enum(['zero', 'neg_inf']).default('zero'),
 }).strict();
 
 export function outSizes(inSizes: readonly number[], w: Windows): number[] {
@@ -58,6 +61,13 @@ function windowsView(shape: readonly number[], w: Windows, channel0 = 0, channel
   const o = outSizes(shape.slice(2), w);
   const ks = { shape: w.kernel, strides: sp.map((s, i) => s * w.dilate[i]) };
   const os = { shape: o, strides: sp.map((s, i) => s * w.stride[i]) };
+  if (w.layout === 'batch_inner') {
+    return {
+      shape: [channels, ...ks.shape, shape[0], ...os.shape],
+      strides: [st[1], ...ks.strides, st[0], ...os.strides],
+      offset: channel0 * st[1],
+    };
+  }
   const [a, b] = w.layout === 'kernel_first' ? [ks, os] : [os, ks];
   return {
     shape: [shape[0], channels, ...a.shape, ...b.shape],
@@ -245,21 +255,29 @@ defineOp({
   },
 });
 
-/** Gradients of one group's convolution, with table ops: [d data, d weight], each only if wanted. */
+/**
+ * Gradients of one group's convolution, with table ops: [d data, d weight], each only if wanted.
+ * Both are single products over the whole batch, with the windows laid out [C, k..., N, o...]
+ * and the gradient [F, N, o...]: d weight is windows times gradient summed over (n, o), d windows
+ * is weight transposed times gradient, and neither needs a product per image, a sum over them, or
+ * a transposed copy of the windows.
+ */
 function convGrads(data: NDArray, wt: NDArray, g: NDArray, w: Windows, wantData: boolean, wantWeight: boolean): [NDArray | null, NDArray | null] {
   const [N, C] = data.shape;
   const Fn = wt.shape[0];
   const CK = C * sizeOf(w.kernel);
-  const cols = F._im2col(data, { ...w });
-  const cols3 = F.reshape(cols, { shape: [N, CK, -1] });
-  const g3 = F.reshape(g, { shape: [N, Fn, -1] });
-  const dw = wantWeight ? F.reshape(F.sum(F.batch_dot(g3, cols3, { transpose_b: true }), { axis: 0 }), { shape: [...wt.shape] }) : null;
+  const inner: Windows = { ...w, layout: 'batch_inner' };
+  const gT = F.reshape(F.transpose(F.reshape(g, { shape: [N, Fn, -1] }), { axes: [1, 0, 2] }), { shape: [Fn, -1] });
+  let dw: NDArray | null = null;
+  if (wantWeight) {
+    const cols = F.reshape(F._im2col(data, { ...inner }), { shape: [CK, -1] });
+    // [CK, F], transposed after: a product with few columns is the fastest shape the GEMM has.
+    dw = F.reshape(F.transpose(F.dot(cols, gT, { transpose_b: true })), { shape: [...wt.shape] });
+  }
   if (!wantData) return [null, dw];
-  // d cols[n] = W^T g[n]: one GEMM over the batch after moving the filter axis first.
-  const gT = F.transpose(g3, { axes: [1, 0, 2] });
-  const dcolsT = F.dot(F.reshape(wt, { shape: [Fn, CK] }), gT, { transpose_a: true });
-  const dcols = F.reshape(F.transpose(dcolsT, { axes: [1, 0, 2] }), { shape: [...cols.shape] });
-  return [F._col2im(dcols, { ...w, shape: [...data.shape] }), dw];
+  const dcols = F.dot(F.reshape(wt, { shape: [Fn, CK] }), gT, { transpose_a: true });
+  const colsShape = windowsView(data.shape, inner).shape;
+  return [F._col2im(F.reshape(dcols, { shape: colsShape }), { ...inner, shape: [...data.shape] }), dw];
 }
 
 // --- Pooling ---

@@ -459,6 +459,28 @@ describe('strided copies', () => {
   }
 });
 
+describe('scatter-add over threads', () => {
+  for (const dtype of ['float32', 'float64', 'int32'] as const) {
+    it(`a view whose batch axis keeps writes apart runs threaded with the serial sums' bits (${dtype})`, () => {
+      // A convolution's windows laid out [C, KH, KW, N, OH, OW] over [N, C, H, W]: windows overlap
+      // within an image, never across images.
+      const [N, C, H, W, K] = [64, 3, 12, 12, 3];
+      const v: View = { shape: [C, K, K, N, H - K + 1, W - K + 1], strides: [H * W, W, 1, C * H * W, W, 1], offset: 0 };
+      const r = rng(23);
+      const [g1, g2] = pair(dtype, randomData(prod(v.shape), r));
+      const [t1, t2] = pair(dtype, randomData(N * C * H * W, r));
+      ref.scatterAddStrided(g1, t1, v); nat.scatterAddStrided(g2, t2, v);
+      compare(t1, t2, 0, 'col2im');
+      // An axis whose stride does not clear the others' spread is not split (rows that overlap).
+      const overlap: View = { shape: [200, 700], strides: [3, 1], offset: 0 };
+      const [h1, h2] = pair(dtype, randomData(200 * 700, r));
+      const [u1, u2] = pair(dtype, randomData(199 * 3 + 700, r));
+      ref.scatterAddStrided(h1, u1, overlap); nat.scatterAddStrided(h2, u2, overlap);
+      compare(u1, u2, 0, 'overlapping rows');
+    });
+  }
+});
+
 // ---- indexed kernels -----------------------------------------------------------------------
 
 /** The windows of [N, C, H, W] data as one view [N, C, OH, OW, KH, KW] (pooling's geometry). */
@@ -631,6 +653,38 @@ describe('gemm', () => {
       checkGemm(ACC_TOL[dtype], dtype, 5, 60, 70, 80, false, true, false, true, r);
     });
   }
+
+  it('small products along a long depth (a convolution\'s weight gradient) on every SIMD level, the same bits on 1 and 2 threads', () => {
+    const r = rng(15);
+    const threads0 = addon.getThreads();
+    try {
+      // A m x k and B n x k, both along the depth: each value of C a dot product. Tiles cut
+      // short on both sides, depths past a vector and past a chunk of 4096.
+      for (const level of levels) {
+        if (levels.indexOf(addon.setSimdCap(level)) < levels.indexOf(level)) continue; // not on this CPU
+        for (const dtype of FLOATS) {
+          for (const [m, n, k] of [[25, 6, 20007], [7, 13, 9001], [1, 1, 4099], [64, 64, 2049], [3, 6, 147456]]) {
+            const tol = ACC_TOL[dtype] * Math.sqrt(k / 256);
+            const [a1, a2] = pair(dtype, randomData(m * k, r, false, -1, 1));
+            const [b1, b2] = pair(dtype, randomData(n * k, r, false, -1, 1));
+            const [o1, o2] = outs(dtype, m * n);
+            ref.gemm(a1, b1, o1, 1, m, n, k, false, true, 0, 0);
+            const bits: string[] = [];
+            for (const t of [1, 2]) {
+              addon.setThreads(t);
+              nat.fill(o2, 12345);
+              nat.gemm(a2, b2, o2, 1, m, n, k, false, true, 0, 0);
+              compare(o1, o2, tol, `${level} ${dtype} ${m}x${n}x${k} on ${t} threads`);
+              bits.push(Buffer.from(nat.readBytes(o2)).toString('hex'));
+            }
+            expect(bits[1], `${level} ${dtype} ${m}x${n}x${k}: 2 threads vs 1`).toBe(bits[0]);
+          }
+        }
+      }
+    } finally {
+      addon.setThreads(threads0);
+    }
+  });
 
   it('an output aliasing an operand is still correct', () => {
     const r = rng(13);

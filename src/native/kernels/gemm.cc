@@ -50,6 +50,9 @@ NarrowKernel<T> first_holding(const NarrowKernel<T> (&ks)[2], int64_t n) {
     if (n <= nk.width) return nk;
   return {};
 }
+template <class T> DotKernel<T> pick_dot(const MicroKernels& k);
+template <> DotKernel<float> pick_dot<float>(const MicroKernels& k) { return k.f32_dot; }
+template <> DotKernel<double> pick_dot<double>(const MicroKernels& k) { return k.f64_dot; }
 template <> NarrowKernel<float> pick_narrow<float>(const MicroKernels& k, int64_t n) { return first_holding(k.f32_narrow, n); }
 template <> NarrowKernel<double> pick_narrow<double>(const MicroKernels& k, int64_t n) { return first_holding(k.f64_narrow, n); }
 
@@ -319,6 +322,59 @@ void gemm_narrow(const NarrowKernel<T>& nk, const Problem<T>& P, int64_t r0, int
   }
 }
 
+// About the multiply-adds of one step of a large product (see "steps" below).
+constexpr int64_t kStepFlops = int64_t(1) << 28;
+
+// ---- dot products ----------------------------------------------------------------------------
+// A small C along a long depth with both operands along it (A m x k, B n x k): a convolution's
+// weight gradient sums window values times filters over every position of the batch (25 x 6 over
+// 147,456 for LeNet's first layer). Packing for the general or the narrow path then costs more
+// than the product, whose tiles would be mostly padding; each value of C is instead a dot
+// product of two rows read in place (DotKernel).
+
+// Depth is cut into chunks of this many, whatever the thread count: each chunk's partial C is
+// computed alone and the partials are summed in chunk order, so the bits do not depend on how
+// many threads ran.
+constexpr int64_t kDotChunk = 4096;
+// When the dot path is taken: C at most this many values, depth at least this long and 16 times
+// C's longer side (for longer sides the general path's packed panels reuse A and B better).
+constexpr int64_t kDotMaxC = 4096;
+constexpr int64_t kDotMinDepth = 2048;
+
+template <class T>
+bool dot_suits(const Problem<T>& P) {
+  return !P.ta && P.tb && P.m * P.n <= kDotMaxC && P.k >= kDotMinDepth && P.k >= 16 * std::max(P.m, P.n);
+}
+
+template <class T>
+void gemm_dot(const DotKernel<T>& dk, const Problem<T>& P, int threads) {
+  const int64_t chunks = (P.k + kDotChunk - 1) / kDotChunk;
+  const int64_t row_tiles = (P.m + dk.mr - 1) / dk.mr;
+  const int64_t mn = P.m * P.n;
+  auto part = scratch<T>(chunks * mn);
+  auto run = [&](int64_t lo, int64_t hi) {
+    for (int64_t q = lo; q < hi; q++) {
+      const int64_t ch = q / row_tiles, i0 = (q % row_tiles) * dk.mr;
+      const int64_t k0 = ch * kDotChunk, kc = std::min(kDotChunk, P.k - k0);
+      const int rows = static_cast<int>(std::min<int64_t>(dk.mr, P.m - i0));
+      // Each chunk's block of rows, against every column: the rows stay in cache across them.
+      for (int64_t j0 = 0; j0 < P.n; j0 += dk.nr) {
+        const int cols = static_cast<int>(std::min<int64_t>(dk.nr, P.n - j0));
+        dk.run(kc, P.a + i0 * P.k + k0, P.k, P.b + j0 * P.k + k0, P.k, part.get() + ch * mn + i0 * P.n + j0, P.n,
+               rows, cols, false);
+      }
+    }
+  };
+  if (threads > 1) parallel_for(chunks * row_tiles, 1, run);
+  else run(0, chunks * row_tiles);
+  const T* pt = part.get();
+  for (int64_t e = 0; e < mn; e++) {
+    T s = pt[e];
+    for (int64_t ch = 1; ch < chunks; ch++) s += pt[ch * mn + e];
+    P.c[e] = s;
+  }
+}
+
 template <class T>
 void gemm_one(const Problem<T>& P, int threads) {
   if (P.m == 0 || P.n == 0) return;
@@ -332,6 +388,12 @@ void gemm_one(const Problem<T>& P, int threads) {
     return;
   }
   const MicroKernels ks = kernels_for(static_cast<Level>(g_level.load()));
+  // Products large enough to run in steps never come here whole (SteppedGemm), so the path a
+  // product takes depends on its shape alone.
+  if (dot_suits(P) && work < 2 * kStepFlops) {
+    gemm_dot(pick_dot<T>(ks), P, work >= kNarrowThreadFlops ? threads : 1);
+    return;
+  }
   const NarrowKernel<T> nk = pick_narrow<T>(ks, P.n);
   if (nk.mr > 0) {
     gemm_narrow(nk, P, 0, P.m, work >= kNarrowThreadFlops ? threads : 1);
@@ -364,8 +426,7 @@ void gemm_t(const T* a, const T* b, T* c, int64_t batch, int64_t m, int64_t n, i
 // for small products a run of whole products. The units run in gemm_blocked's order, row ranges
 // start at multiples of mr and the micro-kernel tiles are the same as the whole call's, so the
 // result is the same bit for bit; the cut depends only on the shapes, the thread count and the
-// instruction set, never on timing.
-constexpr int64_t kStepFlops = int64_t(1) << 28;
+// instruction set, never on timing. (kStepFlops, the size of a step, is defined above.)
 
 template <class T>
 class SteppedGemm {

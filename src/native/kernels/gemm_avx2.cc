@@ -1,5 +1,5 @@
 // AVX2 + FMA micro-kernels: 16 ymm registers hold a 6 x 2-vector tile (12 accumulators); narrow
-// products take 8 rows of one vector or 6 rows of two.
+// products take 8 rows of one vector or 6 rows of two; dot products 2 x 4 (8 accumulators, 6 loads).
 #include <immintrin.h>
 
 #include "kernels/gemm_ukernel.h"
@@ -16,6 +16,6 @@ GS_UK_TRAITS(F32, float, __m256, 8, _mm256, ps, _mm256_broadcast_ss(p), _mm256_f
 
 }  // namespace
 
-MicroKernels micro_kernels_avx2() { return make_micro_kernels<F32, F64, 6, 2, 8, 6>(); }
+MicroKernels micro_kernels_avx2() { return make_micro_kernels<F32, F64, 6, 2, 8, 6, 2, 4>(); }
 
 }  // namespace gs

@@ -15,6 +15,6 @@ GS_UK_TRAITS(F32, float, __m128, 4, _mm, ps, _mm_set1_ps(*p), _mm_add_ps(_mm_mul
 
 }  // namespace
 
-MicroKernels micro_kernels_sse2() { return make_micro_kernels<F32, F64, 6, 2, 8, 6>(); }
+MicroKernels micro_kernels_sse2() { return make_micro_kernels<F32, F64, 6, 2, 8, 6, 2, 4>(); }
 
 }  // namespace gs

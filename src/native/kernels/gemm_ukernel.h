@@ -24,9 +24,23 @@ struct NarrowKernel {
               bool accumulate) = nullptr;
 };
 
+// Products with a small C and a long depth, both operands along it (A m x k, B n x k: a
+// convolution's weight gradient, window values by filters summed over every position of the
+// batch): each value of C is the dot product of a row of A and a row of B, read where they lie.
+// One call computes an mr x nr block of them over k, the first `rows` x `cols` written (added to
+// C with accumulate); rows and cols past those repeat the last real one and are dropped.
+template <class T>
+struct DotKernel {
+  int mr = 0, nr = 0;
+  void (*run)(int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int rows, int cols,
+              bool accumulate) = nullptr;
+};
+
 struct MicroKernels {
   MicroKernel<float> f32;
   MicroKernel<double> f64;
+  DotKernel<float> f32_dot;
+  DotKernel<double> f64_dot;
   // [0]: one vector wide, [1]: two.
   NarrowKernel<float> f32_narrow[2];
   NarrowKernel<double> f64_narrow[2];

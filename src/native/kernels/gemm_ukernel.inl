@@ -118,13 +118,70 @@ NarrowKernel<typename S::T> make_narrow_kernel() {
   return nk;
 }
 
+// MR x NR dot products of rows of A and rows of B: per step, one vector of each row and MR * NR
+// multiply-adds into as many accumulators, summed across lanes at the end.
+template <class S, int MR, int NR>
+__attribute__((target(GS_UK_TARGET))) void dot_tile(int64_t k, const typename S::T* a, int64_t lda,
+                                                   const typename S::T* b, int64_t ldb, typename S::T* c, int64_t ldc,
+                                                   int rows, int cols, bool accumulate) {
+  using T = typename S::T;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  const T* ap[MR];
+  const T* bp[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++) ap[i] = a + (i < rows ? i : rows - 1) * lda;
+#pragma GCC unroll 8
+  for (int j = 0; j < NR; j++) bp[j] = b + (j < cols ? j : cols - 1) * ldb;
+  V r[MR][NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; j++) r[i][j] = S::zero();
+  int64_t p = 0;
+  for (; p + W <= k; p += W) {
+    V av[MR], bv[NR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) av[i] = S::load(ap[i] + p);
+#pragma GCC unroll 8
+    for (int j = 0; j < NR; j++) bv[j] = S::load(bp[j] + p);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; j++) r[i][j] = S::fma(av[i], bv[j], r[i][j]);
+  }
+  alignas(64) T lanes[W];
+  for (int i = 0; i < rows; i++) {
+    for (int j = 0; j < cols; j++) {
+      S::store(lanes, r[i][j]);
+      T sum = lanes[0];
+      for (int l = 1; l < W; l++) sum += lanes[l];
+      for (int64_t q = p; q < k; q++) sum += ap[i][q] * bp[j][q];
+      T* cp = c + i * ldc + j;
+      *cp = accumulate ? *cp + sum : sum;
+    }
+  }
+}
+
+template <class S, int MR, int NR>
+DotKernel<typename S::T> make_dot_kernel() {
+  DotKernel<typename S::T> dk;
+  dk.mr = MR;
+  dk.nr = NR;
+  dk.run = &dot_tile<S, MR, NR>;
+  return dk;
+}
+
 // Both dtypes of an instruction set share its register tile shapes: MR rows, NV vectors wide for
-// the general kernel; N1 rows one vector wide and N2 rows two vectors wide for narrow products.
-template <class F32, class F64, int MR, int NV, int N1, int N2>
+// the general kernel; N1 rows one vector wide and N2 rows two vectors wide for narrow products;
+// DR x DC dot products for small ones along a long depth.
+template <class F32, class F64, int MR, int NV, int N1, int N2, int DR, int DC>
 MicroKernels make_micro_kernels() {
   MicroKernels k;
   k.f32 = make_micro_kernel<F32, MR, NV>();
   k.f64 = make_micro_kernel<F64, MR, NV>();
+  k.f32_dot = make_dot_kernel<F32, DR, DC>();
+  k.f64_dot = make_dot_kernel<F64, DR, DC>();
   k.f32_narrow[0] = make_narrow_kernel<F32, N1, 1>();
   k.f32_narrow[1] = make_narrow_kernel<F32, N2, 2>();
   k.f64_narrow[0] = make_narrow_kernel<F64, N1, 1>();

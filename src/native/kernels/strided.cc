@@ -1,5 +1,6 @@
 #include "kernels/strided.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -70,9 +71,69 @@ Work copy_strided(const Buf& x_, const View& xv, const Buf& out_) {
   });
 }
 
+namespace {
+
+// An axis whose indices send the view's elements to disjoint ranges of out: its stride is wider
+// than everything the other axes can add. Threads that each take a range of it write disjoint
+// elements, and each element still receives its terms in row-major order, so the sum is the
+// serial one bit for bit. -1 when there is none (a view that overlaps itself, such as a
+// convolution's windows, across every axis).
+int disjoint_axis(const View& v) {
+  int best = -1;
+  for (int d = 0; d < v.rank; d++) {
+    if (v.shape[d] < 2) continue;
+    __int128 spread = 0;
+    for (int e = 0; e < v.rank; e++)
+      if (e != d) spread += static_cast<__int128>(v.shape[e] - 1) * (v.strides[e] < 0 ? -v.strides[e] : v.strides[e]);
+    const int64_t st = v.strides[d] < 0 ? -v.strides[d] : v.strides[d];
+    if (spread < st && (best < 0 || v.shape[d] > v.shape[best])) best = d;
+  }
+  return best;
+}
+
+}  // namespace
+
 Work scatter_add_strided(const Buf& x_, const Buf& out_, const View& ov) {
   auto plan = view_plan(out_, ov, "out", x_, "scatterAddStrided");
   if (!plan) return {};
+  const int split = x_.length >= 2 * kGrain ? disjoint_axis(ov) : -1;
+  if (split >= 0) {
+    // x is contiguous over the view's shape: walk both as strided operands over a range of the
+    // split axis at a time.
+    View xv;
+    xv.rank = ov.rank;
+    int64_t st = 1;
+    for (int d = ov.rank - 1; d >= 0; d--) {
+      xv.shape[d] = ov.shape[d];
+      xv.strides[d] = st;
+      st *= ov.shape[d];
+    }
+    const View o = ov;
+    const Buf x = x_, out = out_;
+    needs_numeric(x, "scatterAddStrided");
+    return {[x, out, o, xv, split] {
+      with_numeric(x.dtype, [&](auto t) {
+        using T = decltype(t);
+        const T* src = x.as<T>();
+        T* dst = out.as<T>();
+        const int64_t per = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, numel(o.shape, o.rank) / o.shape[split]));
+        parallel_for(o.shape[split], per, [&](int64_t lo, int64_t hi) {
+          View ob = o, xb = xv;
+          ob.shape[split] = xb.shape[split] = hi - lo;
+          ob.offset += lo * o.strides[split];
+          xb.offset = lo * xv.strides[split];
+          const int64_t* strides[2] = {ob.strides, xb.strides};
+          const int64_t offsets[2] = {ob.offset, xb.offset};
+          const Plan<2> p = make_plan<2>(ob.shape, ob.rank, strides, offsets);
+          walk(p, 0, p.size, [&](int64_t, int64_t cnt, const int64_t* off, const int64_t* in) {
+            T* d = dst + off[0];
+            const T* s = src + off[1];
+            for (int64_t j = 0; j < cnt; j++) d[j * in[0]] = any_binary_op<Binary::add>(d[j * in[0]], s[j * in[1]]);
+          });
+        });
+      });
+    }, double(x_.length)};
+  }
   return plan_work<true>(plan, x_, out_, double(x_.length), [](const Plan<1>& p, const auto* src, auto* o) {
     using T = std::remove_pointer_t<decltype(o)>;
     // Serial and in row-major order: a view with zero strides sends several x elements to one
