@@ -138,23 +138,28 @@ void pack_b(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc,
 
 // The tiles of one packed A block against B slivers [jr_lo, jr_hi). Edge tiles go through a
 // scratch tile so the micro-kernel always writes a full mr x nr block.
+// With `direct`, whole slivers of B are read where they lie (row-major B, rows P.n apart; see
+// b_direct) and only the last, partial one from the panel.
 template <class T>
 void macro_kernel(const MicroKernel<T>& uk, const Problem<T>& P, const T* ablock, const T* bpanel, int64_t i0,
-                  int64_t mc, int64_t j0, int64_t nc, int64_t kc, bool accumulate, int64_t jr_lo, int64_t jr_hi) {
+                  int64_t mc, int64_t j0, int64_t nc, int64_t p0, int64_t kc, bool accumulate, int64_t jr_lo,
+                  int64_t jr_hi, bool direct) {
   const int mr = uk.mr, nr = uk.nr;
   alignas(64) T tile[16 * 64];
   for (int64_t s = jr_lo; s < jr_hi; s++) {
     const int64_t jr = s * nr;
     const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
+    const bool in_place = direct && cols == nr;
+    const T* bp = in_place ? P.b + p0 * P.n + j0 + jr : bpanel + jr * kc;
+    const int64_t ldb = in_place ? P.n : nr;
     for (int64_t ir = 0; ir < mc; ir += mr) {
       const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
       T* c = P.c + (i0 + ir) * P.n + j0 + jr;
       const T* ap = ablock + ir * kc;
-      const T* bp = bpanel + jr * kc;
       if (rows == mr && cols == nr) {
-        uk.run(kc, ap, bp, c, P.n, accumulate);
+        uk.run(kc, ap, bp, ldb, c, P.n, accumulate);
       } else {
-        uk.run(kc, ap, bp, tile, nr, false);
+        uk.run(kc, ap, bp, ldb, tile, nr, false);
         for (int r = 0; r < rows; r++)
           for (int q = 0; q < cols; q++) c[r * P.n + q] = (accumulate ? c[r * P.n + q] : T(0)) + tile[r * nr + q];
       }
@@ -167,10 +172,26 @@ template <class T> struct Blocking;
 template <> struct Blocking<double> { static constexpr int64_t MC = 96, KC = 256, NC = 4080; };
 template <> struct Blocking<float> { static constexpr int64_t MC = 192, KC = 256, NC = 4080; };
 
-// Packs the kc x nc panel of B at (p0, j0), its slivers split between the threads.
+// B is read where it lies, not packed, when it is row-major and A is a single block of rows:
+// each value of B is then read by that block only, and packing would copy all of B to read it
+// once (a batched convolution: 6 filters times the 25 x 576 windows of each image, whose copy
+// took as long as the product). The panel then holds only the last sliver, if partial (zero
+// padded). The choice depends on the shapes only; either way the kernel reads the same values.
 template <class T>
-void pack_b_panel(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc, int nr, int threads, T* panel) {
+bool b_direct(const Problem<T>& P, int64_t MC) {
+  return !P.tb && P.m <= MC;
+}
+
+// Packs the kc x nc panel of B at (p0, j0), its slivers split between the threads; with
+// `direct`, only a partial last sliver.
+template <class T>
+void pack_b_panel(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc, int nr, int threads, T* panel,
+                  bool direct) {
   const int64_t slivers = (nc + nr - 1) / nr;
+  if (direct) {
+    pack_b(P, j0, nc, p0, kc, nr, nc / nr, slivers, panel);
+    return;
+  }
   const int tb = static_cast<int>(std::min<int64_t>(threads, slivers));
   run_tasks(tb, [&](int t) { pack_b(P, j0, nc, p0, kc, nr, slivers * t / tb, slivers * (t + 1) / tb, panel); });
 }
@@ -186,6 +207,7 @@ void block_rows(const MicroKernel<T>& uk, const Problem<T>& P, const T* panel, T
   const int mr = uk.mr, nr = uk.nr;
   const int64_t slivers = (nc + nr - 1) / nr;
   const bool acc = p0 > 0;
+  const bool direct = b_direct(P, MC);
   const int64_t rows = r1 - r0;
   const int64_t per = (rows + threads * mr - 1) / (threads * mr) * mr;
   if (threads > 1 && per * (threads - 1) < rows && per >= 2 * mr) {
@@ -195,7 +217,7 @@ void block_rows(const MicroKernel<T>& uk, const Problem<T>& P, const T* panel, T
       for (int64_t i0 = lo; i0 < hi; i0 += MC) {
         const int64_t mc = std::min(MC, hi - i0);
         pack_a(P, i0, mc, p0, kc, mr, ab);
-        macro_kernel(uk, P, ab, panel, i0, mc, j0, nc, kc, acc, 0, slivers);
+        macro_kernel(uk, P, ab, panel, i0, mc, j0, nc, p0, kc, acc, 0, slivers, direct);
       }
     });
     return;
@@ -205,7 +227,7 @@ void block_rows(const MicroKernel<T>& uk, const Problem<T>& P, const T* panel, T
     pack_a(P, i0, mc, p0, kc, mr, ablocks);
     const int ts = static_cast<int>(std::min<int64_t>(threads, slivers));
     run_tasks(ts, [&](int t) {
-      macro_kernel(uk, P, ablocks, panel, i0, mc, j0, nc, kc, acc, slivers * t / ts, slivers * (t + 1) / ts);
+      macro_kernel(uk, P, ablocks, panel, i0, mc, j0, nc, p0, kc, acc, slivers * t / ts, slivers * (t + 1) / ts, direct);
     });
   }
 }
@@ -226,7 +248,7 @@ void gemm_blocked(const MicroKernel<T>& uk, const Problem<T>& P, int threads) {
     const int64_t nc = std::min(NC, P.n - j0);
     for (int64_t p0 = 0; p0 < P.k; p0 += KC) {
       const int64_t kc = std::min(KC, P.k - p0);
-      pack_b_panel(P, j0, nc, p0, kc, nr, threads, bpanel.get());
+      pack_b_panel(P, j0, nc, p0, kc, nr, threads, bpanel.get(), b_direct(P, MC));
       block_rows(uk, P, bpanel.get(), ablocks.get(), mc_max * kc_max, MC, j0, nc, p0, kc, 0, P.m, threads);
     }
   }
@@ -564,7 +586,7 @@ class SteppedGemm {
   }
 
   void pack_panel(const Problem<T>& P, int64_t j0, int64_t nc, int64_t p0, int64_t kc) {
-    pack_b_panel(P, j0, nc, p0, kc, uk_.nr, threads_, bpanel_->get());
+    pack_b_panel(P, j0, nc, p0, kc, uk_.nr, threads_, bpanel_->get(), b_direct(P, MC_));
   }
 
   // gemm_blocked's work for rows [r0, r1) of one (j0, p0) block, split between the threads the

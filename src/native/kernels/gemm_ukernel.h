@@ -1,6 +1,7 @@
 // Register-tiled GEMM micro-kernels, one set per instruction set. A micro-kernel multiplies a
-// packed A panel (k steps of mr values) by a packed B panel (k steps of nr values) into an
-// mr x nr tile of C with row stride ldc, overwriting it or adding to it.
+// packed A panel (k steps of mr values) by a B panel (k steps of nr values, ldb apart: nr when
+// packed, B's row length when read where it lies) into an mr x nr tile of C with row stride ldc,
+// overwriting it or adding to it.
 #pragma once
 #include <cstdint>
 
@@ -9,7 +10,7 @@ namespace gs {
 template <class T>
 struct MicroKernel {
   int mr = 0, nr = 0;
-  void (*run)(int64_t k, const T* a, const T* b, T* c, int64_t ldc, bool accumulate) = nullptr;
+  void (*run)(int64_t k, const T* a, const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate) = nullptr;
 };
 
 // Narrow products (C no wider than `width`, one or two vectors): A is read where it lies (row i

@@ -6,7 +6,7 @@
 
 template <class S, int MR, int NV>
 __attribute__((target(GS_UK_TARGET))) void micro_kernel(int64_t k, const typename S::T* __restrict a,
-                                                       const typename S::T* __restrict b,
+                                                       const typename S::T* __restrict b, int64_t ldb,
                                                        typename S::T* c, int64_t ldc, bool accumulate) {
   using T = typename S::T;
   using V = typename S::V;
@@ -32,7 +32,7 @@ __attribute__((target(GS_UK_TARGET))) void micro_kernel(int64_t k, const typenam
       for (int j = 0; j < NV; j++) r[i][j] = S::fma(av, bv[j], r[i][j]);
     }
     a += MR;
-    b += NV * W;
+    b += ldb;
   }
 #pragma GCC unroll 16
   for (int i = 0; i < MR; i++) {

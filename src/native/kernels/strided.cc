@@ -54,9 +54,9 @@ Work copy_strided(const Buf& x_, const View& xv, const Buf& out_) {
       walk(p, lo, hi, [&](int64_t i, int64_t cnt, const int64_t* off, const int64_t* in) {
         const T* s = src + off[0];
         const int64_t st = in[0];
-        if (st == 1 && cnt <= 16) {
-          // Windows of a convolution or a pooling are runs this short: a call to memmove costs
-          // more than the copy.
+        if (st == 1 && cnt <= 64) {
+          // Windows of a convolution or a pooling are runs this short (a row of LeNet's 24 x 24
+          // outputs): a call to memmove costs more than the copy.
           for (int64_t j = 0; j < cnt; j++) o[i + j] = s[j];
         } else if (st == 1) {
           std::memmove(o + i, s, static_cast<size_t>(cnt) * sizeof(T));
