@@ -4,6 +4,9 @@
 #include "kernels/gemm.h"
 #include "kernels/memory.h"
 
+#include <emmintrin.h>
+#include <xmmintrin.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -11,6 +14,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/gemm_ukernel.h"
@@ -81,6 +85,27 @@ struct Problem {
 // the lanes past `lines` are zero so edge tiles need no branch in the micro-kernel.
 template <class T>
 inline void pack_depth_major(const T* src, int64_t ld, int lines, int width, int64_t kc, T* dst) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (lines == width && width % 4 == 0) {
+      // A whole sliver of floats, as 4 x 4 transposes (SSE2, in every x86-64): one element at
+      // a time, packing A took a tenth of a 256^3 product.
+      int64_t p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        for (int l = 0; l < width; l += 4) {
+          __m128 r0 = _mm_loadu_ps(src + (l + 0) * ld + p), r1 = _mm_loadu_ps(src + (l + 1) * ld + p);
+          __m128 r2 = _mm_loadu_ps(src + (l + 2) * ld + p), r3 = _mm_loadu_ps(src + (l + 3) * ld + p);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(dst + (p + 0) * width + l, r0);
+          _mm_storeu_ps(dst + (p + 1) * width + l, r1);
+          _mm_storeu_ps(dst + (p + 2) * width + l, r2);
+          _mm_storeu_ps(dst + (p + 3) * width + l, r3);
+        }
+      }
+      for (; p < kc; p++)
+        for (int l = 0; l < width; l++) dst[p * width + l] = src[l * ld + p];
+      return;
+    }
+  }
   for (int l = 0; l < lines; l++, src += ld)
     for (int64_t p = 0; p < kc; p++) dst[p * width + l] = src[p];
   for (int l = lines; l < width; l++)
