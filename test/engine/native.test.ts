@@ -624,7 +624,8 @@ describe('gemm', () => {
   const levels = ['sse2', 'avx2', 'avx512f'];
   afterAll(() => { addon.setSimdCap('avx512f'); });
   for (const dtype of FLOATS) {
-    it(`all transposes, batch strides and sizes (${dtype})`, () => {
+    // Generous timeouts: the sanitizer build (.ci/run) runs these several times slower.
+    it(`all transposes, batch strides and sizes (${dtype})`, { timeout: 120_000 }, () => {
       const r = rng(11);
       // Narrow products too (n of one or two vectors, read in place): rows past a run of 16, two
       // vectors wide, exactly two vectors, and depth past the 16384 of B packed at once. With few
@@ -657,7 +658,7 @@ describe('gemm', () => {
     });
   }
 
-  it('small products along a long depth (a convolution\'s weight gradient) on every SIMD level, the same bits on 1 and 2 threads', () => {
+  it('small products along a long depth (a convolution\'s weight gradient) on every SIMD level, the same bits on 1 and 2 threads', { timeout: 120_000 }, () => {
     const r = rng(15);
     const threads0 = addon.getThreads();
     try {
