@@ -237,7 +237,8 @@ export function makeKernels(m: Allocator) {
 
     full(dtype: DType, shape: readonly number[], value: number): NDArray {
       const out = m.alloc(dtype, [...shape]);
-      if (value !== 0) be.fill(out.storage, value);
+      // New buffers read as +0; -0 is written like any other value (its reciprocal is -inf).
+      if (value !== 0 || Object.is(value, -0)) be.fill(out.storage, value);
       return out;
     },
 

@@ -67,12 +67,53 @@ function isEmpty(attrs: unknown): boolean {
   return true;
 }
 
+/**
+ * Parsed attrs by their JSON text, per op: a training loop sends the same few attrs every step
+ * (`{"axis":1,"keepdims":true}`), and a zod parse of them cost several times the text. Only
+ * short texts that say exactly what was sent are kept: JSON writes NaN, Infinity and -0 as
+ * other values and drops undefined, so attrs holding one are parsed every time.
+ */
+const parsedByText = new WeakMap<OpDef, Map<string, unknown>>();
+const MAX_TEXT = 256;
+const MAX_TEXTS_PER_OP = 512;
+let exact = true;
+const faithful = (_k: string, v: unknown): unknown => {
+  if (typeof v === 'number' ? !Number.isFinite(v) || Object.is(v, -0) : v === undefined || typeof v === 'function' || typeof v === 'bigint') exact = false;
+  return v;
+};
+function textOf(attrs: unknown): string | null {
+  if (typeof attrs !== 'object' || attrs === null) return null;
+  exact = true;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(attrs, faithful);
+  } catch {
+    return null;  // a cycle or a getter that throws: zod reports what it finds
+  }
+  return exact && text !== undefined && text.length <= MAX_TEXT ? text : null;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !ArrayBuffer.isView(v) && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
 /** Parses attrs against the op's schema; a failure is a 422 naming the op and the attribute. */
 export function parseAttrs(def: OpDef, attrs: unknown): unknown {
   const empty = isEmpty(attrs);
   // Parsed attrs are objects, so undefined means "not parsed yet".
   const known = empty ? defaults.get(def) : undefined;
   if (known !== undefined) return known;
+  const text = empty ? null : textOf(attrs);
+  let byText: Map<string, unknown> | undefined;
+  if (text !== null) {
+    byText = parsedByText.get(def);
+    const hit = byText?.get(text);
+    if (hit !== undefined) return hit;
+  }
   const r = def.attrs.safeParse(attrs ?? {});
   if (!r.success) {
     const issue = r.error.issues[0];
@@ -83,6 +124,14 @@ export function parseAttrs(def: OpDef, attrs: unknown): unknown {
     throw fail('invalid_attribute', detail, { op: def.name, attribute: path || undefined });
   }
   if (empty) defaults.set(def, r.data);
+  else if (text !== null && r.data !== undefined) {
+    if (!byText) parsedByText.set(def, (byText = new Map()));
+    // A program generating endless distinct attrs keeps the op's cache from growing without end.
+    if (byText.size >= MAX_TEXTS_PER_OP) byText.clear();
+    // Shared by every later call with that text: frozen, so that a kernel or rule that wrote
+    // into its attrs would fail loudly instead of changing another call's.
+    byText.set(text, deepFreeze(r.data));
+  }
   return r.data;
 }
 

@@ -81,6 +81,25 @@ describe.skipIf(!addon)('the native buffer cache', () => {
     nativeBackend.free(b);
   });
 
+  it('small buffers, kept in their own free lists, come back as zeros at every size class', () => {
+    // 1 element to just under the 256 KiB of the mappings: each size freed full of junk and
+    // allocated again (the free list hands back that very block) must read as zeros.
+    for (let bytes = 8; bytes < 256 * 1024; bytes = bytes * 2 + 8) {
+      const n = bytes / 8;
+      for (let round = 0; round < 3; round++) {
+        const junk = nativeBackend.alloc('float64', n);
+        nativeBackend.fill(junk, -3.5);
+        nativeBackend.free(junk);
+        addon!.sync();
+        const b = nativeBackend.alloc('float64', n);
+        const v = nativeBackend.readNumbers(b);
+        expect(v.length).toBe(n);
+        expect(v.every((x) => x === 0), `${n} float64 elements, round ${round}`).toBe(true);
+        nativeBackend.free(b);
+      }
+    }
+  });
+
   it('an elementwise kernel writes a reused buffer without zeroing it first, and every element is its own', () => {
     const n = (2 * MiB) / 8;
     const x = nativeBackend.alloc('float64', 4);

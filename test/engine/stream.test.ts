@@ -106,6 +106,24 @@ describe('the native stream', () => {
     nat.free(a); nat.free(c);
   });
 
+  it('a thousand queued calls on one buffer run in call order', async () => {
+    // Every call reads and writes acc, so each waits for the one before: the buffer's queue of
+    // users grows to a thousand and is drained from its front while more are queued.
+    const acc = nat.alloc('float64', 4);
+    const step = nat.alloc('float64', 4);
+    nat.fill(step, 1);
+    addon.setInlineLimit(0);
+    defaultLimit = 1 << 15;
+    for (let i = 0; i < 1000; i++) {
+      nat.binary(i % 2 ? 'add' : 'mul', acc, flat(4), step, flat(4), acc);
+      if (i % 2 === 0) nat.fill(step, 2); else nat.fill(step, 1);
+    }
+    await nat.flush();
+    // acc: (((0*1)+2)*1+2)... = 2 * 500 after 500 rounds of (mul by 1, add 2).
+    expect(Array.from(nat.readNumbers(acc))).toEqual([1000, 1000, 1000, 1000]);
+    nat.free(acc); nat.free(step);
+  });
+
   /**
    * A random program over a few buffers, run on both backends; the native inline limit is varied
    * so that calls land inline or on the worker in every pattern. Every read must see the

@@ -113,7 +113,27 @@ class Block {
   int64_t length_;
   DType dtype_;
   std::atomic<int> pending_{0};  // queued calls using this block
-  std::deque<std::pair<int64_t, int>> users_;  // their numbers and tags, oldest first (guarded by the stream's mutex)
+  // Their numbers and tags, oldest first (guarded by the stream's mutex). A vector read from a
+  // head index, not a std::deque: a deque allocates a map and a 512-byte node when constructed,
+  // two allocations for every buffer, where most buffers never meet a queued call.
+  struct Users {
+    std::vector<std::pair<int64_t, int>> v;
+    size_t head = 0;
+    void emplace_back(int64_t seq, int tag) { v.emplace_back(seq, tag); }
+    const std::pair<int64_t, int>& front() const { return v[head]; }
+    void pop_front() {
+      if (++head == v.size()) {
+        v.clear();
+        head = 0;
+      } else if (head >= 64 && head * 2 >= v.size()) {
+        // A block that is never idle (always some queued user) keeps only its pending users.
+        v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(head));
+        head = 0;
+      }
+    }
+    auto begin() const { return v.begin() + static_cast<std::ptrdiff_t>(head); }
+    auto end() const { return v.end(); }
+  } users_;
 };
 using BlockRef = std::shared_ptr<Block>;
 
