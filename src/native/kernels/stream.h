@@ -213,6 +213,9 @@ class Stream {
   std::vector<std::pair<int, int64_t>> wakes_;  // (tag, seq) that on_progress is awaited for
   std::vector<int> urgent_;  // tags whose calls a synchronous wait (the JS thread, stalled) needs
   int64_t enqueued_ = 0, pending_ = 0;
+  // enqueued_, readable without m_: the worker watches it for a while before it sleeps
+  // (kHandoffSpin in stream.cc).
+  std::atomic<int64_t> submitted_{0};
   int64_t vtime_ = 0;  // the least worker time of an active lane, never decreasing
   size_t forget_at_ = 64;
   bool stop_ = false;
