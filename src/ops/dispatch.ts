@@ -68,29 +68,55 @@ function isEmpty(attrs: unknown): boolean {
 }
 
 /**
- * Parsed attrs by their JSON text, per op: a training loop sends the same few attrs every step
- * (`{"axis":1,"keepdims":true}`), and a zod parse of them cost several times the text. Only
- * short texts that say exactly what was sent are kept: JSON writes NaN, Infinity and -0 as
- * other values and drops undefined, so attrs holding one are parsed every time.
+ * Parsed attrs by their text, per op: a training loop sends the same few attrs every step
+ * (`{"axis":1,"keepdims":true}`), and a zod parse of them cost several times the text.
  */
 const parsedByText = new WeakMap<OpDef, Map<string, unknown>>();
 const MAX_TEXT = 256;
 const MAX_TEXTS_PER_OP = 512;
-let exact = true;
-const faithful = (_k: string, v: unknown): unknown => {
-  if (typeof v === 'number' ? !Number.isFinite(v) || Object.is(v, -0) : v === undefined || typeof v === 'function' || typeof v === 'bigint') exact = false;
-  return v;
-};
-function textOf(attrs: unknown): string | null {
-  if (typeof attrs !== 'object' || attrs === null) return null;
-  exact = true;
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(attrs, faithful);
-  } catch {
-    return null;  // a cycle or a getter that throws: zod reports what it finds
+
+/**
+ * The attrs as a key that only equal attrs share, or null when they hold anything but plain
+ * objects, arrays, strings, booleans, null and finite numbers other than -0 (JSON would write
+ * NaN, Infinity and -0 as other values), or would make a long key.
+ */
+function textOf(v: unknown, depth = 0): string | null {
+  switch (typeof v) {
+    case 'number':
+      return Number.isFinite(v) && !Object.is(v, -0) ? String(v) : null;
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'string':
+      return v.length <= MAX_TEXT ? JSON.stringify(v) : null;
+    case 'object': {
+      if (v === null) return 'null';
+      if (depth > 4) return null;
+      let out: string;
+      if (Array.isArray(v)) {
+        out = '[';
+        for (let i = 0; i < v.length; i++) {
+          const t = textOf(v[i], depth + 1);
+          if (t === null) return null;
+          out += i ? `,${t}` : t;
+          if (out.length > MAX_TEXT) return null;
+        }
+        return `${out}]`;
+      }
+      if (Object.getPrototypeOf(v) !== Object.prototype) return null;
+      out = '{';
+      let first = true;
+      for (const k in v) {
+        const t = textOf((v as Record<string, unknown>)[k], depth + 1);
+        if (t === null) return null;
+        out += `${first ? '' : ','}${JSON.stringify(k)}:${t}`;
+        first = false;
+        if (out.length > MAX_TEXT) return null;
+      }
+      return `${out}}`;
+    }
+    default:
+      return null;
   }
-  return exact && text !== undefined && text.length <= MAX_TEXT ? text : null;
 }
 
 function deepFreeze<T>(v: T): T {
