@@ -88,6 +88,8 @@ export interface CacheStats {
   /** Times the cache was given back to the system (idle, a failed mapping, or asked), and the bytes. */
   trims: number;
   trimmedBytes: number;
+  /** Freed small buffers (under 256 KiB) kept in free lists, outside limitBytes (at most 4 MiB). */
+  smallCachedBytes: number;
 }
 
 /** A backend's cache of freed buffers. */

@@ -354,6 +354,7 @@ Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
   set("misses", st.misses);
   set("trims", st.trims);
   set("trimmedBytes", st.trimmed_bytes);
+  set("smallCachedBytes", st.small_cached_bytes);
   return o;
 }
 Napi::Value AllocatorTrim(const Napi::CallbackInfo& info) {

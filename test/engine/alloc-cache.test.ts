@@ -81,6 +81,27 @@ describe.skipIf(!addon)('the native buffer cache', () => {
     nativeBackend.free(b);
   });
 
+  it('small freed buffers are counted while kept, bounded at 4 MiB, and given back by a trim', () => {
+    cache.trim();
+    expect(cache.stats().smallCachedBytes).toBe(0);
+    // 64 buffers of 128 KiB live at once, then freed: the lists keep 1 MiB of that class.
+    const held = Array.from({ length: 64 }, () => nativeBackend.alloc('float64', (128 * 1024) / 8));
+    for (const b of held) nativeBackend.free(b);
+    addon!.sync();
+    const kept = cache.stats().smallCachedBytes;
+    expect(kept).toBe(1024 * 1024);
+    // Other classes fill up to the overall bound and no further.
+    for (const kib of [1, 2, 4, 8, 16, 32, 64, 256 - 1]) {
+      const bs = Array.from({ length: 2048 / kib }, () => nativeBackend.alloc('float64', (kib * 1024) / 8));
+      for (const b of bs) nativeBackend.free(b);
+    }
+    addon!.sync();
+    expect(cache.stats().smallCachedBytes).toBeLessThanOrEqual(4 * MiB);
+    expect(cache.stats().smallCachedBytes).toBeGreaterThan(kept);
+    cache.trim();
+    expect(cache.stats().smallCachedBytes).toBe(0);
+  });
+
   it('small buffers, kept in their own free lists, come back as zeros at every size class', () => {
     // 1 element to just under the 256 KiB of the mappings: each size freed full of junk and
     // allocated again (the free list hands back that very block) must read as zeros.
@@ -218,5 +239,16 @@ describe.skipIf(!addon)('the buffer cache in /metrics', () => {
     expect(m1.hits - m0.hits).toBeGreaterThanOrEqual(18);
     expect(m1.cached).toBeGreaterThan(0);
     expect(Number.isFinite(m1.trims)).toBe(true);
+  });
+
+  it('shows the small buffers kept in free lists', async () => {
+    const c = await Client.open(srv.url);
+    // 20 rebinds of a 4 KiB array: each request frees the last y into its class's list.
+    await c.expr('x = nd.ones((1024,))');
+    for (let i = 0; i < 20; i++) await c.expr('y = x + 1');
+    const text = (await request(srv.url).get('/metrics').expect(200)).text;
+    const small = Number(/^gradserve_alloc_small_cached_bytes (\S+)$/m.exec(text)?.[1]);
+    expect(small).toBeGreaterThan(0);
+    expect(small).toBeLessThanOrEqual(4 * MiB);
   });
 });

@@ -43,6 +43,7 @@ export function registerMetrics(app: FastifyInstance, store: SessionStore, stagi
     const counter = (name: string, help: string, key: keyof ReturnType<typeof cache.stats>) =>
       new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(cache.stats()[key]); } });
     gauge('gradserve_alloc_cached_bytes', 'Freed native buffers kept for reuse (bytes).', 'cachedBytes');
+    gauge('gradserve_alloc_small_cached_bytes', 'Freed native buffers under 256 KiB kept in free lists for reuse (bytes; at most 4 MiB).', 'smallCachedBytes');
     gauge('gradserve_alloc_cache_limit_bytes', 'The most the native buffer cache keeps (GRADSERVE_ALLOC_CACHE_BYTES).', 'limitBytes');
     counter('gradserve_alloc_cache_hits_total', 'Large native allocations served from the cache, without page faults.', 'hits');
     counter('gradserve_alloc_cache_misses_total', 'Large native allocations that mapped fresh pages.', 'misses');

@@ -330,7 +330,13 @@ int64_t bytes_live() { return g_live.load(); }
 CacheStats cache_stats() {
   MapCache& c = map_cache();
   std::lock_guard<std::mutex> g(c.m);
-  return CacheStats{c.bytes, c.blocks, c.limit, c.budget == INT64_MAX ? -1 : c.budget, c.hits, c.misses, c.trims, c.trimmed_bytes};
+  int64_t small;
+  {
+    SmallCache& sc = small_cache();
+    std::lock_guard<std::mutex> gs(sc.m);
+    small = sc.bytes;
+  }
+  return CacheStats{c.bytes, c.blocks, c.limit, c.budget == INT64_MAX ? -1 : c.budget, c.hits, c.misses, c.trims, c.trimmed_bytes, small};
 }
 
 int64_t cache_trim() {

@@ -26,6 +26,7 @@ struct CacheStats {
   int64_t misses;          // large allocations that mapped fresh pages
   int64_t trims;           // times the cache was emptied (idle, pressure, or asked)
   int64_t trimmed_bytes;   // bytes given back to the system by those
+  int64_t small_cached_bytes;  // freed buffers under 256 KiB kept in their free lists (at most 4 MiB)
 };
 CacheStats cache_stats();
 // Returns every cached mapping to the system; answers the bytes released.
