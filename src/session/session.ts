@@ -382,13 +382,35 @@ export class Session {
 }
 
 /** Replaces every Deferred in a plain answer object by what it reads. */
+// Containers are copied only from the first member that changed: an answer with nothing deferred
+// (most of them, and every fetched number list) comes back as it was, without a copy of each list.
 function resolveDeferred<T>(v: T): T {
   if (v instanceof Deferred) return v.read() as T;
-  if (Array.isArray(v)) return v.map(resolveDeferred) as T;
+  if (Array.isArray(v)) {
+    let out: unknown[] | null = null;
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      const r = typeof x === 'object' && x !== null ? resolveDeferred(x) : x;
+      if (out) out.push(r);
+      else if (r !== x) (out = v.slice(0, i)).push(r);
+    }
+    return (out ?? v) as T;
+  }
   if (v && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
-    const out = record<unknown>();
-    for (const [k, x] of Object.entries(v)) out[k] = resolveDeferred(x);
-    return out as T;
+    let out: Record<string, unknown> | null = null;
+    for (const [k, x] of Object.entries(v)) {
+      const r = resolveDeferred(x);
+      if (out) out[k] = r;
+      else if (r !== x) {
+        out = record<unknown>();
+        for (const [k2, x2] of Object.entries(v)) {
+          if (k2 === k) break;
+          out[k2] = x2;
+        }
+        out[k] = r;
+      }
+    }
+    return (out ?? v) as T;
   }
   return v;
 }
