@@ -194,9 +194,12 @@ GS_VM_INLINE void map_padded(const float* x, float* o, int64_t m) {
 template <class F>
 GS_VM_TARGET void map_f32(const float* x, float* o, int64_t n, bool nt) {
   constexpr int W = S::W;
+  constexpr uintptr_t align = W * sizeof(float);
   int64_t i = 0;
   if (nt) {
-    const int64_t head = static_cast<int64_t>((64 - (reinterpret_cast<uintptr_t>(o) & 63)) & 63) / 4;
+    // A streamed store needs the vector's own alignment, so the head is always shorter than one
+    // vector (aligning to a 64-byte line would need up to 15 floats, two AVX2 vectors).
+    const int64_t head = static_cast<int64_t>((align - (reinterpret_cast<uintptr_t>(o) & (align - 1))) & (align - 1)) / 4;
     if ((reinterpret_cast<uintptr_t>(o) & 3) == 0 && head < n) {
       if (head > 0) map_padded<F>(x, o, head);
       for (i = head; i + W <= n; i += W) S::stream(o + i, F::apply(S::load(x + i)));
