@@ -21,6 +21,25 @@ except ImportError:
 state = {}
 
 
+def blas():
+    """The BLAS library this process loaded (numpy and torch both go through libblas.so.3, which
+    Debian points at the netlib reference BLAS unless libopenblas0-pthread is installed)."""
+    if np is not None:
+        np.dot(np.ones((2, 2)), np.ones((2, 2)))
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if ".so" in line}
+    except OSError:
+        return None
+    for lib in sorted(libs):
+        if "openblas" in lib or "libmkl" in lib or "blis" in lib:
+            return lib
+    for lib in sorted(libs):
+        if "libblas.so" in lib:
+            return lib
+    return None
+
+
 def timed(fn, reps):
     fn()
     t0 = time.perf_counter()
@@ -135,6 +154,7 @@ def main():
                 ans = {
                     "numpy": np.__version__ if np is not None else None,
                     "torch": torch.__version__ if torch is not None else None,
+                    "blas": blas(),
                 }
             elif kind == "gemm":
                 ans = {"s": gemm(req["dtype"], req["n"], req["reps"])}
