@@ -27,7 +27,7 @@ rm -rf "$WORK/src" "$WORK/test"
 mkdir -p "$WORK"
 mkdir -p "$WORK/test/engine" "$WORK/test/helpers"
 cp -r src "$WORK/src"
-cp test/engine/native.test.ts test/engine/commands.test.ts test/engine/stream.test.ts test/engine/fair.test.ts "$WORK/test/engine/"
+cp test/engine/native.test.ts test/engine/commands.test.ts test/engine/stream.test.ts test/engine/fair.test.ts test/engine/transcendental.test.ts "$WORK/test/engine/"
 cp test/helpers/*.ts test/helpers/*.mjs "$WORK/test/helpers/"
 cp package.json tsconfig.json "$WORK/"
 ln -sfn "$ROOT/node_modules" "$WORK/node_modules"
@@ -69,9 +69,9 @@ export LD_PRELOAD="$LIBASAN"
 export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 LOG="$WORK/test.log"
-echo "== running test/engine/native.test.ts, commands.test.ts, stream.test.ts and fair.test.ts under ASan+UBSan (log: $LOG)"
+echo "== running test/engine/native.test.ts, commands.test.ts, stream.test.ts, fair.test.ts and transcendental.test.ts under ASan+UBSan (log: $LOG)"
 set +e
-( cd "$WORK" && "$ROOT/node_modules/.bin/vitest" run test/engine/native.test.ts test/engine/commands.test.ts test/engine/stream.test.ts test/engine/fair.test.ts --pool=forks "$@" ) 2>&1 | tee "$LOG"
+( cd "$WORK" && "$ROOT/node_modules/.bin/vitest" run test/engine/native.test.ts test/engine/commands.test.ts test/engine/stream.test.ts test/engine/fair.test.ts test/engine/transcendental.test.ts --pool=forks "$@" ) 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 
 if [ "${ASAN_FUZZ:-0}" -gt 0 ]; then
