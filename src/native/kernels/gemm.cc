@@ -86,12 +86,14 @@ struct Problem {
 template <class T>
 inline void pack_depth_major(const T* src, int64_t ld, int lines, int width, int64_t kc, T* dst) {
   if constexpr (std::is_same_v<T, float>) {
-    if (lines == width && width % 4 == 0) {
-      // A whole sliver of floats, as 4 x 4 transposes (SSE2, in every x86-64): one element at
-      // a time, packing A took a tenth of a 256^3 product.
+    if (lines == width && width % 2 == 0) {
+      // A whole sliver of floats, as 4 x 4 transposes (SSE2, in every x86-64) and, for AVX2's
+      // 6-row slivers, a 2 x 4 interleave for the last two lines: one element at a time, packing A
+      // took a tenth of a 256^3 product.
       int64_t p = 0;
       for (; p + 4 <= kc; p += 4) {
-        for (int l = 0; l < width; l += 4) {
+        int l = 0;
+        for (; l + 4 <= width; l += 4) {
           __m128 r0 = _mm_loadu_ps(src + (l + 0) * ld + p), r1 = _mm_loadu_ps(src + (l + 1) * ld + p);
           __m128 r2 = _mm_loadu_ps(src + (l + 2) * ld + p), r3 = _mm_loadu_ps(src + (l + 3) * ld + p);
           _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
@@ -99,6 +101,14 @@ inline void pack_depth_major(const T* src, int64_t ld, int lines, int width, int
           _mm_storeu_ps(dst + (p + 1) * width + l, r1);
           _mm_storeu_ps(dst + (p + 2) * width + l, r2);
           _mm_storeu_ps(dst + (p + 3) * width + l, r3);
+        }
+        if (l < width) {
+          const __m128 r0 = _mm_loadu_ps(src + l * ld + p), r1 = _mm_loadu_ps(src + (l + 1) * ld + p);
+          const __m128 lo = _mm_unpacklo_ps(r0, r1), hi = _mm_unpackhi_ps(r0, r1);
+          _mm_storel_pi(reinterpret_cast<__m64*>(dst + (p + 0) * width + l), lo);
+          _mm_storeh_pi(reinterpret_cast<__m64*>(dst + (p + 1) * width + l), lo);
+          _mm_storel_pi(reinterpret_cast<__m64*>(dst + (p + 2) * width + l), hi);
+          _mm_storeh_pi(reinterpret_cast<__m64*>(dst + (p + 3) * width + l), hi);
         }
       }
       for (; p < kc; p++)
