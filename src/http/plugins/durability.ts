@@ -248,6 +248,8 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   };
   /** Sessions let go of here: a request that found one answers that it moved. */
   const letGoOf = new WeakSet<Session>();
+  /** How many times each recently held session was let go of here (see the preHandler). */
+  const lettings = new Map<string, number>();
   /** Lets go of the session held as `sid`, if any: a request that found it answers that it moved. */
   const drop = (sid: string) => {
     epochs.delete(sid);
@@ -257,6 +259,11 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     if (s) {
       letGoOf.add(s);
       store.release(s);
+      // Re-inserted so the oldest entries go first; a request waiting longer than 4096 let-gos is rare.
+      const n = (lettings.get(sid) ?? 0) + 1;
+      lettings.delete(sid);
+      lettings.set(sid, n);
+      if (lettings.size > 4096) lettings.delete(lettings.keys().next().value as string);
     }
   };
   const letGo = (sid: string) => {
@@ -464,6 +471,7 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     app.addHook('preHandler', async (req) => {
       const sid = (req.params as { sid?: unknown } | undefined)?.sid;
       if (typeof sid !== 'string' || isReplay(req) || !live) return;
+      const lettingsBefore = lettings.get(sid) ?? 0;
       await adopting.get(sid)?.catch(() => undefined);
       if (fenced(sid)) letGo(sid);
       if (!store.get(sid)) {
@@ -473,6 +481,11 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
           adopting.set(sid, p);
         }
         await p;
+      }
+      // Taken over here and let go of again while this request waited (another replica claimed it
+      // the moment it was whole): the session lives on there, so "no such session" would be wrong.
+      if (!store.get(sid) && (lettings.get(sid) ?? 0) !== lettingsBefore) {
+        throw fail('session_moved', `session \`${sid}\` moved between replicas while this request waited: send it again`, { retry_after: 1 });
       }
       (req as Tagged)[SEEN_SESSION] = store.get(sid);
     });
