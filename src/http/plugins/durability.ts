@@ -248,8 +248,6 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
   };
   /** Sessions let go of here: a request that found one answers that it moved. */
   const letGoOf = new WeakSet<Session>();
-  /** How many times each recently held session was let go of here (see the preHandler). */
-  const lettings = new Map<string, number>();
   /** Lets go of the session held as `sid`, if any: a request that found it answers that it moved. */
   const drop = (sid: string) => {
     epochs.delete(sid);
@@ -259,11 +257,6 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
     if (s) {
       letGoOf.add(s);
       store.release(s);
-      // Re-inserted so the oldest entries go first; a request waiting longer than 4096 let-gos is rare.
-      const n = (lettings.get(sid) ?? 0) + 1;
-      lettings.delete(sid);
-      lettings.set(sid, n);
-      if (lettings.size > 4096) lettings.delete(lettings.keys().next().value as string);
     }
   };
   const letGo = (sid: string) => {
@@ -423,8 +416,9 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
    * next epoch, which fences that replica, then reads its journal (everything it acknowledged is
    * there by then), rebuilds the session from its records and copies them into this journal.
    */
-  const adopting = new Map<string, Promise<void>>();
-  const adopt = async (sid: string, token: string | null): Promise<void> => {
+  const adopting = new Map<string, Promise<Session | undefined>>();
+  /** Resolves to the session rebuilt here, if any: a request that waited for it answers that it moved if it is let go of. */
+  const adopt = async (sid: string, token: string | null): Promise<Session | undefined> => {
     if (!claims || token === null) return;
     // The newest tenure that wrote its records: a claimant that died before writing any left none.
     const find = () => {
@@ -466,13 +460,13 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
       store.rebuilding.delete(sid);
     }
     app.log.info({ session: sid, epoch, records: found.chain.length }, 'took the session over from another replica');
+    return store.get(sid);
   };
   if (claims) {
     app.addHook('preHandler', async (req) => {
       const sid = (req.params as { sid?: unknown } | undefined)?.sid;
       if (typeof sid !== 'string' || isReplay(req) || !live) return;
-      const lettingsBefore = lettings.get(sid) ?? 0;
-      await adopting.get(sid)?.catch(() => undefined);
+      let adopted = await adopting.get(sid)?.catch(() => undefined);
       if (fenced(sid)) letGo(sid);
       if (!store.get(sid)) {
         let p = adopting.get(sid);
@@ -480,14 +474,12 @@ export async function registerDurability(app: FastifyInstance, store: SessionSto
           p = adopt(sid, bearer(req.headers)).finally(() => adopting.delete(sid));
           adopting.set(sid, p);
         }
-        await p;
+        adopted = (await p) ?? adopted;
       }
-      // Taken over here and let go of again while this request waited (another replica claimed it
-      // the moment it was whole): the session lives on there, so "no such session" would be wrong.
-      if (!store.get(sid) && (lettings.get(sid) ?? 0) !== lettingsBefore) {
-        throw fail('session_moved', `session \`${sid}\` moved between replicas while this request waited: send it again`, { retry_after: 1 });
-      }
-      (req as Tagged)[SEEN_SESSION] = store.get(sid);
+      // A session taken over here and let go of again while this request waited (another replica
+      // claimed it the moment it was whole) counts as found: onSend then answers that it moved,
+      // not that there is no such session.
+      (req as Tagged)[SEEN_SESSION] = store.get(sid) ?? adopted;
     });
   }
 
