@@ -25,6 +25,8 @@ export interface Allocator {
    * output (an input that dies with the op); null otherwise. Elementwise kernels ask first.
    */
   reuse?(x: NDArray, dtype: DType, shape: readonly number[]): NDArray | null;
+  /** Optional: a new NDArray over the buffer of the array the output's name held, when offered (see SessionMemory.reuseReplaced). */
+  reuseReplaced?(dtype: DType, shape: readonly number[]): NDArray | null;
 }
 
 /** Where an error should point: "`rhs` of `dot`". */
@@ -103,7 +105,7 @@ export function makeKernels(m: Allocator) {
       const r = (typeof x !== 'number' ? m.reuse(x, dtype, shape) : null) ?? (y !== undefined && typeof y !== 'number' ? m.reuse(y, dtype, shape) : null);
       if (r) return r;
     }
-    return m.alloc(dtype, shape);
+    return m.reuseReplaced?.(dtype, shape) ?? m.alloc(dtype, shape);
   };
 
   // Shapes of existing arrays and shapes computed here are shared; callers' shapes are copied.

@@ -122,6 +122,22 @@ export class SessionMemory implements Allocator, Keeper {
     return new NDArray(c, x.shape, dtype);
   }
 
+  /** The array a statement's output name held, dying with the statement, offered to its output (null withdraws it). */
+  private replaced: NDArray | null = null;
+
+  donateReplaced(x: NDArray | null): void {
+    this.replaced = x;
+  }
+
+  /** The replaced array's buffer, for an output of its dtype and shape that reads none of it. */
+  reuseReplaced(dtype: DType, shape: readonly number[]): NDArray | null {
+    const x = this.replaced;
+    if (x === null || x.dtype !== dtype || !sameShape(x.shape, shape)) return null;
+    this.replaced = null;
+    this.reused++;
+    return new NDArray(x.cell, x.shape, dtype);
+  }
+
   pend(x: Counted): void {
     this.pending.push(x);
   }

@@ -492,13 +492,17 @@ export class ProgramRunner {
     }
     if (def.mutates) this.checkMutations(def, p, inputs);
     // Anomaly mode reads the inputs after the op ran: none may lend its buffer to the output.
-    const donated = def.inPlace && !st.into && !this.s.scopes.detectAnomaly ? this.dyingInput(def, p, inputs) : null;
+    const lend = def.inPlace && !st.into && !this.s.scopes.detectAnomaly;
+    const donated = lend ? this.dyingInput(def, p, inputs) : null;
+    const replaced = lend && !donated ? this.replacedBinding(p, inputs) : null;
     if (donated) this.s.memory.donate(donated.cell);
+    if (replaced) this.s.memory.donateReplaced(replaced);
     let outs: NDArray[];
     try {
       outs = applyParsed(def, inputs, p.attrs);
     } finally {
       if (donated) this.s.memory.donate(null);
+      if (replaced) this.s.memory.donateReplaced(null);
     }
     if (def.visibleOutputs !== undefined && def.visibleOutputs < outs.length) outs = outs.slice(0, def.visibleOutputs);
     const stats = this.s.stats;
@@ -541,6 +545,24 @@ export class ProgramRunner {
       return a;
     }
     return null;
+  }
+
+  /**
+   * The array the statement's output name holds, which dies as the statement rebinds it (`d = a + b`
+   * in a loop), when the op does not read it and nothing else references it or its buffer: the
+   * output may be written over it. Its buffer would otherwise go back to the cache only once the
+   * kernels queued on it have run, after the next output was allocated, so a program of K such
+   * statements kept K buffers in flight (16 of 4 MB, twice an L3, cost 0.41 ms an add against 0.14).
+   * The native stream runs the new write after every queued use of the buffer.
+   */
+  private replacedBinding(p: Prepared, inputs: Value[]): NDArray | null {
+    const outs = p.st.out;
+    const out = typeof outs === 'string' ? outs : Array.isArray(outs) && outs.length === 1 ? outs[0] : undefined;
+    if (out === undefined || out.startsWith('%')) return null;
+    const old = this.s.names.get(out);
+    if (!old || old.refs !== 1 || old.cell.refs !== 1 || old.cell.saves !== 0 || old.autograd !== null) return null;
+    for (const a of inputs) if (a instanceof NDArray && a.cell === old.cell) return null;
+    return old;
   }
 
   /** An op that updates inputs in place may not touch what recording or a live tape needs. */

@@ -231,9 +231,10 @@ describe.skipIf(!addon)('the buffer cache in /metrics', () => {
     expect(m0.limit).toBe(256 * MiB);
     expect(nativeBackend.cache!.stats().budgetBytes).toBe(srv.config.limits.maxTotalBytes);
     await c.expr('x = nd.ones((262144,))');
-    // `y = x + 1` cannot write over x (it lives on), so each request allocates a new y and frees
-    // the last one.
-    for (let i = 0; i < 20; i++) await c.expr('y = x + 1');
+    // `x + 1` is a temporary: it cannot write over x (x lives on) or over y (the statement that
+    // rebinds y is the `* 2`, which writes over the dying temporary), so each request allocates
+    // one buffer and frees the last y.
+    for (let i = 0; i < 20; i++) await c.expr('y = (x + 1) * 2');
     const m1 = await read();
     // 1 MiB arrays: after the first two, each request's output reuses a freed mapping.
     expect(m1.hits - m0.hits).toBeGreaterThanOrEqual(18);
@@ -243,9 +244,10 @@ describe.skipIf(!addon)('the buffer cache in /metrics', () => {
 
   it('shows the small buffers kept in free lists', async () => {
     const c = await Client.open(srv.url);
-    // 20 rebinds of a 4 KiB array: each request frees the last y into its class's list.
+    // 20 rebinds of a 4 KiB array: each request frees the last y into its class's list (the
+    // temporary `x + 1` takes a buffer from it; see above).
     await c.expr('x = nd.ones((1024,))');
-    for (let i = 0; i < 20; i++) await c.expr('y = x + 1');
+    for (let i = 0; i < 20; i++) await c.expr('y = (x + 1) * 2');
     const text = (await request(srv.url).get('/metrics').expect(200)).text;
     const small = Number(/^gradserve_alloc_small_cached_bytes (\S+)$/m.exec(text)?.[1]);
     expect(small).toBeGreaterThan(0);

@@ -114,6 +114,66 @@ describe('in place where the input dies', () => {
   });
 });
 
+describe('over the array a statement rebinds, when the op does not read it', () => {
+  it('`d = a + b` again and again allocates nothing after the first d, in one program or many', async () => {
+    const s = newSession();
+    await s.run(() => run(s, 'a = nd.arange(1000) / 7\nb = nd.ones((1000,)) * 3\nd = a + b'));
+    const allocated = s.memory.allocated;
+    const reused = s.memory.reused;
+    for (let i = 0; i < 10; i++) await s.run(() => run(s, 'd = a + b'));
+    await s.run(() => run(s, Array.from({ length: 16 }, (_, i) => (i % 2 ? 'd = a * b' : 'd = a - b')).join('\n')));
+    expect(s.memory.allocated).toBe(allocated);
+    expect(s.memory.reused - reused).toBe(26);
+    await s.run(() => expect(data(s, 'd')).toEqual(data(s, 'a').map((x, i) => x * data(s, 'b')[i])));
+  });
+
+  it('queued kernels that read the old array see its values: the new write waits for them (native stream, 4 MB arrays)', async () => {
+    const s = newSession();
+    const n = 1 << 20;
+    await s.run(() => {
+      run(s, `a = nd.arange(${n}) / ${n}\nb = nd.ones((${n},)) + a`);
+      // e reads the first d; the second d may take that d's buffer while e's kernel is still queued.
+      run(s, 'd = a + b\ne = d * 2\nd = a - b\nf = d * 3\nd = b * b');
+    });
+    await s.memory.backend.flush();
+    await s.run(() => {
+      const A = data(s, 'a'), B = data(s, 'b');
+      expect(data(s, 'e').every((v, i) => v === (A[i] + B[i]) * 2)).toBe(true);
+      expect(data(s, 'f').every((v, i) => v === (A[i] - B[i]) * 3)).toBe(true);
+      expect(data(s, 'd').every((v, i) => v === B[i] * B[i])).toBe(true);
+    });
+    expect(s.memory.reused).toBeGreaterThanOrEqual(2);
+  });
+
+  it('never writes over an old array that an alias, a view, a tape or a gradient still holds', async () => {
+    const s = newSession();
+    await s.run(() => {
+      run(s, 'a = nd.ones((6,))\nb = nd.ones((6,)) * 2');
+      const reused = s.memory.reused;
+      run(s, 'd = a + b\ny = d\nd = a * b');
+      run(s, 'p = a + b\nv = p.reshape((2, 3))\np = a - b');
+      run(s, 'w = a + b\nw.attach_grad()\nw = a * 5');
+      expect(s.memory.reused).toBe(reused);
+      expect(data(s, 'y')).toEqual([3, 3, 3, 3, 3, 3]);
+      expect(data(s, 'v')).toEqual([3, 3, 3, 3, 3, 3]);
+      expect(data(s, 'd')).toEqual([2, 2, 2, 2, 2, 2]);
+      expect(data(s, 'p')).toEqual([-1, -1, -1, -1, -1, -1]);
+      expect(data(s, 'w')).toEqual([5, 5, 5, 5, 5, 5]);
+    });
+  });
+
+  it('recorded: an old array the tape saved keeps its values, and the gradients are those of fresh names', async () => {
+    const s = newSession();
+    await s.run(() => {
+      run(s, 'x = nd.array([0.5, 1.0, 1.5])\nx.attach_grad()\nc = nd.array([2.0, 3.0, 4.0])');
+      // t is saved by the product's vjp; rebinding t must not write over it before backward.
+      run(s, 'with autograd.record():\n    t = x * c\n    y = t * t\n    t = x + c\n    z = y + t * 0\nz.backward()');
+      expect(data(s, 'x.grad')).toEqual([0.5, 1, 1.5].map((v, i) => 2 * v * [2, 3, 4][i] ** 2 + 0));
+    });
+  });
+});
+
+
 describe('a dense layer and its activation', () => {
   it('recorded, relu(FullyConnected(...)) writes the activation over the product; the gradients are those of the two-name form', async () => {
     const setup = 'x = nd.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])\nW = nd.array([[0.1, -0.2, 0.3], [-0.4, 0.5, 0.6]])\nb = nd.array([0.05, -0.5])\nW.attach_grad()\nb.attach_grad()';
