@@ -114,12 +114,10 @@ export class SessionMemory implements Allocator, Keeper {
   }
 
   reuse(x: NDArray, dtype: DType, shape: readonly number[]): NDArray | null {
-    const c = this.donated;
-    // Same shape, not only the same size: the kernel then reads x at the index it writes.
-    if (c === null || x.cell !== c || x.dtype !== dtype || !sameShape(x.shape, shape)) return null;
-    this.donated = null;
-    this.reused++;
-    return new NDArray(c, x.shape, dtype);
+    if (this.donated === null || x.cell !== this.donated) return null;
+    const r = this.take(x, dtype, shape);
+    if (r) this.donated = null;
+    return r;
   }
 
   /** The array a statement's output name held, dying with the statement, offered to its output (null withdraws it). */
@@ -131,9 +129,15 @@ export class SessionMemory implements Allocator, Keeper {
 
   /** The replaced array's buffer, for an output of its dtype and shape that reads none of it. */
   reuseReplaced(dtype: DType, shape: readonly number[]): NDArray | null {
-    const x = this.replaced;
-    if (x === null || x.dtype !== dtype || !sameShape(x.shape, shape)) return null;
-    this.replaced = null;
+    const r = this.replaced === null ? null : this.take(this.replaced, dtype, shape);
+    if (r) this.replaced = null;
+    return r;
+  }
+
+  /** x's buffer as an output of dtype and shape, or null when they differ from x's. */
+  private take(x: NDArray, dtype: DType, shape: readonly number[]): NDArray | null {
+    // Same shape, not only the same size: an elementwise kernel then reads x at the index it writes.
+    if (x.dtype !== dtype || !sameShape(x.shape, shape)) return null;
     this.reused++;
     return new NDArray(x.cell, x.shape, dtype);
   }
