@@ -110,12 +110,34 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number, 
 }
 
 /**
+ * A small body that came with its headers is already buffered in the request stream: taken in one
+ * read, with none of the listeners, promise and copy of readBody (a sixth of a small op's request).
+ * Null when it has not all arrived, or is large enough to want a buffer of its own.
+ */
+function bufferedWhole(req: FastifyRequest, payload: Readable): Buffer | null {
+  const declared = Number(req.headers['content-length']);
+  if (!(declared > 0) || declared >= STAGING_MIN_BYTES || payload.readableLength < declared || payload.readableFlowing) return null;
+  const b = payload.read(declared) as Buffer | null;
+  return b && b.length === declared ? b : null;
+}
+
+/**
  * A JSON body's parser; a body with the Open Inference Protocol's `Inference-Header-Content-Length`
  * (JSON, then raw bytes) is handed on as its bytes, for src/http/oip.ts to split.
  */
 export function jsonParser(maxBodyBytes: number, staging?: StagingPool) {
   return (req: FastifyRequest, payload: Readable, done: (err: Error | null, body?: unknown) => void): void => {
     const oip = req.headers['inference-header-content-length'] !== undefined;
+    const whole = oip ? null : bufferedWhole(req, payload);
+    if (whole) {
+      let value: unknown;
+      try {
+        value = parseJsonBody(whole.toString('utf8'));
+      } catch (e) {
+        return done(e as Error, undefined);
+      }
+      return done(null, value);
+    }
     // An OIP body is handed on as its bytes, so it cannot be read into a buffer given back here.
     readBody(req, payload, maxBodyBytes, oip ? undefined : staging).then((buf) => {
       if (oip) return done(null, buf);

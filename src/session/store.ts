@@ -23,6 +23,8 @@ export interface CreateSessionInput {
 /** What a session keeps of its token: the SHA-256 of it. */
 export const hashToken = (token: string): Buffer => digest('sha256', token, 'buffer');
 const hash = hashToken;
+/** How many recently verified tokens the store remembers the hashes of (then it starts over). */
+const VERIFIED_TOKENS = 4096;
 
 /** What the store remembers of a session that is gone, to say why to the holder of its token. */
 interface Gone {
@@ -44,6 +46,12 @@ export class SessionStore {
   /** Called with a session's id once it is deleted or expired: state kept for it elsewhere goes too. */
   private readonly deletedListeners: ((id: string) => void)[] = [];
   private readonly releasedListeners: ((id: string) => void)[] = [];
+  /**
+   * Tokens that matched their session lately, with their hashes: a request's token is checked two
+   * or three times (its rate-limit bucket, its route, an idempotency key), each a SHA-256 through
+   * OpenSSL's digest lookup. Only matching tokens are kept, so made-up ones cannot fill it.
+   */
+  private readonly verified = new Map<string, Buffer>();
 
   constructor(readonly backend: Backend, readonly limits: Limits) {
     this.memory = new ProcessMemory(limits.maxTotalBytes, limits.maxTotalArrays);
@@ -93,7 +101,15 @@ export class SessionStore {
   /** True when `token` is the token of the live session `id` (for bucketing, before the route runs). */
   holds(id: string, token: string): boolean {
     const s = this.sessions.get(id);
-    return !!s && !s.closed && timingSafeEqual(hash(token), s.tokenHash);
+    return !!s && !s.closed && this.matches(token, s.tokenHash);
+  }
+
+  private matches(token: string, tokenHash: Buffer): boolean {
+    const d = this.verified.get(token) ?? hash(token);
+    if (!timingSafeEqual(d, tokenHash)) return false;
+    if (this.verified.size >= VERIFIED_TOKENS) this.verified.clear();
+    this.verified.set(token, d);
+    return true;
   }
 
   /**
@@ -108,7 +124,7 @@ export class SessionStore {
     const s = this.sessions.get(id);
     if (!s || s.closed) throw this.missing(id, token);
     if (token === null) throw fail('unauthorized', 'this request needs `Authorization: Bearer <token>` with the token answered when the session was created');
-    if (!timingSafeEqual(hash(token), s.tokenHash)) throw fail('unauthorized', 'the bearer token does not match this session');
+    if (!this.matches(token, s.tokenHash)) throw fail('unauthorized', 'the bearer token does not match this session');
     return s;
   }
 

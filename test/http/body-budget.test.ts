@@ -128,4 +128,58 @@ describe('request bodies in flight', () => {
       await tight.close();
     }
   });
+
+  describe('small JSON bodies, whole with their headers or not', () => {
+    /** Writes each part to one socket, `gap` ms apart, and resolves with all it was answered once `answers` responses came. */
+    async function exchange(parts: string[], answers: number, gap = 0): Promise<string> {
+      const u = new URL(srv.url);
+      const socket = connect(Number(u.port), u.hostname);
+      await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject); });
+      let got = '';
+      const done = new Promise<string>((resolve) => {
+        socket.on('data', (d) => {
+          got += d.toString('latin1');
+          if ((got.match(/HTTP\/1\.1 \d{3} /g) ?? []).length >= answers && /\}$/.test(got)) resolve(got);
+        });
+        socket.on('close', () => resolve(got));
+      });
+      for (const p of parts) {
+        socket.write(p);
+        if (gap) await new Promise((r) => setTimeout(r, gap));
+      }
+      const answer = await done;
+      socket.destroy();
+      return answer;
+    }
+    const post = (body: string, length = Buffer.byteLength(body)) =>
+      `POST /v1/sessions/${c.sid}/ops HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${c.token}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n${body}`;
+
+    it('two requests in one write (pipelined) are each parsed and answered, and hold nothing after', async () => {
+      const a = JSON.stringify({ expr: 'p = nd.array([1, 2]) * 3', fetch: ['p'] });
+      const b = JSON.stringify({ expr: 'q = p + 1', fetch: ['q'] });
+      const answer = await exchange([post(a) + post(b)], 2);
+      expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 200 ', 'HTTP/1.1 200 ']);
+      expect(answer).toMatch(/"p":\{[^}]*"data":\[3,6\][^]*"q":\{[^}]*"data":\[4,7\]/);
+      await until(async () => (await inFlight()) === 0);
+    });
+
+    it('a body that comes after its headers, in pieces, is read whole', async () => {
+      const body = JSON.stringify({ expr: 'r = nd.array([5, 6, 7]) - 1', fetch: ['r'] });
+      const whole = post(body);
+      const cut = whole.length - body.length;
+      const answer = await exchange([whole.slice(0, cut), body.slice(0, 9), body.slice(9)], 1, 30);
+      expect(answer).toMatch(/^HTTP\/1\.1 200/);
+      expect(answer).toContain('[4,5,6]');
+      await until(async () => (await inFlight()) === 0);
+    });
+
+    it('a small body that stops short of its Content-Length is answered 408 after the idle timeout', async () => {
+      const t0 = Date.now();
+      const answer = await exchange([post('{"expr":', 40)], 1);
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      expect(answer).toContain('body_idle_timeout');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+      await until(async () => (await inFlight()) === 0);
+    });
+  });
 });

@@ -71,14 +71,18 @@ export function registerBodyBudget(app: FastifyInstance, limits: Limits, memory:
       held += n;
       return null;
     };
-    // A body refused while it streams in: closing is cheaper than reading the rest of it.
-    const closeAfter = () => reply.header('Connection', 'close');
-
     const refused = declared > 0 ? reserve(declared) : null;
     if (refused) {
       dropBody(req.raw, limits);
       return done(refusal(refused, declared));
     }
+    // A body that came whole with its headers (most small requests) is already in memory and
+    // cannot stall: it needs neither timers nor a counting stream, which cost a small op's request
+    // about a sixth of its time.
+    if (declared > 0 && payload === req.raw && req.raw.readableLength >= declared) return done(null, payload);
+
+    // A body refused while it streams in: closing is cheaper than reading the rest of it.
+    const closeAfter = () => reply.header('Connection', 'close');
 
     const stop = (err: ApiError) => {
       clearTimers();

@@ -24,7 +24,9 @@ const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 function clientKey(store: SessionStore, apiKeys: readonly string[]) {
   return (req: FastifyRequest): string => {
     const who = verifiedCredential(store, apiKeys, req);
-    return who === null ? `ip:${req.ip}` : hash('sha256', who, 'hex').slice(0, 24);
+    // A session's id is no secret (it is in the URL); an API key is, so its bucket is a hash of it.
+    if (who === null) return `ip:${req.ip}`;
+    return who.startsWith('session:') ? who : hash('sha256', who, 'hex').slice(0, 24);
   };
 }
 
