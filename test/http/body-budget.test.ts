@@ -163,6 +163,14 @@ describe('request bodies in flight', () => {
       await until(async () => (await inFlight()) === 0);
     });
 
+    it('a whole body that no route reads (an unknown path) leaves the connection to the next request', async () => {
+      const lost = post(JSON.stringify({ expr: 'u = nd.ones((1,))' })).replace(`/v1/sessions/${c.sid}/ops`, '/v1/nowhere');
+      const answer = await exchange([lost + post(JSON.stringify({ expr: 'v = nd.ones((2,)) * 2', fetch: ['v'] }))], 2);
+      expect(answer.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 404 ', 'HTTP/1.1 200 ']);
+      expect(answer).toContain('[2,2]');
+      await until(async () => (await inFlight()) === 0);
+    });
+
     it('a body that comes after its headers, in pieces, is read whole', async () => {
       const body = JSON.stringify({ expr: 'r = nd.array([5, 6, 7]) - 1', fetch: ['r'] });
       const whole = post(body);
