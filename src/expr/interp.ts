@@ -817,8 +817,17 @@ export class Interpreter implements Host {
       if (shape.reduce((a, b) => a * b, 1) !== 1) throw programError('TypeError', `${what} needs an NDArray of one element`, { line: at.line });
       return this.m.read(v.ref)[0]!;
     }
-    if (v.t === 'str' && what.startsWith('float') && /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(v.v)) return Number(v.v);
-    if (v.t === 'str' && what.startsWith('int') && /^\s*[-+]?\d+\s*$/.test(v.v)) return Number(v.v);
+    if (v.t === 'str' && what.startsWith('float')) {
+      if (/^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(v.v)) return Number(v.v);
+      // Python's spellings of the IEEE specials: float('inf'), float('-Infinity'), float('nan').
+      const special = /^\s*([-+]?)(inf|infinity|nan)\s*$/i.exec(v.v);
+      if (special) return special[2].toLowerCase() === 'nan' ? NaN : special[1] === '-' ? -Infinity : Infinity;
+      throw programError('ValueError', `could not convert string to float: ${JSON.stringify(v.v)}`, { line: at.line });
+    }
+    if (v.t === 'str' && what.startsWith('int')) {
+      if (/^\s*[-+]?\d+\s*$/.test(v.v)) return Number(v.v);
+      throw programError('ValueError', `invalid literal for int() with base 10: ${JSON.stringify(v.v)}`, { line: at.line });
+    }
     throw programError('TypeError', `${what} needs a number, not ${describeValue(v)}`, { line: at.line });
   }
 

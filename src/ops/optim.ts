@@ -65,11 +65,17 @@ defineOp({
       k.assign(k.binary('sub', k.binary('mul', w, 1 - a.lr * a.wd, site), step, site), w);
       return w;
     }
-    // step = lr * clip(rescale_grad * grad); weight = weight * (1 - lr*wd) - step.
-    const step = k.binary('mul', g, a.rescale_grad, site);
-    clipInto(ctx, step, a.clip_gradient);
-    k.binary('mul', step, a.lr, site, step);
-    k.binary('mul', w, 1 - a.lr * a.wd, site, w);
+    // step = lr * clip(rescale_grad * grad); weight = weight * (1 - lr*wd) - step. A product by 1
+    // (the defaults rescale_grad=1, wd=0) changes no value, Inf and NaN included, so it is not
+    // run: the defaults take two passes over the weight's size instead of four.
+    const clipping = a.clip_gradient > 0;
+    const step = a.rescale_grad !== 1 || clipping ? k.binary('mul', g, a.rescale_grad, site) : k.binary('mul', g, a.lr, site);
+    if (a.rescale_grad !== 1 || clipping) {
+      clipInto(ctx, step, a.clip_gradient);
+      k.binary('mul', step, a.lr, site, step);
+    }
+    const keep = 1 - a.lr * a.wd;
+    if (keep !== 1) k.binary('mul', w, keep, site, w);
     k.binary('sub', w, step, site, w);
     return w;
   },

@@ -86,6 +86,19 @@ describe("the chapter's control flow, as one program", () => {
     // A list that holds itself prints as Python prints it, instead of recursing without end.
     expect((await c.expr('q = [1]\nq.append(q)\nprint(q, (q,))')).printed).toBe('[1, [...]] ([1, [...]],)\n');
   });
+
+  it("float() and int() of strings as Python reads them: 'inf', '-Infinity', 'nan', ' 2.5e1 '; anything else is a ValueError", async () => {
+    const c = await Client.open(srv.url);
+    const r = await c.expr('print(float("inf"), float(" -Infinity "), float("NaN") != float("nan"), float(" 2.5e1 "), int(" -7 "), float("+inf") > 1e308)');
+    expect(r.printed).toBe('inf -inf True 25.0 -7 True\n');
+    const a = await c.expr('x = nd.array([float("inf"), -float("inf")]); x');
+    expect(a.result.data).toEqual(['Infinity', '-Infinity']);
+    const bad = await c.post('/ops', { expr: 'float("infinite")' });
+    expect(bad.status).toBe(422);
+    expect(bad.body).toMatchObject({ exception: 'ValueError', detail: expect.stringContaining('could not convert string to float: "infinite"') });
+    const badInt = await c.post('/ops', { expr: 'int("1.5")' });
+    expect(badInt.body).toMatchObject({ exception: 'ValueError', detail: expect.stringContaining('invalid literal for int() with base 10') });
+  });
 });
 
 describe('functions', () => {

@@ -24,6 +24,16 @@ describe('optimizer updates', () => {
     }
   });
 
+  it('sgd_update with its defaults (no rescale, no decay, no clip) is w - lr g, with Inf and NaN where they fall', async () => {
+    const w1 = [0.5, Infinity, -2, NaN, -0];
+    const g1 = [1, 2, -Infinity, 1, 0];
+    await c.expr(`w = nd.array([0.5, float("inf"), -2, float("nan"), -0.0]); g = nd.array([1, 2, -float("inf"), 1, 0])`);
+    const r = await c.expr('sgd_update(w, g, lr=0.25, out=w); w');
+    const want = w1.map((v, i) => v - 0.25 * g1[i]);
+    expect(r.result.data.map(String)).toEqual(want.map((v) => (Object.is(v, -0) ? '0' : String(v))));
+    expect(r.result.data[1]).toBe('Infinity');
+  });
+
   it('sgd_mom_update: mom = momentum mom - lr wd w - lr clip(rescale g); w += mom', async () => {
     await c.expr(`w = nd.array(${JSON.stringify(w0)}); g = nd.array(${JSON.stringify(g0)}); m = nd.zeros(4)`);
     let w = [...w0];
