@@ -110,13 +110,20 @@ export function readBody(req: FastifyRequest, payload: Readable, limit: number, 
 }
 
 /**
- * A small body that came with its headers is already buffered in the request stream: taken in one
- * read, with none of the listeners, promise and copy of readBody (a sixth of a small op's request).
- * Null when it has not all arrived, or is large enough to want a buffer of its own.
+ * True when all `declared` bytes of a body are already buffered in its stream, as for almost every
+ * small request (a client writes the headers and the body in one go): such a body cannot stall,
+ * and is taken without the timers, counting stream, listeners and promise that a body still
+ * arriving needs (together about a sixth of a small op's request).
  */
+export function arrivedWhole(stream: Readable, declared: number): boolean {
+  return declared > 0 && stream.readableLength >= declared && !stream.readableFlowing;
+}
+
+/** A small body that arrived whole, taken in one read; null otherwise (see arrivedWhole). */
 function bufferedWhole(req: FastifyRequest, payload: Readable): Buffer | null {
   const declared = Number(req.headers['content-length']);
-  if (!(declared > 0) || declared >= STAGING_MIN_BYTES || payload.readableLength < declared || payload.readableFlowing) return null;
+  // A large one gets a buffer of its own (readBody), not a view of the socket's reads.
+  if (declared >= STAGING_MIN_BYTES || !arrivedWhole(payload, declared)) return null;
   const b = payload.read(declared) as Buffer | null;
   return b && b.length === declared ? b : null;
 }

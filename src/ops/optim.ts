@@ -68,9 +68,9 @@ defineOp({
     // step = lr * clip(rescale_grad * grad); weight = weight * (1 - lr*wd) - step. A product by 1
     // (the defaults rescale_grad=1, wd=0) changes no value, Inf and NaN included, so it is not
     // run: the defaults take two passes over the weight's size instead of four.
-    const clipping = a.clip_gradient > 0;
-    const step = a.rescale_grad !== 1 || clipping ? k.binary('mul', g, a.rescale_grad, site) : k.binary('mul', g, a.lr, site);
-    if (a.rescale_grad !== 1 || clipping) {
+    const scaled = a.rescale_grad !== 1 || a.clip_gradient > 0;
+    const step = k.binary('mul', g, scaled ? a.rescale_grad : a.lr, site);
+    if (scaled) {
       clipInto(ctx, step, a.clip_gradient);
       k.binary('mul', step, a.lr, site, step);
     }
