@@ -46,6 +46,8 @@ export class Cell implements Counted {
   /** How many of `refs` are tape nodes saving the buffer (in-place writes must not touch it). */
   saves = 0;
   dead = false;
+  /** Its place in the keeper's list of held buffers (-1 once freed): removal is a swap, not a hash. */
+  slot = -1;
   readonly born: number;
   constructor(
     readonly storage: Storage,

@@ -23,8 +23,12 @@ export class ProcessMemory {
 }
 
 export class SessionMemory implements Allocator, Keeper {
-  /** Every buffer not yet freed (for freeAll and the debug check). */
-  readonly held = new Set<Cell>();
+  /**
+   * Every buffer not yet freed (for freeAll and the debug check), each at its `slot`. An array
+   * with swap-removal, not a Set: a chain of small ops adds and deletes thousands a request, and
+   * a Set rehashed and reallocated its table as it grew and shrank.
+   */
+  private readonly heldCells: Cell[] = [];
   /** Counted things at zero references, to free at the next drain unless retained by then. */
   private pending: Counted[] = [];
   bytes = 0;
@@ -77,8 +81,8 @@ export class SessionMemory implements Allocator, Keeper {
     if (this.proc.bytes + b > this.proc.maxBytes) {
       throw fail('quota_exceeded', `the server holds ${this.proc.bytes} bytes and its limit is ${this.proc.maxBytes} (GRADSERVE_MAX_TOTAL_BYTES); try again later`, { limit: 'total_bytes', value: this.proc.bytes + b });
     }
-    if (this.held.size >= this.maxBuffers) {
-      throw fail('quota_exceeded', `this session holds ${this.held.size} arrays, its limit (GRADSERVE_MAX_SESSION_ARRAYS); delete arrays you no longer need, or keep many small ones as one larger array`, { limit: 'session_arrays', value: this.held.size });
+    if (this.heldCells.length >= this.maxBuffers) {
+      throw fail('quota_exceeded', `this session holds ${this.heldCells.length} arrays, its limit (GRADSERVE_MAX_SESSION_ARRAYS); delete arrays you no longer need, or keep many small ones as one larger array`, { limit: 'session_arrays', value: this.heldCells.length });
     }
     if (this.proc.buffers >= this.proc.maxBuffers) {
       throw fail('quota_exceeded', `the server holds ${this.proc.buffers} arrays, its limit (GRADSERVE_MAX_TOTAL_ARRAYS); try again later`, { limit: 'total_arrays', value: this.proc.buffers });
@@ -86,7 +90,8 @@ export class SessionMemory implements Allocator, Keeper {
     const s = this.backend.alloc(dtype, n);
     const cell = new Cell(s, b, this);
     this.proc.buffers++;
-    this.held.add(cell);
+    cell.slot = this.heldCells.length;
+    this.heldCells.push(cell);
     this.pending.push(cell);
     this.bytes += b;
     this.proc.bytes += b;
@@ -154,7 +159,14 @@ export class SessionMemory implements Allocator, Keeper {
   free(c: Cell): void {
     if (c.dead) return;
     c.dead = true;
-    this.held.delete(c);
+    if (this.heldCells[c.slot] === c) {
+      const last = this.heldCells.pop()!;
+      if (last !== c) {
+        this.heldCells[c.slot] = last;
+        last.slot = c.slot;
+      }
+    }
+    c.slot = -1;
     this.bytes -= c.bytes;
     this.proc.bytes -= c.bytes;
     this.proc.buffers--;
@@ -202,7 +214,7 @@ export class SessionMemory implements Allocator, Keeper {
   /** Frees every buffer the session holds (deleting the session). */
   freeAll(): void {
     this.pending = [];
-    for (const c of [...this.held]) this.free(c);
+    for (const c of [...this.heldCells]) this.free(c);
   }
 
   get pendingCount(): number {
@@ -210,6 +222,11 @@ export class SessionMemory implements Allocator, Keeper {
   }
 
   get buffers(): number {
-    return this.held.size;
+    return this.heldCells.length;
+  }
+
+  /** The buffers not yet freed, in no particular order. */
+  get held(): readonly Cell[] {
+    return this.heldCells;
   }
 }
