@@ -6,6 +6,7 @@ import math
 import numbers
 import os
 import struct
+import sys
 
 from . import _format
 from ._client import _DTYPE_BYTES, Client, Part, get_client, json_number
@@ -769,6 +770,43 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
     return outs[0] if count == 1 else outs
 
 
+# Copies of uploaded numpy arrays, reused by size. A training loop uploads a batch of the same
+# size every step, and a fresh 800 KB bytes object per batch was mapped and page-faulted anew
+# (0.27 ms a batch of 256 Fashion-MNIST images). A buffer is reused only once nothing else holds
+# it (the queued statement that sends it, a retry, the socket's write): its reference count says so.
+_SNAPSHOTS: dict[int, list[bytearray]] = {}
+_SNAPSHOT_MIN = 1 << 16  # smaller copies cost less than the bookkeeping
+_SNAPSHOT_SIZES = 8      # distinct sizes kept, the least recently used dropped
+_SNAPSHOT_PER_SIZE = 4
+
+
+def _snapshot(arr):
+    """The bytes of the C-contiguous numpy array `arr`, copied now (a later change to `arr` must
+    not reach the server, as MXNet's nd.array copies at once)."""
+    n = arr.nbytes
+    if n < _SNAPSHOT_MIN:
+        return arr.tobytes()
+    free = _SNAPSHOTS.pop(n, [])
+    _SNAPSHOTS[n] = free  # now the most recently used size
+    if len(_SNAPSHOTS) > _SNAPSHOT_SIZES:
+        del _SNAPSHOTS[next(iter(_SNAPSHOTS))]
+    for buf in free:
+        # References: the list, the loop variable and getrefcount's argument; any more is a user.
+        if sys.getrefcount(buf) == 3:
+            break
+    else:
+        if len(free) >= _SNAPSHOT_PER_SIZE:
+            return arr.tobytes()
+        buf = bytearray(n)
+        free.append(buf)
+    view = memoryview(buf)
+    try:
+        view[:] = memoryview(arr).cast('B')
+    finally:
+        view.release()
+    return buf
+
+
 def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray:
     """An NDArray holding `source` (nested lists, a number, a numpy array or an NDArray).
 
@@ -782,7 +820,7 @@ def array(source, dtype=None, ctx=None, client: Client | None = None) -> NDArray
         dt = _dtype_name(dtype) if dtype is not None else 'float32'
         arr = np.ascontiguousarray(source, dtype=np.dtype(dt).newbyteorder('<'))
         shape = tuple(arr.shape) or (1,)
-        raw = arr.tobytes()
+        raw = _snapshot(arr)
     else:
         dt = _dtype_name(dtype) if dtype is not None else 'float32'
         flat, shape = _flatten(source)

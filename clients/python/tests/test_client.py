@@ -179,6 +179,25 @@ class ClientTest(unittest.TestCase):
         self.assertTrue((np.asarray(x * 2) == a * 2).all())
         self.assertEqual(nd.array(np.ones(3, dtype=np.int64)).dtype, np.float32)
 
+    def test_numpy_uploads_are_copied_when_made_even_when_queued(self):
+        # A batch loop: one numpy buffer refilled each step, uploaded each time. The uploads are
+        # queued (sent at the next read) and their copies are reused once sent: every array must
+        # keep the values its source had at nd.array, whatever the source or a later upload does.
+        if np is None:
+            return
+        src = np.zeros((64, 300), dtype=np.float32)  # 76,800 bytes: past the size copies are reused at
+        arrays = []
+        for step in range(7):
+            src[:] = step
+            arrays.append(nd.array(src))
+            src[:] = -1  # after nd.array, before anything is sent
+            if step % 3 == 2:
+                self.assertEqual(arrays[-1].sum().asscalar(), step * src.size)  # a flush
+        for step, a in enumerate(arrays):
+            got = a.asnumpy()
+            self.assertTrue((got == step).all(), (step, got.min(), got.max()))
+        self.assertTrue((nd.array(src).asnumpy() == -1).all())
+
     # -- integer dtypes and float16 (MXNet 1.x semantics) -----------------------------------
     def test_integer_labels_as_in_the_book(self):
         y = nd.array([0, 2], dtype='int32')
