@@ -397,15 +397,19 @@ function resolveDeferred<T>(v: T): T {
     return (out ?? v) as T;
   }
   if (v && typeof v === 'object' && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null)) {
+    // for-in over a plain object (its prototype has no enumerable keys): Object.entries built an
+    // array of pairs for every object of every answer, most of which hold no Deferred.
+    const o = v as Record<string, unknown>;
     let out: Record<string, unknown> | null = null;
-    for (const [k, x] of Object.entries(v)) {
-      const r = resolveDeferred(x);
+    for (const k in o) {
+      const x = o[k];
+      const r = typeof x === 'object' && x !== null ? resolveDeferred(x) : x;
       if (out) out[k] = r;
       else if (r !== x) {
         out = record<unknown>();
-        for (const [k2, x2] of Object.entries(v)) {
+        for (const k2 in o) {
           if (k2 === k) break;
-          out[k2] = x2;
+          out[k2] = o[k2];
         }
         out[k] = r;
       }
