@@ -71,10 +71,14 @@ describe('unfinished uploads', () => {
     await holdAndClose(s.json.id, s.json.token);
     const warm = await settledRss(srv, { pauseMs: 400 });
     const held = await holdAndClose(s.json.id, s.json.token);
+    // At most a tenth of what holding the bodies added may stay resident (the bug kept all of it).
+    // Measured against the rise, not the baseline: the baseline itself moved between 137 and 163
+    // MiB from run to run, more than a tenth of it, while 240 MB of bodies came and went.
+    const ceiling = warm + 0.1 * (held - warm);
     // On a loaded machine the collections that free the bodies may take a few rounds to settle.
-    const after = await settledRss(srv, { ceiling: warm * 1.1, rounds: 9, pauseMs: 400 });
+    const after = await settledRss(srv, { ceiling, rounds: 9, pauseMs: 400 });
     console.log(`unfinished uploads: rss after a warm-up round ${MiB(warm)} MiB, holding 4 x 60 MB ${MiB(held)} MiB, after they closed ${MiB(after)} MiB`);
     expect(held).toBeGreaterThan(warm + 3 * SIZE); // the bodies were really held
-    expect(after).toBeLessThanOrEqual(warm * 1.1);
+    expect(after).toBeLessThanOrEqual(ceiling);
   });
 });
