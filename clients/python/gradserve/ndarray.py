@@ -772,8 +772,9 @@ def _invoke(opname: str, args: list, kwargs: dict, client: Client | None = None)
 
 # Copies of uploaded numpy arrays, reused by size. A training loop uploads a batch of the same
 # size every step, and a fresh 800 KB bytes object per batch was mapped and page-faulted anew
-# (0.27 ms a batch of 256 Fashion-MNIST images). A buffer is reused only once nothing else holds
-# it (the queued statement that sends it, a retry, the socket's write): its reference count says so.
+# (cProfile of the book's softmax epoch: 0.125 s for its 470 uploads, 0.024 s with this). A buffer
+# is reused only once nothing else holds it (the queued statement that sends it, a retry, the
+# socket's write): its reference count says so.
 _SNAPSHOTS: dict[int, list[bytearray]] = {}
 _SNAPSHOT_MIN = 1 << 16  # smaller copies cost less than the bookkeeping
 _SNAPSHOT_SIZES = 8      # distinct sizes kept, the least recently used dropped
